@@ -1,0 +1,92 @@
+/*
+ * common/config.h - the router's configuration: config.yaml (the Go router's keys, reference
+ * section 2.1, plus fd-router's own), loaded strictly by the control plane.
+ *
+ * Strictness (a deliberate difference from the Go router, see docs/compat.md): a value of the
+ * wrong type or out of range, a duplicate key, or an unknown policy name is a startup error
+ * naming the file, line and key; an unknown key is a warning. Every key and default is listed
+ * in docs/config.md.
+ *
+ * The data plane never reads this file: the control plane publishes the part the DP needs into
+ * shared memory (shm_config_t) with fd_config_to_shm().
+ */
+#ifndef FD_COMMON_CONFIG_H
+#define FD_COMMON_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "shm/layout.h"
+
+typedef struct {
+    /* server */
+    char name[64];
+    unsigned port; /* 0 = not set (then --port is required) */
+    char host[64]; /* parsed for compatibility; the listening address is server.listen */
+    char listen[64];
+    char mode[16];
+    bool splitwise;
+
+    /* log */
+    char log_level[16];
+    char log_output[16];
+    int log_max_age_days;
+    int log_max_total_size_mb;
+    double log_cleanup_interval_secs;
+
+    /* manager */
+    char register_path[PATH_MAX];
+    int health_failure_threshold;
+    int health_success_threshold;
+    double health_check_timeout_secs;
+    double health_check_interval_secs;
+    char health_check_endpoint[128];
+    double unhealthy_removal_secs;     /* fd-router: unhealthy this long -> removed */
+    double metrics_poll_interval_secs; /* fd-router: remote /metrics polling period */
+    double metrics_max_age_secs;       /* fd-router: older remote metrics fall back to local */
+
+    /* scheduler */
+    shm_policy_t policy;
+    shm_policy_t prefill_policy;
+    shm_policy_t decode_policy;
+    double eviction_interval_secs;
+    double eviction_duration_mins;
+    int cache_block_size;
+    char tokenizer_url[256];
+    double tokenizer_timeout_secs;
+    double balance_abs_threshold;
+    double balance_rel_threshold;
+    double hit_ratio_weight;
+    double load_balance_weight;
+    double waiting_weight;
+    double stats_interval_secs;
+
+    /* proxy (fd-router) */
+    double connect_timeout_secs;
+    double first_byte_timeout_secs;
+    double idle_timeout_secs;
+    int max_body_mb;
+    int retry_attempts;
+
+    /* router (fd-router): process model */
+    int dp_threads; /* 0 = one per core */
+    char shm_name[64];
+    char control_socket[PATH_MAX];
+    char dp_binary[PATH_MAX];
+} fd_config_t;
+
+void fd_config_defaults(fd_config_t *c);
+
+/* Load `path` over the defaults. Returns 0, or -1 with "file:line: key: reason" in err.
+ * Warnings (unknown keys) are logged. */
+int fd_config_load(fd_config_t *c, const char *path, char *err, size_t errlen);
+
+/* Policy names <-> enum. Returns -1 for an unknown name. */
+int fd_policy_from_name(const char *name);
+const char *fd_policy_name(shm_policy_t p);
+
+/* The subset the data plane reads from shared memory. */
+void fd_config_to_shm(const fd_config_t *c, shm_config_t *out);
+
+#endif

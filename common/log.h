@@ -1,0 +1,28 @@
+/*
+ * common/log.h - logging in the Go router's line format, so the operators' tooling that parses
+ * FastDeploy router logs works on fd-router too:
+ *   [LEVEL] YYYY/MM/DD HH:MM:SS file.c:<line>: <message>
+ * INFO/WARN/DEBUG go to stdout, ERROR to stderr. Thread-safe (one write(2) per line).
+ */
+#ifndef FD_COMMON_LOG_H
+#define FD_COMMON_LOG_H
+
+typedef enum { FD_LOG_ERROR = 0, FD_LOG_WARN = 1, FD_LOG_INFO = 2, FD_LOG_DEBUG = 3 } fd_log_level_t;
+
+/* "debug" / "info" / "warn"; anything else prints errors only (the Go router's rule). */
+void fd_log_set_level_name(const char *name);
+void fd_log_set_level(fd_log_level_t lvl);
+int fd_log_enabled(fd_log_level_t lvl);
+void fd_log_write(fd_log_level_t lvl, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define LOG_ERROR(...) fd_log_write(FD_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+#define LOG_WARN(...)  fd_log_write(FD_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define LOG_INFO(...)  fd_log_write(FD_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define LOG_DEBUG(...)                                                                                       \
+    do {                                                                                                     \
+        if (fd_log_enabled(FD_LOG_DEBUG))                                                                    \
+            fd_log_write(FD_LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__);                                     \
+    } while (0)
+
+#endif

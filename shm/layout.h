@@ -1,0 +1,268 @@
+/*
+ * shm/layout.h - the whole shared-memory layout of fd-router, in one place.
+ *
+ * One POSIX segment (/fd-router-<port> by default) is created by the control plane (CP) and
+ * mapped by every data plane (DP) process and by fdctl. It is mapped at whatever address the
+ * kernel picks, so every reference inside it is an OFFSET from the segment base (0 = none),
+ * never a pointer. A process converts offsets with shm_ptr() (shm/shm.h).
+ *
+ * Layout (all sections at fixed offsets computed from the constants below):
+ *
+ *   +------------------------------+  0
+ *   | shm_header_t                 |  magic, version, config, epoch, writer lock, views
+ *   +------------------------------+  hdr.readers_off
+ *   | shm_reader_t [SHM_MAX_READERS]  one cache line each: {pid, start time, active epoch}
+ *   +------------------------------+  hdr.dps_off
+ *   | shm_dp_row_t [SHM_MAX_DPS]   |  per-DP-process load counters, one row per live DP
+ *   +------------------------------+  hdr.instances_off
+ *   | shm_instance_t [SHM_MAX_INSTANCES]  fixed instance slots with generations
+ *   +------------------------------+  hdr.arena_off
+ *   | arena: SHM_ARENA_BLOCKS blocks of SHM_ARENA_BLOCK_SIZE bytes, each with a header
+ *   +------------------------------+  hdr.size
+ *
+ * Concurrency rules (the "contract" every module relies on):
+ *  - Writers (the CP; later DPs inserting into the prefix tree) hold hdr.wlock, a robust,
+ *    process-shared mutex. Only writers allocate from or free to the arena.
+ *  - What DPs select from is a "view" per role: an arena block holding the sorted list of
+ *    selectable instance slots. A writer builds a new view in a fresh block and publishes it
+ *    with ONE release store of its offset into hdr.view_off[role]; the old block goes to the
+ *    limbo list tagged with the epoch of the publication and is reused only after a grace
+ *    period (every live reader quiescent or past that epoch). Readers never lock.
+ *  - Readers bracket their use of a view with shm_read_enter()/shm_read_exit() on their own
+ *    reader slot (one per thread). Nothing read from shm may be kept across exit: copy what
+ *    a request needs (slot, generation, host, port) into process memory.
+ *  - Instance slot identity (url, host, port, role, FD metadata) is written only while the
+ *    slot is FREE, before it appears in any view. A slot leaves every view, then becomes
+ *    RETIRED; the CP frees it (generation + 1) only when no DP row counts it any more and a
+ *    grace period has passed. Mutable fields (health, remote metrics, drain flag) are
+ *    single-writer (CP) atomics or seqcount-protected.
+ *  - Load counters: a DP increments and decrements only its own row with relaxed atomics;
+ *    readers sum the rows of live DPs. A request remembers (slot, generation) and decrements
+ *    only if the generation still matches, so a counter can never wrap below zero. When a DP
+ *    dies the CP zeroes its row.
+ */
+#ifndef FD_SHM_LAYOUT_H
+#define FD_SHM_LAYOUT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
+#define SHM_LAYOUT_VERSION 1u
+
+#define SHM_CACHELINE      64
+#define SHM_MAX_INSTANCES  1024
+#define SHM_MAX_DPS        8
+#define SHM_MAX_READERS    256
+#define SHM_MAX_LIST       16 /* rdma_ports / device_ids / transfer_protocol entries */
+#define SHM_LIST_ITEM_LEN  16
+#define SHM_URL_LEN        64 /* "http://" + IPv6 literal in brackets + ":65535" fits */
+#define SHM_HOST_LEN       48
+#define SHM_STATUS_BUCKETS 8 /* distinct upstream status codes counted per instance */
+#define SHM_POLICY_LEN     32
+
+#define SHM_ARENA_BLOCK_SIZE 4096u
+#define SHM_ARENA_BLOCKS     256u
+
+/* Instance roles. The numbering is FastDeploy's (role may be registered as int 0/1/2). */
+typedef enum {
+    SHM_ROLE_MIXED = 0,
+    SHM_ROLE_PREFILL = 1,
+    SHM_ROLE_DECODE = 2,
+    SHM_ROLE_COUNT = 3,
+} shm_role_t;
+
+/* Life of an instance slot. */
+typedef enum {
+    SHM_SLOT_FREE = 0,    /* unused; identity may be (re)written by the CP */
+    SHM_SLOT_LIVE = 1,    /* registered; in its role's view iff health == HEALTHY && !drained */
+    SHM_SLOT_RETIRED = 2, /* removed; waits for its in-flight counts to drain to 0 */
+} shm_slot_state_t;
+
+typedef enum {
+    SHM_HEALTH_UNKNOWN = 0, /* registered from register.yaml, first probe not done yet */
+    SHM_HEALTH_HEALTHY = 1,
+    SHM_HEALTH_UNHEALTHY = 2,
+} shm_health_t;
+
+/* Bit set of transfer protocols an instance lists. */
+#define SHM_PROTO_IPC  1u
+#define SHM_PROTO_RDMA 2u
+
+/* Policies (one file each in dataplane/policy/). */
+typedef enum {
+    SHM_POL_RANDOM = 0,
+    SHM_POL_ROUND_ROBIN,
+    SHM_POL_POWER_OF_TWO,
+    SHM_POL_REQUEST_NUM,
+    SHM_POL_PROCESS_TOKENS,
+    SHM_POL_FD_METRICS_SCORE,
+    SHM_POL_FD_REMOTE_METRICS_SCORE,
+    SHM_POL_CACHE_AWARE,
+    SHM_POL_REMOTE_CACHE_AWARE,
+    SHM_POL_COUNT,
+} shm_policy_t;
+
+/*
+ * What the DP needs of the configuration, published by the CP at start (and again when a new
+ * CP starts with another configuration). Guarded by hdr.config_seq (seqcount: odd while being
+ * written); DPs copy it whole and retry if the sequence moved.
+ */
+typedef struct {
+    uint32_t splitwise;
+    uint32_t policy[SHM_ROLE_COUNT]; /* shm_policy_t for mixed, prefill, decode */
+    double balance_abs_threshold;
+    double balance_rel_threshold;
+    double hit_ratio_weight;
+    double load_balance_weight;
+    double waiting_weight;
+    uint32_t cache_block_size;
+    uint32_t connect_timeout_ms;
+    uint32_t first_byte_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t max_body_bytes;
+    uint32_t retry_attempts;      /* instances tried per request before a connect error is final */
+    uint32_t metrics_max_age_ms;  /* older remote metrics fall back to local counters */
+    uint32_t dp_threads;          /* 0 = one per core */
+    char tokenizer_url[256];
+    uint32_t tokenizer_timeout_ms;
+} shm_config_t;
+
+/* A reader slot: one per DP thread (and per fdctl invocation). */
+typedef struct {
+    _Alignas(SHM_CACHELINE) uint64_t active_epoch; /* 0 = quiescent, else the epoch read at enter */
+    int32_t pid;                                   /* 0 = slot free */
+    uint32_t pad;
+    uint64_t start_time; /* field 22 of /proc/pid/stat: detects pid reuse */
+} shm_reader_t;
+
+/* Load counters of one DP process. Row i counts requests this DP has in flight to slot i. */
+typedef struct {
+    _Alignas(SHM_CACHELINE) int32_t pid; /* 0 = row free */
+    uint32_t state;                      /* SHM_DP_* */
+    uint64_t start_time;
+    uint64_t started_at_ms; /* wall clock */
+    uint64_t requests_total;
+    uint64_t version_hash; /* build id of the binary, for fdctl status */
+    _Alignas(SHM_CACHELINE) uint64_t inflight[SHM_MAX_INSTANCES];
+    uint64_t tokens[SHM_MAX_INSTANCES];
+} shm_dp_row_t;
+
+enum { SHM_DP_FREE = 0, SHM_DP_STARTING = 1, SHM_DP_SERVING = 2, SHM_DP_DRAINING = 3 };
+
+/* Last /metrics scrape of an instance (seqcount-protected: odd seq = being written). */
+typedef struct {
+    uint32_t seq;
+    uint32_t valid;
+    uint64_t at_ms; /* wall clock of the scrape */
+    double running;
+    double waiting;
+    double free_blocks;
+} shm_remote_metrics_t;
+
+/* Count of proxied requests per upstream status code (0 = connect/transport failure). */
+typedef struct {
+    uint32_t code; /* 0 = bucket unused */
+    uint32_t pad;
+    uint64_t count;
+} shm_status_bucket_t;
+
+/* One instance slot. Identity fields are immutable while the slot is not FREE. */
+typedef struct {
+    _Alignas(SHM_CACHELINE) uint32_t generation; /* bumped each time the slot is freed */
+    uint32_t state;                              /* shm_slot_state_t */
+    uint32_t role;                               /* shm_role_t */
+    uint32_t health;                             /* shm_health_t (CP writes, atomic) */
+    uint32_t drained;                            /* operator drain: not selectable */
+    uint32_t consecutive_ok;
+    uint32_t consecutive_fail;
+    uint32_t tp_size;
+
+    /* identity: "http://host:port" is the registry key */
+    char url[SHM_URL_LEN];
+    char host[SHM_HOST_LEN];
+    uint16_t port;
+    uint16_t metrics_port;
+    uint16_t connector_port;           /* 0 = absent */
+    uint16_t engine_worker_queue_port; /* 0 = absent */
+    uint32_t transfer_protocols;       /* SHM_PROTO_* bits */
+    uint8_t n_transfer_protocol;       /* listed order is kept for /registered */
+    uint8_t n_rdma_ports;              /* 0xff = absent (null), else count */
+    uint8_t n_device_ids;              /* 0xff = absent (null), else count */
+    uint8_t has_transfer_protocol;
+    char transfer_protocol[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
+    char rdma_ports[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
+    char device_ids[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
+
+    uint64_t registered_at_ms;
+    uint64_t last_register_ms; /* last /register heartbeat */
+    uint64_t last_check_ms;    /* last health probe */
+    uint64_t unhealthy_since_ms;
+    uint64_t retired_at_ms;
+    char last_error[96]; /* last failed probe's reason, for fdctl health */
+
+    shm_remote_metrics_t metrics;
+    shm_status_bucket_t status[SHM_STATUS_BUCKETS];
+    uint64_t failures_total; /* upstream attempts that failed before a head */
+} shm_instance_t;
+
+/* A published view: the selectable slots of one role, sorted by URL (the Go router's order). */
+typedef struct {
+    uint32_t count;
+    uint32_t pad;
+    uint64_t version;
+    uint16_t slot[]; /* count entries */
+} shm_view_t;
+
+/* Arena blocks: fixed size, each preceded by this header (inside the block). */
+typedef struct {
+    uint32_t state; /* SHM_BLK_* */
+    uint32_t pad;
+    uint64_t next_off;     /* free list or limbo list link */
+    uint64_t retire_epoch; /* epoch of the publication that retired it (limbo only) */
+    uint64_t pad2;
+} shm_block_hdr_t;
+
+enum { SHM_BLK_FREE = 0, SHM_BLK_USED = 1, SHM_BLK_LIMBO = 2 };
+
+#define SHM_VIEW_MAX_SLOTS ((SHM_ARENA_BLOCK_SIZE - sizeof(shm_block_hdr_t) - sizeof(shm_view_t)) / 2)
+
+typedef struct {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t header_size;
+    uint64_t size; /* whole segment */
+    uint64_t readers_off, dps_off, instances_off, arena_off;
+    uint64_t created_at_ms;
+    char name[64]; /* the segment's own name */
+
+    /* the control plane that owns the segment now */
+    int32_t cp_pid;
+    uint32_t listen_port;
+    uint64_t cp_start_time;
+    uint64_t cp_started_at_ms;
+    uint64_t cp_heartbeat_ms; /* refreshed every CP timer tick: fail-static age */
+    uint64_t table_updated_ms;
+
+    uint32_t config_seq;
+    uint32_t pad0;
+    shm_config_t config;
+
+    /* RCU state */
+    _Alignas(SHM_CACHELINE) uint64_t gp_epoch; /* starts at 1; bumped by each publication */
+    uint64_t view_off[SHM_ROLE_COUNT];         /* published views (arena offsets) */
+    uint64_t view_version;
+    uint64_t limbo_head;      /* retired blocks, newest first */
+    uint64_t free_head;       /* free arena blocks */
+    uint64_t arena_blocks;    /* number of blocks */
+    uint64_t arena_used;      /* blocks USED or LIMBO */
+    uint64_t wlock_recovered; /* times a dead writer's lock was recovered */
+
+    _Alignas(SHM_CACHELINE) pthread_mutex_t wlock;
+
+    /* shared round-robin cursors, one per role */
+    _Alignas(SHM_CACHELINE) uint64_t rr_cursor[SHM_ROLE_COUNT];
+} shm_header_t;
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * shm/shm.h - the shared-memory core: segment life, writer lock, arena, RCU-style views,
+ * reader registry and grace periods, per-DP load counters, instance slots.
+ *
+ * The layout itself (and the concurrency contract) is in shm/layout.h. This header states what
+ * each operation guarantees; the implementation is split by concern:
+ *   shm/segment.c   create / attach / version check / unlink
+ *   shm/wlock.c     robust writer lock and allocator recovery after a writer died
+ *   shm/arena.c     fixed-size blocks, free list, limbo list, reclamation
+ *   shm/reader.c    reader registry, epochs, grace periods, reaping dead readers
+ *   shm/view.c      building and publishing the per-role views of selectable instances
+ *   shm/counters.c  per-DP rows: claim, release, inc/dec with generation check, sums
+ *   shm/instance.c  slot lookup / allocation / retirement, metrics, status buckets
+ *   shm/proc.c      process identity (pid + start time) and liveness
+ *
+ * Errors: functions returning int return 0 (or an index >= 0) on success and -1 on failure,
+ * with a human-readable reason in `err` when the caller passes one.
+ */
+#ifndef FD_SHM_SHM_H
+#define FD_SHM_SHM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/layout.h"
+
+typedef struct {
+    shm_header_t *hdr; /* NULL when not mapped */
+    size_t size;
+    int fd;
+    char name[64];
+} shm_seg_t;
+
+/* ---- segment (segment.c) ---- */
+
+/* Default name for a port: "/fd-router-<port>". */
+void shm_default_name(char *out, size_t outlen, unsigned port);
+
+typedef enum { SHM_OPEN_CREATED, SHM_OPEN_REUSED, SHM_OPEN_REBUILT } shm_open_result_t;
+
+/*
+ * CP: open the named segment, creating it if absent. An existing segment whose magic and layout
+ * version match is reused with all its state (instances, counters, views). An incompatible one
+ * is refused (-1) unless `rebuild` is true, in which case it is unlinked and created afresh.
+ * `*how` tells which happened.
+ */
+int shm_open_cp(shm_seg_t *s, const char *name, bool rebuild, shm_open_result_t *how, char *err, size_t errlen);
+
+/* DP / fdctl: attach an existing segment; fails if absent or incompatible. */
+int shm_attach(shm_seg_t *s, const char *name, char *err, size_t errlen);
+
+void shm_detach(shm_seg_t *s);
+int shm_destroy(const char *name); /* shm_unlink */
+
+static inline void *shm_ptr(const shm_seg_t *s, uint64_t off)
+{
+    return off ? (char *)s->hdr + off : NULL;
+}
+static inline uint64_t shm_off(const shm_seg_t *s, const void *p)
+{
+    return p ? (uint64_t)((const char *)p - (const char *)s->hdr) : 0;
+}
+static inline shm_instance_t *shm_instance(const shm_seg_t *s, unsigned slot)
+{
+    return (shm_instance_t *)shm_ptr(s, s->hdr->instances_off) + slot;
+}
+static inline shm_reader_t *shm_reader(const shm_seg_t *s, unsigned i)
+{
+    return (shm_reader_t *)shm_ptr(s, s->hdr->readers_off) + i;
+}
+static inline shm_dp_row_t *shm_dp_row(const shm_seg_t *s, unsigned i)
+{
+    return (shm_dp_row_t *)shm_ptr(s, s->hdr->dps_off) + i;
+}
+
+/* ---- configuration (segment.c) ---- */
+void shm_config_publish(shm_seg_t *s, const shm_config_t *c);
+void shm_config_read(const shm_seg_t *s, shm_config_t *out);
+static inline uint32_t shm_config_seq(const shm_seg_t *s)
+{
+    return __atomic_load_n(&s->hdr->config_seq, __ATOMIC_ACQUIRE);
+}
+
+/* ---- writer lock (wlock.c) ---- */
+
+/*
+ * Take the writer lock. If the previous owner died holding it, the allocator is rebuilt (every
+ * block reachable from the views or the limbo list is kept, the rest is freed after a grace
+ * period) and the lock is made consistent; hdr.wlock_recovered counts these recoveries.
+ * Returns -1 only if the lock is unrecoverable (the segment must be rebuilt).
+ */
+int shm_wlock(shm_seg_t *s);
+void shm_wunlock(shm_seg_t *s);
+
+/* ---- arena (arena.c); writer lock held for all of these ---- */
+
+/* A free block's payload (SHM_ARENA_BLOCK_SIZE - header bytes), reclaiming limbo first if
+ * needed. Returns its offset, or 0 if the arena is exhausted. */
+uint64_t shm_block_alloc(shm_seg_t *s);
+/* Return a block that was never published. */
+void shm_block_free(shm_seg_t *s, uint64_t payload_off);
+/* A block that was reachable before the last publication: freed after a grace period. */
+void shm_block_retire(shm_seg_t *s, uint64_t payload_off);
+/* Move limbo blocks whose grace period has passed to the free list; returns how many. */
+size_t shm_reclaim(shm_seg_t *s);
+#define SHM_BLOCK_PAYLOAD (SHM_ARENA_BLOCK_SIZE - sizeof(shm_block_hdr_t))
+
+/* ---- readers and grace periods (reader.c) ---- */
+
+/* Claim a reader slot for the calling thread's process; returns its index or -1 if full. */
+int shm_reader_register(shm_seg_t *s);
+void shm_reader_unregister(shm_seg_t *s, int idx);
+
+/* Enter a read-side critical section: announce the current epoch, full barrier. */
+static inline void shm_read_enter(shm_seg_t *s, int idx)
+{
+    shm_reader_t *r = shm_reader(s, (unsigned)idx);
+    __atomic_store_n(&r->active_epoch, __atomic_load_n(&s->hdr->gp_epoch, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+static inline void shm_read_exit(shm_seg_t *s, int idx)
+{
+    __atomic_store_n(&shm_reader(s, (unsigned)idx)->active_epoch, 0, __ATOMIC_RELEASE);
+}
+
+/* Inside a critical section: the current view of a role (never NULL once the CP published). */
+static inline const shm_view_t *shm_view(const shm_seg_t *s, shm_role_t role)
+{
+    return (const shm_view_t *)shm_ptr(s, __atomic_load_n(&s->hdr->view_off[role], __ATOMIC_ACQUIRE));
+}
+
+/* Bump the epoch after a publication; returns the new epoch (full barrier). */
+uint64_t shm_epoch_advance(shm_seg_t *s);
+/* True if every live reader is quiescent or entered at/after `epoch`. Dead readers (pid gone or
+ * reused) are reaped on the way. */
+bool shm_grace_passed(shm_seg_t *s, uint64_t epoch);
+/* Wait (polling, bounded by timeout_ms) until shm_grace_passed; returns true if it did. */
+bool shm_grace_wait(shm_seg_t *s, uint64_t epoch, unsigned timeout_ms);
+
+/* ---- views (view.c) ---- */
+
+/*
+ * Writer lock held. Rebuild every role's view from the slot table (LIVE, HEALTHY, not drained;
+ * sorted by URL), publish each with a release store, advance the epoch and retire the old
+ * blocks. Also stamps hdr.table_updated_ms. Returns -1 if the arena is exhausted (the old
+ * views stay published).
+ */
+int shm_publish_views(shm_seg_t *s);
+
+/* ---- DP rows and load counters (counters.c) ---- */
+
+/* Claim a free DP row for `pid` (reaping rows of dead DPs first); returns its index or -1. */
+int shm_dp_claim(shm_seg_t *s, int pid, uint64_t version_hash);
+/* Release a row (its counters are zeroed). Used by a DP on clean exit and by the CP when a DP died. */
+void shm_dp_release(shm_seg_t *s, int row);
+/* CP: release rows and reader slots whose process is gone; returns how many rows were reaped. */
+int shm_reap_dead(shm_seg_t *s);
+
+static inline void shm_dp_inc(shm_seg_t *s, int row, unsigned slot, uint64_t tokens)
+{
+    shm_dp_row_t *r = shm_dp_row(s, (unsigned)row);
+    __atomic_add_fetch(&r->inflight[slot], 1, __ATOMIC_RELAXED);
+    if (tokens)
+        __atomic_add_fetch(&r->tokens[slot], tokens, __ATOMIC_RELAXED);
+}
+/* Release what shm_dp_inc took, only if the slot still has generation `gen` and the counters are
+ * positive (a counter never wraps). Tokens may be released separately (release_request = false). */
+void shm_dp_dec(shm_seg_t *s, int row, unsigned slot, uint32_t gen, bool release_request, uint64_t tokens);
+
+/* Sums over the rows of live DPs. */
+uint64_t shm_inflight(const shm_seg_t *s, unsigned slot);
+uint64_t shm_tokens(const shm_seg_t *s, unsigned slot);
+
+/* ---- instance slots (instance.c); writer lock held for the mutating ones ---- */
+
+int shm_slot_find(const shm_seg_t *s, const char *url); /* LIVE slot with that URL, or -1 */
+int shm_slot_alloc(shm_seg_t *s);                       /* a FREE slot, or -1 when full */
+/* LIVE -> RETIRED (caller republishes the views). */
+void shm_slot_retire(shm_seg_t *s, unsigned slot, uint64_t now_ms);
+/* RETIRED slots whose counts are all zero and whose retirement is older than a grace period
+ * become FREE with generation + 1; returns how many. */
+int shm_slot_collect(shm_seg_t *s);
+
+void shm_metrics_store(shm_instance_t *in, double running, double waiting, double free_blocks, uint64_t at_ms);
+/* Returns false if no valid metrics (never scraped, or the scrape failed). */
+bool shm_metrics_load(const shm_instance_t *in, shm_remote_metrics_t *out);
+/* Count one proxied request by upstream status (0 = transport failure). */
+void shm_count_status(shm_instance_t *in, unsigned code);
+
+/* ---- processes (proc.c) ---- */
+uint64_t shm_proc_start_time(int pid); /* 0 if no such process */
+bool shm_proc_alive(int pid, uint64_t start_time);
+uint64_t shm_now_ms(void); /* CLOCK_REALTIME in ms */
+
+#endif
