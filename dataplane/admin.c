@@ -1,0 +1,164 @@
+/*
+ * dataplane/admin.c - the router's own routes besides inference and /metrics:
+ *   GET  /registered         FastDeploy's shape, read from shared memory (works while the CP is down)
+ *   GET  /registered_number  {"mixed":n,"prefill":n,"decode":n}
+ *   GET  /health             the router's own liveness
+ *   POST /register           forwarded verbatim to the control plane's control socket; the CP's
+ *                            answer is relayed (503 when no control plane answers)
+ */
+#include <json-c/json.h>
+#include <string.h>
+
+#include "common/instance_info.h"
+#include "dataplane/pools.h"
+#include "dataplane/upstream.h"
+
+static void send_object(h2o_req_t *req, json_object *o)
+{
+    size_t len;
+    const char *s =
+        json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    dp_send_json(req, 200, s, len);
+    json_object_put(o);
+}
+
+static json_object *port_string(uint16_t port)
+{
+    char buf[8] = "";
+    if (port)
+        snprintf(buf, sizeof(buf), "%u", port);
+    return json_object_new_string(buf);
+}
+
+static json_object *string_list(const char (*items)[SHM_LIST_ITEM_LEN], unsigned n, bool present)
+{
+    if (!present)
+        return NULL; /* json-c serialises a NULL value as null, FastDeploy's "absent" */
+    json_object *a = json_object_new_array();
+    for (unsigned i = 0; i < n; i++)
+        json_object_array_add(a, json_object_new_string(items[i]));
+    return a;
+}
+
+static json_object *worker_info(const shm_instance_t *in)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "url", json_object_new_string(in->url));
+    json_object_object_add(o, "worker_type", json_object_new_string(fd_role_name((shm_role_t)in->role)));
+    json_object_object_add(o, "connector_port", port_string(in->connector_port));
+    json_object_object_add(o, "engine_worker_queue_port", port_string(in->engine_worker_queue_port));
+    json_object_object_add(o, "metrics_port", port_string(in->metrics_port));
+    json_object_object_add(
+        o, "transfer_protocol",
+        string_list(in->transfer_protocol, in->n_transfer_protocol, in->has_transfer_protocol));
+    json_object_object_add(o, "rdma_ports",
+                           string_list(in->rdma_ports, in->n_rdma_ports, in->n_rdma_ports != 0xff));
+    json_object_object_add(o, "device_ids",
+                           string_list(in->device_ids, in->n_device_ids, in->n_device_ids != 0xff));
+    json_object_object_add(o, "tp_size", json_object_new_int((int)in->tp_size));
+    return o;
+}
+
+/* Calls f for every LIVE slot, inside a read-side critical section: slot identity cannot be
+ * rewritten while we are in it (a slot is freed only after a grace period). */
+static void for_each_live(dp_thread_t *t, void (*f)(const shm_instance_t *, void *), void *arg)
+{
+    shm_read_enter(&dp.seg, t->reader);
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        const shm_instance_t *in = shm_instance(&dp.seg, i);
+        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->role < SHM_ROLE_COUNT)
+            f(in, arg);
+    }
+    shm_read_exit(&dp.seg, t->reader);
+}
+
+static void add_worker(const shm_instance_t *in, void *arg)
+{
+    json_object **lists = arg;
+    json_object_array_add(lists[in->role], worker_info(in));
+}
+
+int dp_handle_registered(h2o_req_t *req)
+{
+    json_object *lists[SHM_ROLE_COUNT];
+    for (int r = 0; r < SHM_ROLE_COUNT; r++)
+        lists[r] = json_object_new_array();
+    for_each_live(dp_self(req), add_worker, lists);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "code", json_object_new_int(200));
+    json_object_object_add(o, "msg", json_object_new_string("success"));
+    json_object_object_add(o, "prefill", lists[SHM_ROLE_PREFILL]);
+    json_object_object_add(o, "decode", lists[SHM_ROLE_DECODE]);
+    json_object_object_add(o, "mixed", lists[SHM_ROLE_MIXED]);
+    send_object(req, o);
+    return 0;
+}
+
+static void count_worker(const shm_instance_t *in, void *arg)
+{
+    ((int *)arg)[in->role]++;
+}
+
+int dp_handle_registered_number(h2o_req_t *req)
+{
+    int n[SHM_ROLE_COUNT] = {0};
+    for_each_live(dp_self(req), count_worker, n);
+    char buf[96];
+    int len = snprintf(buf, sizeof(buf), "{\"mixed\":%d,\"prefill\":%d,\"decode\":%d}", n[SHM_ROLE_MIXED],
+                       n[SHM_ROLE_PREFILL], n[SHM_ROLE_DECODE]);
+    dp_send_json(req, 200, buf, (size_t)len);
+    return 0;
+}
+
+int dp_handle_health(h2o_req_t *req)
+{
+    dp_send_json(req, 200, H2O_STRLIT("{\"code\":200,\"status\":\"ok\"}"));
+    return 0;
+}
+
+/* /register forwarding: one attempt at the control socket, no load accounting. */
+static bool cp_pick(dp_proxy_t *p)
+{
+    if (p->attempts)
+        return false;
+    p->pool = dp_pool_acquire_cp(p->t);
+    p->authority = h2o_iovec_init(H2O_STRLIT("localhost"));
+    return p->pool != NULL;
+}
+
+static void cp_noop_failed(dp_proxy_t *p, const char *err)
+{
+    (void)p, (void)err;
+}
+
+static void cp_noop_head(dp_proxy_t *p, int status)
+{
+    (void)p, (void)status;
+}
+
+static void cp_noop_done(dp_proxy_t *p, dp_outcome_t o)
+{
+    (void)p, (void)o;
+}
+
+static void cp_fail(dp_proxy_t *p, int attempts, bool timed_out)
+{
+    (void)attempts, (void)timed_out;
+    dp_send_json(p->req, 503, H2O_STRLIT("{\"code\":503,\"msg\":\"control plane unavailable\"}"));
+}
+
+static const dp_proxy_ops_t register_ops = {
+    .pick = cp_pick,
+    .attempt_failed = cp_noop_failed,
+    .on_head = cp_noop_head,
+    .done = cp_noop_done,
+    .fail = cp_fail,
+};
+
+int dp_handle_register(h2o_req_t *req)
+{
+    dp_proxy_t *p =
+        dp_proxy_new(req, &register_ops, NULL, h2o_iovec_init(H2O_STRLIT("/register")), req->entity);
+    dp_proxy_start(p);
+    return 0;
+}

@@ -1,0 +1,115 @@
+/*
+ * dataplane/completions.c - POST /v1/chat/completions and /v1/completions in mixed mode.
+ *
+ * Parse the body once (400 {"error": "Invalid JSON format"} if it is not a JSON object), select
+ * an instance with the mixed policy, and proxy the body unchanged to the same path on it. A
+ * connect failure or an upstream that closes before its head is retried on another instance
+ * (up to proxy.retry-attempts instances), since nothing reached the client yet. The upstream's
+ * real status is relayed (the Go router turns every non-200 into 200).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "dataplane/pools.h"
+#include "dataplane/request.h"
+#include "dataplane/select.h"
+#include "dataplane/upstream.h"
+
+#define MAX_TRIES 16
+
+typedef struct {
+    dp_body_t body;
+    dp_choice_t cur;
+    bool holding; /* cur's counters are taken */
+    uint16_t tried[MAX_TRIES];
+    size_t ntried;
+} completion_t;
+
+static bool comp_pick(dp_proxy_t *p)
+{
+    completion_t *c = p->owner;
+    size_t limit = dp.cfg.retry_attempts ? dp.cfg.retry_attempts : 1;
+    if (c->ntried >= limit || c->ntried >= MAX_TRIES)
+        return false;
+    if (dp_select(p->t, SHM_ROLE_MIXED, &c->body.prompt, c->tried, c->ntried, &c->cur) != 0)
+        return false;
+    c->holding = true;
+    c->tried[c->ntried++] = c->cur.slot;
+    p->pool = dp_pool_acquire(p->t, c->cur.slot, c->cur.generation, c->cur.host, c->cur.port);
+    if (!p->pool)
+        return false;
+    /* the URL is "http://" + authority */
+    const char *auth = c->cur.url + strlen("http://");
+    p->authority = h2o_strdup(&p->req->pool, auth, strlen(auth));
+    return true;
+}
+
+static void comp_release(completion_t *c)
+{
+    if (c->holding) {
+        c->holding = false;
+        dp_release(&c->cur);
+    }
+}
+
+static void comp_attempt_failed(dp_proxy_t *p, const char *err)
+{
+    completion_t *c = p->owner;
+    LOG_WARN("Request failed, retrying... url=%s err=%s", c->cur.url, err);
+    dp_count_status(&c->cur, 0);
+    comp_release(c);
+}
+
+static void comp_on_head(dp_proxy_t *p, int status)
+{
+    completion_t *c = p->owner;
+    dp_count_status(&c->cur, (unsigned)status);
+}
+
+static void comp_done(dp_proxy_t *p, dp_outcome_t outcome)
+{
+    comp_release(p->owner);
+    dp_count_outcome(outcome);
+    if (p->t->inflight)
+        p->t->inflight--;
+}
+
+static void comp_fail(dp_proxy_t *p, int attempts, bool timed_out)
+{
+    if (!attempts) {
+        LOG_ERROR("Failed to select worker: no healthy workers available");
+        dp_send_error(p->req, 502, "Failed to select worker");
+    } else if (timed_out) {
+        dp_send_error(p->req, 504, "Upstream timed out");
+    } else {
+        LOG_INFO("Request completed with an error.");
+        dp_send_error(p->req, 502, "Failed to connect to backend service");
+    }
+}
+
+static const dp_proxy_ops_t completion_ops = {
+    .pick = comp_pick,
+    .attempt_failed = comp_attempt_failed,
+    .on_head = comp_on_head,
+    .done = comp_done,
+    .fail = comp_fail,
+};
+
+int dp_handle_completions(h2o_req_t *req, const char *upstream_path)
+{
+    completion_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    bool want_prompt = dp_role_policy(SHM_ROLE_MIXED)->needs_prompt;
+    if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &c->body) != 0) {
+        dp_count_outcome(DP_OUT_BAD_REQUEST);
+        dp_send_error(req, 400, "Invalid JSON format");
+        return 0;
+    }
+    __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);
+    dp_proxy_t *p = dp_proxy_new(req, &completion_ops, c,
+                                 h2o_iovec_init(upstream_path, strlen(upstream_path)), req->entity);
+    p->t->inflight++;
+    dp_proxy_start(p);
+    return 0;
+}

@@ -1,0 +1,109 @@
+/*
+ * dataplane/dp.h - the data plane's process-wide and per-thread state, and what each file of
+ * dataplane/ offers the others.
+ *
+ * The DP runs N event-loop threads (libh2o-evloop), each with its own h2o context, its own
+ * dup() of the listening socket the CP handed over, its own reader slot in the shared-memory
+ * registry, and its own upstream connection pools (one per instance slot, created lazily), so
+ * the request path shares nothing between threads but the shared-memory segment.
+ *
+ *   main.c        flags, attach, threads, signals, drain on SIGTERM
+ *   server.c      h2o setup per thread, accept, routing of paths to handlers
+ *   completions.c POST /v1/chat/completions and /v1/completions: parse, select, proxy
+ *   request.c     parsing what the router needs from a completion body (stream, prompt)
+ *   select.c      candidates from the published view, policy call, load counters
+ *   upstream.c    one upstream leg: pooled connect, request head, streamed response, timeouts
+ *   pools.c       per-thread upstream socket pools keyed by (slot, generation)
+ *   admin.c       GET /registered, /registered_number, /health; POST /register (to the CP)
+ *   metrics.c     GET /metrics (Prometheus text)
+ *   policy/       one file per policy behind policy/pol.h
+ */
+#ifndef FD_DP_H
+#define FD_DP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <h2o.h>
+
+#include "shm/shm.h"
+
+/* Outcomes of inference requests, counted per DP process in memory and exported by /metrics. */
+typedef enum {
+    DP_OUT_OK = 0,         /* upstream answered and the response was relayed to the end */
+    DP_OUT_BAD_REQUEST,    /* 400: body is not a JSON object */
+    DP_OUT_NO_INSTANCE,    /* no selectable instance */
+    DP_OUT_UPSTREAM_ERROR, /* every attempt failed before a head */
+    DP_OUT_TIMEOUT,        /* first byte or idle timeout */
+    DP_OUT_BROKEN,         /* upstream failed mid-body: the client saw a broken stream */
+    DP_OUT_CLIENT_ABORT,   /* the client went away; the upstream leg was cancelled */
+    DP_OUT_COUNT
+} dp_outcome_t;
+
+typedef struct dp_pool dp_pool_t;
+
+/* Per event-loop thread. */
+typedef struct dp_thread {
+    unsigned index;
+    pthread_t tid;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    int reader; /* reader slot in shm */
+    uint64_t rng;
+
+    /* upstream client: io_timeout is only a backstop, our own timers enforce the configured ones */
+    h2o_http1client_ctx_t client_ctx;
+    h2o_timeout_t io_timeout;
+    h2o_timeout_t connect_timeout;
+    h2o_timeout_t first_byte_timeout;
+    h2o_timeout_t idle_timeout;
+
+    dp_pool_t **pools;  /* [SHM_MAX_INSTANCES], lazily created */
+    dp_pool_t *cp_pool; /* the control socket, for POST /register */
+    uint64_t inflight;  /* requests this thread is serving (drain waits for 0) */
+} dp_thread_t;
+
+/* Process-wide, read-only after start except the atomics. */
+typedef struct {
+    shm_seg_t seg;
+    shm_config_t cfg;
+    int row; /* this process's counter row */
+    int listen_fd;
+    char control_socket[108];
+    unsigned nthreads;
+    dp_thread_t *threads;
+    h2o_globalconf_t globalconf;
+    int stopping;               /* set once by SIGTERM/SIGINT */
+    uint64_t drain_deadline_ms; /* set before `stopping` */
+    unsigned drain_secs;
+    uint64_t outcomes[DP_OUT_COUNT];
+    uint64_t started_at_ms;
+} dp_global_t;
+
+extern dp_global_t dp;
+
+dp_thread_t *dp_self(h2o_req_t *req); /* the thread serving req */
+
+/* server.c */
+int dp_server_setup(void);
+void *dp_thread_main(void *arg);
+
+/* answers with a JSON body and the given status */
+void dp_send_json(h2o_req_t *req, int status, const char *json, size_t len);
+void dp_send_error(h2o_req_t *req, int status, const char *msg); /* {"error": msg} */
+
+/* handlers: each returns 0 once it took the request (h2o's on_req contract) */
+int dp_handle_completions(h2o_req_t *req, const char *upstream_path);
+int dp_handle_registered(h2o_req_t *req);
+int dp_handle_registered_number(h2o_req_t *req);
+int dp_handle_health(h2o_req_t *req);
+int dp_handle_register(h2o_req_t *req);
+int dp_handle_metrics(h2o_req_t *req);
+
+static inline void dp_count_outcome(dp_outcome_t o)
+{
+    __atomic_add_fetch(&dp.outcomes[o], 1, __ATOMIC_RELAXED);
+}
+
+#endif

@@ -1,0 +1,142 @@
+/*
+ * dataplane/main.c - fd-router-dp: the data plane process.
+ *
+ * Started by the control plane with the listening socket inherited (--listen_fd), the shared
+ * memory segment's name and the control socket's path. It attaches the segment, takes a counter
+ * row, reads the published configuration, and runs one event loop per thread until SIGTERM or
+ * SIGINT, then drains: stops accepting, answers what is in flight (streams included) until the
+ * drain deadline, gives its counter row back and exits.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "dataplane/dp.h"
+
+dp_global_t dp;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: fd-router-dp --shm_name NAME --listen_fd FD --control_socket PATH\n"
+               "                    [--threads N] [--drain_secs S]\n"
+               "  Normally started by fd-router-cp, which owns the listening socket and the shared memory.\n"
+               "  --shm_name NAME        shared memory segment to attach (created by the control plane)\n"
+               "  --listen_fd FD         inherited listening socket\n"
+               "  --control_socket PATH  the control plane's socket (POST /register is forwarded there)\n"
+               "  --threads N            event-loop threads (default: router.dp-threads, 0 = one per core)\n"
+               "  --drain_secs S         on SIGTERM, how long in-flight requests may take to finish (default "
+               "600)\n");
+}
+
+static int parse_args(int argc, char **argv, char *shm_name, size_t shm_len)
+{
+    static const struct option opts[] = {{"shm_name", required_argument, 0, 's'},
+                                         {"listen_fd", required_argument, 0, 'l'},
+                                         {"control_socket", required_argument, 0, 'c'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"drain_secs", required_argument, 0, 'd'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    dp.listen_fd = -1;
+    dp.drain_secs = 600;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            snprintf(shm_name, shm_len, "%s", optarg);
+            break;
+        case 'l':
+            dp.listen_fd = atoi(optarg);
+            break;
+        case 'c':
+            snprintf(dp.control_socket, sizeof(dp.control_socket), "%s", optarg);
+            break;
+        case 't':
+            dp.nthreads = (unsigned)atoi(optarg);
+            break;
+        case 'd':
+            dp.drain_secs = (unsigned)atoi(optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (!shm_name[0] || dp.listen_fd < 0 || !dp.control_socket[0]) {
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+static int attach(const char *shm_name)
+{
+    char err[256];
+    if (shm_attach(&dp.seg, shm_name, err, sizeof(err)) != 0) {
+        LOG_ERROR("cannot attach shared memory %s: %s", shm_name, err);
+        return -1;
+    }
+    shm_config_read(&dp.seg, &dp.cfg);
+    dp.row = shm_dp_claim(&dp.seg, getpid(), 0);
+    if (dp.row < 0) {
+        LOG_ERROR("no free data-plane row in shared memory %s", shm_name);
+        return -1;
+    }
+    return 0;
+}
+
+static unsigned thread_count(void)
+{
+    if (dp.nthreads)
+        return dp.nthreads;
+    if (dp.cfg.dp_threads)
+        return dp.cfg.dp_threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+int main(int argc, char **argv)
+{
+    char shm_name[64] = "";
+    if (parse_args(argc, argv, shm_name, sizeof(shm_name)) != 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL); /* threads inherit it; only main waits for them */
+    if (attach(shm_name) != 0)
+        return 1;
+    dp.started_at_ms = shm_now_ms();
+    dp_server_setup();
+    dp.nthreads = thread_count();
+    dp.threads = calloc(dp.nthreads, sizeof(*dp.threads));
+    for (unsigned i = 0; i < dp.nthreads; i++) {
+        dp.threads[i].index = i;
+        pthread_create(&dp.threads[i].tid, NULL, dp_thread_main, &dp.threads[i]);
+    }
+    __atomic_store_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->state, SHM_DP_SERVING, __ATOMIC_RELEASE);
+    LOG_INFO("fd-router-dp %d serving with %u thread(s), row %d", getpid(), dp.nthreads, dp.row);
+
+    int sig;
+    sigwait(&stop, &sig);
+    LOG_INFO("fd-router-dp %d: signal %d, draining (up to %u s)", getpid(), sig, dp.drain_secs);
+    __atomic_store_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->state, SHM_DP_DRAINING, __ATOMIC_RELEASE);
+    dp.drain_deadline_ms = shm_now_ms() + (uint64_t)dp.drain_secs * 1000;
+    __atomic_store_n(&dp.stopping, 1, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < dp.nthreads; i++)
+        pthread_join(dp.threads[i].tid, NULL);
+    shm_dp_release(&dp.seg, dp.row);
+    shm_detach(&dp.seg);
+    LOG_INFO("fd-router-dp %d: drained, exiting", getpid());
+    return 0;
+}

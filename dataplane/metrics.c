@@ -1,0 +1,163 @@
+/*
+ * dataplane/metrics.c - GET /metrics, Prometheus text format.
+ *
+ * FastDeploy's inference_requests_total (same name and labels) comes from the per-instance
+ * status buckets in shared memory, so it survives DP restarts and sums every DP process. The
+ * router's own families (fd_router_*) add what an operator needs to see the load and the health
+ * of each instance, the request outcomes, and how old the published table is (it keeps being
+ * served while the control plane is down).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "common/instance_info.h"
+#include "dataplane/dp.h"
+
+typedef struct {
+    h2o_buffer_t *buf;
+} out_t;
+
+__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    for (size_t want = 256;;) {
+        h2o_iovec_t dst = h2o_buffer_reserve(&o->buf, want);
+        va_start(ap, fmt);
+        int n = vsnprintf(dst.base, dst.len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < dst.len) {
+            o->buf->size += (size_t)n;
+            return;
+        }
+        want = (size_t)n + 1;
+    }
+}
+
+static void family(out_t *o, const char *name, const char *type, const char *help)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static const char *const role_label[SHM_ROLE_COUNT] = {"mixed_worker", "prefill_worker", "decode_worker"};
+
+static void put_requests_total(out_t *o, const shm_instance_t *in)
+{
+    for (int b = 0; b < SHM_STATUS_BUCKETS; b++) {
+        unsigned code = __atomic_load_n(&in->status[b].code, __ATOMIC_ACQUIRE);
+        uint64_t n = __atomic_load_n(&in->status[b].count, __ATOMIC_RELAXED);
+        if (!code || !n)
+            continue;
+        put(o, "inference_requests_total{");
+        for (int r = 0; r < SHM_ROLE_COUNT; r++)
+            put(o, "%s=\"%s\",", role_label[r], (unsigned)r == in->role ? in->url : "");
+        put(o, "status_code=\"%u\"} %llu\n", code, (unsigned long long)n);
+    }
+}
+
+typedef void (*per_instance_fn)(out_t *, const shm_instance_t *, unsigned slot);
+
+static void for_each_live(dp_thread_t *t, out_t *o, per_instance_fn f)
+{
+    shm_read_enter(&dp.seg, t->reader);
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        const shm_instance_t *in = shm_instance(&dp.seg, i);
+        uint32_t st = __atomic_load_n(&in->state, __ATOMIC_ACQUIRE);
+        if ((st == SHM_SLOT_LIVE || st == SHM_SLOT_RETIRED) && in->role < SHM_ROLE_COUNT)
+            f(o, in, i);
+    }
+    shm_read_exit(&dp.seg, t->reader);
+}
+
+static void put_status_counts(out_t *o, const shm_instance_t *in, unsigned slot)
+{
+    (void)slot;
+    put_requests_total(o, in);
+}
+
+#define LABELS "{url=\"%s\",role=\"%s\"}"
+
+static void put_inflight(out_t *o, const shm_instance_t *in, unsigned slot)
+{
+    put(o, "fd_router_instance_inflight_requests" LABELS " %llu\n", in->url,
+        fd_role_name((shm_role_t)in->role), (unsigned long long)shm_inflight(&dp.seg, slot));
+}
+
+static void put_tokens(out_t *o, const shm_instance_t *in, unsigned slot)
+{
+    put(o, "fd_router_instance_inflight_tokens" LABELS " %llu\n", in->url, fd_role_name((shm_role_t)in->role),
+        (unsigned long long)shm_tokens(&dp.seg, slot));
+}
+
+static void put_healthy(out_t *o, const shm_instance_t *in, unsigned slot)
+{
+    (void)slot;
+    int healthy =
+        in->state == SHM_SLOT_LIVE && __atomic_load_n(&in->health, __ATOMIC_RELAXED) == SHM_HEALTH_HEALTHY;
+    put(o, "fd_router_instance_healthy" LABELS " %d\n", in->url, fd_role_name((shm_role_t)in->role), healthy);
+}
+
+static void put_failures(out_t *o, const shm_instance_t *in, unsigned slot)
+{
+    (void)slot;
+    put(o, "fd_router_instance_upstream_failures_total" LABELS " %llu\n", in->url,
+        fd_role_name((shm_role_t)in->role),
+        (unsigned long long)__atomic_load_n(&in->failures_total, __ATOMIC_RELAXED));
+}
+
+static const char *const outcome_name[DP_OUT_COUNT] = {
+    [DP_OUT_OK] = "ok",
+    [DP_OUT_BAD_REQUEST] = "bad_request",
+    [DP_OUT_NO_INSTANCE] = "no_instance",
+    [DP_OUT_UPSTREAM_ERROR] = "upstream_error",
+    [DP_OUT_TIMEOUT] = "timeout",
+    [DP_OUT_BROKEN] = "broken_stream",
+    [DP_OUT_CLIENT_ABORT] = "client_abort",
+};
+
+static void put_process(out_t *o)
+{
+    family(o, "fd_router_requests_total", "counter",
+           "Inference requests by outcome, this data plane process");
+    for (int i = 0; i < DP_OUT_COUNT; i++)
+        put(o, "fd_router_requests_total{outcome=\"%s\"} %llu\n", outcome_name[i],
+            (unsigned long long)__atomic_load_n(&dp.outcomes[i], __ATOMIC_RELAXED));
+    uint64_t now = shm_now_ms();
+    const shm_header_t *h = dp.seg.hdr;
+    uint64_t table = __atomic_load_n(&h->table_updated_ms, __ATOMIC_RELAXED);
+    uint64_t beat = __atomic_load_n(&h->cp_heartbeat_ms, __ATOMIC_RELAXED);
+    family(o, "fd_router_table_age_seconds", "gauge", "Seconds since the instance table was last published");
+    put(o, "fd_router_table_age_seconds %.3f\n", table && now > table ? (double)(now - table) / 1000 : 0.0);
+    family(o, "fd_router_control_plane_heartbeat_age_seconds", "gauge",
+           "Seconds since the control plane last showed it is alive (grows while it is down)");
+    put(o, "fd_router_control_plane_heartbeat_age_seconds %.3f\n",
+        beat && now > beat ? (double)(now - beat) / 1000 : 0.0);
+}
+
+int dp_handle_metrics(h2o_req_t *req)
+{
+    dp_thread_t *t = dp_self(req);
+    out_t o;
+    h2o_buffer_init(&o.buf, &h2o_socket_buffer_prototype);
+    family(&o, "inference_requests_total", "counter",
+           "Proxied inference requests by instance and upstream status");
+    for_each_live(t, &o, put_status_counts);
+    family(&o, "fd_router_instance_inflight_requests", "gauge",
+           "Requests in flight per instance, all data planes");
+    for_each_live(t, &o, put_inflight);
+    family(&o, "fd_router_instance_inflight_tokens", "gauge",
+           "Estimated prompt tokens in flight per instance");
+    for_each_live(t, &o, put_tokens);
+    family(&o, "fd_router_instance_healthy", "gauge", "1 if the instance is healthy and registered");
+    for_each_live(t, &o, put_healthy);
+    family(&o, "fd_router_instance_upstream_failures_total", "counter",
+           "Attempts that failed before the instance answered (connect, reset, timeout)");
+    for_each_live(t, &o, put_failures);
+    put_process(&o);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
+    h2o_send_inline(req, o.buf->bytes, o.buf->size);
+    h2o_buffer_dispose(&o.buf);
+    return 0;
+}

@@ -1,0 +1,32 @@
+/*
+ * dataplane/policy/pol.c - the policy table and helpers shared by several policies.
+ */
+#include "dataplane/policy/pol.h"
+
+static const pol_t *const table[SHM_POL_COUNT] = {
+    [SHM_POL_RANDOM] = &pol_random,
+    [SHM_POL_ROUND_ROBIN] = &pol_round_robin,
+    [SHM_POL_POWER_OF_TWO] = &pol_power_of_two,
+    [SHM_POL_REQUEST_NUM] = &pol_request_num,
+    [SHM_POL_PROCESS_TOKENS] = &pol_process_tokens,
+    [SHM_POL_FD_METRICS_SCORE] = &pol_fd_metrics_score,
+};
+
+const pol_t *pol_get(shm_policy_t p)
+{
+    return (unsigned)p < SHM_POL_COUNT ? table[p] : NULL;
+}
+
+size_t pol_argmin(const pol_ctx_t *c, uint64_t (*f)(const pol_ctx_t *, size_t))
+{
+    size_t best = 0;
+    uint64_t best_v = f(c, 0);
+    for (size_t i = 1; i < c->n; i++) {
+        uint64_t v = f(c, i);
+        if (v < best_v) {
+            best_v = v;
+            best = i;
+        }
+    }
+    return best;
+}

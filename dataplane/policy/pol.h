@@ -1,0 +1,69 @@
+/*
+ * dataplane/policy/pol.h - the interface every selection policy implements, one policy per file.
+ *
+ * A policy receives the candidates (instance slots of one role, in URL order - the Go router's
+ * sorted order, which decides every tie) and the request's features, and returns the index of
+ * its choice. It runs inside a shared-memory read-side critical section, so it must not block,
+ * must not allocate, and must not keep anything from shm after returning. Loads are read through
+ * the accessors below (sums over the live DPs' counter rows); no policy ever makes a network call.
+ */
+#ifndef FD_DP_POLICY_POL_H
+#define FD_DP_POLICY_POL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm.h"
+
+typedef struct {
+    const char *text; /* extracted prompt (may be NULL when the policy does not need it) */
+    size_t len;
+    size_t codepoints;
+} pol_prompt_t;
+
+typedef struct {
+    const shm_seg_t *seg;
+    const shm_config_t *cfg;
+    shm_role_t role;
+    const uint16_t *slots; /* candidate slots, sorted by URL */
+    size_t n;              /* >= 1 */
+    const pol_prompt_t *prompt;
+    uint64_t *rng; /* the calling thread's generator state */
+} pol_ctx_t;
+
+typedef struct {
+    const char *name;
+    int needs_prompt;
+    size_t (*select)(const pol_ctx_t *c); /* index into c->slots */
+} pol_t;
+
+/* The policy table, indexed by shm_policy_t; NULL entries are not implemented yet. */
+const pol_t *pol_get(shm_policy_t p);
+
+static inline uint64_t pol_inflight(const pol_ctx_t *c, size_t i)
+{
+    return shm_inflight(c->seg, c->slots[i]);
+}
+static inline uint64_t pol_tokens(const pol_ctx_t *c, size_t i)
+{
+    return shm_tokens(c->seg, c->slots[i]);
+}
+
+/* xorshift64*: cheap, per thread, good enough for load spreading */
+static inline uint64_t pol_rand(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Index of the first candidate with the strictly smallest value of f (the Go router's scan). */
+size_t pol_argmin(const pol_ctx_t *c, uint64_t (*f)(const pol_ctx_t *, size_t));
+
+extern const pol_t pol_random, pol_round_robin, pol_power_of_two, pol_request_num, pol_process_tokens,
+    pol_fd_metrics_score;
+
+#endif

@@ -1,0 +1,12 @@
+/*
+ * dataplane/policy/random.c - uniform choice among the candidates (per-thread generator, so no
+ * shared PRNG state between threads as in the Go router's first version).
+ */
+#include "dataplane/policy/pol.h"
+
+static size_t select_random(const pol_ctx_t *c)
+{
+    return (size_t)(pol_rand(c->rng) % c->n);
+}
+
+const pol_t pol_random = {.name = "random", .needs_prompt = 0, .select = select_random};

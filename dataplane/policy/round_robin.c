@@ -1,0 +1,14 @@
+/*
+ * dataplane/policy/round_robin.c - candidates in turn. The cursor lives in shared memory, one
+ * per role, so every thread and every DP process (including one restarted or upgraded) continues
+ * the same rotation; the Go router's unsynchronised "current role" flag has no equivalent here.
+ */
+#include "dataplane/policy/pol.h"
+
+static size_t select_round_robin(const pol_ctx_t *c)
+{
+    uint64_t k = __atomic_fetch_add(&c->seg->hdr->rr_cursor[c->role], 1, __ATOMIC_RELAXED);
+    return (size_t)(k % c->n);
+}
+
+const pol_t pol_round_robin = {.name = "round_robin", .needs_prompt = 0, .select = select_round_robin};

@@ -1,0 +1,35 @@
+/*
+ * dataplane/pools.h - per-thread upstream connection pools.
+ *
+ * Each event-loop thread keeps its own keep-alive pool per instance slot, so the request path
+ * takes no lock and moves no socket between threads. A pool is keyed by (slot, generation): when
+ * the control plane reuses a slot for another instance, the next request finds the generation
+ * changed, and the old pool is disposed once no request of this thread still uses it (disposing
+ * a pool in use is a use-after-free in h2o 2.2).
+ */
+#ifndef FD_DP_POOLS_H
+#define FD_DP_POOLS_H
+
+#include <stdint.h>
+
+#include "dataplane/dp.h"
+
+struct dp_pool {
+    h2o_socketpool_t sp;
+    uint32_t generation;
+    unsigned refs;
+    int stale; /* replaced by a newer generation; dispose when refs drop to 0 */
+};
+
+/* The pool for (slot, gen) on thread t, created on first use; takes a reference. NULL if the
+ * address cannot be used. */
+dp_pool_t *dp_pool_acquire(dp_thread_t *t, unsigned slot, uint32_t gen, const char *host, uint16_t port);
+/* The control plane's socket (unix domain), for forwarding /register; takes a reference. */
+dp_pool_t *dp_pool_acquire_cp(dp_thread_t *t);
+void dp_pool_release(dp_pool_t *p);
+
+/* Idle keep-alive sockets are closed after this long: below the usual 5 s of uvicorn-based
+ * instances, so we never reuse a socket the instance is about to close. */
+#define DP_POOL_IDLE_MS 2000
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * dataplane/select.c - selection and load accounting (see select.h).
+ */
+#include <string.h>
+
+#include "common/log.h"
+#include "dataplane/select.h"
+
+const pol_t *dp_role_policy(shm_role_t role)
+{
+    const pol_t *p = pol_get((shm_policy_t)dp.cfg.policy[role]);
+    return p ? p : pol_get(SHM_POL_PROCESS_TOKENS);
+}
+
+static bool excluded(uint16_t slot, const uint16_t *exclude, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (exclude[i] == slot)
+            return true;
+    return false;
+}
+
+static void copy_choice(const shm_instance_t *in, uint16_t slot, dp_choice_t *out)
+{
+    out->slot = slot;
+    out->generation = __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE);
+    out->port = in->port;
+    memcpy(out->host, in->host, sizeof(out->host));
+    memcpy(out->url, in->url, sizeof(out->url));
+}
+
+int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const uint16_t *exclude,
+              size_t nexclude, dp_choice_t *out)
+{
+    uint16_t cand[SHM_VIEW_MAX_SLOTS];
+    size_t n = 0;
+    int rc = -1;
+    shm_read_enter(&dp.seg, t->reader);
+    const shm_view_t *v = shm_view(&dp.seg, role);
+    for (uint32_t i = 0; v && i < v->count; i++)
+        if (!excluded(v->slot[i], exclude, nexclude))
+            cand[n++] = v->slot[i];
+    if (n) {
+        pol_ctx_t c = {.seg = &dp.seg,
+                       .cfg = &dp.cfg,
+                       .role = role,
+                       .slots = cand,
+                       .n = n,
+                       .prompt = prompt,
+                       .rng = &t->rng};
+        uint16_t slot = cand[dp_role_policy(role)->select(&c)];
+        copy_choice(shm_instance(&dp.seg, slot), slot, out);
+        /* the Go router's estimate: 2 x code points, for the roles that process the prompt */
+        out->tokens = role == SHM_ROLE_DECODE || !prompt ? 0 : 2 * (uint64_t)prompt->codepoints;
+        shm_dp_inc(&dp.seg, dp.row, slot, out->tokens);
+        rc = 0;
+    }
+    shm_read_exit(&dp.seg, t->reader);
+    return rc;
+}
+
+void dp_release(const dp_choice_t *c)
+{
+    shm_dp_dec(&dp.seg, dp.row, c->slot, c->generation, true, c->tokens);
+}
+
+void dp_count_status(const dp_choice_t *c, unsigned status)
+{
+    shm_instance_t *in = shm_instance(&dp.seg, c->slot);
+    if (__atomic_load_n(&in->generation, __ATOMIC_ACQUIRE) != c->generation)
+        return;
+    shm_count_status(in, status);
+    if (!status)
+        __atomic_add_fetch(&in->failures_total, 1, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,42 @@
+/*
+ * dataplane/select.h - choosing an instance for a request and accounting its load.
+ *
+ * Selection runs inside one shared-memory read-side critical section: take the role's published
+ * view, drop the slots already tried by this request, let the configured policy choose, bump this
+ * DP's counters for the chosen slot, and copy out what the request needs (slot, generation,
+ * address). Nothing from shared memory is used after the section ends.
+ */
+#ifndef FD_DP_SELECT_H
+#define FD_DP_SELECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataplane/dp.h"
+#include "dataplane/policy/pol.h"
+
+typedef struct {
+    uint16_t slot;
+    uint32_t generation;
+    uint64_t tokens; /* token estimate added to the slot's counter */
+    uint16_t port;
+    char host[SHM_HOST_LEN];
+    char url[SHM_URL_LEN];
+} dp_choice_t;
+
+/* The policy for a role, resolved once at start (cache-aware policies fall back to process_tokens
+ * until they exist). */
+const pol_t *dp_role_policy(shm_role_t role);
+
+/* Returns 0 and fills *out, or -1 if no candidate is left. */
+int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const uint16_t *exclude,
+              size_t nexclude, dp_choice_t *out);
+
+/* Give back what dp_select took (safe after the slot was removed: the generation check). */
+void dp_release(const dp_choice_t *c);
+
+/* Count a proxied request's upstream status (0 = failed before a head) on the chosen instance. */
+void dp_count_status(const dp_choice_t *c, unsigned status);
+
+#endif

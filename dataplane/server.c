@@ -1,0 +1,170 @@
+/*
+ * dataplane/server.c - h2o set-up, one event loop per thread, and the route table.
+ *
+ * Every thread polls its own dup() of the one listening socket the control plane owns, so a
+ * restarted or upgraded DP never drops a queued connection. One h2o handler at "/" dispatches
+ * on method and path, so unknown routes get the Go router's plain-text 404.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "dataplane/dp.h"
+
+static __thread dp_thread_t *current;
+
+dp_thread_t *dp_self(h2o_req_t *req)
+{
+    (void)req;
+    return current;
+}
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 413:
+        return "Payload Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "";
+    }
+}
+
+void dp_send_json(h2o_req_t *req, int status, const char *json, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    h2o_send_inline(req, json, len);
+}
+
+void dp_send_error(h2o_req_t *req, int status, const char *msg)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "{\"error\": \"%s\"}", msg);
+    dp_send_json(req, status, buf, (size_t)n);
+}
+
+static int is_route(h2o_req_t *req, const char *method, const char *path)
+{
+    return h2o_memis(req->method.base, req->method.len, method, strlen(method)) &&
+           h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    if (is_route(req, "POST", "/v1/chat/completions"))
+        return dp_handle_completions(req, "/v1/chat/completions");
+    if (is_route(req, "POST", "/v1/completions"))
+        return dp_handle_completions(req, "/v1/completions");
+    if (is_route(req, "GET", "/registered"))
+        return dp_handle_registered(req);
+    if (is_route(req, "GET", "/registered_number"))
+        return dp_handle_registered_number(req);
+    if (is_route(req, "GET", "/health"))
+        return dp_handle_health(req);
+    if (is_route(req, "POST", "/register"))
+        return dp_handle_register(req);
+    if (is_route(req, "GET", "/metrics"))
+        return dp_handle_metrics(req);
+    req->res.status = 404;
+    req->res.reason = "Not Found";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
+    h2o_send_inline(req, H2O_STRLIT("404 page not found"));
+    return 0;
+}
+
+int dp_server_setup(void)
+{
+    h2o_config_init(&dp.globalconf);
+    dp.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("fd-router"));
+    dp.globalconf.max_request_entity_size = dp.cfg.max_body_bytes;
+    dp.globalconf.http1.upgrade_to_http2 = 0;
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&dp.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
+    h->on_req = on_req;
+    return 0;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    dp_thread_t *t = listener->data;
+    if (err)
+        return;
+    h2o_socket_t *sock;
+    while ((sock = h2o_evloop_socket_accept(listener)) != NULL) {
+        h2o_accept(&t->accept_ctx, sock);
+    }
+}
+
+static void thread_init(dp_thread_t *t)
+{
+    const shm_config_t *c = &dp.cfg;
+    h2o_context_init(&t->ctx, h2o_evloop_create(), &dp.globalconf);
+    t->accept_ctx.ctx = &t->ctx;
+    t->accept_ctx.hosts = dp.globalconf.hosts;
+    h2o_timeout_init(t->ctx.loop, &t->connect_timeout, c->connect_timeout_ms);
+    h2o_timeout_init(t->ctx.loop, &t->first_byte_timeout, c->first_byte_timeout_ms);
+    h2o_timeout_init(t->ctx.loop, &t->idle_timeout, c->idle_timeout_ms);
+    /* h2o's own per-phase timer: a backstop behind ours, never the one that fires first */
+    uint64_t backstop = c->connect_timeout_ms + c->first_byte_timeout_ms + c->idle_timeout_ms + 1000;
+    h2o_timeout_init(t->ctx.loop, &t->io_timeout, backstop);
+    t->client_ctx.loop = t->ctx.loop;
+    t->client_ctx.getaddr_receiver = &t->ctx.receivers.hostinfo_getaddr;
+    t->client_ctx.io_timeout = &t->io_timeout;
+    t->pools = calloc(SHM_MAX_INSTANCES, sizeof(*t->pools));
+    t->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)getpid() << 16) ^ (t->index + 1);
+    t->listener = h2o_evloop_socket_create(t->ctx.loop, dup(dp.listen_fd), H2O_SOCKET_FLAG_DONT_READ);
+    t->listener->data = t;
+    h2o_socket_read_start(t->listener, on_accept);
+}
+
+/* Stop accepting; keep the loop running until this thread's requests are answered or the drain
+ * deadline passes. */
+static void thread_drain(dp_thread_t *t, uint64_t deadline_ms)
+{
+    h2o_socket_read_stop(t->listener);
+    h2o_socket_close(t->listener);
+    t->listener = NULL;
+    h2o_context_request_shutdown(&t->ctx);
+    while (t->inflight && shm_now_ms() < deadline_ms)
+        h2o_evloop_run(t->ctx.loop, 100);
+    if (t->inflight)
+        LOG_WARN("thread %u: %llu request(s) cut at the drain deadline", t->index,
+                 (unsigned long long)t->inflight);
+}
+
+void *dp_thread_main(void *arg)
+{
+    dp_thread_t *t = arg;
+    current = t;
+    t->reader = shm_reader_register(&dp.seg);
+    if (t->reader < 0) {
+        LOG_ERROR("no free reader slot in shared memory");
+        exit(1);
+    }
+    thread_init(t);
+    while (!__atomic_load_n(&dp.stopping, __ATOMIC_ACQUIRE))
+        h2o_evloop_run(t->ctx.loop, 100);
+    thread_drain(t, dp.drain_deadline_ms);
+    shm_reader_unregister(&dp.seg, t->reader);
+    return NULL;
+}

@@ -1,0 +1,310 @@
+/*
+ * dataplane/upstream.c - the proxy generator over h2o_http1client (see upstream.h for the
+ * guarantees). h2o 2.2's client has one io_timeout per context for every phase; we keep it as a
+ * backstop only and enforce connect, first-byte and idle timeouts with our own timer, one entry
+ * per proxy, linked to the h2o_timeout_t of the current phase.
+ */
+#include <string.h>
+
+#include "common/log.h"
+#include "dataplane/pools.h"
+#include "dataplane/upstream.h"
+
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *err, h2o_iovec_t **reqbufs,
+                                          size_t *reqbufcnt, int *method_is_head);
+static void do_send(dp_proxy_t *p);
+
+static void timer_set(dp_proxy_t *p, h2o_timeout_t *which)
+{
+    if (h2o_timeout_is_linked(&p->timer))
+        h2o_timeout_unlink(&p->timer);
+    if (which)
+        h2o_timeout_link(p->t->ctx.loop, which, &p->timer);
+}
+
+static void drop_pool(dp_proxy_t *p)
+{
+    if (p->pool) {
+        dp_pool_release(p->pool);
+        p->pool = NULL;
+    }
+}
+
+/* Ends the exchange's accounting exactly once. */
+static void finish(dp_proxy_t *p, dp_outcome_t outcome)
+{
+    if (p->finished)
+        return;
+    p->finished = 1;
+    p->state = DP_ST_DONE;
+    timer_set(p, NULL);
+    p->ops->done(p, outcome);
+}
+
+static void cancel_client(dp_proxy_t *p)
+{
+    if (p->client) {
+        h2o_http1client_cancel(p->client);
+        p->client = NULL;
+    }
+}
+
+static void attempt(dp_proxy_t *p)
+{
+    drop_pool(p);
+    if (!p->ops->pick(p)) {
+        p->ops->fail(p, p->attempts, p->timed_out);
+        finish(p, p->attempts ? (p->timed_out ? DP_OUT_TIMEOUT : DP_OUT_UPSTREAM_ERROR) : DP_OUT_NO_INSTANCE);
+        return;
+    }
+    p->attempts++;
+    p->state = DP_ST_CONNECTING;
+    timer_set(p, &p->t->connect_timeout);
+    h2o_http1client_connect_with_pool(&p->client, p, &p->t->client_ctx, &p->pool->sp, on_connect);
+}
+
+/* Before any byte reached the client, an attempt that failed is retried on the next target. */
+static void attempt_failed(dp_proxy_t *p, const char *err)
+{
+    p->client = NULL;
+    p->ops->attempt_failed(p, err);
+    attempt(p);
+}
+
+static void on_timer(h2o_timeout_entry_t *entry)
+{
+    dp_proxy_t *p = H2O_STRUCT_FROM_MEMBER(dp_proxy_t, timer, entry);
+    cancel_client(p);
+    switch (p->state) {
+    case DP_ST_CONNECTING:
+        p->timed_out = 1;
+        attempt_failed(p, "connect timeout");
+        break;
+    case DP_ST_WAIT_HEAD:
+        /* the instance may be working on it: not retried, it would run twice */
+        p->ops->attempt_failed(p, "first byte timeout");
+        p->timed_out = 1;
+        p->ops->fail(p, p->attempts, true);
+        finish(p, DP_OUT_TIMEOUT);
+        break;
+    case DP_ST_BODY:
+        p->timed_out = 1;
+        p->upstream_done = 1;
+        p->upstream_broken = 1;
+        do_send(p);
+        break;
+    default:
+        break;
+    }
+}
+
+static void append_request_headers(h2o_req_t *req, h2o_iovec_t *out, size_t cap)
+{
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = req->headers.entries + i;
+        if (h2o_iovec_is_token(h->name)) {
+            const h2o_token_t *tok = (const h2o_token_t *)h->name;
+            if (tok->proxy_should_drop_for_req || tok == H2O_TOKEN_HOST || tok == H2O_TOKEN_CONTENT_LENGTH ||
+                tok == H2O_TOKEN_EXPECT)
+                continue;
+        }
+        size_t need = h->name->len + 2 + h->value.len + 2;
+        if (out->len + need + 2 > cap)
+            break;
+        memcpy(out->base + out->len, h->orig_name ? h->orig_name : h->name->base, h->name->len);
+        out->len += h->name->len;
+        memcpy(out->base + out->len, ": ", 2);
+        memcpy(out->base + out->len + 2, h->value.base, h->value.len);
+        out->len += 2 + h->value.len;
+        memcpy(out->base + out->len, "\r\n", 2);
+        out->len += 2;
+    }
+}
+
+static h2o_iovec_t build_head(dp_proxy_t *p)
+{
+    h2o_req_t *req = p->req;
+    size_t cap = 256 + p->path.len + p->authority.len;
+    for (size_t i = 0; i < req->headers.size; i++)
+        cap += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    h2o_iovec_t head = {h2o_mem_alloc_pool(&req->pool, cap), 0};
+    head.len = (size_t)snprintf(head.base, cap,
+                                "POST %.*s HTTP/1.1\r\nhost: %.*s\r\ncontent-length: %zu\r\n"
+                                "connection: keep-alive\r\n",
+                                (int)p->path.len, p->path.base, (int)p->authority.len, p->authority.base,
+                                p->body.len);
+    append_request_headers(req, &head, cap);
+    memcpy(head.base + head.len, "\r\n", 2);
+    head.len += 2;
+    return head;
+}
+
+static int on_body(h2o_http1client_t *client, const char *err)
+{
+    dp_proxy_t *p = client->data;
+    h2o_buffer_t **in = &client->sock->input;
+    if ((*in)->size) {
+        h2o_iovec_t dst = h2o_buffer_reserve(&p->recv, (*in)->size);
+        memcpy(dst.base, (*in)->bytes, (*in)->size);
+        p->recv->size += (*in)->size;
+        h2o_buffer_consume(in, (*in)->size);
+    }
+    if (err) {
+        p->client = NULL; /* the library closes or pools it after we return */
+        p->upstream_done = 1;
+        p->upstream_broken = err != h2o_http1client_error_is_eos;
+        timer_set(p, NULL);
+    } else if (p->recv->size > DP_MAX_BUFFERED) {
+        /* slow client: stop reading the instance until h2o asks for more (proceed) */
+        p->upstream_reader = client->sock->_cb.read;
+        h2o_socket_read_stop(client->sock);
+        p->paused = 1;
+        timer_set(p, NULL);
+    } else {
+        timer_set(p, &p->t->idle_timeout);
+    }
+    do_send(p);
+    return 0;
+}
+
+static void copy_response_headers(h2o_req_t *req, const h2o_header_t *headers, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const h2o_header_t *h = headers + i;
+        if (h2o_iovec_is_token(h->name)) {
+            const h2o_token_t *tok = (const h2o_token_t *)h->name;
+            if (tok == H2O_TOKEN_CONTENT_LENGTH) {
+                req->res.content_length = h2o_strtosize(h->value.base, h->value.len);
+                continue;
+            }
+            if (tok->proxy_should_drop_for_res || tok == H2O_TOKEN_SERVER || tok == H2O_TOKEN_DATE)
+                continue;
+            h2o_add_header(&req->pool, &req->res.headers, tok, h->orig_name,
+                           h2o_strdup(&req->pool, h->value.base, h->value.len).base, h->value.len);
+        } else {
+            h2o_iovec_t name = h2o_strdup(&req->pool, h->name->base, h->name->len);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, h->orig_name,
+                                  h2o_strdup(&req->pool, h->value.base, h->value.len).base, h->value.len);
+        }
+    }
+}
+
+static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *err, int minor, int status,
+                                       h2o_iovec_t msg, h2o_header_t *headers, size_t n, int rlen)
+{
+    (void)minor, (void)rlen;
+    dp_proxy_t *p = client->data;
+    timer_set(p, NULL);
+    if (err && err != h2o_http1client_error_is_eos) {
+        attempt_failed(p, err); /* closed or broken before a head: nothing sent yet, try the next */
+        return NULL;
+    }
+    p->ops->on_head(p, status);
+    h2o_req_t *req = p->req;
+    req->res.status = status;
+    req->res.reason = h2o_strdup(&req->pool, msg.base, msg.len).base;
+    copy_response_headers(req, headers, n);
+    p->state = DP_ST_BODY;
+    p->responded = 1;
+    h2o_start_response(req, &p->super);
+    if (err) { /* a head without a body */
+        p->client = NULL;
+        p->upstream_done = 1;
+        do_send(p);
+        return NULL;
+    }
+    timer_set(p, &p->t->idle_timeout);
+    return on_body;
+}
+
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *err, h2o_iovec_t **reqbufs,
+                                          size_t *reqbufcnt, int *method_is_head)
+{
+    dp_proxy_t *p = client->data;
+    if (err) {
+        attempt_failed(p, err);
+        return NULL;
+    }
+    p->reqbufs[0] = build_head(p);
+    p->reqbufs[1] = p->body;
+    *reqbufs = p->reqbufs;
+    *reqbufcnt = p->body.len ? 2 : 1;
+    *method_is_head = 0;
+    p->state = DP_ST_WAIT_HEAD;
+    timer_set(p, &p->t->first_byte_timeout);
+    return on_head;
+}
+
+/* Hand the next piece to h2o; at most one h2o_send is in flight (proceed() calls back). */
+static void do_send(dp_proxy_t *p)
+{
+    if (p->sending.bytes_inflight || p->finished)
+        return;
+    h2o_iovec_t vec = h2o_doublebuffer_prepare(&p->sending, &p->recv, p->req->preferred_chunk_size);
+    bool last = p->upstream_done && p->recv->size == 0 && vec.len == p->sending.buf->size;
+    if (!last) {
+        if (vec.len)
+            h2o_send(p->req, &vec, 1, H2O_SEND_STATE_IN_PROGRESS);
+        return;
+    }
+    dp_outcome_t outcome = !p->upstream_broken ? DP_OUT_OK : p->timed_out ? DP_OUT_TIMEOUT : DP_OUT_BROKEN;
+    h2o_send_state_t st = p->upstream_broken ? H2O_SEND_STATE_ERROR : H2O_SEND_STATE_FINAL;
+    finish(p, outcome);
+    h2o_send(p->req, &vec, vec.len ? 1 : 0, st);
+}
+
+static void on_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    (void)req;
+    dp_proxy_t *p = (dp_proxy_t *)g;
+    if (p->sending.bytes_inflight)
+        h2o_doublebuffer_consume(&p->sending);
+    if (p->paused && p->client && p->recv->size <= DP_MAX_BUFFERED / 2) {
+        p->paused = 0;
+        h2o_socket_read_start(p->client->sock, p->upstream_reader);
+        timer_set(p, &p->t->idle_timeout);
+    }
+    do_send(p);
+}
+
+static void on_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    (void)req;
+    dp_proxy_t *p = (dp_proxy_t *)g;
+    cancel_client(p);
+    finish(p, DP_OUT_CLIENT_ABORT);
+}
+
+static void on_dispose(void *arg)
+{
+    dp_proxy_t *p = arg;
+    cancel_client(p);
+    finish(p, DP_OUT_CLIENT_ABORT);
+    drop_pool(p);
+    h2o_buffer_dispose(&p->recv);
+    h2o_doublebuffer_dispose(&p->sending);
+}
+
+dp_proxy_t *dp_proxy_new(h2o_req_t *req, const dp_proxy_ops_t *ops, void *owner, h2o_iovec_t path,
+                         h2o_iovec_t body)
+{
+    dp_proxy_t *p = h2o_mem_alloc_shared(&req->pool, sizeof(*p), on_dispose);
+    memset(p, 0, sizeof(*p));
+    p->super.proceed = on_proceed;
+    p->super.stop = on_stop;
+    p->req = req;
+    p->t = dp_self(req);
+    p->ops = ops;
+    p->owner = owner;
+    p->path = path;
+    p->body = body;
+    p->timer.cb = on_timer;
+    h2o_buffer_init(&p->recv, &h2o_socket_buffer_prototype);
+    h2o_doublebuffer_init(&p->sending, &h2o_socket_buffer_prototype);
+    return p;
+}
+
+void dp_proxy_start(dp_proxy_t *p)
+{
+    attempt(p);
+}
