@@ -1,0 +1,153 @@
+/*
+ * Unit tests of the selection policies (dataplane/policy/) on a real shared-memory segment:
+ * each policy's choice on a known load, the Go router's tie-breaks (first in URL order), and the
+ * spread of the randomised ones.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dataplane/policy/pol.h"
+
+#define N 4
+
+static shm_seg_t seg;
+static char name[64];
+static uint16_t slots[N];
+static int row;
+static uint64_t rng = 42;
+static shm_config_t cfg;
+
+static void setup(void)
+{
+    static int k;
+    char err[256];
+    shm_open_result_t how;
+    snprintf(name, sizeof(name), "/fd-router-test-pol-%d-%d", getpid(), k++);
+    cr_assert_eq(shm_open_cp(&seg, name, true, &how, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(shm_wlock(&seg), 0);
+    for (int i = 0; i < N; i++) {
+        int s = shm_slot_alloc(&seg);
+        cr_assert_geq(s, 0);
+        shm_instance_t *in = shm_instance(&seg, (unsigned)s);
+        snprintf(in->url, sizeof(in->url), "http://127.0.0.1:%d", 8000 + i);
+        snprintf(in->host, sizeof(in->host), "127.0.0.1");
+        in->port = (uint16_t)(8000 + i);
+        in->role = SHM_ROLE_MIXED;
+        in->health = SHM_HEALTH_HEALTHY;
+        __atomic_store_n(&in->state, SHM_SLOT_LIVE, __ATOMIC_RELEASE);
+        slots[i] = (uint16_t)s;
+    }
+    cr_assert_eq(shm_publish_views(&seg), 0);
+    shm_wunlock(&seg);
+    row = shm_dp_claim(&seg, getpid(), 0);
+    cr_assert_geq(row, 0);
+    cfg.waiting_weight = 1;
+}
+
+static void teardown(void)
+{
+    shm_detach(&seg);
+    shm_destroy(name);
+}
+
+static pol_ctx_t ctx(const pol_prompt_t *prompt)
+{
+    return (pol_ctx_t){.seg = &seg,
+                       .cfg = &cfg,
+                       .role = SHM_ROLE_MIXED,
+                       .slots = slots,
+                       .n = N,
+                       .prompt = prompt,
+                       .rng = &rng};
+}
+
+static void load(int i, int requests, uint64_t tokens)
+{
+    for (int k = 0; k < requests; k++)
+        shm_dp_inc(&seg, row, slots[i], k == 0 ? tokens : 0);
+}
+
+TestSuite(policy, .init = setup, .fini = teardown, .timeout = 10);
+
+Test(policy, request_num_least_loaded_first_on_tie)
+{
+    pol_ctx_t c = ctx(NULL);
+    cr_assert_eq(pol_request_num.select(&c), 0, "all idle: first in URL order");
+    load(0, 3, 0);
+    load(1, 1, 0);
+    load(2, 1, 0);
+    load(3, 2, 0);
+    cr_assert_eq(pol_request_num.select(&c), 1, "least loaded, first of the tied 1 and 2");
+    load(1, 1, 0);
+    cr_assert_eq(pol_request_num.select(&c), 2);
+}
+
+Test(policy, fd_metrics_score_follows_local_running)
+{
+    pol_ctx_t c = ctx(NULL);
+    load(0, 2, 0);
+    load(1, 2, 0);
+    load(2, 1, 0);
+    load(3, 1, 0);
+    cr_assert_eq(pol_fd_metrics_score.select(&c), 2);
+}
+
+Test(policy, process_tokens_least_tokens)
+{
+    pol_ctx_t c = ctx(NULL);
+    load(0, 1, 500);
+    load(1, 1, 100);
+    load(2, 1, 300);
+    load(3, 5, 100);
+    cr_assert_eq(pol_process_tokens.select(&c), 1, "fewest tokens, first of the tied 1 and 3");
+    cr_assert(pol_process_tokens.needs_prompt);
+}
+
+Test(policy, round_robin_cycles_through_all)
+{
+    pol_ctx_t c = ctx(NULL);
+    size_t first = pol_round_robin.select(&c);
+    for (size_t k = 1; k < 3 * N; k++)
+        cr_assert_eq(pol_round_robin.select(&c), (first + k) % N);
+}
+
+Test(policy, random_spreads_over_every_candidate)
+{
+    pol_ctx_t c = ctx(NULL);
+    int seen[N] = {0};
+    for (int k = 0; k < 4000; k++)
+        seen[pol_random.select(&c)]++;
+    for (int i = 0; i < N; i++)
+        cr_assert(seen[i] > 700 && seen[i] < 1300, "candidate %d chosen %d times of 4000", i, seen[i]);
+}
+
+Test(policy, power_of_two_never_picks_the_most_loaded)
+{
+    pol_ctx_t c = ctx(NULL);
+    load(3, 10, 0);
+    int seen[N] = {0};
+    for (int k = 0; k < 2000; k++)
+        seen[pol_power_of_two.select(&c)]++;
+    cr_assert_eq(seen[3], 0, "the most loaded of any pair never wins");
+    for (int i = 0; i < 3; i++)
+        cr_assert_gt(seen[i], 300);
+}
+
+Test(policy, single_candidate)
+{
+    pol_ctx_t c = ctx(NULL);
+    c.n = 1;
+    cr_assert_eq(pol_power_of_two.select(&c), 0);
+    cr_assert_eq(pol_random.select(&c), 0);
+    cr_assert_eq(pol_request_num.select(&c), 0);
+}
+
+Test(policy, table_has_every_issue_two_policy)
+{
+    shm_policy_t ps[] = {SHM_POL_RANDOM,      SHM_POL_ROUND_ROBIN,    SHM_POL_POWER_OF_TWO,
+                         SHM_POL_REQUEST_NUM, SHM_POL_PROCESS_TOKENS, SHM_POL_FD_METRICS_SCORE};
+    for (size_t i = 0; i < sizeof(ps) / sizeof(*ps); i++)
+        cr_assert_not_null(pol_get(ps[i]));
+}
