@@ -84,7 +84,10 @@ static int attach(const char *shm_name)
         LOG_ERROR("cannot attach shared memory %s: %s", shm_name, err);
         return -1;
     }
-    shm_config_read(&dp.seg, &dp.cfg);
+    if (!shm_config_read(&dp.seg, &dp.cfg)) {
+        LOG_ERROR("the configuration in %s is being rewritten by a control plane that died; retry", shm_name);
+        return -1;
+    }
     dp.row = shm_dp_claim(&dp.seg, getpid(), 0);
     if (dp.row < 0) {
         LOG_ERROR("no free data-plane row in shared memory %s", shm_name);

@@ -45,8 +45,8 @@ static void put_requests_total(out_t *o, const shm_instance_t *in)
     for (int b = 0; b < SHM_STATUS_BUCKETS; b++) {
         unsigned code = __atomic_load_n(&in->status[b].code, __ATOMIC_ACQUIRE);
         uint64_t n = __atomic_load_n(&in->status[b].count, __ATOMIC_RELAXED);
-        if (!code || !n)
-            continue;
+        if (!code || code == SHM_STATUS_TRANSPORT || !n)
+            continue; /* transport failures are fd_router_instance_upstream_failures_total */
         put(o, "inference_requests_total{");
         for (int r = 0; r < SHM_ROLE_COUNT; r++)
             put(o, "%s=\"%s\",", role_label[r], (unsigned)r == in->role ? in->url : "");
