@@ -122,9 +122,9 @@ typedef struct {
     uint32_t first_byte_timeout_ms;
     uint32_t idle_timeout_ms;
     uint32_t max_body_bytes;
-    uint32_t retry_attempts;      /* instances tried per request before a connect error is final */
-    uint32_t metrics_max_age_ms;  /* older remote metrics fall back to local counters */
-    uint32_t dp_threads;          /* 0 = one per core */
+    uint32_t retry_attempts;     /* instances tried per request before a connect error is final */
+    uint32_t metrics_max_age_ms; /* older remote metrics fall back to local counters */
+    uint32_t dp_threads;         /* 0 = one per core */
     char tokenizer_url[256];
     uint32_t tokenizer_timeout_ms;
 } shm_config_t;
@@ -161,7 +161,14 @@ typedef struct {
     double free_blocks;
 } shm_remote_metrics_t;
 
-/* Count of proxied requests per upstream status code (0 = connect/transport failure). */
+/*
+ * Count of proxied requests per upstream status code. A bucket's code is the HTTP status, or
+ * SHM_STATUS_TRANSPORT for a connect/transport failure (status 0 in shm_count_status: 0 itself
+ * marks an unused bucket). When the first SHM_STATUS_BUCKETS - 1 buckets hold other codes, the
+ * last bucket counts everything else under code SHM_STATUS_OTHER.
+ */
+#define SHM_STATUS_TRANSPORT 1u
+#define SHM_STATUS_OTHER     599u
 typedef struct {
     uint32_t code; /* 0 = bucket unused */
     uint32_t pad;
@@ -200,6 +207,7 @@ typedef struct {
     uint64_t last_check_ms;    /* last health probe */
     uint64_t unhealthy_since_ms;
     uint64_t retired_at_ms;
+    uint64_t gone_epoch; /* RETIRED: epoch of the first publication without it (0 = not yet) */
     char last_error[96]; /* last failed probe's reason, for fdctl health */
 
     shm_remote_metrics_t metrics;

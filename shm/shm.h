@@ -45,7 +45,8 @@ typedef enum { SHM_OPEN_CREATED, SHM_OPEN_REUSED, SHM_OPEN_REBUILT } shm_open_re
  * is refused (-1) unless `rebuild` is true, in which case it is unlinked and created afresh.
  * `*how` tells which happened.
  */
-int shm_open_cp(shm_seg_t *s, const char *name, bool rebuild, shm_open_result_t *how, char *err, size_t errlen);
+int shm_open_cp(shm_seg_t *s, const char *name, bool rebuild, shm_open_result_t *how, char *err,
+                size_t errlen);
 
 /* DP / fdctl: attach an existing segment; fails if absent or incompatible. */
 int shm_attach(shm_seg_t *s, const char *name, char *err, size_t errlen);
@@ -75,8 +76,11 @@ static inline shm_dp_row_t *shm_dp_row(const shm_seg_t *s, unsigned i)
 }
 
 /* ---- configuration (segment.c) ---- */
+/* Single writer (the CP). Safe to call after a previous writer died in the middle of it. */
 void shm_config_publish(shm_seg_t *s, const shm_config_t *c);
-void shm_config_read(const shm_seg_t *s, shm_config_t *out);
+/* Copy the configuration whole. Returns false (and leaves `out` alone) if it stayed mid-write
+ * for too long, i.e. a CP died while publishing it: keep the previous copy and try later. */
+bool shm_config_read(const shm_seg_t *s, shm_config_t *out);
 static inline uint32_t shm_config_seq(const shm_seg_t *s)
 {
     return __atomic_load_n(&s->hdr->config_seq, __ATOMIC_ACQUIRE);
@@ -111,12 +115,15 @@ size_t shm_reclaim(shm_seg_t *s);
 /* Claim a reader slot for the calling thread's process; returns its index or -1 if full. */
 int shm_reader_register(shm_seg_t *s);
 void shm_reader_unregister(shm_seg_t *s, int idx);
+/* Free the slots of readers whose process is gone; returns how many. */
+int shm_reader_reap_dead(shm_seg_t *s);
 
 /* Enter a read-side critical section: announce the current epoch, full barrier. */
 static inline void shm_read_enter(shm_seg_t *s, int idx)
 {
     shm_reader_t *r = shm_reader(s, (unsigned)idx);
-    __atomic_store_n(&r->active_epoch, __atomic_load_n(&s->hdr->gp_epoch, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    __atomic_store_n(&r->active_epoch, __atomic_load_n(&s->hdr->gp_epoch, __ATOMIC_RELAXED),
+                     __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 static inline void shm_read_exit(shm_seg_t *s, int idx)
@@ -175,21 +182,30 @@ uint64_t shm_tokens(const shm_seg_t *s, unsigned slot);
 /* ---- instance slots (instance.c); writer lock held for the mutating ones ---- */
 
 int shm_slot_find(const shm_seg_t *s, const char *url); /* LIVE slot with that URL, or -1 */
-int shm_slot_alloc(shm_seg_t *s);                       /* a FREE slot, or -1 when full */
+/* A FREE slot, cleared except its generation, or -1 when full. The caller writes the identity,
+ * then stores state LIVE (release) and republishes. */
+int shm_slot_alloc(shm_seg_t *s);
 /* LIVE -> RETIRED (caller republishes the views). */
 void shm_slot_retire(shm_seg_t *s, unsigned slot, uint64_t now_ms);
-/* RETIRED slots whose counts are all zero and whose retirement is older than a grace period
- * become FREE with generation + 1; returns how many. */
+/* RETIRED slots whose counts are all zero, that a publication has dropped from the views and
+ * whose grace period (for that publication) has passed become FREE with generation + 1;
+ * returns how many. */
 int shm_slot_collect(shm_seg_t *s);
 
-void shm_metrics_store(shm_instance_t *in, double running, double waiting, double free_blocks, uint64_t at_ms);
+void shm_metrics_store(shm_instance_t *in, double running, double waiting, double free_blocks,
+                       uint64_t at_ms);
+/* The last scrape failed: shm_metrics_load returns false until the next store. */
+void shm_metrics_invalidate(shm_instance_t *in);
 /* Returns false if no valid metrics (never scraped, or the scrape failed). */
 bool shm_metrics_load(const shm_instance_t *in, shm_remote_metrics_t *out);
-/* Count one proxied request by upstream status (0 = transport failure). */
+/* Count one proxied request by upstream status (0 = transport failure); bucket rules are in
+ * layout.h (shm_status_bucket_t). */
 void shm_count_status(shm_instance_t *in, unsigned code);
 
 /* ---- processes (proc.c) ---- */
 uint64_t shm_proc_start_time(int pid); /* 0 if no such process */
+/* False if the process is gone, a zombie, or its start time differs (pid reused); a start
+ * time of 0 means "not recorded" and is not compared. */
 bool shm_proc_alive(int pid, uint64_t start_time);
 uint64_t shm_now_ms(void); /* CLOCK_REALTIME in ms */
 

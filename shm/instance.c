@@ -1,0 +1,151 @@
+/*
+ * shm/instance.c - instance slots: lookup, allocation, retirement and collection, remote
+ * metrics (seqcount) and per-status request counts.
+ *
+ * Slot life: FREE -> (identity written) LIVE -> RETIRED -> FREE with generation + 1. A slot is
+ * collected only when (1) a publication has dropped it from every view and a grace period for
+ * that publication has passed, so no reader can still pick it, and (2) no live DP row counts
+ * it, so no in-flight request can decrement a reused slot (the generation check then discards
+ * any late decrement). The CP is the only writer of the slot table; DPs write only the status
+ * counts (atomics).
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "shm/internal.h"
+
+#define METRICS_READ_TRIES 64
+
+int shm_slot_find(const shm_seg_t *s, const char *url)
+{
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        const shm_instance_t *in = shm_instance(s, i);
+        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE &&
+            strncmp(in->url, url, SHM_URL_LEN) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Everything after generation and state: identity, health, metrics, counts. */
+static void clear_slot(shm_instance_t *in)
+{
+    const size_t from = offsetof(shm_instance_t, role);
+    memset((char *)in + from, 0, sizeof *in - from);
+}
+
+int shm_slot_alloc(shm_seg_t *s)
+{
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        shm_instance_t *in = shm_instance(s, i);
+        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_FREE) {
+            clear_slot(in);
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+void shm_slot_retire(shm_seg_t *s, unsigned slot, uint64_t now_ms)
+{
+    if (slot >= SHM_MAX_INSTANCES)
+        return;
+    shm_instance_t *in = shm_instance(s, slot);
+    if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
+        return;
+    in->retired_at_ms = now_ms;
+    in->gone_epoch = 0;
+    __atomic_store_n(&in->state, SHM_SLOT_RETIRED, __ATOMIC_RELEASE);
+}
+
+static bool collectable(shm_seg_t *s, unsigned slot)
+{
+    const shm_instance_t *in = shm_instance(s, slot);
+    return __atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_RETIRED && in->gone_epoch != 0 &&
+           shm_inflight(s, slot) == 0 && shm_tokens(s, slot) == 0 && shm_grace_passed(s, in->gone_epoch);
+}
+
+int shm_slot_collect(shm_seg_t *s)
+{
+    int n = 0;
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        if (!collectable(s, i))
+            continue;
+        shm_instance_t *in = shm_instance(s, i);
+        __atomic_add_fetch(&in->generation, 1, __ATOMIC_RELEASE);
+        clear_slot(in);
+        __atomic_store_n(&in->state, SHM_SLOT_FREE, __ATOMIC_RELEASE);
+        n++;
+    }
+    return n;
+}
+
+/* Seqcount write side; "| 1" keeps the count odd if a previous writer died mid-write. */
+static uint32_t metrics_begin(shm_remote_metrics_t *m)
+{
+    uint32_t seq = __atomic_load_n(&m->seq, __ATOMIC_RELAXED) | 1u;
+    __atomic_store_n(&m->seq, seq, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return seq;
+}
+
+void shm_metrics_store(shm_instance_t *in, double running, double waiting, double free_blocks, uint64_t at_ms)
+{
+    shm_remote_metrics_t *m = &in->metrics;
+    uint32_t seq = metrics_begin(m);
+    m->running = running;
+    m->waiting = waiting;
+    m->free_blocks = free_blocks;
+    m->at_ms = at_ms;
+    m->valid = 1;
+    __atomic_store_n(&m->seq, seq + 1, __ATOMIC_RELEASE);
+}
+
+void shm_metrics_invalidate(shm_instance_t *in)
+{
+    shm_remote_metrics_t *m = &in->metrics;
+    uint32_t seq = metrics_begin(m);
+    m->valid = 0;
+    __atomic_store_n(&m->seq, seq + 1, __ATOMIC_RELEASE);
+}
+
+bool shm_metrics_load(const shm_instance_t *in, shm_remote_metrics_t *out)
+{
+    const shm_remote_metrics_t *m = &in->metrics;
+    for (int i = 0; i < METRICS_READ_TRIES; i++) {
+        uint32_t before = __atomic_load_n(&m->seq, __ATOMIC_ACQUIRE);
+        if (before & 1u)
+            continue;
+        shm_remote_metrics_t copy = *m;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&m->seq, __ATOMIC_RELAXED) != before)
+            continue;
+        copy.seq = before;
+        *out = copy;
+        return copy.valid != 0;
+    }
+    return false;
+}
+
+/* Add to the bucket holding `code`, claiming an unused one (CAS 0 -> code) if needed. */
+static bool count_in_bucket(shm_status_bucket_t *b, uint32_t code)
+{
+    uint32_t cur = __atomic_load_n(&b->code, __ATOMIC_ACQUIRE);
+    if (cur == 0 &&
+        __atomic_compare_exchange_n(&b->code, &cur, code, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        cur = code;
+    if (cur != code)
+        return false;
+    __atomic_add_fetch(&b->count, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+void shm_count_status(shm_instance_t *in, unsigned code)
+{
+    uint32_t key = code == 0 ? SHM_STATUS_TRANSPORT : code;
+    if (key != SHM_STATUS_OTHER)
+        for (unsigned i = 0; i + 1 < SHM_STATUS_BUCKETS; i++)
+            if (count_in_bucket(&in->status[i], key))
+                return;
+    count_in_bucket(&in->status[SHM_STATUS_BUCKETS - 1], SHM_STATUS_OTHER);
+}

@@ -1,0 +1,281 @@
+/*
+ * shm/segment.c - life of the shared-memory segment: create, reuse, attach, rebuild, and the
+ * seqcount-protected configuration the CP publishes for the DPs.
+ *
+ * The CP creates the segment (or reuses a compatible one, keeping instances, counters and views
+ * across a CP restart); DPs and fdctl only attach. Section offsets are a pure function of the
+ * layout constants, so a segment is compatible iff its magic, layout version, header size,
+ * offsets and size all equal what this build computes. The magic is written last, with release
+ * order, so an attacher that sees it also sees a fully initialised segment.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/internal.h"
+
+#define ALIGN_UP(x, a)        (((x) + (a)-1) / (a) * (a))
+#define CONFIG_READ_BUDGET_MS 100 /* a CP writes the config in microseconds */
+
+typedef struct {
+    uint64_t readers_off, dps_off, instances_off, arena_off, size;
+} seg_layout_t;
+
+static seg_layout_t compute_layout(void)
+{
+    seg_layout_t l;
+    l.readers_off = ALIGN_UP(sizeof(shm_header_t), SHM_CACHELINE);
+    l.dps_off = ALIGN_UP(l.readers_off + SHM_MAX_READERS * sizeof(shm_reader_t), SHM_CACHELINE);
+    l.instances_off = ALIGN_UP(l.dps_off + SHM_MAX_DPS * sizeof(shm_dp_row_t), SHM_CACHELINE);
+    /* page-aligned (hence cache-line aligned) so that no block straddles a page */
+    l.arena_off =
+        ALIGN_UP(l.instances_off + SHM_MAX_INSTANCES * sizeof(shm_instance_t), SHM_ARENA_BLOCK_SIZE);
+    l.size = l.arena_off + (uint64_t)SHM_ARENA_BLOCKS * SHM_ARENA_BLOCK_SIZE;
+    return l;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void shm_default_name(char *out, size_t outlen, unsigned port)
+{
+    snprintf(out, outlen, "/fd-router-%u", port);
+}
+
+static void seg_reset(shm_seg_t *s)
+{
+    s->hdr = NULL;
+    s->size = 0;
+    s->fd = -1;
+}
+
+void shm_detach(shm_seg_t *s)
+{
+    if (s->hdr)
+        munmap(s->hdr, s->size);
+    if (s->fd >= 0)
+        close(s->fd);
+    seg_reset(s);
+}
+
+int shm_destroy(const char *name)
+{
+    return shm_unlink(name);
+}
+
+static int check_name(const char *name, char *err, size_t errlen)
+{
+    size_t n = strlen(name);
+    if (name[0] != '/' || n < 2 || n >= sizeof(((shm_seg_t *)0)->name) || strchr(name + 1, '/'))
+        return fail(err, errlen, "bad shared memory name '%s' (want /name, under 64 bytes)", name);
+    return 0;
+}
+
+/* Map an open segment and check it against this build's layout. On failure the caller still
+ * owns the fd; `why` says what did not match. */
+static int map_existing(shm_seg_t *s, int fd, char *why, size_t whylen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return fail(why, whylen, "fstat: %s", strerror(errno));
+    seg_layout_t l = compute_layout();
+    if ((uint64_t)st.st_size != l.size)
+        return fail(why, whylen, "size %lld, this build expects %llu", (long long)st.st_size,
+                    (unsigned long long)l.size);
+    void *p = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return fail(why, whylen, "mmap: %s", strerror(errno));
+    shm_header_t *h = p;
+    const char *bad = NULL;
+    if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != SHM_MAGIC)
+        bad = "no magic (not an fd-router segment, or not initialised)";
+    else if (h->layout_version != SHM_LAYOUT_VERSION)
+        bad = "layout version differs";
+    else if (h->header_size != sizeof(shm_header_t) || h->size != l.size || h->readers_off != l.readers_off ||
+             h->dps_off != l.dps_off || h->instances_off != l.instances_off || h->arena_off != l.arena_off ||
+             h->arena_blocks != SHM_ARENA_BLOCKS)
+        bad = "layout differs";
+    if (bad) {
+        munmap(p, l.size);
+        return fail(why, whylen, "%s", bad);
+    }
+    s->hdr = h;
+    s->size = l.size;
+    s->fd = fd;
+    return 0;
+}
+
+static int init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    if (pthread_mutexattr_init(&a))
+        return -1;
+    int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!rc)
+        rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (!rc)
+        rc = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc ? -1 : 0;
+}
+
+/* Fill a zeroed segment; the magic goes last. */
+static int format_segment(shm_seg_t *s, const char *name, char *err, size_t errlen)
+{
+    shm_header_t *h = s->hdr;
+    seg_layout_t l = compute_layout();
+    h->layout_version = SHM_LAYOUT_VERSION;
+    h->header_size = sizeof(shm_header_t);
+    h->size = l.size;
+    h->readers_off = l.readers_off;
+    h->dps_off = l.dps_off;
+    h->instances_off = l.instances_off;
+    h->arena_off = l.arena_off;
+    h->created_at_ms = shm_now_ms();
+    snprintf(h->name, sizeof h->name, "%s", name);
+    h->gp_epoch = 1;
+    if (init_mutex(&h->wlock) < 0)
+        return fail(err, errlen, "cannot initialise the writer lock");
+    shm_arena_format(s);
+    if (shm_publish_views(s) < 0)
+        return fail(err, errlen, "arena too small for the initial views");
+    __atomic_store_n(&h->magic, SHM_MAGIC, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* 1: created, 0: exists already (EEXIST), -1: error. */
+static int create_segment(shm_seg_t *s, const char *name, char *err, size_t errlen)
+{
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno == EEXIST ? 0 : fail(err, errlen, "shm_open(%s): %s", name, strerror(errno));
+    seg_layout_t l = compute_layout();
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)l.size) == 0)
+        p = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        shm_unlink(name);
+        return fail(err, errlen, "cannot size or map %s: %s", name, strerror(e));
+    }
+    s->hdr = p;
+    s->size = l.size;
+    s->fd = fd;
+    if (format_segment(s, name, err, errlen) < 0) {
+        shm_detach(s);
+        shm_unlink(name);
+        return -1;
+    }
+    return 1;
+}
+
+int shm_open_cp(shm_seg_t *s, const char *name, bool rebuild, shm_open_result_t *how, char *err,
+                size_t errlen)
+{
+    seg_reset(s);
+    if (check_name(name, err, errlen) < 0)
+        return -1;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    bool unlinked = false;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int rc = create_segment(s, name, err, errlen);
+        if (rc < 0)
+            return -1;
+        if (rc > 0) {
+            *how = unlinked ? SHM_OPEN_REBUILT : SHM_OPEN_CREATED;
+            return 0;
+        }
+        int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue; /* unlinked between our two opens: create again */
+            return fail(err, errlen, "shm_open(%s): %s", name, strerror(errno));
+        }
+        char why[128];
+        if (map_existing(s, fd, why, sizeof why) == 0) {
+            *how = SHM_OPEN_REUSED;
+            return 0;
+        }
+        close(fd);
+        if (!rebuild)
+            return fail(err, errlen, "shared memory %s is incompatible (%s); rebuild it to start", name, why);
+        shm_unlink(name);
+        unlinked = true;
+    }
+    return fail(err, errlen, "shared memory %s keeps changing under us", name);
+}
+
+int shm_attach(shm_seg_t *s, const char *name, char *err, size_t errlen)
+{
+    seg_reset(s);
+    if (check_name(name, err, errlen) < 0)
+        return -1;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+        return fail(err, errlen, "shm_open(%s): %s", name, strerror(errno));
+    char why[128];
+    if (map_existing(s, fd, why, sizeof why) < 0) {
+        close(fd);
+        return fail(err, errlen, "shared memory %s is incompatible: %s", name, why);
+    }
+    return 0;
+}
+
+void shm_config_publish(shm_seg_t *s, const shm_config_t *c)
+{
+    shm_header_t *h = s->hdr;
+    /* "| 1": if a previous writer died mid-write the count is already odd; keep it odd. */
+    uint32_t seq = __atomic_load_n(&h->config_seq, __ATOMIC_RELAXED) | 1u;
+    __atomic_store_n(&h->config_seq, seq, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    memcpy(&h->config, c, sizeof *c);
+    __atomic_store_n(&h->config_seq, seq + 1, __ATOMIC_RELEASE);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+bool shm_config_read(const shm_seg_t *s, shm_config_t *out)
+{
+    const shm_header_t *h = s->hdr;
+    uint64_t deadline = 0;
+    for (;;) {
+        uint32_t before = __atomic_load_n(&h->config_seq, __ATOMIC_ACQUIRE);
+        if (!(before & 1u)) {
+            shm_config_t copy;
+            memcpy(&copy, &h->config, sizeof copy);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(&h->config_seq, __ATOMIC_RELAXED) == before) {
+                *out = copy;
+                return true;
+            }
+        }
+        uint64_t now = mono_ms();
+        if (!deadline)
+            deadline = now + CONFIG_READ_BUDGET_MS;
+        else if (now >= deadline)
+            return false;
+        sched_yield();
+    }
+}
