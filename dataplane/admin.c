@@ -126,9 +126,9 @@ static bool cp_pick(dp_proxy_t *p)
     return p->pool != NULL;
 }
 
-static void cp_noop_failed(dp_proxy_t *p, const char *err)
+static void cp_noop_failed(dp_proxy_t *p, const char *err, bool connected)
 {
-    (void)p, (void)err;
+    (void)p, (void)err, (void)connected;
 }
 
 static void cp_noop_head(dp_proxy_t *p, int status)

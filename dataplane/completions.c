@@ -24,6 +24,7 @@ typedef struct {
     bool holding; /* cur's counters are taken */
     uint16_t tried[MAX_TRIES];
     size_t ntried;
+    bool retried_same; /* one retry on the same instance was spent */
 } completion_t;
 
 static bool comp_pick(dp_proxy_t *p)
@@ -53,12 +54,18 @@ static void comp_release(completion_t *c)
     }
 }
 
-static void comp_attempt_failed(dp_proxy_t *p, const char *err)
+static void comp_attempt_failed(dp_proxy_t *p, const char *err, bool connected)
 {
     completion_t *c = p->owner;
     LOG_WARN("Request failed, retrying... url=%s err=%s", c->cur.url, err);
     dp_count_status(&c->cur, 0);
     comp_release(c);
+    /* closed before a head on a live connection is what a keep-alive socket the instance just
+     * closed looks like: that instance may be tried once more */
+    if (connected && !c->retried_same) {
+        c->retried_same = true;
+        c->ntried--;
+    }
 }
 
 static void comp_on_head(dp_proxy_t *p, int status)

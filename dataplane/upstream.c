@@ -67,7 +67,7 @@ static void attempt(dp_proxy_t *p)
 static void attempt_failed(dp_proxy_t *p, const char *err)
 {
     p->client = NULL;
-    p->ops->attempt_failed(p, err);
+    p->ops->attempt_failed(p, err, p->state != DP_ST_CONNECTING);
     attempt(p);
 }
 
@@ -82,7 +82,7 @@ static void on_timer(h2o_timeout_entry_t *entry)
         break;
     case DP_ST_WAIT_HEAD:
         /* the instance may be working on it: not retried, it would run twice */
-        p->ops->attempt_failed(p, "first byte timeout");
+        p->ops->attempt_failed(p, "first byte timeout", true);
         p->timed_out = 1;
         p->ops->fail(p, p->attempts, true);
         finish(p, DP_OUT_TIMEOUT);

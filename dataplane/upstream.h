@@ -26,7 +26,9 @@ typedef struct {
     /* Choose the next target: set p->pool (a reference the proxy releases) and p->authority.
      * Return false when there is nothing (more) to try. */
     bool (*pick)(dp_proxy_t *p);
-    void (*attempt_failed)(dp_proxy_t *p, const char *err);
+    /* `connected`: the failure came after the connection was made (closed or reset before a
+     * head), which a stale keep-alive socket also causes, as opposed to a connect failure. */
+    void (*attempt_failed)(dp_proxy_t *p, const char *err, bool connected);
     void (*on_head)(dp_proxy_t *p, int status);
     void (*done)(dp_proxy_t *p, dp_outcome_t outcome);
     /* Nothing could be reached; answer the client. `attempts` = how many were tried. */
