@@ -1,0 +1,93 @@
+/*
+ * tools/fdctl/fdctl.h - the pieces of fdctl, the operator CLI of fd-router.
+ *
+ * fdctl reads the router's shared memory directly, so its views work while the control plane
+ * is down. Reading is split from formatting:
+ *   snapshot.c  copies what a command shows out of shared memory (inside one read-side critical
+ *               section on fdctl's own reader slot) into the plain structs below
+ *   format.c    renders those structs as a table for humans or as JSON (pure, unit-tested)
+ *   main.c      command line, attach, dispatch, error messages
+ * Nothing read from shared memory is kept past the critical section: the structs are copies.
+ */
+#ifndef FD_TOOLS_FDCTL_H
+#define FD_TOOLS_FDCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shm/shm.h"
+
+struct json_object;
+
+/* One instance slot that is LIVE, or RETIRED and still draining. */
+typedef struct {
+    unsigned slot;
+    uint32_t generation;
+    uint32_t state;  /* shm_slot_state_t */
+    uint32_t role;   /* shm_role_t */
+    uint32_t health; /* shm_health_t */
+    bool drained;
+    char url[SHM_URL_LEN];
+    uint64_t inflight;
+    uint64_t tokens;
+    uint64_t registered_at_ms;
+    uint64_t last_register_ms;
+    uint64_t last_check_ms;
+    uint64_t unhealthy_since_ms;
+    uint64_t retired_at_ms;
+    uint64_t failures_total;
+    char last_error[96];
+} fdctl_instance_t;
+
+typedef struct {
+    unsigned row;
+    int32_t pid;
+    bool alive;
+    uint32_t state; /* SHM_DP_* */
+    uint64_t requests_total;
+    uint64_t started_at_ms;
+} fdctl_dp_t;
+
+typedef struct {
+    int32_t cp_pid;
+    bool cp_alive;
+    uint64_t cp_started_at_ms;
+    uint64_t cp_heartbeat_ms;
+    unsigned listen_port;
+    fdctl_dp_t dps[SHM_MAX_DPS];
+    unsigned n_dps;
+    char shm_name[64];
+    uint64_t shm_size;
+    uint32_t layout_version;
+    uint64_t arena_blocks;
+    uint64_t arena_used;
+    unsigned instances_live;
+    unsigned instances_retired;
+    uint64_t table_updated_ms;
+    uint32_t policy[SHM_ROLE_COUNT];
+    bool splitwise;
+} fdctl_status_t;
+
+/* ---- snapshot.c: reads shared memory (the caller holds reader slot `reader`) ---- */
+
+/* Copies up to `max` instances (LIVE and RETIRED), sorted by URL; returns how many. */
+unsigned fdctl_snapshot_instances(shm_seg_t *seg, int reader, fdctl_instance_t *out, unsigned max);
+void fdctl_snapshot_status(shm_seg_t *seg, int reader, fdctl_status_t *out);
+
+/* ---- format.c: pure rendering; `now_ms` is the wall clock ages are computed against ---- */
+
+const char *fdctl_health_name(uint32_t health);    /* "unknown" / "healthy" / "unhealthy" */
+const char *fdctl_slot_state_name(uint32_t state); /* "free" / "live" / "retired" */
+const char *fdctl_dp_state_name(uint32_t state);   /* "free" / "starting" / "serving" / "draining" */
+/* Age `now - then` in ms; 0 when `then` is unset (0) or in the future. */
+uint64_t fdctl_age_ms(uint64_t now_ms, uint64_t then_ms);
+/* Compact human duration: "850ms", "12.3s", "4m05s", "2h03m", "3d04h"; "-" when ms is UINT64_MAX. */
+void fdctl_format_duration(char *out, size_t outlen, uint64_t ms);
+
+struct json_object *fdctl_instances_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
+void fdctl_instances_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
+struct json_object *fdctl_status_json(const fdctl_status_t *st, uint64_t now_ms);
+void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,255 @@
+/*
+ * tools/fdctl/format.c - renders fdctl's snapshots (tools/fdctl/fdctl.h) as human tables or as
+ * JSON. Pure: no shared memory, no clock (the caller passes `now_ms`), so the unit tests can pin
+ * every output. JSON field names are a stable interface for scripts and the integration tests.
+ */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "common/instance_info.h"
+#include "tools/fdctl/fdctl.h"
+
+const char *fdctl_health_name(uint32_t health)
+{
+    switch (health) {
+    case SHM_HEALTH_UNKNOWN:
+        return "unknown";
+    case SHM_HEALTH_HEALTHY:
+        return "healthy";
+    case SHM_HEALTH_UNHEALTHY:
+        return "unhealthy";
+    default:
+        return "invalid";
+    }
+}
+
+const char *fdctl_slot_state_name(uint32_t state)
+{
+    switch (state) {
+    case SHM_SLOT_FREE:
+        return "free";
+    case SHM_SLOT_LIVE:
+        return "live";
+    case SHM_SLOT_RETIRED:
+        return "retired";
+    default:
+        return "invalid";
+    }
+}
+
+const char *fdctl_dp_state_name(uint32_t state)
+{
+    switch (state) {
+    case SHM_DP_FREE:
+        return "free";
+    case SHM_DP_STARTING:
+        return "starting";
+    case SHM_DP_SERVING:
+        return "serving";
+    case SHM_DP_DRAINING:
+        return "draining";
+    default:
+        return "invalid";
+    }
+}
+
+uint64_t fdctl_age_ms(uint64_t now_ms, uint64_t then_ms)
+{
+    return then_ms && now_ms > then_ms ? now_ms - then_ms : 0;
+}
+
+void fdctl_format_duration(char *out, size_t outlen, uint64_t ms)
+{
+    uint64_t s = ms / 1000;
+    if (ms == UINT64_MAX)
+        snprintf(out, outlen, "-");
+    else if (ms < 1000)
+        snprintf(out, outlen, "%" PRIu64 "ms", ms);
+    else if (s < 60)
+        snprintf(out, outlen, "%" PRIu64 ".%" PRIu64 "s", s, ms % 1000 / 100);
+    else if (s < 3600)
+        snprintf(out, outlen, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(out, outlen, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s % 3600 / 60);
+    else
+        snprintf(out, outlen, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s % 86400 / 3600);
+}
+
+/* An age in the JSON output: null when the event never happened. */
+static json_object *age_json(uint64_t now_ms, uint64_t then_ms)
+{
+    return then_ms ? json_object_new_int64((int64_t)fdctl_age_ms(now_ms, then_ms)) : NULL;
+}
+
+static void add(json_object *o, const char *key, json_object *v)
+{
+    json_object_object_add(o, key, v);
+}
+
+static json_object *instance_json(const fdctl_instance_t *in, uint64_t now_ms)
+{
+    json_object *o = json_object_new_object();
+    add(o, "slot", json_object_new_int((int)in->slot));
+    add(o, "generation", json_object_new_int64(in->generation));
+    add(o, "url", json_object_new_string(in->url));
+    add(o, "role", json_object_new_string(fd_role_name((shm_role_t)in->role)));
+    add(o, "state", json_object_new_string(fdctl_slot_state_name(in->state)));
+    add(o, "health", json_object_new_string(fdctl_health_name(in->health)));
+    add(o, "drained", json_object_new_boolean(in->drained));
+    add(o, "selectable",
+        json_object_new_boolean(in->state == SHM_SLOT_LIVE && in->health == SHM_HEALTH_HEALTHY &&
+                                !in->drained));
+    add(o, "inflight", json_object_new_int64((int64_t)in->inflight));
+    add(o, "tokens", json_object_new_int64((int64_t)in->tokens));
+    add(o, "registered_at_ms", json_object_new_int64((int64_t)in->registered_at_ms));
+    add(o, "registered_age_ms", age_json(now_ms, in->registered_at_ms));
+    add(o, "last_register_age_ms", age_json(now_ms, in->last_register_ms));
+    add(o, "last_check_age_ms", age_json(now_ms, in->last_check_ms));
+    add(o, "unhealthy_for_ms",
+        in->health == SHM_HEALTH_UNHEALTHY ? age_json(now_ms, in->unhealthy_since_ms) : NULL);
+    add(o, "retired_age_ms", in->state == SHM_SLOT_RETIRED ? age_json(now_ms, in->retired_at_ms) : NULL);
+    add(o, "failures_total", json_object_new_int64((int64_t)in->failures_total));
+    add(o, "last_error", in->last_error[0] ? json_object_new_string(in->last_error) : NULL);
+    return o;
+}
+
+json_object *fdctl_instances_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms)
+{
+    json_object *list = json_object_new_array();
+    for (unsigned i = 0; i < n; i++)
+        json_object_array_add(list, instance_json(&in[i], now_ms));
+    json_object *o = json_object_new_object();
+    add(o, "instances", list);
+    return o;
+}
+
+/* The state column: "live", "retired" (draining), plus markers a human should notice. */
+static void state_label(const fdctl_instance_t *in, char *out, size_t outlen)
+{
+    if (in->state == SHM_SLOT_RETIRED)
+        snprintf(out, outlen, "retired(draining)");
+    else
+        snprintf(out, outlen, "%s%s", fdctl_slot_state_name(in->state), in->drained ? ",drained" : "");
+}
+
+void fdctl_instances_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms)
+{
+    if (n == 0) {
+        fprintf(f, "no instances registered\n");
+        return;
+    }
+    fprintf(f, "%-7s  %-40s  %-17s  %-9s  %8s  %8s  %9s\n", "ROLE", "URL", "STATE", "HEALTH", "INFLIGHT",
+            "TOKENS", "AGE");
+    for (unsigned i = 0; i < n; i++) {
+        char state[32], age[32];
+        state_label(&in[i], state, sizeof state);
+        fdctl_format_duration(age, sizeof age,
+                              in[i].registered_at_ms ? fdctl_age_ms(now_ms, in[i].registered_at_ms)
+                                                     : UINT64_MAX);
+        fprintf(f, "%-7s  %-40s  %-17s  %-9s  %8" PRIu64 "  %8" PRIu64 "  %9s\n",
+                fd_role_name((shm_role_t)in[i].role), in[i].url, state, fdctl_health_name(in[i].health),
+                in[i].inflight, in[i].tokens, age);
+        if (in[i].health == SHM_HEALTH_UNHEALTHY && in[i].last_error[0])
+            fprintf(f, "         last error: %s\n", in[i].last_error);
+    }
+}
+
+static json_object *cp_json(const fdctl_status_t *st, uint64_t now_ms)
+{
+    json_object *o = json_object_new_object();
+    add(o, "pid", json_object_new_int(st->cp_pid));
+    add(o, "alive", json_object_new_boolean(st->cp_alive));
+    add(o, "port", json_object_new_int((int)st->listen_port));
+    add(o, "started_at_ms", json_object_new_int64((int64_t)st->cp_started_at_ms));
+    add(o, "heartbeat_age_ms", age_json(now_ms, st->cp_heartbeat_ms));
+    return o;
+}
+
+static json_object *dp_json(const fdctl_dp_t *d)
+{
+    json_object *o = json_object_new_object();
+    add(o, "pid", json_object_new_int(d->pid));
+    add(o, "row", json_object_new_int((int)d->row));
+    add(o, "alive", json_object_new_boolean(d->alive));
+    add(o, "state", json_object_new_string(fdctl_dp_state_name(d->state)));
+    add(o, "requests_total", json_object_new_int64((int64_t)d->requests_total));
+    add(o, "started_at_ms", json_object_new_int64((int64_t)d->started_at_ms));
+    return o;
+}
+
+static json_object *shm_json(const fdctl_status_t *st)
+{
+    json_object *o = json_object_new_object();
+    add(o, "name", json_object_new_string(st->shm_name));
+    add(o, "size", json_object_new_int64((int64_t)st->shm_size));
+    add(o, "layout_version", json_object_new_int64(st->layout_version));
+    add(o, "arena_blocks", json_object_new_int64((int64_t)st->arena_blocks));
+    add(o, "arena_used", json_object_new_int64((int64_t)st->arena_used));
+    add(o, "instances_live", json_object_new_int((int)st->instances_live));
+    add(o, "instances_retired", json_object_new_int((int)st->instances_retired));
+    return o;
+}
+
+static json_object *config_json(const fdctl_status_t *st)
+{
+    json_object *o = json_object_new_object();
+    add(o, "splitwise", json_object_new_boolean(st->splitwise));
+    add(o, "policy", json_object_new_string(fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_MIXED])));
+    add(o, "prefill_policy",
+        json_object_new_string(fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_PREFILL])));
+    add(o, "decode_policy",
+        json_object_new_string(fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_DECODE])));
+    return o;
+}
+
+json_object *fdctl_status_json(const fdctl_status_t *st, uint64_t now_ms)
+{
+    json_object *o = json_object_new_object();
+    add(o, "cp", cp_json(st, now_ms));
+    json_object *dps = json_object_new_array();
+    for (unsigned i = 0; i < st->n_dps; i++)
+        json_object_array_add(dps, dp_json(&st->dps[i]));
+    add(o, "dp", dps);
+    add(o, "shm", shm_json(st));
+    add(o, "config", config_json(st));
+    add(o, "table_age_ms", age_json(now_ms, st->table_updated_ms));
+    return o;
+}
+
+static void age_text(char *out, size_t outlen, uint64_t now_ms, uint64_t then_ms)
+{
+    fdctl_format_duration(out, outlen, then_ms ? fdctl_age_ms(now_ms, then_ms) : UINT64_MAX);
+}
+
+void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms)
+{
+    char a[32], b[32];
+    age_text(a, sizeof a, now_ms, st->cp_started_at_ms);
+    age_text(b, sizeof b, now_ms, st->cp_heartbeat_ms);
+    fprintf(f, "control plane  pid %d, %s, port %u, up %s, last heartbeat %s ago\n", st->cp_pid,
+            st->cp_alive ? "running" : "NOT RUNNING (data plane serves the last table)", st->listen_port, a,
+            b);
+    if (st->n_dps == 0)
+        fprintf(f, "data plane     none running\n");
+    for (unsigned i = 0; i < st->n_dps; i++) {
+        const fdctl_dp_t *d = &st->dps[i];
+        age_text(a, sizeof a, now_ms, d->started_at_ms);
+        fprintf(f, "data plane     pid %d (row %u), %s%s, up %s, %" PRIu64 " requests\n", d->pid, d->row,
+                fdctl_dp_state_name(d->state), d->alive ? "" : ", DEAD (row not reaped yet)", a,
+                d->requests_total);
+    }
+    if (st->splitwise)
+        fprintf(f, "policy         splitwise: prefill %s, decode %s\n",
+                fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_PREFILL]),
+                fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_DECODE]));
+    else
+        fprintf(f, "policy         %s\n", fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_MIXED]));
+    age_text(a, sizeof a, now_ms, st->table_updated_ms);
+    fprintf(f, "instances      %u live, %u retired (draining); table updated %s ago\n", st->instances_live,
+            st->instances_retired, a);
+    fprintf(f,
+            "shared memory  %s, %" PRIu64 " bytes, layout v%u, arena %" PRIu64 "/%" PRIu64 " blocks used\n",
+            st->shm_name, st->shm_size, st->layout_version, st->arena_used, st->arena_blocks);
+}

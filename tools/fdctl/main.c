@@ -1,0 +1,215 @@
+/*
+ * tools/fdctl/main.c - fdctl, the operator CLI of fd-router: command line, attaching the
+ * router's shared memory, dispatch and error messages.
+ *
+ * Views are read straight from shared memory (shm_default_name(port) or --shm_name), so they
+ * keep working while the control plane is down. fdctl takes a reader slot for the duration of
+ * the command so the control plane cannot reuse an instance slot under it, and gives the slot
+ * back before exiting (a killed fdctl's slot is reaped by the control plane).
+ *
+ * Exit status: 0 success, 1 runtime error (no router, shared memory unreadable), 2 usage error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "tools/fdctl/fdctl.h"
+
+typedef struct {
+    unsigned port;
+    char shm_name[64];
+    bool json;
+    const char *command;
+} fdctl_args_t;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: fdctl --port P [--shm_name NAME] [--json] COMMAND\n"
+               "Operator view of a running fd-router, read from its shared memory (works while the\n"
+               "control plane is down).\n"
+               "\n"
+               "Commands:\n"
+               "  registered   every registered instance (and removed ones still draining): role, URL,\n"
+               "               health, drain flag, in-flight requests and tokens, age\n"
+               "  status       control plane and data plane processes, shared memory, table age\n"
+               "  help         this text\n"
+               "\n"
+               "Options:\n"
+               "  --port P         the router's port; its shared memory is /fd-router-P\n"
+               "  --shm_name NAME  shared memory segment to read instead of /fd-router-P\n"
+               "  --json           machine-readable output\n"
+               "  -h, --help       this text\n"
+               "\n"
+               "Exit status: 0 success, 1 error (e.g. no router on that port), 2 usage error.\n");
+}
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "fdctl: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    usage(stderr);
+    return 2;
+}
+
+static int parse_port(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end || errno || v == 0 || v > 65535)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* Returns -1 to continue, else the exit status. Accepts -opt as well as --opt (Go flag style,
+ * like the router's own flags) and options on either side of the command. */
+static int parse_args(int argc, char **argv, fdctl_args_t *a)
+{
+    static const struct option opts[] = {{"port", required_argument, 0, 'p'},
+                                         {"shm_name", required_argument, 0, 's'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (parse_port(optarg, &a->port) != 0)
+                return usage_error("invalid port: %s", optarg);
+            break;
+        case 's':
+            if (optarg[0] != '/' || strlen(optarg) >= sizeof a->shm_name || strchr(optarg + 1, '/'))
+                return usage_error("invalid shared memory name (want /name): %s", optarg);
+            snprintf(a->shm_name, sizeof a->shm_name, "%s", optarg);
+            break;
+        case 'j':
+            a->json = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return usage_error("unknown or incomplete option: %s", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return usage_error("%s", "no command given");
+    if (optind + 1 < argc)
+        return usage_error("unexpected argument: %s", argv[optind + 1]);
+    a->command = argv[optind];
+    return -1;
+}
+
+/* Attach the segment; on failure prints the reason and returns false. */
+static bool attach(const fdctl_args_t *a, shm_seg_t *seg)
+{
+    char err[256];
+    if (shm_attach(seg, a->shm_name, err, sizeof err) == 0)
+        return true;
+    int fd = shm_open(a->shm_name, O_RDONLY, 0);
+    if (fd >= 0)
+        close(fd);
+    if (fd < 0 && errno == ENOENT) {
+        if (a->port)
+            fprintf(stderr, "fdctl: no fd-router on port %u (shared memory %s not found)\n", a->port,
+                    a->shm_name);
+        else
+            fprintf(stderr, "fdctl: no fd-router (shared memory %s not found)\n", a->shm_name);
+    } else {
+        fprintf(stderr, "fdctl: cannot read shared memory %s: %s\n", a->shm_name, err);
+    }
+    return false;
+}
+
+static void print_json(json_object *o)
+{
+    printf("%s\n",
+           json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+}
+
+static int cmd_registered(const fdctl_args_t *a, shm_seg_t *seg, int reader)
+{
+    fdctl_instance_t *list = calloc(SHM_MAX_INSTANCES, sizeof *list);
+    if (!list) {
+        fprintf(stderr, "fdctl: out of memory\n");
+        return 1;
+    }
+    unsigned n = fdctl_snapshot_instances(seg, reader, list, SHM_MAX_INSTANCES);
+    uint64_t now = shm_now_ms();
+    if (a->json)
+        print_json(fdctl_instances_json(list, n, now));
+    else
+        fdctl_instances_table(stdout, list, n, now);
+    free(list);
+    return 0;
+}
+
+static int cmd_status(const fdctl_args_t *a, shm_seg_t *seg, int reader)
+{
+    fdctl_status_t st;
+    fdctl_snapshot_status(seg, reader, &st);
+    uint64_t now = shm_now_ms();
+    if (a->json)
+        print_json(fdctl_status_json(&st, now));
+    else
+        fdctl_status_text(stdout, &st, now);
+    return 0;
+}
+
+static int run(const fdctl_args_t *a, int (*cmd)(const fdctl_args_t *, shm_seg_t *, int))
+{
+    shm_seg_t seg;
+    if (!attach(a, &seg))
+        return 1;
+    int reader = shm_reader_register(&seg);
+    if (reader < 0) {
+        fprintf(stderr, "fdctl: no free reader slot in shared memory %s\n", a->shm_name);
+        shm_detach(&seg);
+        return 1;
+    }
+    int rc = cmd(a, &seg, reader);
+    shm_reader_unregister(&seg, reader);
+    shm_detach(&seg);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "fdctl: writing output: %s\n", strerror(errno));
+        return 1;
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    fdctl_args_t a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    if (strcmp(a.command, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    int (*cmd)(const fdctl_args_t *, shm_seg_t *, int) = NULL;
+    if (strcmp(a.command, "registered") == 0)
+        cmd = cmd_registered;
+    else if (strcmp(a.command, "status") == 0)
+        cmd = cmd_status;
+    else
+        return usage_error("unknown command: %s", a.command);
+    if (!a.port && !a.shm_name[0])
+        return usage_error("%s", "--port (or --shm_name) is required");
+    if (!a.shm_name[0])
+        shm_default_name(a.shm_name, sizeof a.shm_name, a.port);
+    return run(&a, cmd);
+}
