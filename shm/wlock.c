@@ -5,8 +5,8 @@
  * What readers see changes only by single offset stores, so the published views are always
  * consistent; what a dead writer can leave broken is the allocator (a block popped but never
  * published, a half-linked limbo or free list). Recovery therefore rebuilds the lists from what
- * is certainly in use: the blocks of the published views and the well-formed prefix of the
- * limbo list. Every other block may still be held by a reader (the dead writer may have
+ * is certain: the blocks of the published views, and the well-formed prefixes of the limbo and
+ * free lists. Any other block may still be held by a reader (the dead writer may have
  * unpublished it just before dying), so it is freed only after a full grace period; if that
  * does not come in time it goes to limbo instead, which is always safe.
  */
@@ -16,7 +16,7 @@
 
 #define RECOVERY_GRACE_MS 2000
 
-enum { MARK_NONE = 0, MARK_VIEW, MARK_LIMBO };
+enum { MARK_NONE = 0, MARK_VIEW, MARK_LIMBO, MARK_FREE };
 
 static void mark_views(shm_seg_t *s, uint8_t *mark)
 {
@@ -27,48 +27,58 @@ static void mark_views(shm_seg_t *s, uint8_t *mark)
     }
 }
 
-/* Keep the limbo list up to the first link that is not a distinct LIMBO block. */
-static void mark_limbo(shm_seg_t *s, uint8_t *mark)
+/* Keep a list up to the first link that is not a distinct, unmarked block in `state`. Every
+ * list operation commits with one store of a link, so a list is well formed unless a previous
+ * recovery died halfway; then the cut-off part just counts as unknown. */
+static void mark_list(shm_seg_t *s, uint64_t *link, uint32_t state, uint8_t *mark, uint8_t as)
 {
-    uint64_t *link = &s->hdr->limbo_head;
     while (*link) {
         long i = shm_block_index(s, *link, false);
-        if (i < 0 || mark[i] != MARK_NONE || shm_block_at(s, (uint64_t)i)->state != SHM_BLK_LIMBO) {
+        if (i < 0 || mark[i] != MARK_NONE || shm_block_at(s, (uint64_t)i)->state != state) {
             *link = 0;
             break;
         }
-        mark[i] = MARK_LIMBO;
+        mark[i] = as;
         link = &shm_block_at(s, (uint64_t)i)->next_off;
     }
 }
 
+static void push(shm_seg_t *s, uint64_t *head, uint64_t i, uint32_t state, uint64_t epoch)
+{
+    shm_block_hdr_t *b = shm_block_at(s, i);
+    b->state = state;
+    b->retire_epoch = epoch;
+    b->next_off = *head;
+    *head = shm_block_off(s, i);
+}
+
+/*
+ * Blocks on the free list were free before the writer died (only blocks past their grace
+ * period, or never published, are ever put there), so they stay free. Blocks on no list and in
+ * no view are unknown: allocated and leaked, or unpublished a moment before the death.
+ */
 static void rebuild_allocator(shm_seg_t *s)
 {
     shm_header_t *h = s->hdr;
     uint8_t mark[SHM_ARENA_BLOCKS] = {0};
     mark_views(s, mark);
-    mark_limbo(s, mark);
+    mark_list(s, &h->limbo_head, SHM_BLK_LIMBO, mark, MARK_LIMBO);
+    mark_list(s, &h->free_head, SHM_BLK_FREE, mark, MARK_FREE);
     uint64_t epoch = shm_epoch_advance(s);
     bool quiet = shm_grace_wait(s, epoch, RECOVERY_GRACE_MS);
 
     uint64_t used = 0;
     h->free_head = 0;
     for (uint64_t i = h->arena_blocks; i-- > 0;) {
-        shm_block_hdr_t *b = shm_block_at(s, i);
         if (mark[i] == MARK_VIEW)
-            b->state = SHM_BLK_USED;
-        if (mark[i] != MARK_NONE) {
+            shm_block_at(s, i)->state = SHM_BLK_USED;
+        if (mark[i] == MARK_VIEW || mark[i] == MARK_LIMBO)
             used++;
-        } else if (quiet) {
-            b->state = SHM_BLK_FREE;
-            b->next_off = h->free_head;
-            h->free_head = shm_block_off(s, i);
-        } else {
+        else if (mark[i] == MARK_FREE || quiet)
+            push(s, &h->free_head, i, SHM_BLK_FREE, 0);
+        else {
             /* tagged with the newest epoch, so the limbo list stays newest first */
-            b->state = SHM_BLK_LIMBO;
-            b->retire_epoch = epoch;
-            b->next_off = h->limbo_head;
-            h->limbo_head = shm_block_off(s, i);
+            push(s, &h->limbo_head, i, SHM_BLK_LIMBO, epoch);
             used++;
         }
     }

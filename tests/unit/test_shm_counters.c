@@ -1,0 +1,183 @@
+/*
+ * tests/unit/test_shm_counters.c - per-DP rows and load counters; instance metrics and status
+ * buckets.
+ */
+#include "test_shm_util.h"
+
+TestSuite(counters, .init = seg_setup, .fini = seg_teardown, .timeout = 10.0);
+
+Test(counters, inc_dec_and_sums_over_rows)
+{
+    int r1 = shm_dp_claim(&seg, getpid(), 0xabc);
+    int r2 = shm_dp_claim(&seg, getpid(), 0xabc);
+    cr_assert(r1 >= 0 && r2 >= 0 && r1 != r2);
+    shm_dp_row_t *row = shm_dp_row(&seg, (unsigned)r1);
+    cr_assert_eq(row->pid, getpid());
+    cr_assert_eq(row->state, SHM_DP_STARTING);
+    cr_assert_eq(row->version_hash, 0xabc);
+    cr_assert_eq(row->start_time, shm_proc_start_time(getpid()));
+    cr_assert_gt(row->started_at_ms, 0);
+
+    uint32_t gen = shm_instance(&seg, 7)->generation;
+    shm_dp_inc(&seg, r1, 7, 100);
+    shm_dp_inc(&seg, r1, 7, 50);
+    shm_dp_inc(&seg, r2, 7, 10);
+    shm_dp_inc(&seg, r2, 8, 0);
+    cr_assert_eq(shm_inflight(&seg, 7), 3);
+    cr_assert_eq(shm_tokens(&seg, 7), 160);
+    cr_assert_eq(shm_inflight(&seg, 8), 1);
+    cr_assert_eq(shm_tokens(&seg, 8), 0);
+
+    shm_dp_dec(&seg, r1, 7, gen, false, 100); /* tokens released early, request still running */
+    cr_assert_eq(shm_inflight(&seg, 7), 3);
+    cr_assert_eq(shm_tokens(&seg, 7), 60);
+    shm_dp_dec(&seg, r1, 7, gen, true, 50);
+    cr_assert_eq(shm_inflight(&seg, 7), 2);
+    cr_assert_eq(shm_tokens(&seg, 7), 10);
+
+    shm_dp_release(&seg, r2);
+    cr_assert_eq(shm_dp_row(&seg, (unsigned)r2)->pid, 0);
+    cr_assert_eq(shm_inflight(&seg, 7), 1, "a released row no longer counts");
+    cr_assert_eq(shm_inflight(&seg, 8), 0);
+    cr_assert_eq(shm_dp_claim(&seg, getpid(), 0), r2);
+    cr_assert_eq(shm_dp_row(&seg, (unsigned)r2)->inflight[7], 0, "a reclaimed row starts at zero");
+}
+
+Test(counters, stale_generation_is_ignored)
+{
+    int row = shm_dp_claim(&seg, getpid(), 0);
+    uint32_t gen = shm_instance(&seg, 3)->generation;
+    shm_dp_inc(&seg, row, 3, 5);
+    __atomic_add_fetch(&shm_instance(&seg, 3)->generation, 1, __ATOMIC_RELEASE);
+    shm_dp_dec(&seg, row, 3, gen, true, 5);
+    cr_assert_eq(shm_inflight(&seg, 3), 1);
+    cr_assert_eq(shm_tokens(&seg, 3), 5);
+    shm_dp_dec(&seg, row, 3, gen + 1, true, 5);
+    cr_assert_eq(shm_inflight(&seg, 3), 0);
+    cr_assert_eq(shm_tokens(&seg, 3), 0);
+}
+
+Test(counters, counters_never_wrap_below_zero)
+{
+    int row = shm_dp_claim(&seg, getpid(), 0);
+    uint32_t gen = shm_instance(&seg, 2)->generation;
+    shm_dp_dec(&seg, row, 2, gen, true, 10);
+    cr_assert_eq(shm_inflight(&seg, 2), 0);
+    cr_assert_eq(shm_tokens(&seg, 2), 0);
+    shm_dp_inc(&seg, row, 2, 4);
+    shm_dp_dec(&seg, row, 2, gen, true, 10);
+    shm_dp_dec(&seg, row, 2, gen, true, 0);
+    cr_assert_eq(shm_inflight(&seg, 2), 0);
+    cr_assert_eq(shm_tokens(&seg, 2), 0);
+    shm_dp_dec(&seg, -1, 2, gen, true, 1);
+    shm_dp_dec(&seg, row, SHM_MAX_INSTANCES, gen, true, 1);
+    cr_assert_eq(shm_inflight(&seg, SHM_MAX_INSTANCES), 0);
+}
+
+Test(counters, rows_run_out_and_dead_rows_are_reaped_on_claim)
+{
+    for (int i = 0; i < SHM_MAX_DPS; i++)
+        cr_assert_eq(shm_dp_claim(&seg, getpid(), 0), i);
+    cr_assert_eq(shm_dp_claim(&seg, getpid(), 0), -1);
+    cr_assert_eq(shm_dp_claim(&seg, 0, 0), -1);
+
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    shm_dp_row_t *r = shm_dp_row(&seg, 4);
+    r->pid = pid; /* row 4 now belongs to a dead DP with load */
+    r->start_time = 1;
+    r->inflight[9] = 3;
+    cr_assert_eq(shm_inflight(&seg, 9), 3);
+    cr_assert_eq(shm_dp_claim(&seg, getpid(), 0), 4);
+    cr_assert_eq(shm_inflight(&seg, 9), 0);
+}
+
+TestSuite(metrics, .init = seg_setup, .fini = seg_teardown, .timeout = 10.0);
+
+Test(metrics, store_load_invalidate)
+{
+    shm_instance_t *in = shm_instance(&seg, 0);
+    shm_remote_metrics_t m;
+    cr_assert_not(shm_metrics_load(in, &m), "never scraped");
+    shm_metrics_store(in, 3, 4.5, 1000, 777);
+    cr_assert(shm_metrics_load(in, &m));
+    cr_assert(m.running == 3 && m.waiting == 4.5 && m.free_blocks == 1000);
+    cr_assert_eq(m.at_ms, 777);
+    cr_assert_eq(m.seq % 2, 0);
+    shm_metrics_invalidate(in);
+    cr_assert_not(shm_metrics_load(in, &m));
+    shm_metrics_store(in, 1, 2, 3, 778);
+    cr_assert(shm_metrics_load(in, &m));
+    cr_assert_eq(m.at_ms, 778);
+}
+
+Test(metrics, writer_dead_mid_write_is_not_read_then_recovers)
+{
+    shm_instance_t *in = shm_instance(&seg, 0);
+    shm_remote_metrics_t m;
+    shm_metrics_store(in, 1, 1, 1, 1);
+    in->metrics.seq++; /* a CP died inside a store */
+    cr_assert_not(shm_metrics_load(in, &m));
+    shm_metrics_store(in, 2, 2, 2, 2);
+    cr_assert(shm_metrics_load(in, &m));
+    cr_assert_eq(m.at_ms, 2);
+}
+
+static uint64_t bucket(const shm_instance_t *in, uint32_t code)
+{
+    for (int i = 0; i < SHM_STATUS_BUCKETS; i++)
+        if (in->status[i].code == code)
+            return in->status[i].count;
+    return 0;
+}
+
+Test(metrics, status_buckets_with_transport_and_overflow)
+{
+    shm_instance_t *in = shm_instance(&seg, 0);
+    shm_count_status(in, 200);
+    shm_count_status(in, 200);
+    shm_count_status(in, 0);
+    cr_assert_eq(bucket(in, 200), 2);
+    cr_assert_eq(bucket(in, SHM_STATUS_TRANSPORT), 1);
+    unsigned codes[] = {400, 404, 429, 500, 502}; /* fills the 7 ordinary buckets */
+    for (unsigned i = 0; i < 5; i++)
+        shm_count_status(in, codes[i]);
+    shm_count_status(in, 503); /* no bucket left */
+    shm_count_status(in, 504);
+    shm_count_status(in, 599);
+    cr_assert_eq(bucket(in, 503), 0);
+    cr_assert_eq(in->status[SHM_STATUS_BUCKETS - 1].code, SHM_STATUS_OTHER);
+    cr_assert_eq(bucket(in, SHM_STATUS_OTHER), 3);
+    shm_count_status(in, 404);
+    cr_assert_eq(bucket(in, 404), 2);
+}
+
+Test(metrics, status_counts_from_two_processes_add_up)
+{
+    shm_instance_t *in = shm_instance(&seg, 0);
+    enum { N = 20000 };
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shm_seg_t dp;
+        if (shm_attach(&dp, seg_name, NULL, 0) < 0)
+            _exit(2);
+        for (int i = 0; i < N; i++)
+            shm_count_status(shm_instance(&dp, 0), 200 + (unsigned)(i % 4));
+        _exit(0);
+    }
+    for (int i = 0; i < N; i++)
+        shm_count_status(in, 203 - (unsigned)(i % 4));
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    for (unsigned c = 200; c < 204; c++)
+        cr_assert_eq(bucket(in, c), N / 2, "code %u", c);
+    unsigned used = 0;
+    for (int i = 0; i < SHM_STATUS_BUCKETS; i++)
+        used += in->status[i].code != 0;
+    cr_assert_eq(used, 4, "each code claimed exactly one bucket");
+}
