@@ -1,0 +1,654 @@
+/*
+ * common/config.c - strict loader of config.yaml (common/config.h).
+ *
+ * The control plane calls fd_config_load() once at start; a bad file stops the router with a
+ * message naming file, line and key, instead of starting with a silently different setting
+ * (the Go router replaces any 0 or "" by the default and maps an unknown policy to random).
+ *
+ * Every known key is one row of the table below: where it lives in fd_config_t, its type and
+ * its range. The file is read with libyaml twice: an event pass that bounds nesting depth,
+ * event count and the number of documents (so alias bombs and pathological nesting are refused
+ * before anything is built), then the document API to walk the two levels we use. Values are
+ * never followed below the second level, so aliases cannot multiply work.
+ */
+#include "common/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <yaml.h>
+
+#include "common/log.h"
+
+#define CFG_MAX_FILE_BYTES (1u << 20)
+#define CFG_MAX_DEPTH      64
+#define CFG_MAX_EVENTS     100000
+#define CFG_MAX_SECS       1e6 /* keeps every timeout in uint32 milliseconds */
+
+static const char *const policy_names[SHM_POL_COUNT] = {
+    [SHM_POL_RANDOM] = "random",
+    [SHM_POL_ROUND_ROBIN] = "round_robin",
+    [SHM_POL_POWER_OF_TWO] = "power_of_two",
+    [SHM_POL_REQUEST_NUM] = "request_num",
+    [SHM_POL_PROCESS_TOKENS] = "process_tokens",
+    [SHM_POL_FD_METRICS_SCORE] = "fd_metrics_score",
+    [SHM_POL_FD_REMOTE_METRICS_SCORE] = "fd_remote_metrics_score",
+    [SHM_POL_CACHE_AWARE] = "cache_aware",
+    [SHM_POL_REMOTE_CACHE_AWARE] = "remote_cache_aware",
+};
+
+int fd_policy_from_name(const char *name)
+{
+    for (int i = 0; name && i < SHM_POL_COUNT; i++)
+        if (strcmp(name, policy_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *fd_policy_name(shm_policy_t p)
+{
+    return (unsigned)p < SHM_POL_COUNT ? policy_names[p] : "unknown";
+}
+
+void fd_config_defaults(fd_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->listen, sizeof c->listen, "0.0.0.0");
+    snprintf(c->mode, sizeof c->mode, "release");
+
+    snprintf(c->log_level, sizeof c->log_level, "info");
+    snprintf(c->log_output, sizeof c->log_output, "stdout");
+    c->log_max_age_days = 7;
+    c->log_max_total_size_mb = 500;
+    c->log_cleanup_interval_secs = 3600;
+
+    c->health_failure_threshold = 1;
+    c->health_success_threshold = 1;
+    c->health_check_timeout_secs = 5;
+    c->health_check_interval_secs = 5;
+    snprintf(c->health_check_endpoint, sizeof c->health_check_endpoint, "/health");
+    c->unhealthy_removal_secs = 60;
+    c->metrics_poll_interval_secs = 1;
+    c->metrics_max_age_secs = 5;
+
+    c->policy = SHM_POL_REQUEST_NUM;
+    c->prefill_policy = SHM_POL_PROCESS_TOKENS;
+    c->decode_policy = SHM_POL_REQUEST_NUM;
+    c->eviction_interval_secs = 60;
+    c->eviction_duration_mins = 30;
+    c->cache_block_size = 64;
+    c->tokenizer_timeout_secs = 2;
+    c->balance_abs_threshold = 1;
+    c->balance_rel_threshold = 0.2;
+    c->hit_ratio_weight = 1;
+    c->load_balance_weight = 1;
+    c->waiting_weight = 1;
+    c->stats_interval_secs = 5;
+
+    c->connect_timeout_secs = 3;
+    c->first_byte_timeout_secs = 600;
+    c->idle_timeout_secs = 300;
+    c->max_body_mb = 32;
+    c->retry_attempts = 3;
+}
+
+/* ---- value checks for string keys: return a reason, or NULL when the value is fine ---- */
+
+static const char *check_mode(const char *v)
+{
+    return strcmp(v, "debug") && strcmp(v, "release") && strcmp(v, "test") ? "must be debug, release or test"
+                                                                           : NULL;
+}
+
+static const char *check_level(const char *v)
+{
+    return strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") && strcmp(v, "error")
+               ? "must be debug, info, warn or error"
+               : NULL;
+}
+
+static const char *check_output(const char *v)
+{
+    return strcmp(v, "stdout") && strcmp(v, "file") ? "must be stdout or file" : NULL;
+}
+
+static const char *check_endpoint(const char *v)
+{
+    return v[0] == '/' ? NULL : "must be a path starting with '/'";
+}
+
+static const char *check_ip(const char *v)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, v, a) == 1 || inet_pton(AF_INET6, v, a) == 1
+               ? NULL
+               : "must be an IPv4 or IPv6 address literal";
+}
+
+static const char *check_shm_name(const char *v)
+{
+    return v[0] == '\0' || (v[0] == '/' && v[1] != '\0' && !strchr(v + 1, '/'))
+               ? NULL
+               : "must look like /name (one leading '/', no other '/')";
+}
+
+static const char *check_socket_path(const char *v)
+{
+    return strlen(v) < sizeof(((struct sockaddr_un *)0)->sun_path)
+               ? NULL
+               : "is longer than a unix socket path may be";
+}
+
+/* ---- the key table ---- */
+
+typedef enum { K_STR, K_LOWER, K_PORT, K_BOOL, K_INT, K_DBL, K_POLICY, K_IGNORED } kind_t;
+
+typedef struct {
+    const char *section;
+    const char *key;
+    kind_t kind;
+    size_t off;
+    size_t size;                        /* K_STR / K_LOWER: buffer size */
+    double min, max;                    /* K_INT / K_DBL */
+    bool min_exclusive;                 /* K_DBL: value must be > min */
+    const char *(*check)(const char *); /* K_STR / K_LOWER */
+} key_spec_t;
+
+#define F(field) offsetof(fd_config_t, field), sizeof(((fd_config_t *)0)->field)
+#define STR(s, k, field, chk)                                                                                \
+    {                                                                                                        \
+        s, k, K_STR, F(field), 0, 0, false, chk                                                              \
+    }
+#define LOWER(s, k, field, chk)                                                                              \
+    {                                                                                                        \
+        s, k, K_LOWER, F(field), 0, 0, false, chk                                                            \
+    }
+#define INT(s, k, field, lo, hi)                                                                             \
+    {                                                                                                        \
+        s, k, K_INT, F(field), lo, hi, false, NULL                                                           \
+    }
+#define SECS(s, k, field, lo, excl)                                                                          \
+    {                                                                                                        \
+        s, k, K_DBL, F(field), lo, CFG_MAX_SECS, excl, NULL                                                  \
+    }
+#define NUM(s, k, field)                                                                                     \
+    {                                                                                                        \
+        s, k, K_DBL, F(field), 0, 1e12, false, NULL                                                          \
+    }
+#define BOOL(s, k, field)                                                                                    \
+    {                                                                                                        \
+        s, k, K_BOOL, F(field), 0, 0, false, NULL                                                            \
+    }
+#define POLICY(s, k, field)                                                                                  \
+    {                                                                                                        \
+        s, k, K_POLICY, F(field), 0, 0, false, NULL                                                          \
+    }
+
+static const key_spec_t key_specs[] = {
+    STR("server", "name", name, NULL),
+    {"server", "port", K_PORT, F(port), 1, 65535, false, NULL},
+    STR("server", "host", host, NULL),
+    STR("server", "listen", listen, check_ip),
+    STR("server", "mode", mode, check_mode),
+    BOOL("server", "splitwise", splitwise),
+
+    LOWER("log", "level", log_level, check_level),
+    STR("log", "output", log_output, check_output),
+    INT("log", "max-age-days", log_max_age_days, 1, INT_MAX),
+    INT("log", "max-total-size-mb", log_max_total_size_mb, 1, INT_MAX),
+    SECS("log", "cleanup-interval-secs", log_cleanup_interval_secs, 0, true),
+
+    STR("manager", "register-path", register_path, NULL),
+    INT("manager", "health-failure-threshold", health_failure_threshold, 1, 1000),
+    INT("manager", "health-success-threshold", health_success_threshold, 1, 1000),
+    SECS("manager", "health-check-timeout-secs", health_check_timeout_secs, 0, true),
+    SECS("manager", "health-check-interval-secs", health_check_interval_secs, 0, true),
+    STR("manager", "health-check-endpoint", health_check_endpoint, check_endpoint),
+    SECS("manager", "unhealthy-removal-secs", unhealthy_removal_secs, 0, false),
+    SECS("manager", "metrics-poll-interval-secs", metrics_poll_interval_secs, 0, true),
+    SECS("manager", "metrics-max-age-secs", metrics_max_age_secs, 0, true),
+
+    POLICY("scheduler", "policy", policy),
+    POLICY("scheduler", "prefill-policy", prefill_policy),
+    POLICY("scheduler", "decode-policy", decode_policy),
+    SECS("scheduler", "eviction-interval-secs", eviction_interval_secs, 0, true),
+    {"scheduler", "eviction-duration-mins", K_DBL, F(eviction_duration_mins), 0, CFG_MAX_SECS / 60, true,
+     NULL},
+    INT("scheduler", "cache-block-size", cache_block_size, 1, 1 << 20),
+    STR("scheduler", "tokenizer-url", tokenizer_url, NULL),
+    SECS("scheduler", "tokenizer-timeout-secs", tokenizer_timeout_secs, 0, true),
+    NUM("scheduler", "balance-abs-threshold", balance_abs_threshold),
+    NUM("scheduler", "balance-rel-threshold", balance_rel_threshold),
+    NUM("scheduler", "hit-ratio-weight", hit_ratio_weight),
+    NUM("scheduler", "load-balance-weight", load_balance_weight),
+    NUM("scheduler", "waiting-weight", waiting_weight),
+    SECS("scheduler", "stats-interval-secs", stats_interval_secs, 0, true),
+    {"scheduler", "interval-cleanup-secs", K_IGNORED, 0, 0, 0, 0, false, NULL},
+
+    SECS("proxy", "connect-timeout-secs", connect_timeout_secs, 0, true),
+    SECS("proxy", "first-byte-timeout-secs", first_byte_timeout_secs, 0, true),
+    SECS("proxy", "idle-timeout-secs", idle_timeout_secs, 0, true),
+    INT("proxy", "max-body-mb", max_body_mb, 1, 4095),
+    INT("proxy", "retry-attempts", retry_attempts, 1, 100),
+
+    INT("router", "dp-threads", dp_threads, 0, 256),
+    STR("router", "shm-name", shm_name, check_shm_name),
+    STR("router", "control-socket", control_socket, check_socket_path),
+    STR("router", "dp-binary", dp_binary, NULL),
+};
+
+static const char *const sections[] = {"server", "log", "manager", "scheduler", "proxy", "router"};
+
+/* ---- loader state ---- */
+
+typedef struct {
+    const char *path;
+    yaml_document_t *doc;
+    const yaml_node_t *key; /* key of the value being set: errors point at its line */
+    fd_config_t *cfg;
+    char *err;
+    size_t errlen;
+} loader_t;
+
+static unsigned node_line(const yaml_node_t *n)
+{
+    return (unsigned)n->start_mark.line + 1;
+}
+
+static int fail(loader_t *L, const yaml_node_t *at, const char *section, const char *key, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
+
+static int fail(loader_t *L, const yaml_node_t *at, const char *section, const char *key, const char *fmt,
+                ...)
+{
+    char reason[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    if (section && key)
+        snprintf(L->err, L->errlen, "%s:%u: %s.%s: %s", L->path, node_line(at), section, key, reason);
+    else if (section)
+        snprintf(L->err, L->errlen, "%s:%u: %s: %s", L->path, node_line(at), section, reason);
+    else
+        snprintf(L->err, L->errlen, "%s:%u: %s", L->path, node_line(at), reason);
+    return -1;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+/* `key:`, `key: ~` and `key: null` leave the default in place (as a missing key does). */
+static bool is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = scalar(n);
+    return !v[0] || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (int i = 0; i < 3; i++) {
+        if (!strcasecmp(v, yes[i]))
+            return *out = true, 0;
+        if (!strcasecmp(v, no[i]))
+            return *out = false, 0;
+    }
+    return -1;
+}
+
+static int parse_long(const char *v, long *out)
+{
+    if (!isdigit((unsigned char)v[0]) && !((v[0] == '-' || v[0] == '+') && isdigit((unsigned char)v[1])))
+        return -1;
+    char *end;
+    errno = 0;
+    *out = strtol(v, &end, 10);
+    return errno == 0 && *end == '\0' ? 0 : -1;
+}
+
+/* Decimal numbers only: no hex floats, inf or nan (strtod would take them). */
+static int parse_double(const char *v, double *out)
+{
+    const char *p = v + (v[0] == '-' || v[0] == '+');
+    if (!isdigit((unsigned char)p[0]) && !(p[0] == '.' && isdigit((unsigned char)p[1])))
+        return -1;
+    if (strpbrk(v, "xXpP"))
+        return -1;
+    char *end;
+    errno = 0;
+    *out = strtod(v, &end);
+    return errno == 0 && *end == '\0' && isfinite(*out) ? 0 : -1;
+}
+
+static int set_string(loader_t *L, const key_spec_t *k, const yaml_node_t *v, char *dst)
+{
+    const char *s = scalar(v);
+    if (strlen(s) != v->data.scalar.length)
+        return fail(L, L->key, k->section, k->key, "contains a NUL character");
+    if (!s[0])
+        return 0; /* "" keeps the default, as in the Go router */
+    if (strlen(s) >= k->size)
+        return fail(L, L->key, k->section, k->key, "longer than %zu characters", k->size - 1);
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", s);
+    if (k->kind == K_LOWER)
+        for (char *p = tmp; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    const char *why = k->check ? k->check(tmp) : NULL;
+    if (why)
+        return fail(L, L->key, k->section, k->key, "%s, got '%s'", why, s);
+    memcpy(dst, tmp, strlen(tmp) + 1);
+    return 0;
+}
+
+static int set_int(loader_t *L, const key_spec_t *k, const yaml_node_t *v, void *dst)
+{
+    const char *s = scalar(v);
+    long n;
+    if (parse_long(s, &n) != 0)
+        return fail(L, L->key, k->section, k->key, "must be an integer, got '%s'", s);
+    if (n < (long)k->min || n > (long)k->max)
+        return fail(L, L->key, k->section, k->key, "must be in %.0f..%.0f, got %ld", k->min, k->max, n);
+    if (k->kind == K_PORT)
+        *(unsigned *)dst = (unsigned)n;
+    else
+        *(int *)dst = (int)n;
+    return 0;
+}
+
+static int set_double(loader_t *L, const key_spec_t *k, const yaml_node_t *v, double *dst)
+{
+    const char *s = scalar(v);
+    double d;
+    if (parse_double(s, &d) != 0)
+        return fail(L, L->key, k->section, k->key, "must be a number, got '%s'", s);
+    if (k->min_exclusive ? d <= k->min : d < k->min)
+        return fail(L, L->key, k->section, k->key, "must be %s %g, got %s",
+                    k->min_exclusive ? ">" : ">=", k->min, s);
+    if (d > k->max)
+        return fail(L, L->key, k->section, k->key, "must be <= %g, got %s", k->max, s);
+    *dst = d;
+    return 0;
+}
+
+static int set_policy(loader_t *L, const key_spec_t *k, const yaml_node_t *v, shm_policy_t *dst)
+{
+    const char *s = scalar(v);
+    if (!s[0])
+        return 0;
+    int p = fd_policy_from_name(s);
+    if (p < 0)
+        return fail(
+            L, v, k->section, k->key,
+            "unknown policy '%s' (known: random, round_robin, power_of_two, request_num, process_tokens, "
+            "fd_metrics_score, fd_remote_metrics_score, cache_aware, remote_cache_aware)",
+            s);
+    *dst = (shm_policy_t)p;
+    return 0;
+}
+
+static int set_value(loader_t *L, const key_spec_t *k, const yaml_node_t *v)
+{
+    if (k->kind == K_IGNORED) {
+        LOG_WARN("%s:%u: %s.%s is ignored (the Go router never read it either)", L->path, node_line(v),
+                 k->section, k->key);
+        return 0;
+    }
+    if (is_null(v))
+        return 0;
+    if (v->type != YAML_SCALAR_NODE)
+        return fail(L, L->key, k->section, k->key, "expected a single value, found a %s",
+                    v->type == YAML_MAPPING_NODE ? "mapping" : "list");
+    char *dst = (char *)L->cfg + k->off;
+    switch (k->kind) {
+    case K_STR:
+    case K_LOWER:
+        return set_string(L, k, v, dst);
+    case K_PORT:
+    case K_INT:
+        return set_int(L, k, v, dst);
+    case K_DBL:
+        return set_double(L, k, v, (double *)dst);
+    case K_POLICY:
+        return set_policy(L, k, v, (shm_policy_t *)dst);
+    case K_BOOL:
+        if (parse_bool(scalar(v), (bool *)dst) != 0)
+            return fail(L, L->key, k->section, k->key, "must be true/false (or yes/no, on/off), got '%s'",
+                        scalar(v));
+        return 0;
+    case K_IGNORED:
+        break;
+    }
+    return 0;
+}
+
+static const key_spec_t *find_key(const char *section, const char *key)
+{
+    for (size_t i = 0; i < sizeof key_specs / sizeof key_specs[0]; i++)
+        if (!strcmp(key_specs[i].section, section) && !strcmp(key_specs[i].key, key))
+            return &key_specs[i];
+    return NULL;
+}
+
+/* Check the key of pair i of mapping m: a scalar, not a merge key, not seen before in m. */
+static int check_key(loader_t *L, const yaml_node_t *m, const yaml_node_pair_t *pair, const char *section)
+{
+    const yaml_node_t *kn = yaml_document_get_node(L->doc, pair->key);
+    if (kn->type != YAML_SCALAR_NODE)
+        return fail(L, kn, section, NULL, "keys must be plain names");
+    if (!strcmp(scalar(kn), "<<"))
+        return fail(L, kn, section, NULL, "merge keys (<<) are not supported");
+    for (const yaml_node_pair_t *q = m->data.mapping.pairs.start; q < pair; q++) {
+        const yaml_node_t *prev = yaml_document_get_node(L->doc, q->key);
+        if (prev->type == YAML_SCALAR_NODE && !strcmp(scalar(prev), scalar(kn))) {
+            if (section)
+                return fail(L, kn, section, scalar(kn), "duplicate key (first set at line %u)",
+                            node_line(prev));
+            return fail(L, kn, scalar(kn), NULL, "duplicate section (first at line %u)", node_line(prev));
+        }
+    }
+    return 0;
+}
+
+static int load_section(loader_t *L, const char *section, const yaml_node_t *m)
+{
+    if (is_null(m))
+        return 0;
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(L, m, section, NULL, "expected a mapping of keys");
+    for (const yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        if (check_key(L, m, p, section) != 0)
+            return -1;
+        const yaml_node_t *kn = yaml_document_get_node(L->doc, p->key);
+        const yaml_node_t *vn = yaml_document_get_node(L->doc, p->value);
+        const key_spec_t *k = find_key(section, scalar(kn));
+        if (!k) {
+            LOG_WARN("%s:%u: unknown key %s.%s (ignored)", L->path, node_line(kn), section, scalar(kn));
+            continue;
+        }
+        L->key = kn;
+        if (set_value(L, k, vn) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int load_root(loader_t *L)
+{
+    const yaml_node_t *root = yaml_document_get_root_node(L->doc);
+    if (!root || is_null(root))
+        return 0; /* empty file: all defaults */
+    if (root->type != YAML_MAPPING_NODE)
+        return fail(L, root, NULL, NULL,
+                    "expected a mapping of sections (server, log, manager, scheduler, ...)");
+    for (const yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        if (check_key(L, root, p, NULL) != 0)
+            return -1;
+        const yaml_node_t *kn = yaml_document_get_node(L->doc, p->key);
+        bool known = false;
+        for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+            known = known || !strcmp(sections[i], scalar(kn));
+        if (!known) {
+            LOG_WARN("%s:%u: unknown section %s (ignored)", L->path, node_line(kn), scalar(kn));
+            continue;
+        }
+        if (load_section(L, scalar(kn), yaml_document_get_node(L->doc, p->value)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- reading the file ---- */
+
+static void syntax_error(const yaml_parser_t *p, const char *path, char *err, size_t errlen)
+{
+    if (p->error == YAML_MEMORY_ERROR)
+        snprintf(err, errlen, "%s: out of memory while parsing", path);
+    else if (p->error == YAML_READER_ERROR)
+        snprintf(err, errlen, "%s: %s (byte offset %zu)", path, p->problem ? p->problem : "read error",
+                 p->problem_offset);
+    else if (p->context)
+        snprintf(err, errlen, "%s:%zu:%zu: %s (%s at line %zu)", path, p->problem_mark.line + 1,
+                 p->problem_mark.column + 1, p->problem ? p->problem : "syntax error", p->context,
+                 p->context_mark.line + 1);
+    else
+        snprintf(err, errlen, "%s:%zu:%zu: %s", path, p->problem_mark.line + 1, p->problem_mark.column + 1,
+                 p->problem ? p->problem : "syntax error");
+}
+
+/* Event pass: syntax, nesting depth, size of the event stream and number of documents. */
+static int prescan(FILE *f, const char *path, char *err, size_t errlen)
+{
+    yaml_parser_t p;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_file(&p, f);
+    int depth = 0, docs = 0, rc = 0;
+    for (size_t events = 0;; events++) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            syntax_error(&p, path, err, errlen);
+            rc = -1;
+            break;
+        }
+        yaml_event_type_t t = ev.type;
+        size_t line = ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT)
+            break;
+        depth += (t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT);
+        depth -= (t == YAML_MAPPING_END_EVENT || t == YAML_SEQUENCE_END_EVENT);
+        if (t == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
+            snprintf(err, errlen, "%s:%zu: more than one YAML document in the file", path, line);
+            rc = -1;
+        } else if (depth > CFG_MAX_DEPTH) {
+            snprintf(err, errlen, "%s:%zu: nested deeper than %d levels", path, line, CFG_MAX_DEPTH);
+            rc = -1;
+        } else if (events > CFG_MAX_EVENTS) {
+            snprintf(err, errlen, "%s:%zu: more than %d YAML nodes", path, line, CFG_MAX_EVENTS);
+            rc = -1;
+        }
+        if (rc)
+            break;
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+static FILE *open_config(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+        snprintf(err, errlen, "%s: not a regular file", path);
+    else if (st.st_size > CFG_MAX_FILE_BYTES)
+        snprintf(err, errlen, "%s: larger than %u bytes", path, CFG_MAX_FILE_BYTES);
+    else
+        return f;
+    fclose(f);
+    return NULL;
+}
+
+int fd_config_load(fd_config_t *c, const char *path, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (!err || !errlen)
+        err = dummy, errlen = sizeof dummy;
+    err[0] = '\0';
+    if (!path || !path[0])
+        return 0;
+    FILE *f = open_config(path, err, errlen);
+    if (!f)
+        return -1;
+    int rc = prescan(f, path, err, errlen);
+    if (rc == 0) {
+        rewind(f);
+        yaml_parser_t p;
+        yaml_document_t doc;
+        yaml_parser_initialize(&p);
+        yaml_parser_set_input_file(&p, f);
+        if (!yaml_parser_load(&p, &doc)) {
+            syntax_error(&p, path, err, errlen);
+            rc = -1;
+        } else {
+            loader_t L = {.path = path, .doc = &doc, .cfg = c, .err = err, .errlen = errlen};
+            rc = load_root(&L);
+            yaml_document_delete(&doc);
+        }
+        yaml_parser_delete(&p);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* Seconds to milliseconds for shm: rounded, never 0 for a positive value, clamped to uint32. */
+static uint32_t to_ms(double secs)
+{
+    if (!(secs > 0))
+        return 0;
+    double ms = llround(secs * 1000.0);
+    if (ms < 1)
+        return 1;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+void fd_config_to_shm(const fd_config_t *c, shm_config_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->splitwise = c->splitwise;
+    out->policy[SHM_ROLE_MIXED] = c->policy;
+    out->policy[SHM_ROLE_PREFILL] = c->prefill_policy;
+    out->policy[SHM_ROLE_DECODE] = c->decode_policy;
+    out->balance_abs_threshold = c->balance_abs_threshold;
+    out->balance_rel_threshold = c->balance_rel_threshold;
+    out->hit_ratio_weight = c->hit_ratio_weight;
+    out->load_balance_weight = c->load_balance_weight;
+    out->waiting_weight = c->waiting_weight;
+    out->cache_block_size = (uint32_t)c->cache_block_size;
+    out->connect_timeout_ms = to_ms(c->connect_timeout_secs);
+    out->first_byte_timeout_ms = to_ms(c->first_byte_timeout_secs);
+    out->idle_timeout_ms = to_ms(c->idle_timeout_secs);
+    out->max_body_bytes = (uint32_t)c->max_body_mb * 1024u * 1024u;
+    out->retry_attempts = (uint32_t)c->retry_attempts;
+    out->metrics_max_age_ms = to_ms(c->metrics_max_age_secs);
+    out->dp_threads = (uint32_t)c->dp_threads;
+    snprintf(out->tokenizer_url, sizeof out->tokenizer_url, "%s", c->tokenizer_url);
+    out->tokenizer_timeout_ms = to_ms(c->tokenizer_timeout_secs);
+}
