@@ -1,0 +1,286 @@
+/*
+ * controlplane/cp.h - the control plane (fd-router-cp): its shared state and what each file of
+ * controlplane/ offers the others.
+ *
+ * The CP is one process with one h2o event loop. It owns the shared-memory segment's life, the
+ * public listening socket (bound once, inherited by every data plane it spawns) and a control
+ * socket (unix domain, HTTP/1.1) through which the DP forwards /register. Everything here runs
+ * on that loop: no call in the CP may block it (health probes are asynchronous, see probe.c).
+ *
+ *   main.c       flags, startup order, shutdown
+ *   args.c       command-line parsing and --help text (pure)
+ *   listen.c     the public listening socket
+ *   timer.c      timerfd-backed timers of any period on the h2o loop
+ *   probe.c      asynchronous "GET http://host:port/path == 200" probes (register and health)
+ *   ctlsock.c    the control-socket HTTP server (/register, /status)
+ *   register.c   /register and register.yaml
+ *   registry.c   upserts, retirements and view publication in shm
+ *   health.c     the periodic health checks and their threshold state machine
+ *   supervise.c  spawning, watching, restarting and adopting the data plane
+ */
+#ifndef FD_CP_CP_H
+#define FD_CP_CP_H
+
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <h2o.h>
+
+#include "common/config.h"
+#include "common/instance_info.h"
+#include "shm/shm.h"
+
+struct json_object;
+
+/* ---- command line (args.c) ---- */
+
+typedef struct {
+    const char *port; /* NULL = not given (strings point into argv) */
+    const char *config_path;
+    const char *shm_name;
+    const char *control_socket;
+    const char *dp_binary;
+    bool splitwise;
+    bool rebuild_shm;
+    bool help;
+    bool version;
+} cp_args_t;
+
+/* Go-flag style: -name or --name, value as the next argument or after '='; booleans accept
+ * =true/=false. Returns 0, or -1 with the reason in err (the caller prints usage, exits 2). */
+int cp_args_parse(int argc, char **argv, cp_args_t *out, char *err, size_t errlen);
+void cp_usage(FILE *f, const char *prog);
+/* "1".."65535" -> port, else 0. */
+unsigned cp_parse_port(const char *s);
+
+/* ---- timers (timer.c) ---- */
+
+typedef struct cp_timer cp_timer_t;
+typedef void (*cp_timer_cb)(cp_timer_t *t);
+struct cp_timer {
+    h2o_socket_t *sock; /* wraps a timerfd; NULL when not initialised */
+    cp_timer_cb cb;
+    void *data;
+};
+int cp_timer_init(cp_timer_t *t, h2o_loop_t *loop, cp_timer_cb cb, void *data);
+/* Fire after delay_ms (at least 1 ms), then every period_ms if period_ms > 0. */
+void cp_timer_arm(cp_timer_t *t, uint64_t delay_ms, uint64_t period_ms);
+void cp_timer_disarm(cp_timer_t *t);
+void cp_timer_dispose(cp_timer_t *t);
+
+/* ---- probes (probe.c) ---- */
+
+typedef struct {
+    bool ok;    /* status 200 and the whole body read */
+    int status; /* 0 if no response head */
+    char error[96];
+} cp_probe_result_t;
+
+typedef void (*cp_probe_cb)(void *data, const cp_probe_result_t *res);
+typedef struct cp_probe cp_probe_t;
+
+typedef struct {
+    h2o_loop_t *loop;
+    unsigned timeout_ms;
+    h2o_http1client_ctx_t client_ctx;
+    h2o_timeout_t io_timeout; /* per read/write/connect step, inside h2o's client */
+    h2o_timeout_t deadline;   /* whole probe */
+    h2o_timeout_t deferred;   /* 0 ms: completions that must not run inside cp_probe_start */
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t getaddr_receiver; /* IPv6 literals go through h2o's resolver */
+    h2o_linklist_t probes;
+} cp_prober_t;
+
+int cp_prober_init(cp_prober_t *p, h2o_loop_t *loop, unsigned timeout_ms);
+/* Cancels every probe in flight (their callbacks are not called). */
+void cp_prober_dispose(cp_prober_t *p);
+/* Start one probe. The callback runs exactly once, always from the loop, never from inside this
+ * call, unless the probe is cancelled first. */
+cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, cp_probe_cb cb,
+                           void *data);
+void cp_probe_cancel(cp_probe_t *probe);
+size_t cp_prober_inflight(const cp_prober_t *p);
+
+/* ---- the control plane's state ---- */
+
+struct cp_health_probe;
+
+typedef struct cp {
+    fd_config_t cfg;
+    unsigned port;
+    bool splitwise;
+    bool rebuild_shm;
+    char config_path[PATH_MAX];
+    char shm_name[64];
+    char control_socket[PATH_MAX];
+    char dp_binary[PATH_MAX];
+
+    uint64_t start_time;    /* /proc start time of this process */
+    uint64_t started_at_ms; /* wall clock */
+    shm_seg_t seg;
+    h2o_evloop_t *loop;
+    int listen_fd; /* the public socket, -1 while an adopted DP still holds the only copy */
+    bool stopping;
+    bool views_dirty; /* a publication failed (arena exhausted): retried by maintenance */
+
+    struct {
+        h2o_globalconf_t conf;
+        h2o_context_t ctx;
+        h2o_accept_ctx_t accept;
+        h2o_socket_t *listener;
+        bool ctx_ready;
+        dev_t dev; /* identity of the socket file we bound, so we only unlink our own */
+        ino_t ino;
+    } ctl;
+
+    cp_prober_t prober;
+    bool prober_ready;
+
+    struct {
+        cp_timer_t timer;
+        struct cp_health_probe *inflight[SHM_MAX_INSTANCES];
+    } health;
+
+    h2o_linklist_t reg_jobs; /* /register requests waiting for their probes */
+
+    struct {
+        char urls[SHM_MAX_INSTANCES][SHM_URL_LEN];
+        unsigned n;
+    } statics; /* URLs listed in register.yaml: retried forever, never removed */
+
+    struct {
+        pid_t pid; /* 0 = none running */
+        int pidfd;
+        h2o_socket_t *watch; /* the pidfd on the loop */
+        bool is_child;       /* false for a DP adopted from a previous CP */
+        uint64_t started_mono_ms;
+        uint64_t backoff_ms;
+        unsigned restarts;
+        cp_timer_t restart_timer;
+    } dp;
+
+    h2o_socket_t *sigsock; /* signalfd of SIGINT/SIGTERM */
+    sigset_t orig_sigmask; /* restored in the DP child before exec */
+} cp_t;
+
+uint64_t cp_mono_ms(void);
+
+/* ---- public listening socket (listen.c) ---- */
+
+/* Bind addr:port (addr "" = every interface), SO_REUSEADDR, listen(backlog 4096), close-on-exec.
+ * Returns the fd, or -1 with "listen tcp <addr>:<port>: <call>: <reason>" in err. */
+int cp_listen_open(const char *addr, unsigned port, char *err, size_t errlen);
+/* True if fd is a listening TCP socket bound to `port`. */
+bool cp_listen_is_ours(int fd, unsigned port);
+
+/* ---- control socket (ctlsock.c) ---- */
+
+/* 1 if something accepts connections on `path` (another live CP), 0 if not. */
+int cp_ctlsock_in_use(const char *path);
+int cp_ctlsock_open(cp_t *cp, char *err, size_t errlen);
+/* Stop accepting and unlink the socket file if it is still the one we bound. */
+void cp_ctlsock_close(cp_t *cp);
+void cp_respond_json(h2o_req_t *req, int status, const char *body);
+void cp_respond_msg(h2o_req_t *req, int status, const char *msg); /* {"code":status,"msg":msg} */
+/* The /status document (caller puts it). */
+struct json_object *cp_status_json(cp_t *cp);
+
+/* ---- /register and register.yaml (register.c) ---- */
+
+void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len);
+/* Answer every /register still waiting (shutdown) and cancel its probes. */
+void cp_register_abort_all(cp_t *cp);
+
+typedef enum {
+    CP_RY_OK = 0,
+    CP_RY_READ_ERROR,  /* "Failed to read YAML file <path>: <err>" */
+    CP_RY_PARSE_ERROR, /* "Failed to unmarshal YAML file <path>: <err>" */
+    CP_RY_EMPTY,       /* "No instances found in config file <path>" */
+} cp_register_yaml_rc_t;
+
+/* Convert a register.yaml document to the JSON array of its `instances:` items. Plain scalars
+ * are typed as YAML 1.2's core schema does (int, float, bool, null); quoted ones stay strings. */
+cp_register_yaml_rc_t cp_register_yaml_parse(const char *text, size_t len, struct json_object **items,
+                                             char *err, size_t errlen);
+cp_register_yaml_rc_t cp_register_yaml_read(const char *path, struct json_object **items, char *err,
+                                            size_t errlen);
+/* Insert every valid item as a static instance (LIVE, health UNKNOWN). Logs as the Go router. */
+void cp_register_load_file(cp_t *cp, const char *path);
+
+/* ---- registry (registry.c) ---- */
+
+/* Same registry identity and FD metadata (what /registered shows). */
+bool cp_slot_same_identity(const shm_instance_t *a, const shm_instance_t *b);
+bool cp_info_matches_slot(const fd_instance_info_t *info, const shm_instance_t *slot);
+
+/* If a LIVE, HEALTHY slot with the same identity exists, stamp last_register_ms and return it. */
+int cp_registry_heartbeat(cp_t *cp, const fd_instance_info_t *info);
+
+typedef enum {
+    CP_UPSERT_REFRESHED, /* same URL and metadata: marked `health` */
+    CP_UPSERT_INSERTED,  /* new slot */
+    CP_UPSERT_REPLACED,  /* new slot, the old one with that URL retired */
+    CP_UPSERT_KEPT,      /* keep_existing and the same instance was already there */
+} cp_upsert_kind_t;
+
+/*
+ * Under the writer lock: insert or refresh `info` with `health` and republish the views. With
+ * keep_existing (register.yaml), an identical LIVE slot is left exactly as it is. Returns the slot
+ * or -1 with a reason (table full, lock unrecoverable, arena exhausted).
+ */
+int cp_registry_upsert(cp_t *cp, const fd_instance_info_t *info, shm_health_t health, bool keep_existing,
+                       cp_upsert_kind_t *kind, char *err, size_t errlen);
+/* Set health under the writer lock and republish when selectability changes. */
+void cp_registry_set_health(cp_t *cp, unsigned slot, shm_health_t health, uint64_t now_ms);
+void cp_registry_retire(cp_t *cp, unsigned slot);
+/* Periodic housekeeping: free drained retired slots, reclaim arena blocks. */
+void cp_registry_maintain(cp_t *cp);
+unsigned cp_registry_live_count(const cp_t *cp);
+
+void cp_static_add(cp_t *cp, const char *url);
+bool cp_static_has(const cp_t *cp, const char *url);
+
+/* ---- health checks (health.c) ---- */
+
+typedef struct {
+    uint32_t health; /* shm_health_t */
+    uint32_t ok;     /* consecutive successes */
+    uint32_t fail;   /* consecutive failures */
+} cp_health_state_t;
+
+typedef enum { CP_HEALTH_SAME, CP_HEALTH_BECAME_HEALTHY, CP_HEALTH_BECAME_UNHEALTHY } cp_health_change_t;
+
+/* One probe result applied to the consecutive counters (pure). */
+cp_health_change_t cp_health_step(cp_health_state_t *st, bool ok, unsigned success_threshold,
+                                  unsigned failure_threshold);
+/* Whether an instance has been unhealthy long enough to be removed (pure). */
+bool cp_health_expired(uint32_t health, bool is_static, uint64_t unhealthy_since_ms, uint64_t now_ms,
+                       uint64_t removal_ms);
+
+int cp_health_start(cp_t *cp);
+void cp_health_stop(cp_t *cp);
+/* Forget any probe in flight for `slot` (it was retired or replaced). */
+void cp_health_forget(cp_t *cp, unsigned slot);
+
+/* ---- data-plane supervision (supervise.c) ---- */
+
+/* --dp_binary, else router.dp-binary, else "fd-router-dp" beside self_exe. */
+int cp_dp_resolve_binary(const char *flag, const char *cfg, const char *self_exe, char *out, size_t outlen);
+/* Delay before the next start after a DP died having run uptime_ms; updates the backoff. */
+uint64_t cp_dp_restart_delay(uint64_t uptime_ms, uint64_t *backoff_ms);
+
+/* A live DP left by a previous CP (a live row whose process is our DP binary), or 0. */
+pid_t cp_dp_find_orphan(cp_t *cp);
+/* Take over the listening socket of an adopted DP (pidfd_getfd on its --listen_fd); -1 if not possible. */
+int cp_dp_steal_listener(pid_t pid, unsigned port);
+/* Watch `pid` (adopted) or spawn a DP. */
+int cp_dp_adopt(cp_t *cp, pid_t pid, char *err, size_t errlen);
+int cp_dp_spawn(cp_t *cp, char *err, size_t errlen);
+/* SIGTERM the DP, wait up to timeout_ms, then SIGKILL. */
+void cp_dp_stop(cp_t *cp, unsigned timeout_ms);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * controlplane/ctlsock.c - the control socket: an HTTP/1.1 server on a unix stream socket, on the
+ * CP's h2o loop.
+ *
+ *   POST /register  the public /register, forwarded verbatim by the DP (register.c)
+ *   GET  /status    who runs: the CP, the DP rows in shm, the number of LIVE instances
+ *
+ * The socket's existence doubles as the "a CP runs here" lock: a second CP that can connect to
+ * it refuses to start; a socket file nobody answers on is stale and replaced.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "controlplane/cp.h"
+
+#define CTL_MAX_BODY (1u << 20)
+
+struct ctl_handler {
+    h2o_handler_t super;
+    cp_t *cp;
+};
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
+    }
+}
+
+void cp_respond_json(h2o_req_t *req, int status, const char *body)
+{
+    req->res.status = status;
+    req->res.reason = reason(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    h2o_send_inline(req, body, strlen(body));
+}
+
+void cp_respond_msg(h2o_req_t *req, int status, const char *msg)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "code", json_object_new_int(status));
+    json_object_object_add(o, "msg", json_object_new_string(msg));
+    cp_respond_json(
+        req, status,
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+}
+
+static const char *dp_state_name(uint32_t s)
+{
+    switch (s) {
+    case SHM_DP_STARTING:
+        return "starting";
+    case SHM_DP_SERVING:
+        return "serving";
+    case SHM_DP_DRAINING:
+        return "draining";
+    default:
+        return "free";
+    }
+}
+
+static struct json_object *status_cp(cp_t *cp)
+{
+    uint64_t now = shm_now_ms();
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "pid", json_object_new_int64(getpid()));
+    json_object_object_add(o, "start_time", json_object_new_int64((int64_t)cp->start_time));
+    json_object_object_add(o, "started_at_ms", json_object_new_int64((int64_t)cp->started_at_ms));
+    json_object_object_add(
+        o, "uptime_s",
+        json_object_new_int64(now > cp->started_at_ms ? (int64_t)((now - cp->started_at_ms) / 1000) : 0));
+    json_object_object_add(o, "shm_name", json_object_new_string(cp->shm_name));
+    json_object_object_add(o, "control_socket", json_object_new_string(cp->control_socket));
+    json_object_object_add(o, "port", json_object_new_int((int)cp->port));
+    json_object_object_add(o, "splitwise", json_object_new_boolean(cp->splitwise));
+    json_object_object_add(o, "dp_pid", json_object_new_int64(cp->dp.pid));
+    json_object_object_add(o, "dp_restarts", json_object_new_int64(cp->dp.restarts));
+    json_object_object_add(o, "dp_adopted", json_object_new_boolean(cp->dp.pid != 0 && !cp->dp.is_child));
+    return o;
+}
+
+static struct json_object *status_dps(cp_t *cp)
+{
+    struct json_object *arr = json_object_new_array();
+    for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
+        const shm_dp_row_t *r = shm_dp_row(&cp->seg, i);
+        int32_t pid = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
+        if (pid == 0)
+            continue;
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "pid", json_object_new_int64(pid));
+        json_object_object_add(o, "row", json_object_new_int((int)i));
+        json_object_object_add(
+            o, "state", json_object_new_string(dp_state_name(__atomic_load_n(&r->state, __ATOMIC_RELAXED))));
+        json_object_object_add(o, "started_at_ms", json_object_new_int64((int64_t)r->started_at_ms));
+        json_object_object_add(
+            o, "requests_total",
+            json_object_new_int64((int64_t)__atomic_load_n(&r->requests_total, __ATOMIC_RELAXED)));
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+struct json_object *cp_status_json(cp_t *cp)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "cp", status_cp(cp));
+    json_object_object_add(o, "dp", status_dps(cp));
+    json_object_object_add(o, "instances", json_object_new_int((int)cp_registry_live_count(cp)));
+    return o;
+}
+
+static bool is_method(h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    cp_t *cp = ((struct ctl_handler *)self)->cp;
+    h2o_iovec_t path = req->path_normalized;
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/register"))) {
+        if (!is_method(req, "POST")) {
+            cp_respond_msg(req, 405, "method not allowed");
+            return 0;
+        }
+        cp_register_handle(cp, req, req->entity.base ? req->entity.base : "", req->entity.len);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/status"))) {
+        if (!is_method(req, "GET")) {
+            cp_respond_msg(req, 405, "method not allowed");
+            return 0;
+        }
+        struct json_object *st = cp_status_json(cp);
+        cp_respond_json(
+            req, 200,
+            json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(st);
+        return 0;
+    }
+    cp_respond_msg(req, 404, "not found");
+    return 0;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    cp_t *cp = listener->data;
+    if (err != NULL)
+        return;
+    for (int i = 0; i < 16; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            break;
+        h2o_accept(&cp->ctl.accept, sock);
+    }
+}
+
+static int fill_addr(const char *path, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return -1;
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+int cp_ctlsock_in_use(const char *path)
+{
+    struct sockaddr_un sa;
+    if (fill_addr(path, &sa) != 0)
+        return 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return 0;
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    int e = errno;
+    close(fd);
+    /* EAGAIN: the listener exists but its backlog is full - alive all the same */
+    return rc == 0 || e == EAGAIN;
+}
+
+static int bind_socket(const char *path, struct stat *st, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    if (fill_addr(path, &sa) != 0) {
+        snprintf(err, errlen, "control socket path too long: %s", path);
+        return -1;
+    }
+    if (cp_ctlsock_in_use(path)) {
+        snprintf(err, errlen, "control socket %s is in use by another running fd-router-cp", path);
+        return -1;
+    }
+    if (lstat(path, st) == 0) {
+        if (!S_ISSOCK(st->st_mode)) {
+            snprintf(err, errlen, "control socket path %s exists and is not a socket", path);
+            return -1;
+        }
+        unlink(path); /* stale: nobody answers on it */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, 0660) != 0 ||
+        listen(fd, 128) != 0 || stat(path, st) != 0) {
+        snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void init_server(cp_t *cp)
+{
+    h2o_config_init(&cp->ctl.conf);
+    cp->ctl.conf.max_request_entity_size = CTL_MAX_BODY;
+    cp->ctl.conf.server_name = h2o_iovec_init(H2O_STRLIT("fd-router-cp"));
+    cp->ctl.conf.http1.upgrade_to_http2 = 0;
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&cp->ctl.conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+    struct ctl_handler *h = (struct ctl_handler *)h2o_create_handler(pathconf, sizeof(*h));
+    h->super.on_req = on_req;
+    h->cp = cp;
+    h2o_context_init(&cp->ctl.ctx, cp->loop, &cp->ctl.conf);
+    cp->ctl.accept.ctx = &cp->ctl.ctx;
+    cp->ctl.accept.hosts = cp->ctl.conf.hosts;
+    cp->ctl.ctx_ready = true;
+}
+
+int cp_ctlsock_open(cp_t *cp, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd = bind_socket(cp->control_socket, &st, err, errlen);
+    if (fd < 0)
+        return -1;
+    cp->ctl.dev = st.st_dev;
+    cp->ctl.ino = st.st_ino;
+    if (!cp->ctl.ctx_ready)
+        init_server(cp);
+    cp->ctl.listener = h2o_evloop_socket_create(cp->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    cp->ctl.listener->data = cp;
+    h2o_socket_read_start(cp->ctl.listener, on_accept);
+    return 0;
+}
+
+void cp_ctlsock_close(cp_t *cp)
+{
+    if (cp->ctl.listener == NULL)
+        return;
+    h2o_socket_read_stop(cp->ctl.listener);
+    h2o_socket_close(cp->ctl.listener);
+    cp->ctl.listener = NULL;
+    struct stat st;
+    if (stat(cp->control_socket, &st) == 0 && st.st_dev == cp->ctl.dev && st.st_ino == cp->ctl.ino)
+        unlink(cp->control_socket);
+}

@@ -1,0 +1,189 @@
+/*
+ * controlplane/health.c - periodic health checks of every LIVE instance.
+ *
+ * Every health-check-interval-secs: one probe per LIVE slot, skipping a slot whose previous probe
+ * is still running, so cycles never overlap (the Go router's did). Results feed consecutive
+ * counters with real hysteresis: health-failure-threshold failures in a row make an instance
+ * UNHEALTHY (not selectable), health-success-threshold successes in a row make it HEALTHY again.
+ * In the Go router the thresholds were retry counts inside one cycle and one bad cycle removed
+ * the instance. Here removal happens only after manager.unhealthy-removal-secs of continuous
+ * unhealthiness, and never for register.yaml instances, which are retried forever.
+ *
+ * The same tick refreshes the CP heartbeat in the header (the DP's fail-static age), reaps rows
+ * of dead DP processes and frees retired slots and arena blocks.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "controlplane/cp.h"
+
+struct cp_health_probe {
+    cp_t *cp;
+    unsigned slot;
+    uint32_t generation;
+    char url[SHM_URL_LEN];
+    cp_probe_t *probe;
+};
+
+cp_health_change_t cp_health_step(cp_health_state_t *st, bool ok, unsigned success_threshold,
+                                  unsigned failure_threshold)
+{
+    if (success_threshold == 0)
+        success_threshold = 1;
+    if (failure_threshold == 0)
+        failure_threshold = 1;
+    if (ok) {
+        st->fail = 0;
+        if (st->ok < UINT32_MAX)
+            st->ok++;
+        if (st->health != SHM_HEALTH_HEALTHY && st->ok >= success_threshold) {
+            st->health = SHM_HEALTH_HEALTHY;
+            return CP_HEALTH_BECAME_HEALTHY;
+        }
+        return CP_HEALTH_SAME;
+    }
+    st->ok = 0;
+    if (st->fail < UINT32_MAX)
+        st->fail++;
+    if (st->health != SHM_HEALTH_UNHEALTHY && st->fail >= failure_threshold) {
+        st->health = SHM_HEALTH_UNHEALTHY;
+        return CP_HEALTH_BECAME_UNHEALTHY;
+    }
+    return CP_HEALTH_SAME;
+}
+
+bool cp_health_expired(uint32_t health, bool is_static, uint64_t unhealthy_since_ms, uint64_t now_ms,
+                       uint64_t removal_ms)
+{
+    return health == SHM_HEALTH_UNHEALTHY && !is_static && unhealthy_since_ms != 0 &&
+           now_ms >= unhealthy_since_ms && now_ms - unhealthy_since_ms >= removal_ms;
+}
+
+static unsigned threshold(int v)
+{
+    return v > 0 ? (unsigned)v : 1;
+}
+
+/* Negative removal time = never remove. */
+static bool should_remove(cp_t *cp, const shm_instance_t *in, uint64_t now)
+{
+    if (cp->cfg.unhealthy_removal_secs < 0)
+        return false;
+    uint64_t removal_ms = (uint64_t)(cp->cfg.unhealthy_removal_secs * 1000.0);
+    return cp_health_expired(__atomic_load_n(&in->health, __ATOMIC_ACQUIRE), cp_static_has(cp, in->url),
+                             in->unhealthy_since_ms, now, removal_ms);
+}
+
+static void remove_instance(cp_t *cp, unsigned slot, const shm_instance_t *in)
+{
+    LOG_ERROR("Removed unhealthy %s instance: %s", fd_role_name((shm_role_t)in->role), in->url);
+    cp_registry_retire(cp, slot);
+}
+
+static void apply_result(cp_t *cp, unsigned slot, shm_instance_t *in, const cp_probe_result_t *res)
+{
+    uint64_t now = shm_now_ms();
+    in->last_check_ms = now;
+    if (!res->ok)
+        snprintf(in->last_error, sizeof(in->last_error), "%s", res->error);
+    cp_health_state_t st = {__atomic_load_n(&in->health, __ATOMIC_ACQUIRE), in->consecutive_ok,
+                            in->consecutive_fail};
+    uint32_t before = st.health;
+    cp_health_change_t ch = cp_health_step(&st, res->ok, threshold(cp->cfg.health_success_threshold),
+                                           threshold(cp->cfg.health_failure_threshold));
+    in->consecutive_ok = st.ok;
+    in->consecutive_fail = st.fail;
+    switch (ch) {
+    case CP_HEALTH_BECAME_UNHEALTHY:
+        LOG_ERROR("Instance %s is unhealthy after %u failed health check(s): %s", in->url, st.fail,
+                  res->error);
+        cp_registry_set_health(cp, slot, SHM_HEALTH_UNHEALTHY, now);
+        if (should_remove(cp, in, now))
+            remove_instance(cp, slot, in);
+        break;
+    case CP_HEALTH_BECAME_HEALTHY:
+        LOG_INFO("Instance %s is %s after %u successful health check(s)", in->url,
+                 before == SHM_HEALTH_UNKNOWN ? "healthy" : "healthy again", st.ok);
+        cp_registry_set_health(cp, slot, SHM_HEALTH_HEALTHY, now);
+        break;
+    case CP_HEALTH_SAME:
+        if (!res->ok)
+            LOG_DEBUG("Health check of %s failed (%u in a row): %s", in->url, st.fail, res->error);
+        break;
+    }
+}
+
+static void on_probe_done(void *data, const cp_probe_result_t *res)
+{
+    struct cp_health_probe *hp = data;
+    cp_t *cp = hp->cp;
+    unsigned slot = hp->slot;
+    if (cp->health.inflight[slot] == hp)
+        cp->health.inflight[slot] = NULL;
+    shm_instance_t *in = shm_instance(&cp->seg, slot);
+    /* the slot may have been retired (and even reused) while the probe ran */
+    if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->generation == hp->generation &&
+        strncmp(in->url, hp->url, SHM_URL_LEN) == 0)
+        apply_result(cp, slot, in, res);
+    free(hp);
+}
+
+static void start_probe(cp_t *cp, unsigned slot, const shm_instance_t *in)
+{
+    struct cp_health_probe *hp = h2o_mem_alloc(sizeof(*hp));
+    hp->cp = cp;
+    hp->slot = slot;
+    hp->generation = in->generation;
+    snprintf(hp->url, sizeof(hp->url), "%s", in->url);
+    cp->health.inflight[slot] = hp;
+    hp->probe =
+        cp_probe_start(&cp->prober, in->host, in->port, cp->cfg.health_check_endpoint, on_probe_done, hp);
+}
+
+static void on_tick(cp_timer_t *t)
+{
+    cp_t *cp = t->data;
+    uint64_t now = shm_now_ms();
+    __atomic_store_n(&cp->seg.hdr->cp_heartbeat_ms, now, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        shm_instance_t *in = shm_instance(&cp->seg, i);
+        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
+            continue;
+        if (should_remove(cp, in, now))
+            remove_instance(cp, i, in);
+        else if (cp->health.inflight[i] == NULL)
+            start_probe(cp, i, in);
+    }
+    int reaped = shm_reap_dead(&cp->seg);
+    if (reaped > 0)
+        LOG_INFO("Released the load counters of %d dead data-plane process(es)", reaped);
+    cp_registry_maintain(cp);
+}
+
+int cp_health_start(cp_t *cp)
+{
+    if (cp_timer_init(&cp->health.timer, (h2o_loop_t *)cp->loop, on_tick, cp) != 0)
+        return -1;
+    double secs = cp->cfg.health_check_interval_secs;
+    uint64_t period = secs > 0 ? (uint64_t)(secs * 1000.0) : 1000;
+    cp_timer_arm(&cp->health.timer, 1, period ? period : 1);
+    return 0;
+}
+
+void cp_health_forget(cp_t *cp, unsigned slot)
+{
+    struct cp_health_probe *hp = cp->health.inflight[slot];
+    if (hp == NULL)
+        return;
+    cp->health.inflight[slot] = NULL;
+    cp_probe_cancel(hp->probe);
+    free(hp);
+}
+
+void cp_health_stop(cp_t *cp)
+{
+    cp_timer_dispose(&cp->health.timer);
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
+        cp_health_forget(cp, i);
+}

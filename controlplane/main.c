@@ -1,0 +1,311 @@
+/*
+ * controlplane/main.c - fd-router-cp: flags, startup order, event loop, shutdown.
+ *
+ * Startup: config -> shared memory (created, reused with its state, or rebuilt) -> configuration
+ * published for the DP -> public listening socket -> control socket -> register.yaml -> health
+ * timer -> data plane (spawned, or adopted if a previous CP's DP is still serving) -> loop.
+ * Any failure before the loop is fatal with the Go router's messages where it had one.
+ *
+ * Shutdown (SIGINT/SIGTERM through a signalfd): the DP gets SIGTERM and a bounded time to drain,
+ * the sockets close, the control socket file is removed. The shared-memory segment is kept: the
+ * registry, views and counters survive a restart of the router.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/names.h"
+#include "controlplane/cp.h"
+
+#ifndef FD_ROUTER_VERSION
+#define FD_ROUTER_VERSION "0.1.0"
+#endif
+
+#define DP_STOP_TIMEOUT_MS 10000
+
+static cp_t g_cp; /* large (per-slot tables); static so everything stays reachable until exit */
+
+static int resolve_names(cp_t *cp, const cp_args_t *a)
+{
+    if (a->shm_name)
+        snprintf(cp->shm_name, sizeof(cp->shm_name), "%s", a->shm_name);
+    else if (cp->cfg.shm_name[0])
+        snprintf(cp->shm_name, sizeof(cp->shm_name), "%s", cp->cfg.shm_name);
+    else
+        shm_default_name(cp->shm_name, sizeof(cp->shm_name), cp->port);
+    if (a->control_socket)
+        snprintf(cp->control_socket, sizeof(cp->control_socket), "%s", a->control_socket);
+    else if (cp->cfg.control_socket[0])
+        snprintf(cp->control_socket, sizeof(cp->control_socket), "%s", cp->cfg.control_socket);
+    else
+        fd_default_control_socket(cp->control_socket, sizeof(cp->control_socket), cp->port);
+
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    self[n > 0 ? n : 0] = '\0';
+    if (cp_dp_resolve_binary(a->dp_binary, cp->cfg.dp_binary, self, cp->dp_binary, sizeof(cp->dp_binary)) !=
+        0) {
+        LOG_ERROR("Failed to load config: data-plane binary path too long");
+        return -1;
+    }
+    return 0;
+}
+
+static int load_config(cp_t *cp, const cp_args_t *a)
+{
+    char err[512];
+    fd_config_defaults(&cp->cfg);
+    if (a->config_path != NULL && a->config_path[0] != '\0') {
+        snprintf(cp->config_path, sizeof(cp->config_path), "%s", a->config_path);
+        if (fd_config_load(&cp->cfg, cp->config_path, err, sizeof(err)) != 0) {
+            LOG_ERROR("Failed to load config: %s", err);
+            return -1;
+        }
+    }
+    cp->port = cp->cfg.port;
+    if (a->port != NULL) {
+        cp->port = cp_parse_port(a->port);
+        if (cp->port == 0) {
+            LOG_ERROR("Failed to load config: invalid port: %s", a->port);
+            return -1;
+        }
+    }
+    if (cp->port == 0) {
+        LOG_ERROR("Failed to load config: failed to set router listen port");
+        return -1;
+    }
+    cp->cfg.port = cp->port;
+    cp->splitwise = a->splitwise || cp->cfg.splitwise;
+    cp->cfg.splitwise = cp->splitwise;
+    cp->rebuild_shm = a->rebuild_shm;
+    fd_log_set_level_name(cp->cfg.log_level);
+    return resolve_names(cp, a);
+}
+
+static const char *open_result_name(shm_open_result_t how)
+{
+    switch (how) {
+    case SHM_OPEN_CREATED:
+        return "CREATED (new, empty)";
+    case SHM_OPEN_REUSED:
+        return "REUSED (registry, views and counters kept)";
+    default:
+        return "REBUILT (incompatible segment discarded)";
+    }
+}
+
+static int open_shm(cp_t *cp, shm_open_result_t *how)
+{
+    char err[256];
+    if (shm_open_cp(&cp->seg, cp->shm_name, cp->rebuild_shm, how, err, sizeof(err)) != 0) {
+        LOG_ERROR("Failed to open shared memory %s: %s%s", cp->shm_name, err,
+                  cp->rebuild_shm ? "" : " (an incompatible segment is replaced only with --rebuild_shm)");
+        return -1;
+    }
+    LOG_INFO("Shared memory %s: %s", cp->shm_name, open_result_name(*how));
+    shm_header_t *h = cp->seg.hdr;
+    int32_t owner = __atomic_load_n(&h->cp_pid, __ATOMIC_ACQUIRE);
+    if (owner != 0 && owner != getpid() && shm_proc_alive(owner, h->cp_start_time)) {
+        LOG_ERROR("Failed to start: shared memory %s belongs to a running control plane (pid %d)",
+                  cp->shm_name, (int)owner);
+        shm_detach(&cp->seg);
+        return -1;
+    }
+    shm_config_t sc;
+    fd_config_to_shm(&cp->cfg, &sc);
+    shm_config_publish(&cp->seg, &sc);
+    cp->start_time = shm_proc_start_time(getpid());
+    cp->started_at_ms = shm_now_ms();
+    h->cp_start_time = cp->start_time;
+    h->cp_started_at_ms = cp->started_at_ms;
+    h->listen_port = cp->port;
+    __atomic_store_n(&h->cp_heartbeat_ms, cp->started_at_ms, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->cp_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* With an adopted DP the socket is taken back from it; otherwise (or if that fails) bound anew. */
+static int open_listener(cp_t *cp, pid_t orphan)
+{
+    char err[256];
+    if (orphan != 0) {
+        cp->listen_fd = cp_dp_steal_listener(orphan, cp->port);
+        if (cp->listen_fd >= 0) {
+            LOG_INFO("Took over the listening socket of the adopted data plane (pid %d)", (int)orphan);
+            return 0;
+        }
+    }
+    cp->listen_fd = cp_listen_open(cp->cfg.listen, cp->port, err, sizeof(err));
+    if (cp->listen_fd >= 0)
+        return 0;
+    if (orphan != 0) {
+        LOG_WARN(
+            "The adopted data plane (pid %d) keeps the only listening socket (%s); it will be bound again "
+            "when that data plane exits",
+            (int)orphan, err);
+        return 0;
+    }
+    LOG_ERROR("Failed to start server: %s", err);
+    return -1;
+}
+
+static void on_signal(h2o_socket_t *sock, const char *err)
+{
+    cp_t *cp = sock->data;
+    if (err != NULL)
+        return;
+    while (sock->input->size >= sizeof(struct signalfd_siginfo)) {
+        struct signalfd_siginfo si;
+        memcpy(&si, sock->input->bytes, sizeof(si));
+        h2o_buffer_consume(&sock->input, sizeof(si));
+        if (!cp->stopping)
+            LOG_INFO("Received %s, shutting down", strsignal((int)si.ssi_signo));
+        cp->stopping = true;
+    }
+}
+
+static int setup_signals(cp_t *cp)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        LOG_ERROR("signalfd: %s", strerror(errno));
+        return -1;
+    }
+    cp->sigsock = h2o_evloop_socket_create(cp->loop, fd, 0);
+    cp->sigsock->data = cp;
+    h2o_socket_read_start(cp->sigsock, on_signal);
+    return 0;
+}
+
+static void publish_initial_views(cp_t *cp)
+{
+    if (shm_wlock(&cp->seg) != 0) {
+        LOG_ERROR("Shared-memory writer lock is unrecoverable");
+        return;
+    }
+    if (shm_publish_views(&cp->seg) != 0)
+        cp->views_dirty = true;
+    shm_wunlock(&cp->seg);
+}
+
+static int start_services(cp_t *cp, pid_t orphan)
+{
+    char err[512];
+    if (cp_ctlsock_open(cp, err, sizeof(err)) != 0) {
+        LOG_ERROR("Failed to start: %s", err);
+        return -1;
+    }
+    double t = cp->cfg.health_check_timeout_secs;
+    cp_prober_init(&cp->prober, cp->loop, t > 0 ? (unsigned)(t * 1000.0) : 5000);
+    cp->prober_ready = true;
+    publish_initial_views(cp);
+    if (cp->cfg.register_path[0] != '\0')
+        cp_register_load_file(cp, cp->cfg.register_path);
+    if (cp_health_start(cp) != 0)
+        return -1;
+    int rc = orphan ? cp_dp_adopt(cp, orphan, err, sizeof(err)) : cp_dp_spawn(cp, err, sizeof(err));
+    if (rc != 0) {
+        LOG_ERROR("Failed to start data plane: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void shutdown_cp(cp_t *cp)
+{
+    cp_health_stop(cp);
+    if (cp->prober_ready)
+        cp_register_abort_all(cp);
+    cp_ctlsock_close(cp);
+    h2o_evloop_run(cp->loop, 0); /* flush the answers just queued */
+    cp_dp_stop(cp, DP_STOP_TIMEOUT_MS);
+    if (cp->prober_ready)
+        cp_prober_dispose(&cp->prober);
+    cp->prober_ready = false;
+    if (cp->sigsock != NULL) {
+        h2o_socket_read_stop(cp->sigsock);
+        h2o_socket_close(cp->sigsock);
+        cp->sigsock = NULL;
+    }
+    if (cp->listen_fd >= 0)
+        close(cp->listen_fd);
+    cp->listen_fd = -1;
+    if (cp->seg.hdr != NULL) {
+        int32_t me = getpid();
+        __atomic_compare_exchange_n(&cp->seg.hdr->cp_pid, &me, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+        shm_detach(&cp->seg);
+    }
+}
+
+static int run(cp_t *cp)
+{
+    if (access(cp->dp_binary, X_OK) != 0) {
+        LOG_ERROR("Failed to start data plane: %s: %s", cp->dp_binary, strerror(errno));
+        return 1;
+    }
+    if (cp_ctlsock_in_use(cp->control_socket)) {
+        LOG_ERROR("Failed to start: control socket %s is in use by another running fd-router-cp",
+                  cp->control_socket);
+        return 1;
+    }
+    shm_open_result_t how;
+    if (open_shm(cp, &how) != 0)
+        return 1;
+    cp->loop = h2o_evloop_create();
+    pid_t orphan = how == SHM_OPEN_REUSED ? cp_dp_find_orphan(cp) : 0;
+    if (setup_signals(cp) != 0 || open_listener(cp, orphan) != 0 || start_services(cp, orphan) != 0) {
+        shutdown_cp(cp);
+        return 1;
+    }
+    LOG_INFO("fd-router control plane ready: port %u, %s mode, shm %s, control socket %s, pid %d", cp->port,
+             cp->splitwise ? "splitwise" : "mixed", cp->shm_name, cp->control_socket, (int)getpid());
+    while (!cp->stopping)
+        h2o_evloop_run(cp->loop, INT32_MAX);
+    shutdown_cp(cp);
+    LOG_INFO("Control plane stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    cp_args_t a;
+    char err[256];
+    const char *prog = "fd-router-cp";
+    if (cp_args_parse(argc, argv, &a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        cp_usage(stderr, prog);
+        return 2;
+    }
+    if (a.help) {
+        cp_usage(stdout, prog);
+        return 0;
+    }
+    if (a.version) {
+        printf("fd-router-cp %s\n", FD_ROUTER_VERSION);
+        return 0;
+    }
+    cp_t *cp = &g_cp;
+    cp->listen_fd = -1;
+    cp->dp.pidfd = -1;
+    h2o_linklist_init_anchor(&cp->reg_jobs);
+    if (load_config(cp, &a) != 0)
+        return 1;
+
+    /* blocked before any thread exists (h2o's resolver threads inherit the mask); read by signalfd */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, &cp->orig_sigmask);
+    signal(SIGPIPE, SIG_IGN);
+    return run(cp);
+}

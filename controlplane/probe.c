@@ -1,0 +1,222 @@
+/*
+ * controlplane/probe.c - one asynchronous health probe: GET http://host:port<path>, healthy iff
+ * the answer is 200 and its body can be read, all within the prober's timeout.
+ *
+ * Used by /register (the success-threshold probes before an upsert) and by the health timer.
+ * Built on h2o's http1client on the CP loop, so a slow or dead instance never blocks the CP: the
+ * Go router ran these probes synchronously inside the /register handler.
+ *
+ * h2o's client may report a connect failure synchronously from inside the connect call; such a
+ * completion is deferred to the next loop turn so a caller never sees its callback run before
+ * cp_probe_start has returned the handle.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "controlplane/cp.h"
+
+#define PROBE_MAX_BODY (64 * 1024)
+
+struct cp_probe {
+    cp_prober_t *prober;
+    h2o_linklist_t link;
+    h2o_http1client_t *client; /* non-NULL while h2o holds a client for us */
+    h2o_timeout_entry_t deadline;
+    h2o_timeout_entry_t deferred;
+    h2o_iovec_t reqbuf;
+    cp_probe_cb cb;
+    void *data;
+    cp_probe_result_t res;
+    size_t body_bytes;
+    bool starting;
+    bool finished;
+};
+
+static void probe_free(cp_probe_t *pr)
+{
+    if (h2o_timeout_is_linked(&pr->deadline))
+        h2o_timeout_unlink(&pr->deadline);
+    if (h2o_timeout_is_linked(&pr->deferred))
+        h2o_timeout_unlink(&pr->deferred);
+    if (h2o_linklist_is_linked(&pr->link))
+        h2o_linklist_unlink(&pr->link);
+    free(pr->reqbuf.base);
+    free(pr);
+}
+
+static void deliver(cp_probe_t *pr)
+{
+    cp_probe_cb cb = pr->cb;
+    void *data = pr->data;
+    cp_probe_result_t res = pr->res;
+    probe_free(pr);
+    cb(data, &res);
+}
+
+static void on_deferred(h2o_timeout_entry_t *e)
+{
+    deliver(H2O_STRUCT_FROM_MEMBER(cp_probe_t, deferred, e));
+}
+
+/* The h2o client is gone (or going) once this runs: never touch pr->client again. */
+static void finish(cp_probe_t *pr, bool ok, const char *why)
+{
+    if (pr->finished)
+        return;
+    pr->finished = true;
+    pr->client = NULL;
+    pr->res.ok = ok;
+    if (!ok)
+        snprintf(pr->res.error, sizeof(pr->res.error), "%s", why);
+    if (h2o_timeout_is_linked(&pr->deadline))
+        h2o_timeout_unlink(&pr->deadline);
+    if (pr->starting) {
+        h2o_timeout_link(pr->prober->loop, &pr->prober->deferred, &pr->deferred);
+        return;
+    }
+    deliver(pr);
+}
+
+static int on_body(h2o_http1client_t *client, const char *errstr)
+{
+    cp_probe_t *pr = client->data;
+    pr->body_bytes += client->sock->input->size;
+    h2o_buffer_consume(&client->sock->input, client->sock->input->size);
+    if (pr->body_bytes > PROBE_MAX_BODY) {
+        finish(pr, false, "response body too large");
+        return -1;
+    }
+    if (errstr == h2o_http1client_error_is_eos)
+        finish(pr, true, NULL);
+    else if (errstr != NULL)
+        finish(pr, false, errstr);
+    return 0;
+}
+
+static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version,
+                                       int status, h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers,
+                                       int rlen)
+{
+    (void)minor_version, (void)msg, (void)headers, (void)num_headers, (void)rlen;
+    cp_probe_t *pr = client->data;
+    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+        finish(pr, false, errstr);
+        return NULL;
+    }
+    pr->res.status = status;
+    if (status != 200) {
+        char why[32];
+        snprintf(why, sizeof(why), "status %d", status);
+        finish(pr, false, why);
+        return NULL;
+    }
+    if (errstr == h2o_http1client_error_is_eos) {
+        finish(pr, true, NULL);
+        return NULL;
+    }
+    return on_body;
+}
+
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
+                                          h2o_iovec_t **reqbufs, size_t *reqbufcnt, int *method_is_head)
+{
+    cp_probe_t *pr = client->data;
+    if (errstr != NULL) {
+        finish(pr, false, errstr);
+        return NULL;
+    }
+    *reqbufs = &pr->reqbuf;
+    *reqbufcnt = 1;
+    *method_is_head = 0;
+    return on_head;
+}
+
+static void on_deadline(h2o_timeout_entry_t *e)
+{
+    cp_probe_t *pr = H2O_STRUCT_FROM_MEMBER(cp_probe_t, deadline, e);
+    if (pr->client != NULL)
+        h2o_http1client_cancel(pr->client);
+    char why[48];
+    snprintf(why, sizeof(why), "timeout after %u ms", pr->prober->timeout_ms);
+    finish(pr, false, why);
+}
+
+int cp_prober_init(cp_prober_t *p, h2o_loop_t *loop, unsigned timeout_ms)
+{
+    memset(p, 0, sizeof(*p));
+    p->loop = loop;
+    p->timeout_ms = timeout_ms ? timeout_ms : 1;
+    h2o_timeout_init(loop, &p->io_timeout, p->timeout_ms);
+    h2o_timeout_init(loop, &p->deadline, p->timeout_ms);
+    h2o_timeout_init(loop, &p->deferred, 0);
+    p->queue = h2o_multithread_create_queue(loop);
+    h2o_multithread_register_receiver(p->queue, &p->getaddr_receiver, h2o_hostinfo_getaddr_receiver);
+    p->client_ctx.loop = loop;
+    p->client_ctx.getaddr_receiver = &p->getaddr_receiver;
+    p->client_ctx.io_timeout = &p->io_timeout;
+    h2o_linklist_init_anchor(&p->probes);
+    return 0;
+}
+
+void cp_prober_dispose(cp_prober_t *p)
+{
+    while (!h2o_linklist_is_empty(&p->probes))
+        cp_probe_cancel(H2O_STRUCT_FROM_MEMBER(cp_probe_t, link, p->probes.next));
+    h2o_timeout_dispose(p->loop, &p->io_timeout);
+    h2o_timeout_dispose(p->loop, &p->deadline);
+    h2o_timeout_dispose(p->loop, &p->deferred);
+    h2o_multithread_unregister_receiver(p->queue, &p->getaddr_receiver);
+    h2o_multithread_destroy_queue(p->queue);
+    p->queue = NULL;
+}
+
+static h2o_iovec_t build_request(const char *host, uint16_t port, const char *path)
+{
+    bool v6 = strchr(host, ':') != NULL;
+    const char *slash = path[0] == '/' ? "" : "/";
+    int n = snprintf(NULL, 0,
+                     "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: fd-router-cp\r\nAccept: */*\r\n"
+                     "Connection: close\r\n\r\n",
+                     slash, path, v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)port);
+    char *buf = h2o_mem_alloc((size_t)n + 1);
+    snprintf(buf, (size_t)n + 1,
+             "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: fd-router-cp\r\nAccept: */*\r\n"
+             "Connection: close\r\n\r\n",
+             slash, path, v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)port);
+    return h2o_iovec_init(buf, (size_t)n);
+}
+
+cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, cp_probe_cb cb,
+                           void *data)
+{
+    cp_probe_t *pr = h2o_mem_alloc(sizeof(*pr));
+    memset(pr, 0, sizeof(*pr));
+    pr->prober = p;
+    pr->cb = cb;
+    pr->data = data;
+    pr->deadline.cb = on_deadline;
+    pr->deferred.cb = on_deferred;
+    pr->reqbuf = build_request(host, port, path);
+    h2o_linklist_insert(&p->probes, &pr->link);
+    h2o_timeout_link(p->loop, &p->deadline, &pr->deadline);
+    pr->starting = true;
+    h2o_http1client_connect(&pr->client, pr, &p->client_ctx, h2o_iovec_init(host, strlen(host)), port, 0,
+                            on_connect);
+    pr->starting = false;
+    return pr;
+}
+
+void cp_probe_cancel(cp_probe_t *pr)
+{
+    if (pr->client != NULL)
+        h2o_http1client_cancel(pr->client);
+    probe_free(pr);
+}
+
+size_t cp_prober_inflight(const cp_prober_t *p)
+{
+    size_t n = 0;
+    for (const h2o_linklist_t *l = p->probes.next; l != &p->probes; l = l->next)
+        n++;
+    return n;
+}

@@ -1,0 +1,217 @@
+/*
+ * controlplane/registry.c - the instance registry in shared memory, as the CP changes it.
+ *
+ * Identity is the URL "http://host:port" (the Go router's key). A slot's identity is written only
+ * while it is FREE (shm/layout.h), so changed metadata for a known URL means a NEW slot: the old
+ * one is retired and drains its in-flight requests while the new one takes the traffic. Every
+ * change that can alter what is selectable ends with shm_publish_views under the writer lock.
+ *
+ * Only the CP writes slots, and only from its one thread, so reads here need no lock.
+ */
+#include <string.h>
+
+#include "common/log.h"
+#include "controlplane/cp.h"
+
+static bool same_list(uint8_t na, const char (*a)[SHM_LIST_ITEM_LEN], uint8_t nb,
+                      const char (*b)[SHM_LIST_ITEM_LEN])
+{
+    if (na != nb)
+        return false;
+    if (na == 0xff)
+        return true;
+    unsigned n = na < SHM_MAX_LIST ? na : SHM_MAX_LIST;
+    for (unsigned i = 0; i < n; i++)
+        if (strncmp(a[i], b[i], SHM_LIST_ITEM_LEN) != 0)
+            return false;
+    return true;
+}
+
+bool cp_slot_same_identity(const shm_instance_t *a, const shm_instance_t *b)
+{
+    return a->role == b->role && a->tp_size == b->tp_size && strncmp(a->url, b->url, SHM_URL_LEN) == 0 &&
+           strncmp(a->host, b->host, SHM_HOST_LEN) == 0 && a->port == b->port &&
+           a->metrics_port == b->metrics_port && a->connector_port == b->connector_port &&
+           a->engine_worker_queue_port == b->engine_worker_queue_port &&
+           a->transfer_protocols == b->transfer_protocols &&
+           a->has_transfer_protocol == b->has_transfer_protocol &&
+           same_list(a->n_transfer_protocol, a->transfer_protocol, b->n_transfer_protocol,
+                     b->transfer_protocol) &&
+           same_list(a->n_rdma_ports, a->rdma_ports, b->n_rdma_ports, b->rdma_ports) &&
+           same_list(a->n_device_ids, a->device_ids, b->n_device_ids, b->device_ids);
+}
+
+bool cp_info_matches_slot(const fd_instance_info_t *info, const shm_instance_t *slot)
+{
+    static shm_instance_t tmp; /* big; the CP is single-threaded */
+    memset(&tmp, 0, sizeof(tmp));
+    fd_instance_to_slot(info, &tmp);
+    return cp_slot_same_identity(&tmp, slot);
+}
+
+static uint32_t load_u32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+int cp_registry_heartbeat(cp_t *cp, const fd_instance_info_t *info)
+{
+    int s = shm_slot_find(&cp->seg, info->url);
+    if (s < 0)
+        return -1;
+    shm_instance_t *in = shm_instance(&cp->seg, (unsigned)s);
+    if (load_u32(&in->state) != SHM_SLOT_LIVE || load_u32(&in->health) != SHM_HEALTH_HEALTHY ||
+        !cp_info_matches_slot(info, in))
+        return -1;
+    __atomic_store_n(&in->last_register_ms, shm_now_ms(), __ATOMIC_RELAXED);
+    return s;
+}
+
+/* Writer lock held. A failed publication keeps the old views; the next maintenance retries. */
+static void publish(cp_t *cp)
+{
+    if (shm_publish_views(&cp->seg) != 0) {
+        LOG_ERROR("Failed to publish instance views: shared-memory arena exhausted (will retry)");
+        cp->views_dirty = true;
+        return;
+    }
+    cp->views_dirty = false;
+}
+
+static void apply_health(cp_t *cp, shm_instance_t *in, shm_health_t health, uint64_t now)
+{
+    uint32_t old = load_u32(&in->health);
+    __atomic_store_n(&in->health, (uint32_t)health, __ATOMIC_RELEASE);
+    if (health == SHM_HEALTH_HEALTHY) {
+        in->unhealthy_since_ms = 0;
+        in->consecutive_ok =
+            (uint32_t)(cp->cfg.health_success_threshold > 0 ? cp->cfg.health_success_threshold : 1);
+        in->consecutive_fail = 0;
+    } else if (health == SHM_HEALTH_UNHEALTHY && old != SHM_HEALTH_UNHEALTHY) {
+        in->unhealthy_since_ms = now;
+    }
+}
+
+static int insert_new(cp_t *cp, const fd_instance_info_t *info, shm_health_t health, int old, uint64_t now,
+                      char *err, size_t errlen)
+{
+    int s = shm_slot_alloc(&cp->seg);
+    if (s < 0) {
+        snprintf(err, errlen, "instance table is full (%d slots)", SHM_MAX_INSTANCES);
+        return -1;
+    }
+    shm_instance_t *in = shm_instance(&cp->seg, (unsigned)s);
+    fd_instance_to_slot(info, in);
+    in->registered_at_ms = now;
+    in->last_register_ms = now;
+    in->role = (uint32_t)info->role;
+    if (old >= 0) /* an operator's drain is about the URL: it survives new metadata */
+        in->drained = shm_instance(&cp->seg, (unsigned)old)->drained;
+    __atomic_store_n(&in->health, (uint32_t)SHM_HEALTH_UNKNOWN, __ATOMIC_RELAXED);
+    apply_health(cp, in, health, now);
+    __atomic_store_n(&in->state, (uint32_t)SHM_SLOT_LIVE, __ATOMIC_RELEASE);
+    if (old >= 0) {
+        shm_slot_retire(&cp->seg, (unsigned)old, now);
+        cp_health_forget(cp, (unsigned)old);
+    }
+    return s;
+}
+
+int cp_registry_upsert(cp_t *cp, const fd_instance_info_t *info, shm_health_t health, bool keep_existing,
+                       cp_upsert_kind_t *kind, char *err, size_t errlen)
+{
+    if (shm_wlock(&cp->seg) != 0) {
+        snprintf(err, errlen, "shared-memory writer lock is unrecoverable");
+        return -1;
+    }
+    uint64_t now = shm_now_ms();
+    int old = shm_slot_find(&cp->seg, info->url);
+    int s;
+    if (old >= 0 && cp_info_matches_slot(info, shm_instance(&cp->seg, (unsigned)old))) {
+        shm_instance_t *in = shm_instance(&cp->seg, (unsigned)old);
+        in->last_register_ms = now;
+        s = old;
+        *kind = CP_UPSERT_KEPT;
+        if (!keep_existing) {
+            *kind = CP_UPSERT_REFRESHED;
+            bool was = load_u32(&in->health) == SHM_HEALTH_HEALTHY;
+            apply_health(cp, in, health, now);
+            if (was != (health == SHM_HEALTH_HEALTHY))
+                publish(cp);
+        }
+    } else {
+        s = insert_new(cp, info, health, old, now, err, errlen);
+        if (s >= 0) {
+            *kind = old >= 0 ? CP_UPSERT_REPLACED : CP_UPSERT_INSERTED;
+            publish(cp);
+        }
+    }
+    shm_wunlock(&cp->seg);
+    return s;
+}
+
+void cp_registry_set_health(cp_t *cp, unsigned slot, shm_health_t health, uint64_t now_ms)
+{
+    if (shm_wlock(&cp->seg) != 0) {
+        LOG_ERROR("Failed to update instance health: shared-memory writer lock is unrecoverable");
+        return;
+    }
+    shm_instance_t *in = shm_instance(&cp->seg, slot);
+    bool was = load_u32(&in->health) == SHM_HEALTH_HEALTHY;
+    apply_health(cp, in, health, now_ms);
+    if (was != (health == SHM_HEALTH_HEALTHY))
+        publish(cp);
+    shm_wunlock(&cp->seg);
+}
+
+void cp_registry_retire(cp_t *cp, unsigned slot)
+{
+    if (shm_wlock(&cp->seg) != 0) {
+        LOG_ERROR("Failed to remove instance: shared-memory writer lock is unrecoverable");
+        return;
+    }
+    shm_instance_t *in = shm_instance(&cp->seg, slot);
+    if (load_u32(&in->state) == SHM_SLOT_LIVE) {
+        shm_slot_retire(&cp->seg, slot, shm_now_ms());
+        cp_health_forget(cp, slot);
+        publish(cp);
+    }
+    shm_wunlock(&cp->seg);
+}
+
+void cp_registry_maintain(cp_t *cp)
+{
+    if (shm_wlock(&cp->seg) != 0) {
+        LOG_ERROR("Registry maintenance skipped: shared-memory writer lock is unrecoverable");
+        return;
+    }
+    if (cp->views_dirty)
+        publish(cp);
+    shm_slot_collect(&cp->seg);
+    shm_reclaim(&cp->seg);
+    shm_wunlock(&cp->seg);
+}
+
+unsigned cp_registry_live_count(const cp_t *cp)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
+        if (load_u32(&shm_instance(&cp->seg, i)->state) == SHM_SLOT_LIVE)
+            n++;
+    return n;
+}
+
+void cp_static_add(cp_t *cp, const char *url)
+{
+    if (cp_static_has(cp, url) || cp->statics.n >= SHM_MAX_INSTANCES)
+        return;
+    snprintf(cp->statics.urls[cp->statics.n++], SHM_URL_LEN, "%s", url);
+}
+
+bool cp_static_has(const cp_t *cp, const char *url)
+{
+    for (unsigned i = 0; i < cp->statics.n; i++)
+        if (strncmp(cp->statics.urls[i], url, SHM_URL_LEN) == 0)
+            return true;
+    return false;
+}
