@@ -1,0 +1,273 @@
+/*
+ * tools/fd-sim/args.c - fd-sim's command line: defaults, parsing ("--opt value" and
+ * "--opt=value"), validation and the --help text. A hand-written parser rather than getopt so it
+ * has no global state and the unit tests can call it repeatedly.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/fd-sim/sim.h"
+
+static const char USAGE[] =
+    "Usage: %s --port P [options]\n"
+    "A simulated FastDeploy inference instance (OpenAI-compatible API with fake tokens).\n"
+    "\n"
+    "Server:\n"
+    "  --port P                    API port (required); 0 picks a free port\n"
+    "  --host ADDR                 address to bind (default 127.0.0.1)\n"
+    "  --metrics-port P2           also serve /metrics on this port (default: the API port; 0 = free port)\n"
+    "  --threads N                 event-loop threads (default 1, at most 64)\n"
+    "  --name NAME                 instance name put in every response (default sim-<port>)\n"
+    "\n"
+    "Generation (per-request body overrides: sim_tokens, sim_token_delay_ms, sim_first_token_delay_ms;\n"
+    "max_tokens / max_completion_tokens cap the count):\n"
+    "  --tokens N                  tokens per answer, \"tok0 tok1 ...\" (default 16)\n"
+    "  --token-delay-ms D          delay before each token (default 0)\n"
+    "  --first-token-delay-ms D    extra delay before the first token (default 0)\n"
+    "\n"
+    "Registration (heartbeat POST http://ROUTER/register, 5 s timeout, first one at startup):\n"
+    "  --router HOST:PORT          router to register with (default: none)\n"
+    "  --role mixed|prefill|decode role sent in the payload (default mixed)\n"
+    "  --register-interval-secs S  heartbeat period, may be fractional (default 5)\n"
+    "  --connector-port N          connector_port (default: not sent)\n"
+    "  --engine-worker-queue-port N engine_worker_queue_port (default: not sent)\n"
+    "  --device-ids 0,1            device_ids (default 0)\n"
+    "  --transfer-protocol ipc,rdma transfer_protocol (default ipc)\n"
+    "  --rdma-ports 7001,7002      rdma_ports (default: not sent)\n"
+    "  --tp-size N                 tp_size (default: number of device ids)\n"
+    "  Ports and list items are sent as JSON integers when numeric, else as strings.\n"
+    "\n"
+    "Endpoints:\n"
+    "  POST /v1/chat/completions, POST /v1/completions   (\"stream\": true for SSE)\n"
+    "  GET /health, GET /metrics\n"
+    "  POST /sim/health {\"healthy\":false}    make /health answer 503 (true: 200 again)\n"
+    "  POST /sim/fail "
+    "{\"mode\":\"none|close_before_head|hang_before_head|status\",\"status\":503,\"count\":N}\n"
+    "                                        misbehave on the next N (default: all) completion requests\n"
+    "  POST /sim/metrics "
+    "{\"num_requests_running\":n,\"num_requests_waiting\":n,\"available_gpu_block_num\":n}\n"
+    "                                        fix metric values (null: computed again)\n"
+    "  GET /sim/stats                        counters and the last completion request seen\n"
+    "  POST /sim/reset                       zero the counters\n"
+    "\n"
+    "Prints \"fd-sim listening on PORT\" on stdout once listening. SIGINT/SIGTERM exit with 0.\n";
+
+void sim_print_usage(FILE *out, const char *prog)
+{
+    fprintf(out, USAGE, prog);
+}
+
+static void set_defaults(sim_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
+    cfg->port = -1;
+    cfg->metrics_port = -1;
+    snprintf(cfg->role, sizeof(cfg->role), "mixed");
+    cfg->register_interval_secs = 5;
+    cfg->tokens = 16;
+    cfg->device_ids.n = 1;
+    snprintf(cfg->device_ids.items[0], SIM_ITEM_LEN, "0");
+    cfg->transfer_protocol.n = 1;
+    snprintf(cfg->transfer_protocol.items[0], SIM_ITEM_LEN, "ipc");
+    cfg->rdma_ports.n = -1;
+    cfg->threads = 1;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_list(const char *s, sim_list_t *list)
+{
+    list->n = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= SIM_ITEM_LEN || list->n == SIM_MAX_LIST)
+            return -1;
+        memcpy(list->items[list->n], p, len);
+        list->items[list->n][len] = '\0';
+        list->n++;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+static int copy_str(char *dst, size_t cap, const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len >= cap)
+        return -1;
+    memcpy(dst, s, len + 1);
+    return 0;
+}
+
+/* Accept "host:port", "http://host:port" or "http://host:port/". */
+static int set_router(sim_config_t *cfg, const char *s)
+{
+    if (strncmp(s, "http://", 7) == 0)
+        s += 7;
+    if (copy_str(cfg->router, sizeof(cfg->router), s) != 0)
+        return -1;
+    size_t len = strlen(cfg->router);
+    while (len > 0 && cfg->router[len - 1] == '/')
+        cfg->router[--len] = '\0';
+    const char *colon = strrchr(cfg->router, ':');
+    unsigned long port;
+    if (len == 0 || !colon || colon == cfg->router || parse_uint(colon + 1, 65535, &port) != 0 || port == 0)
+        return -1;
+    return 0;
+}
+
+/* Apply one option; returns 0, or -1 when the value is invalid. */
+static int apply_option(sim_config_t *cfg, const char *name, const char *val)
+{
+    unsigned long v;
+    if (strcmp(name, "port") == 0) {
+        if (parse_uint(val, 65535, &v) != 0)
+            return -1;
+        cfg->port = (int)v;
+    } else if (strcmp(name, "metrics-port") == 0) {
+        if (parse_uint(val, 65535, &v) != 0)
+            return -1;
+        cfg->metrics_port = (int)v;
+    } else if (strcmp(name, "host") == 0) {
+        return copy_str(cfg->host, sizeof(cfg->host), val);
+    } else if (strcmp(name, "router") == 0) {
+        return set_router(cfg, val);
+    } else if (strcmp(name, "role") == 0) {
+        if (strcmp(val, "mixed") != 0 && strcmp(val, "prefill") != 0 && strcmp(val, "decode") != 0)
+            return -1;
+        snprintf(cfg->role, sizeof(cfg->role), "%s", val);
+    } else if (strcmp(name, "register-interval-secs") == 0) {
+        char *end;
+        errno = 0;
+        double d = strtod(val, &end);
+        if (errno != 0 || end == val || *end != '\0' || !(d >= 0.01 && d <= 86400))
+            return -1;
+        cfg->register_interval_secs = d;
+    } else if (strcmp(name, "tokens") == 0) {
+        if (parse_uint(val, SIM_MAX_TOKENS, &v) != 0)
+            return -1;
+        cfg->tokens = (unsigned)v;
+    } else if (strcmp(name, "token-delay-ms") == 0) {
+        if (parse_uint(val, SIM_MAX_DELAY_MS, &v) != 0)
+            return -1;
+        cfg->token_delay_ms = (unsigned)v;
+    } else if (strcmp(name, "first-token-delay-ms") == 0) {
+        if (parse_uint(val, SIM_MAX_DELAY_MS, &v) != 0)
+            return -1;
+        cfg->first_token_delay_ms = (unsigned)v;
+    } else if (strcmp(name, "connector-port") == 0) {
+        return copy_str(cfg->connector_port, sizeof(cfg->connector_port), val);
+    } else if (strcmp(name, "engine-worker-queue-port") == 0) {
+        return copy_str(cfg->engine_worker_queue_port, sizeof(cfg->engine_worker_queue_port), val);
+    } else if (strcmp(name, "device-ids") == 0) {
+        return parse_list(val, &cfg->device_ids);
+    } else if (strcmp(name, "transfer-protocol") == 0) {
+        return parse_list(val, &cfg->transfer_protocol);
+    } else if (strcmp(name, "rdma-ports") == 0) {
+        return parse_list(val, &cfg->rdma_ports);
+    } else if (strcmp(name, "tp-size") == 0) {
+        if (parse_uint(val, 1024, &v) != 0 || v == 0)
+            return -1;
+        cfg->tp_size = (int)v;
+    } else if (strcmp(name, "name") == 0) {
+        return copy_str(cfg->name, sizeof(cfg->name), val);
+    } else if (strcmp(name, "threads") == 0) {
+        if (parse_uint(val, SIM_MAX_THREADS, &v) != 0 || v == 0)
+            return -1;
+        cfg->threads = (int)v;
+    }
+    return 0;
+}
+
+static const char *const KNOWN[] = {"port",
+                                    "metrics-port",
+                                    "host",
+                                    "router",
+                                    "role",
+                                    "register-interval-secs",
+                                    "tokens",
+                                    "token-delay-ms",
+                                    "first-token-delay-ms",
+                                    "connector-port",
+                                    "engine-worker-queue-port",
+                                    "device-ids",
+                                    "transfer-protocol",
+                                    "rdma-ports",
+                                    "tp-size",
+                                    "name",
+                                    "threads"};
+
+static bool known_option(const char *name)
+{
+    for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); i++)
+        if (strcmp(KNOWN[i], name) == 0)
+            return true;
+    return false;
+}
+
+int sim_parse_args(int argc, char **argv, sim_config_t *cfg, char *err, size_t errlen)
+{
+    set_defaults(cfg);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return 1;
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument: %s", arg);
+            return -1;
+        }
+        char name[64];
+        const char *val;
+        const char *eq = strchr(arg + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        if (nlen >= sizeof(name)) {
+            snprintf(err, errlen, "unknown option: %s", arg);
+            return -1;
+        }
+        memcpy(name, arg + 2, nlen);
+        name[nlen] = '\0';
+        if (!known_option(name)) {
+            snprintf(err, errlen, "unknown option: --%s", name);
+            return -1;
+        }
+        if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            snprintf(err, errlen, "option --%s needs a value", name);
+            return -1;
+        }
+        if (apply_option(cfg, name, val) != 0) {
+            snprintf(err, errlen, "invalid value for --%s: %s", name, val);
+            return -1;
+        }
+    }
+    if (cfg->port < 0) {
+        snprintf(err, errlen, "--port is required");
+        return -1;
+    }
+    return 0;
+}
+
+void sim_config_finalize(sim_config_t *cfg, int port)
+{
+    if (cfg->name[0] == '\0')
+        snprintf(cfg->name, sizeof(cfg->name), "sim-%d", port);
+}

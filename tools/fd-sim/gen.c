@@ -1,0 +1,427 @@
+/*
+ * tools/fd-sim/gen.c - fd-sim's pure text work: parsing a completion request into a sim_gen_t
+ * and rendering everything fd-sim sends (OpenAI-shaped responses and SSE chunks, error bodies,
+ * Prometheus metrics, the FastDeploy register payload). No sockets, no clocks: the server passes
+ * the creation time and sequence number in, so the unit tests get deterministic output.
+ */
+#include <ctype.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/fd-sim/sim.h"
+
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+struct json_object *sim_parse_object(const char *body, size_t len, char *err, size_t errlen)
+{
+    if (len == 0) {
+        snprintf(err, errlen, "request body is empty");
+        return NULL;
+    }
+    if (len > SIM_MAX_BODY) {
+        snprintf(err, errlen, "request body is too large");
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new();
+    if (!tok) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    json_object *obj = json_tokener_parse_ex(tok, body, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (!obj || jerr != json_tokener_success) {
+        json_object_put(obj);
+        snprintf(err, errlen, "invalid JSON body: %s",
+                 jerr == json_tokener_continue ? "unexpected end of input" : json_tokener_error_desc(jerr));
+        return NULL;
+    }
+    while (end < len && isspace((unsigned char)body[end]))
+        end++;
+    if (end != len) {
+        json_object_put(obj);
+        snprintf(err, errlen, "invalid JSON body: trailing data after the JSON value");
+        return NULL;
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        json_object_put(obj);
+        snprintf(err, errlen, "request body must be a JSON object");
+        return NULL;
+    }
+    return obj;
+}
+
+/* Optional non-negative integer field; null counts as absent. Returns -1 with err on a bad type. */
+static int get_uint(json_object *root, const char *key, unsigned long max, unsigned long *val, bool *present,
+                    char *err, size_t errlen)
+{
+    json_object *v;
+    *present = false;
+    if (!json_object_object_get_ex(root, key, &v) || v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_int)) {
+        snprintf(err, errlen, "%s must be an integer", key);
+        return -1;
+    }
+    int64_t n = json_object_get_int64(v);
+    if (n < 0 || (uint64_t)n > max) {
+        snprintf(err, errlen, "%s must be between 0 and %lu", key, max);
+        return -1;
+    }
+    *val = (unsigned long)n;
+    *present = true;
+    return 0;
+}
+
+static unsigned count_words(const char *s, size_t len)
+{
+    unsigned n = 0;
+    bool in_word = false;
+    for (size_t i = 0; i < len; i++) {
+        bool space = isspace((unsigned char)s[i]);
+        if (!space && !in_word)
+            n++;
+        in_word = !space;
+    }
+    return n;
+}
+
+static unsigned count_value_words(json_object *v)
+{
+    if (json_object_is_type(v, json_type_string))
+        return count_words(json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    if (json_object_is_type(v, json_type_int))
+        return 1; /* a token id */
+    unsigned n = 0;
+    if (json_object_is_type(v, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            json_object *item = json_object_array_get_idx(v, i), *text;
+            if (json_object_is_type(item, json_type_object) && json_object_object_get_ex(item, "text", &text))
+                n += count_value_words(text);
+            else if (!json_object_is_type(item, json_type_array))
+                n += count_value_words(item);
+        }
+    }
+    return n;
+}
+
+/* A word count stands in for the tokenizer: enough for usage numbers that grow with the prompt. */
+static unsigned prompt_tokens(sim_api_t api, json_object *root)
+{
+    json_object *v;
+    if (api == SIM_API_COMPLETIONS)
+        return json_object_object_get_ex(root, "prompt", &v) ? count_value_words(v) : 0;
+    if (!json_object_object_get_ex(root, "messages", &v) || !json_object_is_type(v, json_type_array))
+        return 0;
+    unsigned n = 0;
+    for (size_t i = 0; i < json_object_array_length(v); i++) {
+        json_object *msg = json_object_array_get_idx(v, i), *content;
+        if (json_object_is_type(msg, json_type_object) && json_object_object_get_ex(msg, "content", &content))
+            n += count_value_words(content);
+    }
+    return n;
+}
+
+static void copy_trunc(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src);
+}
+
+static int parse_flags(json_object *root, sim_gen_t *out, char *err, size_t errlen)
+{
+    json_object *v;
+    if (json_object_object_get_ex(root, "stream", &v) && v != NULL) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            snprintf(err, errlen, "stream must be a boolean");
+            return -1;
+        }
+        out->stream = json_object_get_boolean(v);
+    }
+    json_object *opts, *usage;
+    if (json_object_object_get_ex(root, "stream_options", &opts) &&
+        json_object_is_type(opts, json_type_object) &&
+        json_object_object_get_ex(opts, "include_usage", &usage))
+        out->include_usage = json_object_get_boolean(usage);
+    if (json_object_object_get_ex(root, "model", &v) && json_object_is_type(v, json_type_string))
+        copy_trunc(out->model, sizeof(out->model), json_object_get_string(v));
+    return 0;
+}
+
+/* sim_tokens / sim_*delay_ms override the defaults; max_tokens and max_completion_tokens cap. */
+static int parse_counts(json_object *root, const sim_defaults_t *d, sim_gen_t *out, char *err, size_t errlen)
+{
+    unsigned long v;
+    bool present;
+    out->tokens = d->tokens;
+    out->token_delay_ms = d->token_delay_ms;
+    out->first_token_delay_ms = d->first_token_delay_ms;
+    if (get_uint(root, "sim_tokens", SIM_MAX_TOKENS, &v, &present, err, errlen) != 0)
+        return -1;
+    if (present)
+        out->tokens = (unsigned)v;
+    if (get_uint(root, "sim_token_delay_ms", SIM_MAX_DELAY_MS, &v, &present, err, errlen) != 0)
+        return -1;
+    if (present)
+        out->token_delay_ms = (unsigned)v;
+    if (get_uint(root, "sim_first_token_delay_ms", SIM_MAX_DELAY_MS, &v, &present, err, errlen) != 0)
+        return -1;
+    if (present)
+        out->first_token_delay_ms = (unsigned)v;
+    static const char *const caps[] = {"max_tokens", "max_completion_tokens"};
+    for (size_t i = 0; i < 2; i++) {
+        if (get_uint(root, caps[i], UINT32_MAX, &v, &present, err, errlen) != 0)
+            return -1;
+        if (present && v < out->tokens) {
+            out->tokens = (unsigned)v;
+            out->truncated = true;
+        }
+    }
+    return 0;
+}
+
+int sim_parse_completion(sim_api_t api, const char *body, size_t len, const sim_defaults_t *defaults,
+                         const char *instance, unsigned long seq, long created, sim_gen_t *out, char *err,
+                         size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->api = api;
+    out->created = created;
+    copy_trunc(out->model, sizeof(out->model), "default");
+    copy_trunc(out->instance, sizeof(out->instance), instance);
+    json_object *root = sim_parse_object(body, len, err, errlen);
+    if (!root)
+        return -1;
+    int rc = -1;
+    if (parse_flags(root, out, err, errlen) != 0 || parse_counts(root, defaults, out, err, errlen) != 0)
+        goto done;
+    out->prompt_tokens = prompt_tokens(api, root);
+    const char *prefix = api == SIM_API_CHAT ? "chatcmpl-" : "cmpl-";
+    json_object *rid;
+    if (json_object_object_get_ex(root, "request_id", &rid) && json_object_is_type(rid, json_type_string) &&
+        json_object_get_string_len(rid) > 0)
+        snprintf(out->id, sizeof(out->id), "%s%s", prefix, json_object_get_string(rid));
+    else
+        snprintf(out->id, sizeof(out->id), "%s%s-%lu", prefix, instance, seq);
+    rc = 0;
+done:
+    json_object_put(root);
+    return rc;
+}
+
+unsigned sim_delay_before(const sim_gen_t *g, unsigned i)
+{
+    return i == 0 ? g->first_token_delay_ms + g->token_delay_ms : g->token_delay_ms;
+}
+
+/* Serialize obj between prefix and suffix into a malloc'd string; consumes obj. */
+static char *finish(json_object *obj, const char *prefix, const char *suffix, size_t *len)
+{
+    size_t jlen = 0;
+    const char *json = obj ? json_object_to_json_string_length(obj, JSON_FLAGS, &jlen) : NULL;
+    char *out = NULL;
+    if (json) {
+        size_t plen = strlen(prefix), slen = strlen(suffix);
+        out = malloc(plen + jlen + slen + 1);
+        if (out) {
+            memcpy(out, prefix, plen);
+            memcpy(out + plen, json, jlen);
+            memcpy(out + plen + jlen, suffix, slen + 1);
+            *len = plen + jlen + slen;
+        }
+    }
+    json_object_put(obj);
+    return out;
+}
+
+static json_object *envelope(const sim_gen_t *g, const char *object)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(g->id));
+    json_object_object_add(o, "object", json_object_new_string(object));
+    json_object_object_add(o, "created", json_object_new_int64(g->created));
+    json_object_object_add(o, "model", json_object_new_string(g->model));
+    json_object_object_add(o, "sim_instance", json_object_new_string(g->instance));
+    return o;
+}
+
+static json_object *usage(const sim_gen_t *g)
+{
+    json_object *u = json_object_new_object();
+    json_object_object_add(u, "prompt_tokens", json_object_new_int64(g->prompt_tokens));
+    json_object_object_add(u, "completion_tokens", json_object_new_int64(g->tokens));
+    json_object_object_add(u, "total_tokens", json_object_new_int64((int64_t)g->prompt_tokens + g->tokens));
+    json_object *details = json_object_new_object();
+    json_object_object_add(details, "cached_tokens", json_object_new_int(0));
+    json_object_object_add(u, "prompt_tokens_details", details);
+    return u;
+}
+
+static const char *finish_reason(const sim_gen_t *g)
+{
+    return g->truncated ? "length" : "stop";
+}
+
+/* "tok0 tok1 ... tok<n-1>" */
+static char *token_text(unsigned n)
+{
+    char *s = malloc((size_t)n * 10 + 1), *p = s; /* " tok" + at most 5 digits */
+    if (!s)
+        return NULL;
+    *p = '\0';
+    for (unsigned i = 0; i < n; i++)
+        p += sprintf(p, i == 0 ? "tok%u" : " tok%u", i);
+    return s;
+}
+
+char *sim_render_response(const sim_gen_t *g, size_t *len)
+{
+    char *text = token_text(g->tokens);
+    if (!text)
+        return NULL;
+    bool chat = g->api == SIM_API_CHAT;
+    json_object *o = envelope(g, chat ? "chat.completion" : "text_completion");
+    json_object *choice = json_object_new_object();
+    json_object_object_add(choice, "index", json_object_new_int(0));
+    if (chat) {
+        json_object *msg = json_object_new_object();
+        json_object_object_add(msg, "role", json_object_new_string("assistant"));
+        json_object_object_add(msg, "content", json_object_new_string(text));
+        json_object_object_add(choice, "message", msg);
+    } else {
+        json_object_object_add(choice, "text", json_object_new_string(text));
+        json_object_object_add(choice, "logprobs", NULL);
+    }
+    free(text);
+    json_object_object_add(choice, "finish_reason", json_object_new_string(finish_reason(g)));
+    json_object *choices = json_object_new_array();
+    json_object_array_add(choices, choice);
+    json_object_object_add(o, "choices", choices);
+    json_object_object_add(o, "usage", usage(g));
+    return finish(o, "", "", len);
+}
+
+char *sim_render_chunk(const sim_gen_t *g, unsigned i, size_t *len)
+{
+    char piece[24] = "";
+    if (g->tokens > 0)
+        snprintf(piece, sizeof(piece), i == 0 ? "tok%u" : " tok%u", i);
+    bool last = g->tokens == 0 || i + 1 == g->tokens;
+    bool chat = g->api == SIM_API_CHAT;
+    json_object *o = envelope(g, chat ? "chat.completion.chunk" : "text_completion");
+    json_object *choice = json_object_new_object();
+    json_object_object_add(choice, "index", json_object_new_int(0));
+    if (chat) {
+        json_object *delta = json_object_new_object();
+        if (i == 0)
+            json_object_object_add(delta, "role", json_object_new_string("assistant"));
+        json_object_object_add(delta, "content", json_object_new_string(piece));
+        json_object_object_add(choice, "delta", delta);
+    } else {
+        json_object_object_add(choice, "text", json_object_new_string(piece));
+        json_object_object_add(choice, "logprobs", NULL);
+    }
+    json_object_object_add(choice, "finish_reason", last ? json_object_new_string(finish_reason(g)) : NULL);
+    json_object *choices = json_object_new_array();
+    json_object_array_add(choices, choice);
+    json_object_object_add(o, "choices", choices);
+    return finish(o, "data: ", "\n\n", len);
+}
+
+static const char DONE[] = "data: [DONE]\n\n";
+
+char *sim_render_stream_end(const sim_gen_t *g, size_t *len)
+{
+    if (!g->include_usage) {
+        *len = sizeof(DONE) - 1;
+        return strdup(DONE);
+    }
+    json_object *o = envelope(g, g->api == SIM_API_CHAT ? "chat.completion.chunk" : "text_completion");
+    json_object_object_add(o, "choices", json_object_new_array());
+    json_object_object_add(o, "usage", usage(g));
+    return finish(o, "data: ",
+                  "\n\n"
+                  "data: [DONE]\n\n",
+                  len);
+}
+
+char *sim_render_error(const char *message, const char *type, int code, size_t *len)
+{
+    json_object *e = json_object_new_object();
+    json_object_object_add(e, "message", json_object_new_string(message));
+    json_object_object_add(e, "type", json_object_new_string(type));
+    json_object_object_add(e, "param", NULL);
+    json_object_object_add(e, "code", json_object_new_int(code));
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "error", e);
+    return finish(o, "", "", len);
+}
+
+size_t sim_render_metrics(char *buf, size_t cap, long running, long waiting, long blocks)
+{
+    int n = snprintf(buf, cap,
+                     "# HELP fastdeploy:num_requests_running Number of requests currently running.\n"
+                     "# TYPE fastdeploy:num_requests_running gauge\n"
+                     "fastdeploy:num_requests_running %ld\n"
+                     "# HELP fastdeploy:num_requests_waiting Number of requests waiting.\n"
+                     "# TYPE fastdeploy:num_requests_waiting gauge\n"
+                     "fastdeploy:num_requests_waiting %ld\n"
+                     "# HELP fastdeploy:available_gpu_block_num Number of free GPU KV-cache blocks.\n"
+                     "# TYPE fastdeploy:available_gpu_block_num gauge\n"
+                     "fastdeploy:available_gpu_block_num %ld\n",
+                     running, waiting, blocks);
+    if (n < 0)
+        return 0;
+    return (size_t)n < cap ? (size_t)n : (cap > 0 ? cap - 1 : 0);
+}
+
+/* Numeric values go out as JSON integers, anything else as a string (lets tests send bad values). */
+static json_object *scalar(const char *s)
+{
+    size_t len = strlen(s);
+    bool numeric = len > 0 && len <= 9;
+    for (size_t i = 0; numeric && i < len; i++)
+        numeric = isdigit((unsigned char)s[i]);
+    return numeric ? json_object_new_int(atoi(s)) : json_object_new_string(s);
+}
+
+static json_object *list(const sim_list_t *l)
+{
+    json_object *a = json_object_new_array();
+    for (int i = 0; i < l->n; i++)
+        json_object_array_add(a, scalar(l->items[i]));
+    return a;
+}
+
+/* FastDeploy registers the machine's address, never a wildcard. */
+static const char *host_ip(const char *host)
+{
+    if (strcmp(host, "0.0.0.0") == 0)
+        return "127.0.0.1";
+    if (strcmp(host, "::") == 0)
+        return "::1";
+    return host;
+}
+
+char *sim_register_payload(const sim_config_t *cfg, int port, int metrics_port, size_t *len)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "role", json_object_new_string(cfg->role));
+    json_object_object_add(o, "host_ip", json_object_new_string(host_ip(cfg->host)));
+    json_object_object_add(o, "port", json_object_new_int(port));
+    json_object_object_add(o, "metrics_port", json_object_new_int(metrics_port));
+    if (cfg->connector_port[0])
+        json_object_object_add(o, "connector_port", scalar(cfg->connector_port));
+    if (cfg->engine_worker_queue_port[0])
+        json_object_object_add(o, "engine_worker_queue_port", scalar(cfg->engine_worker_queue_port));
+    if (cfg->rdma_ports.n >= 0)
+        json_object_object_add(o, "rdma_ports", list(&cfg->rdma_ports));
+    if (cfg->device_ids.n >= 0)
+        json_object_object_add(o, "device_ids", list(&cfg->device_ids));
+    if (cfg->transfer_protocol.n >= 0)
+        json_object_object_add(o, "transfer_protocol", list(&cfg->transfer_protocol));
+    int tp = cfg->tp_size > 0 ? cfg->tp_size : (cfg->device_ids.n > 0 ? cfg->device_ids.n : 1);
+    json_object_object_add(o, "tp_size", json_object_new_int(tp));
+    return finish(o, "", "", len);
+}

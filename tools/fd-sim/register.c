@@ -1,0 +1,132 @@
+/*
+ * tools/fd-sim/register.c - the registration heartbeat of fd-sim, as newest FastDeploy does it
+ * (reference section 7.1): a background thread POSTs the register payload to
+ * http://<router>/register right after the server listens and then every interval, each attempt
+ * bounded by a 5 s timeout. It uses the blocking client of common/hclient.h because it runs on
+ * its own thread, away from the event loops. Failures go to stderr; outcomes are counted in the
+ * shared state so tests can wait for a registration.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/hclient.h"
+#include "tools/fd-sim/sim.h"
+
+#define REG_MAX_BODY   (64 * 1024)
+#define STOP_WAIT_SECS 1.0
+
+struct sim_registrar {
+    pthread_t tid;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* CLOCK_MONOTONIC */
+    bool stop, finished;
+    sim_state_t *st;
+    char target[SIM_ROUTER_LEN];
+    double interval;
+    char *payload;
+    size_t payload_len;
+};
+
+static void attempt(sim_registrar_t *r)
+{
+    hc_response_t resp;
+    memset(&resp, 0, sizeof(resp));
+    int rc = hc_request(r->target, "POST", "/register", "application/json", r->payload, r->payload_len,
+                        SIM_REG_TIMEOUT_MS, REG_MAX_BODY, &resp);
+    if (rc == 0 && resp.status == 200) {
+        atomic_fetch_add(&r->st->register_ok, 1);
+    } else {
+        atomic_fetch_add(&r->st->register_failed, 1);
+        if (rc != 0)
+            fprintf(stderr, "fd-sim %s: register with %s failed: %s\n", r->st->name, r->target, resp.error);
+        else
+            fprintf(stderr, "fd-sim %s: register with %s failed: status %d: %.300s\n", r->st->name, r->target,
+                    resp.status, resp.body ? resp.body : "");
+    }
+    hc_response_free(&resp);
+}
+
+static struct timespec deadline_after(double secs)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = (long long)ts.tv_nsec + (long long)((secs - (long long)secs) * 1e9);
+    ts.tv_sec += (time_t)secs + (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    return ts;
+}
+
+static void *registrar_main(void *arg)
+{
+    sim_registrar_t *r = arg;
+    pthread_mutex_lock(&r->lock);
+    while (!r->stop) {
+        pthread_mutex_unlock(&r->lock);
+        attempt(r);
+        pthread_mutex_lock(&r->lock);
+        struct timespec until = deadline_after(r->interval);
+        while (!r->stop && pthread_cond_timedwait(&r->cond, &r->lock, &until) != ETIMEDOUT)
+            ;
+    }
+    r->finished = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+static void registrar_free(sim_registrar_t *r)
+{
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+    free(r->payload);
+    free(r);
+}
+
+sim_registrar_t *sim_registrar_start(const sim_config_t *cfg, sim_state_t *st, int port, int metrics_port)
+{
+    sim_registrar_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->st = st;
+    r->interval = cfg->register_interval_secs;
+    snprintf(r->target, sizeof(r->target), "%s", cfg->router);
+    r->payload = sim_register_payload(cfg, port, metrics_port, &r->payload_len);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&r->lock, NULL);
+    if (!r->payload || pthread_create(&r->tid, NULL, registrar_main, r) != 0) {
+        registrar_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/*
+ * An attempt in progress may block for up to its 5 s timeout; shutdown waits for it only
+ * briefly, so a hung router cannot delay exit. A thread that did not finish in time is left to
+ * die with the process (its memory stays referenced from its own stack).
+ */
+void sim_registrar_stop(sim_registrar_t *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stop = true;
+    pthread_cond_broadcast(&r->cond);
+    struct timespec until = deadline_after(STOP_WAIT_SECS);
+    while (!r->finished && pthread_cond_timedwait(&r->cond, &r->lock, &until) != ETIMEDOUT)
+        ;
+    bool finished = r->finished;
+    pthread_mutex_unlock(&r->lock);
+    if (!finished) {
+        pthread_detach(r->tid);
+        return;
+    }
+    pthread_join(r->tid, NULL);
+    registrar_free(r);
+}
