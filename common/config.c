@@ -163,35 +163,17 @@ typedef struct {
     const char *(*check)(const char *); /* K_STR / K_LOWER */
 } key_spec_t;
 
+/* clang-format off */
 #define F(field) offsetof(fd_config_t, field), sizeof(((fd_config_t *)0)->field)
-#define STR(s, k, field, chk)                                                                                \
-    {                                                                                                        \
-        s, k, K_STR, F(field), 0, 0, false, chk                                                              \
-    }
-#define LOWER(s, k, field, chk)                                                                              \
-    {                                                                                                        \
-        s, k, K_LOWER, F(field), 0, 0, false, chk                                                            \
-    }
-#define INT(s, k, field, lo, hi)                                                                             \
-    {                                                                                                        \
-        s, k, K_INT, F(field), lo, hi, false, NULL                                                           \
-    }
-#define SECS(s, k, field, lo, excl)                                                                          \
-    {                                                                                                        \
-        s, k, K_DBL, F(field), lo, CFG_MAX_SECS, excl, NULL                                                  \
-    }
-#define NUM(s, k, field)                                                                                     \
-    {                                                                                                        \
-        s, k, K_DBL, F(field), 0, 1e12, false, NULL                                                          \
-    }
-#define BOOL(s, k, field)                                                                                    \
-    {                                                                                                        \
-        s, k, K_BOOL, F(field), 0, 0, false, NULL                                                            \
-    }
-#define POLICY(s, k, field)                                                                                  \
-    {                                                                                                        \
-        s, k, K_POLICY, F(field), 0, 0, false, NULL                                                          \
-    }
+#define STR(s, k, field, chk)       {s, k, K_STR, F(field), 0, 0, false, chk}
+#define LOWER(s, k, field, chk)     {s, k, K_LOWER, F(field), 0, 0, false, chk}
+#define INT(s, k, field, lo, hi)    {s, k, K_INT, F(field), lo, hi, false, NULL}
+#define DBL(s, k, field, lo, hi, x) {s, k, K_DBL, F(field), lo, hi, x, NULL}
+#define SECS(s, k, field, lo, x)    DBL(s, k, field, lo, CFG_MAX_SECS, x)
+#define NUM(s, k, field)            DBL(s, k, field, 0, 1e12, false)
+#define BOOL(s, k, field)           {s, k, K_BOOL, F(field), 0, 0, false, NULL}
+#define POLICY(s, k, field)         {s, k, K_POLICY, F(field), 0, 0, false, NULL}
+/* clang-format on */
 
 static const key_spec_t key_specs[] = {
     STR("server", "name", name, NULL),
@@ -221,8 +203,7 @@ static const key_spec_t key_specs[] = {
     POLICY("scheduler", "prefill-policy", prefill_policy),
     POLICY("scheduler", "decode-policy", decode_policy),
     SECS("scheduler", "eviction-interval-secs", eviction_interval_secs, 0, true),
-    {"scheduler", "eviction-duration-mins", K_DBL, F(eviction_duration_mins), 0, CFG_MAX_SECS / 60, true,
-     NULL},
+    DBL("scheduler", "eviction-duration-mins", eviction_duration_mins, 0, CFG_MAX_SECS / 60, true),
     INT("scheduler", "cache-block-size", cache_block_size, 1, 1 << 20),
     STR("scheduler", "tokenizer-url", tokenizer_url, NULL),
     SECS("scheduler", "tokenizer-timeout-secs", tokenizer_timeout_secs, 0, true),
@@ -289,13 +270,17 @@ static const char *scalar(const yaml_node_t *n)
     return (const char *)n->data.scalar.value;
 }
 
-/* `key:`, `key: ~` and `key: null` leave the default in place (as a missing key does). */
+/* `key:`, `key: ~`, `key: null` and `key: ""` leave the default in place, as a missing key does
+ * (the Go router's rule for "" and unset values). */
 static bool is_null(const yaml_node_t *n)
 {
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+    if (n->type != YAML_SCALAR_NODE)
         return false;
     const char *v = scalar(n);
-    return !v[0] || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
+    if (n->data.scalar.length == 0)
+        return true;
+    return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           (!strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL"));
 }
 
 static int parse_bool(const char *v, bool *out)
@@ -339,8 +324,6 @@ static int set_string(loader_t *L, const key_spec_t *k, const yaml_node_t *v, ch
     const char *s = scalar(v);
     if (strlen(s) != v->data.scalar.length)
         return fail(L, L->key, k->section, k->key, "contains a NUL character");
-    if (!s[0])
-        return 0; /* "" keeps the default, as in the Go router */
     if (strlen(s) >= k->size)
         return fail(L, L->key, k->section, k->key, "longer than %zu characters", k->size - 1);
     char tmp[PATH_MAX];
@@ -388,8 +371,6 @@ static int set_double(loader_t *L, const key_spec_t *k, const yaml_node_t *v, do
 static int set_policy(loader_t *L, const key_spec_t *k, const yaml_node_t *v, shm_policy_t *dst)
 {
     const char *s = scalar(v);
-    if (!s[0])
-        return 0;
     int p = fd_policy_from_name(s);
     if (p < 0)
         return fail(

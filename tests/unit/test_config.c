@@ -304,11 +304,13 @@ Test(config, null_and_empty_values_keep_defaults)
 {
     fd_config_t c;
     char err[256];
-    cr_assert_eq(load("server:\n  port:\n  mode: \"\"\nscheduler:\n  policy: ~\n  cache-block-size: null\n"
+    cr_assert_eq(load("server:\n  port: \"\"\n  mode: \"\"\n  splitwise: ''\nscheduler:\n  policy: ~\n  "
+                      "cache-block-size: null\n"
                       "manager:\n  health-check-endpoint: ''\nlog:\n",
                       &c, err, sizeof err),
                  0, "%s", err);
     cr_assert_eq(c.port, 0u);
+    cr_assert_not(c.splitwise);
     cr_assert_str_eq(c.mode, "release");
     cr_assert_eq(c.policy, SHM_POL_REQUEST_NUM);
     cr_assert_eq(c.cache_block_size, 64);
