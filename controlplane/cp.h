@@ -146,6 +146,7 @@ typedef struct cp {
     } health;
 
     h2o_linklist_t reg_jobs; /* /register requests waiting for their probes */
+    unsigned reg_jobs_n;
 
     struct {
         char urls[SHM_MAX_INSTANCES][SHM_URL_LEN];

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -246,6 +247,18 @@ static void shutdown_cp(cp_t *cp)
     }
 }
 
+/* A health cycle holds one socket per instance (up to SHM_MAX_INSTANCES) at once; the common
+ * soft limit of 1024 descriptors is too low for that. The DP inherits the raised limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max && rl.rlim_cur < 65536) {
+        rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            LOG_WARN("Cannot raise the open-files limit: %s", strerror(errno));
+    }
+}
+
 static int run(cp_t *cp)
 {
     if (access(cp->dp_binary, X_OK) != 0) {
@@ -307,5 +320,6 @@ int main(int argc, char **argv)
     sigaddset(&mask, SIGTERM);
     sigprocmask(SIG_BLOCK, &mask, &cp->orig_sigmask);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     return run(cp);
 }

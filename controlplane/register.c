@@ -25,6 +25,7 @@
 #define REGISTER_YAML_MAX_BYTES (4u << 20)
 #define YAML_MAX_DEPTH          32
 #define YAML_MAX_NODES          100000u
+#define REGISTER_MAX_PENDING    SHM_MAX_INSTANCES /* registrations probing at once */
 
 typedef struct {
     h2o_linklist_t link;
@@ -37,6 +38,7 @@ typedef struct {
 
 static void job_free(reg_job_t *job)
 {
+    job->cp->reg_jobs_n--;
     h2o_linklist_unlink(&job->link);
     free(job);
 }
@@ -103,6 +105,11 @@ void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len)
         cp_respond_msg(req, 200, "Register success");
         return;
     }
+    if (cp->reg_jobs_n >= REGISTER_MAX_PENDING) {
+        LOG_ERROR("Failed to register instance: %s: too many registrations in progress", info.url);
+        cp_respond_msg(req, 503, "too many registrations in progress, retry later");
+        return;
+    }
     reg_job_t *job = h2o_mem_alloc(sizeof(*job));
     memset(job, 0, sizeof(*job));
     job->cp = cp;
@@ -110,6 +117,7 @@ void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len)
     job->info = info;
     job->probes_left = cp->cfg.health_success_threshold > 0 ? (unsigned)cp->cfg.health_success_threshold : 1;
     h2o_linklist_insert(&cp->reg_jobs, &job->link);
+    cp->reg_jobs_n++;
     start_probe(job);
 }
 
