@@ -345,11 +345,11 @@ cp_register_yaml_rc_t cp_register_yaml_read(const char *path, struct json_object
     }
     char *buf = h2o_mem_alloc(REGISTER_YAML_MAX_BYTES + 1);
     size_t n = fread(buf, 1, REGISTER_YAML_MAX_BYTES + 1, f);
-    bool failed = ferror(f);
+    int read_errno = ferror(f) ? errno : 0;
     fclose(f);
     cp_register_yaml_rc_t rc;
-    if (failed) {
-        snprintf(err, errlen, "read error");
+    if (read_errno != 0) {
+        snprintf(err, errlen, "%s", strerror(read_errno));
         rc = CP_RY_READ_ERROR;
     } else if (n > REGISTER_YAML_MAX_BYTES) {
         snprintf(err, errlen, "file larger than %u bytes", REGISTER_YAML_MAX_BYTES);

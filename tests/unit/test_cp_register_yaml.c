@@ -153,4 +153,6 @@ Test(cp_register_yaml, read_file)
     unlink(path);
     cr_assert_eq(cp_register_yaml_read(path, &items, err, sizeof(err)), CP_RY_READ_ERROR);
     cr_assert(strstr(err, "No such file") != NULL, "%s", err);
+    cr_assert_eq(cp_register_yaml_read("/tmp", &items, err, sizeof(err)), CP_RY_READ_ERROR);
+    cr_assert(strstr(err, "directory") != NULL, "%s", err);
 }
