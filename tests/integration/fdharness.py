@@ -508,6 +508,9 @@ class Router:
 # the per-test harness
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
 class Harness:
     """Per test: a temp dir, the processes started, and their cleanup."""
 
@@ -625,6 +628,10 @@ class Harness:
     def logs(self):
         return "\n".join(p.logs() for p in self.procs)
 
+    def sanitizer_reports(self):
+        """Processes whose stderr carries an AddressSanitizer / LeakSanitizer / UBSan report."""
+        return [p.name for p in self.procs if any(m in p.stderr() for m in SANITIZER_MARKERS)]
+
     def remove_files(self):
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -635,7 +642,13 @@ class FdTestCase(unittest.TestCase):
 
     def setUp(self):
         self.h = Harness()
+        self.addCleanup(self.check_sanitizers)
         self.addCleanup(self.h.close)
+
+    def check_sanitizers(self):
+        """Runs after every process stopped: a sanitizer report anywhere fails the test."""
+        reports = self.h.sanitizer_reports()
+        self.assertEqual(reports, [], "sanitizer reports in the logs of these processes")
 
     def run(self, result=None):
         result = result if result is not None else self.defaultTestResult()
