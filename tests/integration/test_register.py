@@ -9,6 +9,9 @@ from fdharness import FdTestCase
 
 DECODE_PREFIX = "Invalid InstanceInfo JSON format: "
 INVALID_PREFIX = "invalid InstanceInfo format:"
+# the Go router's WorkerInfo (reference section 3.3) plus G4's tp_size
+WORKER_INFO_KEYS = {"url", "worker_type", "connector_port", "engine_worker_queue_port", "metrics_port",
+                    "transfer_protocol", "rdma_ports", "device_ids", "tp_size"}
 
 
 class RegisterTest(FdTestCase):
@@ -46,6 +49,7 @@ class RegisterTest(FdTestCase):
         self.assertEqual(reg["decode"], [])
         self.assertEqual(len(reg["mixed"]), 1)
         w = reg["mixed"][0]
+        self.assertEqual(set(w), WORKER_INFO_KEYS)
         self.assertEqual(w["url"], sim.url)
         self.assertEqual(w["worker_type"], "mixed")
         self.assertEqual(w["metrics_port"], str(sim.port))
@@ -54,7 +58,7 @@ class RegisterTest(FdTestCase):
         self.assertEqual(w["transfer_protocol"], ["ipc", "rdma"])
         self.assertEqual(w["rdma_ports"], ["7001", "7002"])
         self.assertEqual(w["device_ids"], ["0", "1"])
-        self.assertIsInstance(w["tp_size"], int)
+        self.assertEqual(w["tp_size"], 2)
 
         # role as FastDeploy's integer, no optional fields: absent lists are null, ports "".
         sim2 = self.h.start_sim()
@@ -63,6 +67,7 @@ class RegisterTest(FdTestCase):
         w2 = [w for w in router.registered()["mixed"] if w["url"] == sim2.url]
         self.assertEqual(len(w2), 1, router.registered())
         w2 = w2[0]
+        self.assertEqual(set(w2), WORKER_INFO_KEYS)
         for key in ("url", "worker_type", "connector_port", "engine_worker_queue_port", "metrics_port"):
             self.assertIsInstance(w2[key], str, key)
         self.assertEqual(w2["metrics_port"], str(sim2.port), "metrics_port defaults to port")
