@@ -299,11 +299,14 @@ class Stream:
         return self.resp.read()
 
     def close(self):
-        """Close the client side abruptly (the router sees the client go away)."""
-        try:
-            self.conn.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        """Close the client side abruptly (the router sees the client go away). Idempotent."""
+        sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.resp.close()
         self.conn.close()
 
 

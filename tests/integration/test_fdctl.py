@@ -80,6 +80,30 @@ class FdctlTest(FdTestCase):
         self.assertIs(entry["selectable"], False)
         self.assertIn("unhealthy", router.fdctl("registered").stdout)
 
+    def test_removed_instance_shown_draining_until_its_requests_end(self):
+        router = self.h.start_router(config={"manager": {"health-failure-threshold": 1,
+                                                         "unhealthy-removal-secs": 0.5}})
+        sim = self.h.start_sim(name="a")
+        router.register_sim(sim)
+        st = fdharness.Stream(router.port, "/v1/chat/completions",
+                              fdharness.chat_body("hold", stream=True, sim_tokens=100000, sim_token_delay_ms=100))
+        self.addCleanup(st.close)
+        self.assertEqual(st.status, 200)
+        sim.set_health(False)
+        wait_until(lambda: router.registered_urls() == [], 10, what="a removed from /registered")
+
+        (entry,) = router.registered_local()
+        self.assertEqual(entry["url"], sim.url)
+        self.assertEqual(entry["state"], "retired")
+        self.assertEqual(entry["inflight"], 1)
+        self.assertIs(entry["selectable"], False)
+        self.assertIn("retired(draining)", router.fdctl("registered").stdout)
+        self.assertEqual(router.status()["shm"]["instances_live"], 0)
+
+        st.close()
+        wait_until(lambda: router.registered_local() == [], 10, what="the drained slot to be collected")
+        self.assertIn("no instances registered", router.fdctl("registered").stdout)
+
     def test_status_json_and_text(self):
         router = self.h.start_router()
         sim = self.h.start_sim()
