@@ -14,6 +14,8 @@
  * good an instance that happened to be down at startup).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,15 +340,27 @@ cp_register_yaml_rc_t cp_register_yaml_read(const char *path, struct json_object
                                             size_t errlen)
 {
     *items = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         snprintf(err, errlen, "%s", strerror(errno));
         return CP_RY_READ_ERROR;
     }
+    /* read(2) directly: its errno is the syscall's own (stdio's can be clobbered by the time
+     * ferror() is checked) */
     char *buf = h2o_mem_alloc(REGISTER_YAML_MAX_BYTES + 1);
-    size_t n = fread(buf, 1, REGISTER_YAML_MAX_BYTES + 1, f);
-    int read_errno = ferror(f) ? errno : 0;
-    fclose(f);
+    size_t n = 0;
+    int read_errno = 0;
+    while (n <= REGISTER_YAML_MAX_BYTES) {
+        ssize_t r = read(fd, buf + n, REGISTER_YAML_MAX_BYTES + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            read_errno = errno;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
     cp_register_yaml_rc_t rc;
     if (read_errno != 0) {
         snprintf(err, errlen, "%s", strerror(read_errno));

@@ -77,6 +77,9 @@ typedef struct {
     int stopping;               /* set once by SIGTERM/SIGINT */
     uint64_t drain_deadline_ms; /* set before `stopping` */
     unsigned drain_secs;
+    pthread_mutex_t drain_lock;
+    pthread_cond_t drain_cond;
+    unsigned drained; /* threads done draining */
     uint64_t outcomes[DP_OUT_COUNT];
     uint64_t started_at_ms;
 } dp_global_t;
@@ -87,7 +90,7 @@ dp_thread_t *dp_self(h2o_req_t *req); /* the thread serving req */
 
 /* server.c */
 int dp_server_setup(void);
-void *dp_thread_main(void *arg);
+void *dp_thread_main(void *arg); /* never returns */
 
 /* answers with a JSON body and the given status */
 void dp_send_json(h2o_req_t *req, int status, const char *json, size_t len);

@@ -18,7 +18,7 @@
 #include "common/log.h"
 #include "dataplane/dp.h"
 
-dp_global_t dp;
+dp_global_t dp = {.drain_lock = PTHREAD_MUTEX_INITIALIZER, .drain_cond = PTHREAD_COND_INITIALIZER};
 
 static void usage(FILE *f)
 {
@@ -136,10 +136,12 @@ int main(int argc, char **argv)
     __atomic_store_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->state, SHM_DP_DRAINING, __ATOMIC_RELEASE);
     dp.drain_deadline_ms = shm_now_ms() + (uint64_t)dp.drain_secs * 1000;
     __atomic_store_n(&dp.stopping, 1, __ATOMIC_RELEASE);
-    for (unsigned i = 0; i < dp.nthreads; i++)
-        pthread_join(dp.threads[i].tid, NULL);
+    pthread_mutex_lock(&dp.drain_lock);
+    while (dp.drained < dp.nthreads)
+        pthread_cond_wait(&dp.drain_cond, &dp.drain_lock);
+    pthread_mutex_unlock(&dp.drain_lock);
     shm_dp_release(&dp.seg, dp.row);
     shm_detach(&dp.seg);
     LOG_INFO("fd-router-dp %d: drained, exiting", getpid());
-    return 0;
+    exit(0); /* the parked loop threads end with the process */
 }

@@ -166,5 +166,12 @@ void *dp_thread_main(void *arg)
         h2o_evloop_run(t->ctx.loop, 100);
     thread_drain(t, dp.drain_deadline_ms);
     shm_reader_unregister(&dp.seg, t->reader);
-    return NULL;
+    /* Park instead of returning: h2o keeps recycled memory in per-thread lists it cannot empty,
+     * which are still reachable (not leaked) while the thread lives; the process exits next. */
+    pthread_mutex_lock(&dp.drain_lock);
+    dp.drained++;
+    pthread_cond_signal(&dp.drain_cond);
+    pthread_mutex_unlock(&dp.drain_lock);
+    for (;;)
+        pause();
 }
