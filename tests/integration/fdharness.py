@@ -52,6 +52,7 @@ FILE_BUDGET_SECS = float(os.environ.get("FD_IT_BUDGET_SECS", "280"))
 _seq = itertools.count()
 _all_pids = set()  # every process started by this file, for the watchdog and atexit
 _all_routers = []  # every router started, for their data planes (not our children) and segments
+_open_harnesses = []  # harnesses of tests still running, for the watchdog
 _all_pids_lock = threading.Lock()
 
 
@@ -214,8 +215,14 @@ def _kill_everything():
 def _watchdog():
     sys.stderr.write("fdharness: the test file exceeded its %.0f s budget; killing every process it started\n"
                      % FILE_BUDGET_SECS)
+    with _all_pids_lock:
+        harnesses = list(_open_harnesses)
+    for h in harnesses:
+        sys.stderr.write("\n===== logs of the running test\n%s\n" % h.logs())
     sys.stderr.flush()
     _kill_everything()
+    for h in harnesses:
+        h.remove_files()
     os._exit(3)
 
 
@@ -540,6 +547,8 @@ class Harness:
         self.routers = []
         self.shm_names = []
         self._closed = False
+        with _all_pids_lock:
+            _open_harnesses.append(self)
 
     # -- processes
 
@@ -655,6 +664,9 @@ class Harness:
         return [p.name for p in self.procs if any(m in p.stderr() for m in SANITIZER_MARKERS)]
 
     def remove_files(self):
+        with _all_pids_lock:
+            if self in _open_harnesses:
+                _open_harnesses.remove(self)
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
