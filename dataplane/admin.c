@@ -116,6 +116,30 @@ int dp_handle_health(h2o_req_t *req)
     return 0;
 }
 
+/*
+ * Readiness: in splitwise mode at least one selectable prefill and one selectable decode
+ * instance; in mixed mode at least one selectable mixed instance. 200 or 503, G4's shape.
+ */
+int dp_handle_ready(h2o_req_t *req)
+{
+    dp_thread_t *t = dp_self(req);
+    shm_read_enter(&dp.seg, t->reader);
+    uint32_t n[SHM_ROLE_COUNT];
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        const shm_view_t *v = shm_view(&dp.seg, (shm_role_t)r);
+        n[r] = v ? v->count : 0;
+    }
+    shm_read_exit(&dp.seg, t->reader);
+    bool ready = dp.cfg.splitwise ? n[SHM_ROLE_PREFILL] && n[SHM_ROLE_DECODE] : n[SHM_ROLE_MIXED] > 0;
+    char buf[160];
+    int len = snprintf(buf, sizeof(buf),
+                       "{\"code\":%d,\"infer_ready\":%s,\"mixed\":%u,\"prefill\":%u,\"decode\":%u}",
+                       ready ? 200 : 503, ready ? "true" : "false", n[SHM_ROLE_MIXED], n[SHM_ROLE_PREFILL],
+                       n[SHM_ROLE_DECODE]);
+    dp_send_json(req, ready ? 200 : 503, buf, (size_t)len);
+    return 0;
+}
+
 /* /register forwarding: one attempt at the control socket, no load accounting. */
 static bool cp_pick(dp_proxy_t *p)
 {

@@ -9,12 +9,15 @@
  *
  *   main.c        flags, attach, threads, signals, drain on SIGTERM
  *   server.c      h2o setup per thread, accept, routing of paths to handlers
- *   completions.c POST /v1/chat/completions and /v1/completions: parse, select, proxy
+ *   completions.c POST /v1/chat/completions and /v1/completions in mixed mode
+ *   pd.c, pd_body.c the same in splitwise mode: prefill and decode legs, disaggregate_info
+ *   leg.c         background upstream requests (the prefill leg, the abort fan-out)
+ *   abort.c       POST /v1/abort_requests fanned out to every instance
  *   request.c     parsing what the router needs from a completion body (stream, prompt)
  *   select.c      candidates from the published view, policy call, load counters
  *   upstream.c    one upstream leg: pooled connect, request head, streamed response, timeouts
  *   pools.c       per-thread upstream socket pools keyed by (slot, generation)
- *   admin.c       GET /registered, /registered_number, /health; POST /register (to the CP)
+ *   admin.c       GET /registered, /registered_number, /health, /ready; POST /register (to the CP)
  *   metrics.c     GET /metrics (Prometheus text)
  *   policy/       one file per policy behind policy/pol.h
  */
@@ -58,6 +61,9 @@ typedef struct dp_thread {
     h2o_timeout_t connect_timeout;
     h2o_timeout_t first_byte_timeout;
     h2o_timeout_t idle_timeout;
+    h2o_timeout_t zero_timeout;  /* runs on the next loop turn */
+    h2o_timeout_t watch_timeout; /* how often a waiting request checks that its client is there */
+    h2o_timeout_t abort_timeout; /* bound of a /v1/abort_requests fan-out */
 
     dp_pool_t **pools;  /* [SHM_MAX_INSTANCES], lazily created */
     dp_pool_t *cp_pool; /* the control socket, for POST /register */
@@ -103,6 +109,8 @@ int dp_handle_registered_number(h2o_req_t *req);
 int dp_handle_health(h2o_req_t *req);
 int dp_handle_register(h2o_req_t *req);
 int dp_handle_metrics(h2o_req_t *req);
+int dp_handle_ready(h2o_req_t *req);
+int dp_handle_abort(h2o_req_t *req);
 
 static inline void dp_count_outcome(dp_outcome_t o)
 {

@@ -124,6 +124,8 @@ int dp_parse_body(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_
         json_object *s;
         out->stream = json_object_object_get_ex(root, "stream", &s) &&
                       json_object_is_type(s, json_type_boolean) && json_object_get_boolean(s);
+        out->has_request_id = json_object_object_get_ex(root, "request_id", NULL);
+        out->members = (size_t)json_object_object_length(root);
         if (want_prompt)
             extract_prompt(pool, root, &out->prompt);
     }

@@ -13,6 +13,8 @@
 
 typedef struct {
     bool stream;
+    bool has_request_id; /* a top-level "request_id" key, of any JSON type */
+    size_t members;      /* top-level keys */
     pol_prompt_t prompt; /* text allocated in the request's pool */
 } dp_body_t;
 

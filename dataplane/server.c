@@ -7,10 +7,12 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "dataplane/dp.h"
+#include "dataplane/pd.h"
 
 static __thread dp_thread_t *current;
 
@@ -39,6 +41,8 @@ static const char *reason_of(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 499:
+        return "Client Closed Request";
     default:
         return "";
     }
@@ -70,9 +74,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     if (is_route(req, "POST", "/v1/chat/completions"))
-        return dp_handle_completions(req, "/v1/chat/completions");
+        return dp.cfg.splitwise ? dp_handle_pd_completions(req, "/v1/chat/completions")
+                                : dp_handle_completions(req, "/v1/chat/completions");
     if (is_route(req, "POST", "/v1/completions"))
-        return dp_handle_completions(req, "/v1/completions");
+        return dp.cfg.splitwise ? dp_handle_pd_completions(req, "/v1/completions")
+                                : dp_handle_completions(req, "/v1/completions");
+    if (is_route(req, "POST", "/v1/abort_requests"))
+        return dp_handle_abort(req);
+    if (is_route(req, "GET", "/ready"))
+        return dp_handle_ready(req);
     if (is_route(req, "GET", "/registered"))
         return dp_handle_registered(req);
     if (is_route(req, "GET", "/registered_number"))
@@ -124,6 +134,9 @@ static void thread_init(dp_thread_t *t)
     h2o_timeout_init(t->ctx.loop, &t->connect_timeout, c->connect_timeout_ms);
     h2o_timeout_init(t->ctx.loop, &t->first_byte_timeout, c->first_byte_timeout_ms);
     h2o_timeout_init(t->ctx.loop, &t->idle_timeout, c->idle_timeout_ms);
+    h2o_timeout_init(t->ctx.loop, &t->zero_timeout, 0);
+    h2o_timeout_init(t->ctx.loop, &t->watch_timeout, 250);
+    h2o_timeout_init(t->ctx.loop, &t->abort_timeout, 5000);
     /* h2o's own per-phase timer: a backstop behind ours, never the one that fires first */
     uint64_t backstop = c->connect_timeout_ms + c->first_byte_timeout_ms + c->idle_timeout_ms + 1000;
     h2o_timeout_init(t->ctx.loop, &t->io_timeout, backstop);
@@ -131,7 +144,9 @@ static void thread_init(dp_thread_t *t)
     t->client_ctx.getaddr_receiver = &t->ctx.receivers.hostinfo_getaddr;
     t->client_ctx.io_timeout = &t->io_timeout;
     t->pools = calloc(SHM_MAX_INSTANCES, sizeof(*t->pools));
-    t->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)getpid() << 16) ^ (t->index + 1);
+    /* request ids are drawn from it: seed from the kernel so no two processes or runs collide */
+    if (getrandom(&t->rng, sizeof(t->rng), 0) != sizeof(t->rng) || !t->rng)
+        t->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)getpid() << 16) ^ (t->index + 1) ^ shm_now_ms();
     t->listener = h2o_evloop_socket_create(t->ctx.loop, dup(dp.listen_fd), H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);

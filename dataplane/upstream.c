@@ -5,6 +5,7 @@
  * per proxy, linked to the h2o_timeout_t of the current phase.
  */
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "dataplane/pools.h"
@@ -38,6 +39,8 @@ static void finish(dp_proxy_t *p, dp_outcome_t outcome)
     p->finished = 1;
     p->state = DP_ST_DONE;
     timer_set(p, NULL);
+    if (h2o_timeout_is_linked(&p->watch))
+        h2o_timeout_unlink(&p->watch);
     p->ops->done(p, outcome);
 }
 
@@ -98,10 +101,10 @@ static void on_timer(h2o_timeout_entry_t *entry)
     }
 }
 
-static void append_request_headers(h2o_req_t *req, h2o_iovec_t *out, size_t cap)
+static void append_request_headers(const h2o_headers_t *headers, h2o_iovec_t *out, size_t cap)
 {
-    for (size_t i = 0; i < req->headers.size; i++) {
-        const h2o_header_t *h = req->headers.entries + i;
+    for (size_t i = 0; i < headers->size; i++) {
+        const h2o_header_t *h = headers->entries + i;
         if (h2o_iovec_is_token(h->name)) {
             const h2o_token_t *tok = (const h2o_token_t *)h->name;
             if (tok->proxy_should_drop_for_req || tok == H2O_TOKEN_HOST || tok == H2O_TOKEN_CONTENT_LENGTH ||
@@ -121,19 +124,20 @@ static void append_request_headers(h2o_req_t *req, h2o_iovec_t *out, size_t cap)
     }
 }
 
-static h2o_iovec_t build_head(dp_proxy_t *p)
+h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t path, h2o_iovec_t authority, size_t body_len,
+                            const h2o_headers_t *client_headers)
 {
-    h2o_req_t *req = p->req;
-    size_t cap = 256 + p->path.len + p->authority.len;
-    for (size_t i = 0; i < req->headers.size; i++)
-        cap += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
-    h2o_iovec_t head = {h2o_mem_alloc_pool(&req->pool, cap), 0};
+    size_t cap = 256 + path.len + authority.len;
+    for (size_t i = 0; client_headers && i < client_headers->size; i++)
+        cap += client_headers->entries[i].name->len + client_headers->entries[i].value.len + 4;
+    h2o_iovec_t head = {h2o_mem_alloc_pool(pool, cap), 0};
     head.len = (size_t)snprintf(head.base, cap,
-                                "POST %.*s HTTP/1.1\r\nhost: %.*s\r\ncontent-length: %zu\r\n"
+                                "POST %.*s HTTP/1.1\r\nhost: %.*s\r\ncontent-length: %zu\r\n%s"
                                 "connection: keep-alive\r\n",
-                                (int)p->path.len, p->path.base, (int)p->authority.len, p->authority.base,
-                                p->body.len);
-    append_request_headers(req, &head, cap);
+                                (int)path.len, path.base, (int)authority.len, authority.base, body_len,
+                                client_headers ? "" : "content-type: application/json\r\n");
+    if (client_headers)
+        append_request_headers(client_headers, &head, cap);
     memcpy(head.base + head.len, "\r\n", 2);
     head.len += 2;
     return head;
@@ -189,6 +193,48 @@ static void copy_response_headers(h2o_req_t *req, const h2o_header_t *headers, s
     }
 }
 
+static void start_response(dp_proxy_t *p)
+{
+    p->responded = 1;
+    if (h2o_timeout_is_linked(&p->watch))
+        h2o_timeout_unlink(&p->watch);
+    h2o_start_response(p->req, &p->super);
+}
+
+void dp_proxy_unhold(dp_proxy_t *p)
+{
+    if (!p->held || p->finished)
+        return;
+    p->held = 0;
+    start_response(p);
+    do_send(p);
+}
+
+void dp_proxy_abort(dp_proxy_t *p, int status, const char *msg, dp_outcome_t outcome)
+{
+    if (p->finished || p->responded)
+        return;
+    cancel_client(p);
+    dp_send_error(p->req, status, msg);
+    finish(p, outcome);
+}
+
+/* h2o 2.2 does not read a client connection whose response has not started, so a client that
+ * leaves while the instance is still working (a long prefill, a long non-streamed answer) would go
+ * unnoticed: peek at its socket now and then, and cancel the upstream when it is gone. */
+static void on_watch(h2o_timeout_entry_t *entry)
+{
+    dp_proxy_t *p = H2O_STRUCT_FROM_MEMBER(dp_proxy_t, watch, entry);
+    h2o_socket_t *sock =
+        p->req->conn->callbacks->get_socket ? p->req->conn->callbacks->get_socket(p->req->conn) : NULL;
+    char c;
+    if (sock && recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+        dp_proxy_abort(p, 499, "client closed request", DP_OUT_CLIENT_ABORT);
+        return;
+    }
+    h2o_timeout_link(p->t->ctx.loop, &p->t->watch_timeout, &p->watch);
+}
+
 static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *err, int minor, int status,
                                        h2o_iovec_t msg, h2o_header_t *headers, size_t n, int rlen)
 {
@@ -205,8 +251,10 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     req->res.reason = h2o_strdup(&req->pool, msg.base, msg.len).base;
     copy_response_headers(req, headers, n);
     p->state = DP_ST_BODY;
-    p->responded = 1;
-    h2o_start_response(req, &p->super);
+    if (p->ops->may_respond && !p->ops->may_respond(p))
+        p->held = 1;
+    else
+        start_response(p);
     if (err) { /* a head without a body */
         p->client = NULL;
         p->upstream_done = 1;
@@ -225,7 +273,7 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
         attempt_failed(p, err);
         return NULL;
     }
-    p->reqbufs[0] = build_head(p);
+    p->reqbufs[0] = dp_request_head(&p->req->pool, p->path, p->authority, p->body.len, &p->req->headers);
     p->reqbufs[1] = p->body;
     *reqbufs = p->reqbufs;
     *reqbufcnt = p->body.len ? 2 : 1;
@@ -238,7 +286,7 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
 /* Hand the next piece to h2o; at most one h2o_send is in flight (proceed() calls back). */
 static void do_send(dp_proxy_t *p)
 {
-    if (p->sending.bytes_inflight || p->finished)
+    if (p->sending.bytes_inflight || p->finished || p->held)
         return;
     h2o_iovec_t vec = h2o_doublebuffer_prepare(&p->sending, &p->recv, p->req->preferred_chunk_size);
     bool last = p->upstream_done && p->recv->size == 0 && vec.len == p->sending.buf->size;
@@ -299,6 +347,7 @@ dp_proxy_t *dp_proxy_new(h2o_req_t *req, const dp_proxy_ops_t *ops, void *owner,
     p->path = path;
     p->body = body;
     p->timer.cb = on_timer;
+    p->watch.cb = on_watch;
     h2o_buffer_init(&p->recv, &h2o_socket_buffer_prototype);
     h2o_doublebuffer_init(&p->sending, &h2o_socket_buffer_prototype);
     return p;
@@ -306,5 +355,6 @@ dp_proxy_t *dp_proxy_new(h2o_req_t *req, const dp_proxy_ops_t *ops, void *owner,
 
 void dp_proxy_start(dp_proxy_t *p)
 {
+    h2o_timeout_link(p->t->ctx.loop, &p->t->watch_timeout, &p->watch);
     attempt(p);
 }

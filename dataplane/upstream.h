@@ -33,6 +33,9 @@ typedef struct {
     void (*done)(dp_proxy_t *p, dp_outcome_t outcome);
     /* Nothing could be reached; answer the client. `attempts` = how many were tried. */
     void (*fail)(dp_proxy_t *p, int attempts, bool timed_out);
+    /* Optional gate: when it returns false at the upstream's head, the response is held (its body
+     * buffered, bounded) until dp_proxy_unhold(). PD holds the decode answer until the prefill's. */
+    bool (*may_respond)(dp_proxy_t *p);
 } dp_proxy_ops_t;
 
 typedef enum { DP_ST_IDLE, DP_ST_CONNECTING, DP_ST_WAIT_HEAD, DP_ST_BODY, DP_ST_DONE } dp_proxy_state_t;
@@ -52,17 +55,28 @@ struct dp_proxy {
     h2o_http1client_t *client;
     h2o_socket_cb upstream_reader; /* saved while reading is paused */
     h2o_timeout_entry_t timer;
-    h2o_buffer_t *recv; /* received from upstream, not yet handed to h2o */
+    h2o_timeout_entry_t watch; /* before the response starts: notices a client that went away */
+    h2o_buffer_t *recv;        /* received from upstream, not yet handed to h2o */
     h2o_doublebuffer_t sending;
 
     dp_proxy_state_t state;
     int attempts;
-    unsigned responded : 1, upstream_done : 1, upstream_broken : 1, timed_out : 1, paused : 1, finished : 1;
+    unsigned responded : 1, upstream_done : 1, upstream_broken : 1, timed_out : 1, paused : 1, finished : 1,
+        held : 1;
 };
+
+/* "POST path" request head for an upstream: the client's end-to-end headers when given (hop-by-hop
+ * ones, host, content-length and expect dropped), else content-type: application/json. */
+h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t path, h2o_iovec_t authority, size_t body_len,
+                            const h2o_headers_t *client_headers);
 
 /* Allocate a proxy in req's pool (freed with the request). */
 dp_proxy_t *dp_proxy_new(h2o_req_t *req, const dp_proxy_ops_t *ops, void *owner, h2o_iovec_t path,
                          h2o_iovec_t body);
 void dp_proxy_start(dp_proxy_t *p);
+/* Release a held response (see may_respond). */
+void dp_proxy_unhold(dp_proxy_t *p);
+/* Before the response started: cancel the upstream and answer `status` {"error": msg}. */
+void dp_proxy_abort(dp_proxy_t *p, int status, const char *msg, dp_outcome_t outcome);
 
 #endif

@@ -1,0 +1,212 @@
+/*
+ * dataplane/pd.c - completions in splitwise (prefill/decode disaggregated) mode.
+ *
+ * For each request: make sure it has a request_id (the client's, of any JSON type, is kept;
+ * otherwise a UUIDv4), select a prefill instance (prefill-policy) then a decode instance
+ * (decode-policy), and send both the same body plus `disaggregate_info` - spliced into the
+ * original JSON text, never re-encoded, so large prompts cost one copy. Both legs start at once.
+ * The decode leg is the client's response; it is held until the prefill instance has answered
+ * its head (FastDeploy pairs the halves by request_id, and a decode answer without a prefill is
+ * not to be trusted), then streamed with its real status. The prefill answer is read and
+ * discarded by a background leg; its counters are released as soon as it answers.
+ *
+ * Failures: prefill fails before its head -> the decode leg is cancelled and the client gets 502
+ * (504 for a timeout); the decode leg fails -> the prefill leg is cancelled; the client leaves
+ * while either is pending -> both are cancelled. Counters of both sides are released exactly once.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "dataplane/leg.h"
+#include "dataplane/pd.h"
+#include "dataplane/pools.h"
+#include "dataplane/request.h"
+#include "dataplane/select.h"
+#include "dataplane/upstream.h"
+
+typedef struct {
+    dp_body_t body;
+    dp_choice_t p, d;
+    bool holding_p, holding_d;
+    bool p_answered;
+    dp_leg_t *pleg; /* the prefill leg while it has not answered */
+    dp_proxy_t *proxy;
+} pd_req_t;
+
+static void release_p(pd_req_t *r)
+{
+    if (r->holding_p) {
+        r->holding_p = false;
+        dp_release(&r->p);
+    }
+}
+
+static void release_d(pd_req_t *r)
+{
+    if (r->holding_d) {
+        r->holding_d = false;
+        dp_release(&r->d);
+    }
+}
+
+static h2o_iovec_t authority_of(h2o_mem_pool_t *pool, const dp_choice_t *c)
+{
+    const char *a = c->url + strlen("http://");
+    return h2o_strdup(pool, a, strlen(a));
+}
+
+/* ---- the prefill leg ---- */
+
+static void pleg_on_head(dp_leg_t *l, int status)
+{
+    pd_req_t *r = l->data;
+    if (!r)
+        return;
+    dp_count_status(&r->p, (unsigned)status);
+    release_p(r);
+    r->p_answered = true;
+    r->pleg = NULL;
+    l->data = NULL; /* from now on the leg drains the answer on its own */
+    dp_proxy_unhold(r->proxy);
+}
+
+static void pleg_on_end(dp_leg_t *l, const char *err, bool timed_out)
+{
+    pd_req_t *r = l->data;
+    if (!r)
+        return;
+    r->pleg = NULL;
+    LOG_ERROR("[prefill] %s failed before answering: %s", r->p.url, err);
+    dp_count_status(&r->p, 0);
+    release_p(r);
+    if (timed_out)
+        dp_proxy_abort(r->proxy, 504, "Upstream timed out", DP_OUT_TIMEOUT);
+    else
+        dp_proxy_abort(r->proxy, 502, "Failed to connect to backend service", DP_OUT_UPSTREAM_ERROR);
+}
+
+static const dp_leg_ops_t pleg_ops = {.on_head = pleg_on_head, .on_end = pleg_on_end};
+
+/* ---- the decode leg (the client's response) ---- */
+
+static bool pd_pick(dp_proxy_t *p)
+{
+    pd_req_t *r = p->owner;
+    if (p->attempts)
+        return false; /* no retry: the prefill half is already paired with this decode instance */
+    p->pool = dp_pool_acquire(p->t, r->d.slot, r->d.generation, r->d.host, r->d.port);
+    p->authority = authority_of(&p->req->pool, &r->d);
+    return p->pool != NULL;
+}
+
+static void pd_attempt_failed(dp_proxy_t *p, const char *err, bool connected)
+{
+    (void)connected;
+    pd_req_t *r = p->owner;
+    LOG_ERROR("[decode] %s failed before answering: %s", r->d.url, err);
+    dp_count_status(&r->d, 0);
+    release_d(r);
+}
+
+static void pd_on_head(dp_proxy_t *p, int status)
+{
+    pd_req_t *r = p->owner;
+    dp_count_status(&r->d, (unsigned)status);
+}
+
+static bool pd_may_respond(dp_proxy_t *p)
+{
+    return ((pd_req_t *)p->owner)->p_answered;
+}
+
+static void pd_fail(dp_proxy_t *p, int attempts, bool timed_out)
+{
+    (void)attempts;
+    if (timed_out)
+        dp_send_error(p->req, 504, "Upstream timed out");
+    else
+        dp_send_error(p->req, 502, "Failed to connect to backend service");
+}
+
+static void pd_done(dp_proxy_t *p, dp_outcome_t outcome)
+{
+    pd_req_t *r = p->owner;
+    if (r->pleg) { /* the prefill has not answered: nobody wants its work any more */
+        dp_leg_cancel(r->pleg);
+        r->pleg = NULL;
+    }
+    release_p(r);
+    release_d(r);
+    dp_count_outcome(outcome);
+    if (p->t->inflight)
+        p->t->inflight--;
+}
+
+static const dp_proxy_ops_t pd_ops = {
+    .pick = pd_pick,
+    .attempt_failed = pd_attempt_failed,
+    .on_head = pd_on_head,
+    .done = pd_done,
+    .fail = pd_fail,
+    .may_respond = pd_may_respond,
+};
+
+/* ---- the handler ---- */
+
+static void no_pair(h2o_req_t *req)
+{
+    LOG_ERROR("Failed to select worker pair: no available prefill/decode workers");
+    dp_count_outcome(DP_OUT_NO_INSTANCE);
+    dp_send_error(req, 503, "No available prefill/decode workers");
+}
+
+int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path)
+{
+    dp_thread_t *t = dp_self(req);
+    pd_req_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    bool want_prompt = dp_role_policy(SHM_ROLE_PREFILL)->needs_prompt;
+    if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &r->body) != 0) {
+        dp_count_outcome(DP_OUT_BAD_REQUEST);
+        dp_send_error(req, 400, "Invalid JSON format");
+        return 0;
+    }
+    if (dp_select(t, SHM_ROLE_PREFILL, &r->body.prompt, NULL, 0, &r->p) != 0) {
+        no_pair(req);
+        return 0;
+    }
+    r->holding_p = true;
+    if (dp_select(t, SHM_ROLE_DECODE, NULL, NULL, 0, &r->d) != 0) {
+        LOG_INFO("[SelectWorkerPair] decode selection failed, releasing prefill counter url=%s", r->p.url);
+        release_p(r);
+        no_pair(req);
+        return 0;
+    }
+    r->holding_d = true;
+    __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);
+
+    char rid[DP_UUID_LEN + 1] = "";
+    if (!r->body.has_request_id)
+        dp_uuid4(&t->rng, rid);
+    h2o_iovec_t body = dp_pd_body(&req->pool, req->entity, r->body.members, shm_instance(&dp.seg, r->p.slot),
+                                  shm_instance(&dp.seg, r->d.slot), rid);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-prefill-url"), 0,
+                          "X-Router-Prefill-URL", r->p.url, strlen(r->p.url));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-decode-url"), 0,
+                          "X-Router-Decode-URL", r->d.url, strlen(r->d.url));
+
+    h2o_iovec_t path = h2o_iovec_init(upstream_path, strlen(upstream_path));
+    r->proxy = dp_proxy_new(req, &pd_ops, r, path, body);
+    dp_pool_t *ppool = dp_pool_acquire(t, r->p.slot, r->p.generation, r->p.host, r->p.port);
+    t->inflight++;
+    if (!ppool) {
+        dp_proxy_abort(r->proxy, 502, "Failed to connect to backend service", DP_OUT_UPSTREAM_ERROR);
+        return 0;
+    }
+    r->pleg = dp_leg_start(t, ppool, authority_of(&req->pool, &r->p), path, body, &pleg_ops, r);
+    dp_proxy_start(r->proxy);
+    return 0;
+}

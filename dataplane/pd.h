@@ -1,0 +1,32 @@
+/*
+ * dataplane/pd.h - splitwise (prefill/decode) mode: the handler (pd.c) and the body rewriting it
+ * needs (pd_body.c), kept apart so the rewriting is unit-testable.
+ */
+#ifndef FD_DP_PD_H
+#define FD_DP_PD_H
+
+#include <h2o.h>
+
+#include "shm/layout.h"
+
+#define DP_UUID_LEN 36
+
+int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path);
+
+/* A random (version 4) UUID, lowercase 8-4-4-4-12, from the thread's generator. */
+void dp_uuid4(uint64_t *rng, char out[DP_UUID_LEN + 1]);
+
+/* disaggregate_info for the pair, as JSON text with FastDeploy's keys and types (reference 6.2),
+ * keys in the Go router's (sorted) order. Returns its length, or the length needed if > cap. */
+size_t dp_disaggregate_info(char *out, size_t cap, const shm_instance_t *p, const shm_instance_t *d);
+
+/*
+ * The body to send to both instances: the client's JSON object text with "disaggregate_info"
+ * (and "request_id" when `request_id` is non-empty) appended as last members, so they win over
+ * any client-sent field of the same name in every JSON parser that keeps the last duplicate.
+ * `members` is the object's key count (0: no comma needed). Allocated in `pool`.
+ */
+h2o_iovec_t dp_pd_body(h2o_mem_pool_t *pool, h2o_iovec_t body, size_t members, const shm_instance_t *p,
+                       const shm_instance_t *d, const char *request_id);
+
+#endif
