@@ -16,6 +16,8 @@
  *   register.c   /register and register.yaml
  *   registry.c   upserts, retirements and view publication in shm
  *   health.c     the periodic health checks and their threshold state machine
+ *   metrics_poll.c  the periodic /metrics polls, published into shm for the remote policies
+ *   stats.c      the Go router's periodic [stats] log line
  *   supervise.c  spawning, watching, restarting and adopting the data plane
  */
 #ifndef FD_CP_CP_H
@@ -78,6 +80,8 @@ typedef struct {
     bool ok;    /* status 200 and the whole body read */
     int status; /* 0 if no response head */
     char error[96];
+    const char *body; /* cp_fetch_start and ok: the body, NUL-terminated, valid during the callback */
+    size_t body_len;
 } cp_probe_result_t;
 
 typedef void (*cp_probe_cb)(void *data, const cp_probe_result_t *res);
@@ -102,12 +106,16 @@ void cp_prober_dispose(cp_prober_t *p);
  * call, unless the probe is cancelled first. */
 cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, cp_probe_cb cb,
                            void *data);
+/* The same, keeping the body (at most max_body bytes; a longer one fails the fetch). */
+cp_probe_t *cp_fetch_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, size_t max_body,
+                           cp_probe_cb cb, void *data);
 void cp_probe_cancel(cp_probe_t *probe);
 size_t cp_prober_inflight(const cp_prober_t *p);
 
 /* ---- the control plane's state ---- */
 
 struct cp_health_probe;
+struct cp_metrics_poll;
 
 typedef struct cp {
     fd_config_t cfg;
@@ -144,6 +152,17 @@ typedef struct cp {
         cp_timer_t timer;
         struct cp_health_probe *inflight[SHM_MAX_INSTANCES];
     } health;
+
+    struct {
+        cp_timer_t timer;
+        struct cp_metrics_poll *inflight[SHM_MAX_INSTANCES];
+        struct {
+            uint32_t generation;
+            bool active;
+        } failing[SHM_MAX_INSTANCES]; /* a streak of failed polls of (slot, generation) */
+    } metrics;
+
+    cp_timer_t stats_timer;
 
     h2o_linklist_t reg_jobs; /* /register requests waiting for their probes */
     unsigned reg_jobs_n;
@@ -266,6 +285,31 @@ int cp_health_start(cp_t *cp);
 void cp_health_stop(cp_t *cp);
 /* Forget any probe in flight for `slot` (it was retired or replaced). */
 void cp_health_forget(cp_t *cp, unsigned slot);
+
+/* ---- remote metrics (metrics_poll.c) ---- */
+
+#define CP_METRICS_MAX_BODY (1024 * 1024)
+
+typedef struct {
+    double running;     /* fastdeploy:num_requests_running */
+    double waiting;     /* fastdeploy:num_requests_waiting */
+    double free_blocks; /* fastdeploy:available_gpu_block_num */
+} cp_metrics_sample_t;
+
+/*
+ * Parse a Prometheus text exposition (pure). Each of the three gauges is the sum of its samples
+ * over every label set; comments and other metrics are ignored. Returns 0, or -1 with the reason
+ * in err: a gauge missing, or a sample of one of them malformed or not finite.
+ */
+int cp_metrics_parse(const char *text, size_t len, cp_metrics_sample_t *out, char *err, size_t errlen);
+
+int cp_metrics_start(cp_t *cp);
+void cp_metrics_stop(cp_t *cp);
+
+/* ---- [stats] log line (stats.c) ---- */
+
+int cp_stats_start(cp_t *cp);
+void cp_stats_stop(cp_t *cp);
 
 /* ---- data-plane supervision (supervise.c) ---- */
 

@@ -2,8 +2,9 @@
  * controlplane/main.c - fd-router-cp: flags, startup order, event loop, shutdown.
  *
  * Startup: config -> shared memory (created, reused with its state, or rebuilt) -> configuration
- * published for the DP -> public listening socket -> control socket -> register.yaml -> health
- * timer -> data plane (spawned, or adopted if a previous CP's DP is still serving) -> loop.
+ * published for the DP -> public listening socket -> control socket -> register.yaml -> health,
+ * metrics-poll and stats timers -> data plane (spawned, or adopted if a previous CP's DP is still
+ * serving) -> loop.
  * Any failure before the loop is fatal with the Go router's messages where it had one.
  *
  * Shutdown (SIGINT/SIGTERM through a signalfd): the DP gets SIGTERM and a bounded time to drain,
@@ -211,7 +212,7 @@ static int start_services(cp_t *cp, pid_t orphan)
     publish_initial_views(cp);
     if (cp->cfg.register_path[0] != '\0')
         cp_register_load_file(cp, cp->cfg.register_path);
-    if (cp_health_start(cp) != 0)
+    if (cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_stats_start(cp) != 0)
         return -1;
     int rc = orphan ? cp_dp_adopt(cp, orphan, err, sizeof(err)) : cp_dp_spawn(cp, err, sizeof(err));
     if (rc != 0) {
@@ -224,6 +225,8 @@ static int start_services(cp_t *cp, pid_t orphan)
 static void shutdown_cp(cp_t *cp)
 {
     cp_health_stop(cp);
+    cp_metrics_stop(cp);
+    cp_stats_stop(cp);
     if (cp->prober_ready)
         cp_register_abort_all(cp);
     cp_ctlsock_close(cp);

@@ -1,10 +1,11 @@
 /*
- * controlplane/probe.c - one asynchronous health probe: GET http://host:port<path>, healthy iff
- * the answer is 200 and its body can be read, all within the prober's timeout.
+ * controlplane/probe.c - one asynchronous GET http://host:port<path> on the CP loop: successful
+ * iff the answer is 200 and its whole body can be read, all within the prober's timeout.
  *
- * Used by /register (the success-threshold probes before an upsert) and by the health timer.
- * Built on h2o's http1client on the CP loop, so a slow or dead instance never blocks the CP: the
- * Go router ran these probes synchronously inside the /register handler.
+ * Used by /register (the success-threshold probes before an upsert), by the health timer, and,
+ * keeping the body (cp_fetch_start), by the remote-metrics poller. Built on h2o's http1client on
+ * the CP loop, so a slow or dead instance never blocks the CP: the Go router ran these probes
+ * synchronously inside the /register handler and scraped /metrics inside request selection.
  *
  * h2o's client may report a connect failure synchronously from inside the connect call; such a
  * completion is deferred to the next loop turn so a caller never sees its callback run before
@@ -15,7 +16,7 @@
 
 #include "controlplane/cp.h"
 
-#define PROBE_MAX_BODY (64 * 1024)
+#define PROBE_MAX_BODY (64 * 1024) /* a health answer is tiny: more is not a health endpoint */
 
 struct cp_probe {
     cp_prober_t *prober;
@@ -28,6 +29,10 @@ struct cp_probe {
     void *data;
     cp_probe_result_t res;
     size_t body_bytes;
+    size_t max_body;
+    bool keep_body;
+    char *body; /* kept bytes (keep_body), NUL-terminated; at most max_body */
+    size_t body_cap;
     bool starting;
     bool finished;
 };
@@ -41,16 +46,26 @@ static void probe_free(cp_probe_t *pr)
     if (h2o_linklist_is_linked(&pr->link))
         h2o_linklist_unlink(&pr->link);
     free(pr->reqbuf.base);
+    free(pr->body);
     free(pr);
 }
 
+/* The probe is freed before the callback (which may start another one); the body lives on
+ * until the callback has returned. */
 static void deliver(cp_probe_t *pr)
 {
     cp_probe_cb cb = pr->cb;
     void *data = pr->data;
     cp_probe_result_t res = pr->res;
+    char *body = pr->body;
+    pr->body = NULL;
+    if (res.ok && pr->keep_body) {
+        res.body = body != NULL ? body : "";
+        res.body_len = pr->body_bytes;
+    }
     probe_free(pr);
     cb(data, &res);
+    free(body);
 }
 
 static void on_deferred(h2o_timeout_entry_t *e)
@@ -77,15 +92,36 @@ static void finish(cp_probe_t *pr, bool ok, const char *why)
     deliver(pr);
 }
 
+/* Append to the kept body, growing it by doubling (callers checked the bound). */
+static void keep(cp_probe_t *pr, const char *bytes, size_t n)
+{
+    size_t need = pr->body_bytes + n + 1;
+    if (need > pr->body_cap) {
+        size_t cap = pr->body_cap ? pr->body_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        if (cap > pr->max_body + 1)
+            cap = pr->max_body + 1;
+        pr->body = h2o_mem_realloc(pr->body, cap);
+        pr->body_cap = cap;
+    }
+    memcpy(pr->body + pr->body_bytes, bytes, n);
+    pr->body[pr->body_bytes + n] = '\0';
+}
+
 static int on_body(h2o_http1client_t *client, const char *errstr)
 {
     cp_probe_t *pr = client->data;
-    pr->body_bytes += client->sock->input->size;
-    h2o_buffer_consume(&client->sock->input, client->sock->input->size);
-    if (pr->body_bytes > PROBE_MAX_BODY) {
+    size_t got = client->sock->input->size;
+    if (got > pr->max_body - pr->body_bytes) {
+        h2o_buffer_consume(&client->sock->input, got);
         finish(pr, false, "response body too large");
         return -1;
     }
+    if (pr->keep_body)
+        keep(pr, client->sock->input->bytes, got);
+    pr->body_bytes += got;
+    h2o_buffer_consume(&client->sock->input, got);
     if (errstr == h2o_http1client_error_is_eos)
         finish(pr, true, NULL);
     else if (errstr != NULL)
@@ -186,11 +222,13 @@ static h2o_iovec_t build_request(const char *host, uint16_t port, const char *pa
     return h2o_iovec_init(buf, (size_t)n);
 }
 
-cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, cp_probe_cb cb,
-                           void *data)
+static cp_probe_t *start(cp_prober_t *p, const char *host, uint16_t port, const char *path, size_t max_body,
+                         bool keep_body, cp_probe_cb cb, void *data)
 {
     cp_probe_t *pr = h2o_mem_alloc(sizeof(*pr));
     memset(pr, 0, sizeof(*pr));
+    pr->max_body = max_body;
+    pr->keep_body = keep_body;
     pr->prober = p;
     pr->cb = cb;
     pr->data = data;
@@ -204,6 +242,18 @@ cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, cons
                             on_connect);
     pr->starting = false;
     return pr;
+}
+
+cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, cp_probe_cb cb,
+                           void *data)
+{
+    return start(p, host, port, path, PROBE_MAX_BODY, false, cb, data);
+}
+
+cp_probe_t *cp_fetch_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, size_t max_body,
+                           cp_probe_cb cb, void *data)
+{
+    return start(p, host, port, path, max_body, true, cb, data);
 }
 
 void cp_probe_cancel(cp_probe_t *pr)

@@ -2,7 +2,8 @@
  * tests/unit/test_cp_probe.c - the asynchronous health probe (controlplane/probe.c) against a
  * small scripted HTTP server thread on 127.0.0.1: 200 (plain and chunked) is healthy; another
  * status, a refused or dropped connection, an oversized body and silence past the timeout are
- * not; callbacks never run inside cp_probe_start; a cancelled probe never calls back.
+ * not; callbacks never run inside cp_probe_start; a cancelled probe never calls back. A fetch
+ * (cp_fetch_start) hands over the whole body, decoded and bounded.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -168,11 +169,22 @@ static cp_probe_result_t last;
 static bool inside_start;
 static bool called_inside_start;
 
+static char last_body[128 * 1024];
+static size_t last_body_len;
+static bool last_had_body;
+
 static void on_done(void *data, const cp_probe_result_t *res)
 {
     (void)data;
     calls++;
     last = *res;
+    last.body = NULL; /* valid only during the callback: copied below */
+    last_had_body = res->body != NULL;
+    last_body_len = res->body_len;
+    if (res->body != NULL && res->body_len < sizeof(last_body)) {
+        memcpy(last_body, res->body, res->body_len);
+        last_body[res->body_len] = '\0';
+    }
     if (inside_start)
         called_inside_start = true;
 }
@@ -356,4 +368,58 @@ Test(cp_probe, ipv6_literal)
     char host[64];
     snprintf(host, sizeof(host), "Host: [::1]:%u\r\n", srv.port);
     cr_assert(strstr(srv.first_request, host) != NULL, "%s", srv.first_request);
+}
+
+static void fetch(srv_mode_t mode, size_t max_body)
+{
+    start_server(mode);
+    inside_start = true;
+    cp_fetch_start(&prober, "127.0.0.1", srv.port, "/metrics", max_body, on_done, NULL);
+    inside_start = false;
+    run_until(1, 5000);
+    stop_server();
+    cr_assert_eq(calls, 1);
+    cr_assert(!called_inside_start);
+    cr_assert_eq(cp_prober_inflight(&prober), 0);
+}
+
+Test(cp_probe, a_probe_hands_over_no_body)
+{
+    expect_result(SRV_200, true, NULL);
+    cr_assert(!last_had_body);
+}
+
+Test(cp_probe, fetch_hands_over_the_body)
+{
+    fetch(SRV_200, 1024);
+    cr_assert(last.ok, "%s", last.error);
+    cr_assert(last_had_body);
+    cr_assert_eq(last_body_len, 2);
+    cr_assert_str_eq(last_body, "ok");
+    cr_assert(strncmp(srv.first_request, "GET /metrics HTTP/1.1\r\n", 23) == 0, "%s", srv.first_request);
+}
+
+Test(cp_probe, fetch_decodes_a_chunked_body)
+{
+    fetch(SRV_CHUNKED, 1024);
+    cr_assert(last.ok, "%s", last.error);
+    cr_assert_eq(last_body_len, 5);
+    cr_assert_str_eq(last_body, "ok!!!");
+}
+
+Test(cp_probe, fetch_keeps_a_large_body_within_its_bound)
+{
+    fetch(SRV_BIG, 100 * 1024);
+    cr_assert(last.ok, "%s", last.error);
+    cr_assert_eq(last_body_len, 100 * 1024);
+    for (size_t i = 0; i < last_body_len; i++)
+        cr_assert_eq(last_body[i], 'x', "byte %zu", i);
+}
+
+Test(cp_probe, fetch_fails_past_its_bound)
+{
+    fetch(SRV_BIG, 100 * 1024 - 1);
+    cr_assert(!last.ok);
+    cr_assert(strstr(last.error, "too large") != NULL, "%s", last.error);
+    cr_assert(!last_had_body);
 }

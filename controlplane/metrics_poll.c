@@ -1,0 +1,282 @@
+/*
+ * controlplane/metrics_poll.c - remote metrics: every manager.metrics-poll-interval-secs, one
+ * GET http://host:metrics_port/metrics per LIVE instance, all concurrently on the CP loop, each
+ * with the health-check timeout and a bounded body (CP_METRICS_MAX_BODY).
+ *
+ * The three FastDeploy gauges the remote policies need are parsed here and published in the
+ * instance's slot with a timestamp (shm_metrics_store); a failed poll (no answer in time, a
+ * status other than 200, a body that does not parse) invalidates them (shm_metrics_invalidate),
+ * so the policies fall back to the router's own counters at once, and stale numbers fall back
+ * by age in the DP. The Go router scraped every candidate synchronously inside each selection;
+ * here no selection ever waits for the network.
+ *
+ * A slot's next poll starts only after its previous one ended, so polls of one instance never
+ * overlap however slow it is. A failure is logged (WARN) once per streak, not at every poll.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "controlplane/cp.h"
+
+/* ---- the Prometheus text format (pure) ---- */
+
+enum { M_RUNNING, M_WAITING, M_BLOCKS, M_COUNT };
+
+static const char *const metric_name[M_COUNT] = {
+    [M_RUNNING] = "fastdeploy:num_requests_running",
+    [M_WAITING] = "fastdeploy:num_requests_waiting",
+    [M_BLOCKS] = "fastdeploy:available_gpu_block_num",
+};
+
+#define VALUE_MAX 64 /* longest number token accepted */
+
+static bool name_start(char c)
+{
+    return isalpha((unsigned char)c) || c == '_' || c == ':';
+}
+
+static bool name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == ':';
+}
+
+static bool blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int wanted_metric(const char *name, size_t len)
+{
+    for (int m = 0; m < M_COUNT; m++)
+        if (strlen(metric_name[m]) == len && memcmp(metric_name[m], name, len) == 0)
+            return m;
+    return -1;
+}
+
+/* p is at '{': the position after the matching '}', or NULL. Label values are quoted strings in
+ * which a backslash escapes the next character, so a '}' or '"' inside a value is not an end. */
+static const char *skip_labels(const char *p, const char *end)
+{
+    bool quoted = false;
+    for (p++; p < end; p++) {
+        if (quoted && *p == '\\')
+            p++;
+        else if (*p == '"')
+            quoted = !quoted;
+        else if (!quoted && *p == '}')
+            return p + 1;
+    }
+    return NULL;
+}
+
+/* A finite float (exponent notation allowed) spanning exactly [p, end of its token). */
+static bool parse_value(const char *p, const char *end, double *out, const char **tok_end)
+{
+    const char *q = p;
+    while (q < end && !blank(*q))
+        q++;
+    *tok_end = q;
+    size_t n = (size_t)(q - p);
+    if (n == 0 || n >= VALUE_MAX)
+        return false;
+    char buf[VALUE_MAX];
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    char *stop;
+    double v = strtod(buf, &stop);
+    if (stop != buf + n || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* One line [p, end) without its newline. Adds a wanted sample to sum[] and sets seen[]. */
+static int parse_line(const char *p, const char *end, unsigned lineno, double *sum, bool *seen, char *err,
+                      size_t errlen)
+{
+    while (p < end && blank(*p))
+        p++;
+    if (p == end || *p == '#' || !name_start(*p))
+        return 0; /* blank, comment, or not a sample we could want */
+    const char *name = p;
+    while (p < end && name_char(*p))
+        p++;
+    int m = wanted_metric(name, (size_t)(p - name));
+    if (m < 0)
+        return 0;
+    int nlen = (int)(p - name);
+    const char *sep = p;
+    while (p < end && blank(*p))
+        p++;
+    if (p < end && *p == '{') {
+        if ((p = skip_labels(p, end)) == NULL)
+            return fail(err, errlen, "line %u: unterminated label set of %.*s", lineno, nlen, name);
+        sep = p;
+        while (p < end && blank(*p))
+            p++;
+    }
+    if (p == sep) /* the value must be separated from the name or the labels */
+        return fail(err, errlen, "line %u: malformed sample of %.*s", lineno, nlen, name);
+    double v;
+    const char *tok_end;
+    if (!parse_value(p, end, &v, &tok_end)) {
+        int shown = tok_end - p > 40 ? 40 : (int)(tok_end - p);
+        return fail(err, errlen, "line %u: bad value \"%.*s\" of %.*s", lineno, shown, p, nlen, name);
+    }
+    sum[m] += v;
+    seen[m] = true;
+    return 0;
+}
+
+int cp_metrics_parse(const char *text, size_t len, cp_metrics_sample_t *out, char *err, size_t errlen)
+{
+    double sum[M_COUNT] = {0};
+    bool seen[M_COUNT] = {false};
+    const char *p = text, *end = text + len;
+    for (unsigned lineno = 1; p < end; lineno++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        const char *content_end = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+        if (parse_line(p, content_end, lineno, sum, seen, err, errlen) != 0)
+            return -1;
+        p = nl ? nl + 1 : end;
+    }
+    for (int m = 0; m < M_COUNT; m++) {
+        if (!seen[m]) {
+            snprintf(err, errlen, "no %s sample", metric_name[m]);
+            return -1;
+        }
+    }
+    out->running = sum[M_RUNNING];
+    out->waiting = sum[M_WAITING];
+    out->free_blocks = sum[M_BLOCKS];
+    return 0;
+}
+
+/* ---- polling ---- */
+
+struct cp_metrics_poll {
+    cp_t *cp;
+    unsigned slot;
+    uint32_t generation;
+    char url[SHM_URL_LEN];
+    cp_probe_t *probe;
+};
+
+static void poll_forget(cp_t *cp, unsigned slot)
+{
+    struct cp_metrics_poll *mp = cp->metrics.inflight[slot];
+    if (mp == NULL)
+        return;
+    cp->metrics.inflight[slot] = NULL;
+    cp_probe_cancel(mp->probe);
+    free(mp);
+}
+
+static bool in_streak(const cp_t *cp, unsigned slot, uint32_t generation)
+{
+    return cp->metrics.failing[slot].active && cp->metrics.failing[slot].generation == generation;
+}
+
+static void poll_failed(cp_t *cp, unsigned slot, shm_instance_t *in, uint32_t generation, const char *why)
+{
+    shm_metrics_invalidate(in);
+    if (in_streak(cp, slot, generation))
+        return;
+    cp->metrics.failing[slot].active = true;
+    cp->metrics.failing[slot].generation = generation;
+    LOG_WARN("GetRemoteMetrics failed for %s, falling back to local counter: %s", in->url, why);
+}
+
+static void poll_succeeded(cp_t *cp, unsigned slot, shm_instance_t *in, uint32_t generation,
+                           const cp_metrics_sample_t *s)
+{
+    shm_metrics_store(in, s->running, s->waiting, s->free_blocks, shm_now_ms());
+    if (in_streak(cp, slot, generation))
+        LOG_INFO("Remote metrics of %s available again", in->url);
+    cp->metrics.failing[slot].active = false;
+}
+
+static void on_poll_done(void *data, const cp_probe_result_t *res)
+{
+    struct cp_metrics_poll *mp = data;
+    cp_t *cp = mp->cp;
+    unsigned slot = mp->slot;
+    if (cp->metrics.inflight[slot] == mp)
+        cp->metrics.inflight[slot] = NULL;
+    shm_instance_t *in = shm_instance(&cp->seg, slot);
+    /* the slot may have been retired (and even reused) while the poll ran */
+    if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->generation == mp->generation &&
+        strncmp(in->url, mp->url, SHM_URL_LEN) == 0) {
+        cp_metrics_sample_t s;
+        char why[128];
+        if (!res->ok)
+            poll_failed(cp, slot, in, mp->generation, res->error);
+        else if (cp_metrics_parse(res->body, res->body_len, &s, why, sizeof(why)) != 0)
+            poll_failed(cp, slot, in, mp->generation, why);
+        else
+            poll_succeeded(cp, slot, in, mp->generation, &s);
+    }
+    free(mp);
+}
+
+static void start_poll(cp_t *cp, unsigned slot, const shm_instance_t *in)
+{
+    struct cp_metrics_poll *mp = h2o_mem_alloc(sizeof(*mp));
+    mp->cp = cp;
+    mp->slot = slot;
+    mp->generation = in->generation;
+    snprintf(mp->url, sizeof(mp->url), "%s", in->url);
+    cp->metrics.inflight[slot] = mp;
+    uint16_t port = in->metrics_port ? in->metrics_port : in->port;
+    mp->probe =
+        cp_fetch_start(&cp->prober, in->host, port, "/metrics", CP_METRICS_MAX_BODY, on_poll_done, mp);
+}
+
+static void on_tick(cp_timer_t *t)
+{
+    cp_t *cp = t->data;
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        shm_instance_t *in = shm_instance(&cp->seg, i);
+        struct cp_metrics_poll *mp = cp->metrics.inflight[i];
+        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE) {
+            poll_forget(cp, i); /* retired: its answer no longer matters */
+            cp->metrics.failing[i].active = false;
+            continue;
+        }
+        if (mp != NULL && mp->generation == in->generation)
+            continue; /* still running: never two polls of one instance at once */
+        poll_forget(cp, i);
+        start_poll(cp, i, in);
+    }
+}
+
+int cp_metrics_start(cp_t *cp)
+{
+    if (cp_timer_init(&cp->metrics.timer, (h2o_loop_t *)cp->loop, on_tick, cp) != 0)
+        return -1;
+    uint64_t period = (uint64_t)(cp->cfg.metrics_poll_interval_secs * 1000.0);
+    cp_timer_arm(&cp->metrics.timer, 1, period ? period : 1);
+    return 0;
+}
+
+void cp_metrics_stop(cp_t *cp)
+{
+    cp_timer_dispose(&cp->metrics.timer);
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
+        poll_forget(cp, i);
+}
