@@ -1,0 +1,168 @@
+/*
+ * tests/unit/test_dp_remote_metrics.c - the fd_remote_metrics_score policy on a real
+ * shared-memory segment: fresh remote metrics decide (running + waiting x waiting-weight, lowest
+ * wins, first in URL order on a tie) whatever the local counters say; stale, invalidated and
+ * never-polled metrics fall back, per candidate, to the local in-flight count.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "dataplane/policy/pol.h"
+
+#define N       3
+#define MAX_AGE 5000u
+
+static shm_seg_t seg;
+static char name[64];
+static uint16_t slots[N];
+static int row;
+static uint64_t rng = 7;
+static shm_config_t cfg;
+
+static void setup(void)
+{
+    static int k;
+    char err[256];
+    shm_open_result_t how;
+    snprintf(name, sizeof(name), "/fd-router-test-rms-%d-%d", getpid(), k++);
+    cr_assert_eq(shm_open_cp(&seg, name, true, &how, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(shm_wlock(&seg), 0);
+    for (int i = 0; i < N; i++) {
+        int s = shm_slot_alloc(&seg);
+        cr_assert_geq(s, 0);
+        shm_instance_t *in = shm_instance(&seg, (unsigned)s);
+        snprintf(in->url, sizeof(in->url), "http://127.0.0.1:%d", 8100 + i);
+        snprintf(in->host, sizeof(in->host), "127.0.0.1");
+        in->port = (uint16_t)(8100 + i);
+        in->role = SHM_ROLE_MIXED;
+        in->health = SHM_HEALTH_HEALTHY;
+        __atomic_store_n(&in->state, SHM_SLOT_LIVE, __ATOMIC_RELEASE);
+        slots[i] = (uint16_t)s;
+    }
+    cr_assert_eq(shm_publish_views(&seg), 0);
+    shm_wunlock(&seg);
+    row = shm_dp_claim(&seg, getpid(), 0);
+    cr_assert_geq(row, 0);
+    cfg.waiting_weight = 1;
+    cfg.metrics_max_age_ms = MAX_AGE;
+}
+
+static void teardown(void)
+{
+    shm_detach(&seg);
+    shm_destroy(name);
+}
+
+TestSuite(remote_metrics, .init = setup, .fini = teardown, .timeout = 10);
+
+static size_t choose(void)
+{
+    pol_ctx_t c = {.seg = &seg, .cfg = &cfg, .role = SHM_ROLE_MIXED, .slots = slots, .n = N, .rng = &rng};
+    return pol_fd_remote_metrics_score.select(&c);
+}
+
+static void local_load(int i, int requests)
+{
+    for (int k = 0; k < requests; k++)
+        shm_dp_inc(&seg, row, slots[i], 0);
+}
+
+/* Metrics of candidate i polled `age_ms` ago (negative: in the future). */
+static void remote(int i, double running, double waiting, int64_t age_ms)
+{
+    shm_metrics_store(shm_instance(&seg, slots[i]), running, waiting, 100,
+                      (uint64_t)((int64_t)shm_now_ms() - age_ms));
+}
+
+Test(remote_metrics, registered_under_its_name)
+{
+    cr_assert_eq(pol_get(SHM_POL_FD_REMOTE_METRICS_SCORE), &pol_fd_remote_metrics_score);
+    cr_assert_str_eq(pol_fd_remote_metrics_score.name, "fd_remote_metrics_score");
+    cr_assert_eq(pol_fd_remote_metrics_score.needs_prompt, 0);
+}
+
+Test(remote_metrics, fresh_metrics_decide_over_local_counters)
+{
+    /* locally candidate 0 is idle and 2 the busiest: request_num would pick 0 */
+    local_load(1, 2);
+    local_load(2, 5);
+    remote(0, 4, 0, 0);
+    remote(1, 1, 1, 100);
+    remote(2, 3, 0, 200);
+    cr_assert_eq(choose(), 1, "scores 4, 2, 3");
+    cfg.waiting_weight = 10;
+    cr_assert_eq(choose(), 2, "scores 4, 11, 3: the waiting weight counts");
+}
+
+Test(remote_metrics, ties_go_to_the_first_in_url_order)
+{
+    remote(0, 3, 0, 0);
+    remote(1, 1, 1, 0);
+    remote(2, 2, 0, 0);
+    cr_assert_eq(choose(), 1, "1 + 1 = 2 ties with candidate 2: the first wins");
+    remote(0, 0, 2, 0);
+    cr_assert_eq(choose(), 0, "all tied at 2");
+}
+
+Test(remote_metrics, stale_metrics_fall_back_to_local_counters)
+{
+    local_load(0, 3);
+    local_load(1, 1);
+    local_load(2, 2);
+    remote(0, 0, 0, MAX_AGE + 1000);
+    remote(1, 9, 0, MAX_AGE + 1000);
+    remote(2, 9, 0, MAX_AGE + 1000);
+    cr_assert_eq(choose(), 1, "every metric stale: local in-flight 3, 1, 2");
+    remote(0, 0, 0, MAX_AGE);
+    cr_assert_eq(choose(), 1, "exactly max-age old is not younger than max-age");
+    remote(0, 0, 0, MAX_AGE - 1000);
+    cr_assert_eq(choose(), 0, "candidate 0 fresh again: remote 0 beats local 1");
+}
+
+Test(remote_metrics, metrics_stamped_in_the_future_are_stale_too)
+{
+    local_load(0, 1);
+    remote(0, 9, 0, -(int64_t)(10 * MAX_AGE));
+    remote(1, 5, 0, 0);
+    remote(2, 5, 0, 0);
+    cr_assert_eq(choose(), 0, "a clock stepped back must not keep old numbers fresh");
+}
+
+Test(remote_metrics, invalid_metrics_fall_back_to_local_counters)
+{
+    local_load(0, 2);
+    local_load(1, 1);
+    local_load(2, 4);
+    remote(0, 0, 0, 0);
+    remote(1, 5, 0, 0);
+    remote(2, 5, 0, 0);
+    cr_assert_eq(choose(), 0);
+    shm_metrics_invalidate(shm_instance(&seg, slots[0]));
+    cr_assert_eq(choose(), 0, "local 2 still beats remote 5");
+    shm_metrics_invalidate(shm_instance(&seg, slots[1]));
+    cr_assert_eq(choose(), 1, "local 2, local 1, remote 5");
+    remote(1, 7, 0, 0);
+    cr_assert_eq(choose(), 0, "a successful poll after a failure is used again: local 2, remote 7, remote 5");
+}
+
+Test(remote_metrics, never_polled_instances_use_local_counters)
+{
+    local_load(0, 2);
+    local_load(1, 3);
+    remote(2, 4, 0, 0);
+    cr_assert_eq(choose(), 0, "local 2, local 3, remote 4");
+    local_load(0, 3);
+    cr_assert_eq(choose(), 1, "local 5, local 3, remote 4");
+}
+
+Test(remote_metrics, fractional_scores_compare_as_numbers)
+{
+    remote(0, 2.5, 0, 0);
+    remote(1, 2, 0.25, 0);
+    remote(2, 2.25, 0.5, 0);
+    cfg.waiting_weight = 2;
+    cr_assert_eq(choose(), 0, "2.5, 2.5, 3.25: a tie keeps the first");
+    cfg.waiting_weight = 1.5;
+    cr_assert_eq(choose(), 1, "2.5, 2.375, 3.0");
+}
