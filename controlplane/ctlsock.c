@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/reply.h"
 #include "controlplane/cp.h"
 
 #define CTL_MAX_BODY (1u << 20)
@@ -26,33 +27,9 @@ struct ctl_handler {
     cp_t *cp;
 };
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Status";
-    }
-}
-
 void cp_respond_json(h2o_req_t *req, int status, const char *body)
 {
-    req->res.status = status;
-    req->res.reason = reason(status);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json"));
-    h2o_send_inline(req, body, strlen(body));
+    fd_reply_json(req, status, body, strlen(body));
 }
 
 void cp_respond_msg(h2o_req_t *req, int status, const char *msg)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "common/instance_info.h"
+#include "common/reply.h"
 #include "dataplane/dp.h"
 
 typedef struct {
@@ -153,11 +154,7 @@ int dp_handle_metrics(h2o_req_t *req)
            "Attempts that failed before the instance answered (connect, reset, timeout)");
     for_each_live(t, &o, put_failures);
     put_process(&o);
-    req->res.status = 200;
-    req->res.reason = "OK";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
-    h2o_send_inline(req, o.buf->bytes, o.buf->size);
+    fd_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", o.buf->bytes, o.buf->size);
     h2o_buffer_dispose(&o.buf);
     return 0;
 }

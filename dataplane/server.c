@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/reply.h"
 #include "dataplane/dp.h"
 #include "dataplane/pd.h"
 
@@ -22,39 +23,9 @@ dp_thread_t *dp_self(h2o_req_t *req)
     return current;
 }
 
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 413:
-        return "Payload Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 499:
-        return "Client Closed Request";
-    default:
-        return "";
-    }
-}
-
 void dp_send_json(h2o_req_t *req, int status, const char *json, size_t len)
 {
-    req->res.status = status;
-    req->res.reason = reason_of(status);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json"));
-    h2o_send_inline(req, json, len);
+    fd_reply_json(req, status, json, len);
 }
 
 void dp_send_error(h2o_req_t *req, int status, const char *msg)
@@ -93,10 +64,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return dp_handle_register(req);
     if (is_route(req, "GET", "/metrics"))
         return dp_handle_metrics(req);
-    req->res.status = 404;
-    req->res.reason = "Not Found";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain"));
-    h2o_send_inline(req, H2O_STRLIT("404 page not found"));
+    fd_reply(req, 404, "text/plain", H2O_STRLIT("404 page not found"));
     return 0;
 }
 
