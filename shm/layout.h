@@ -16,6 +16,12 @@
  *   | shm_dp_row_t [SHM_MAX_DPS]   |  per-DP-process load counters, one row per live DP
  *   +------------------------------+  hdr.instances_off
  *   | shm_instance_t [SHM_MAX_INSTANCES]  fixed instance slots with generations
+ *   +------------------------------+  hdr.radix_off
+ *   | shm_radix_hdr_t              |  prefix tree: seed, capacity, lists, counters
+ *   +------------------------------+  hdr.radix_buckets_off
+ *   | uint32_t [SHM_RADIX_BUCKETS] |  child index: heads of hash chains of nodes
+ *   +------------------------------+  hdr.radix_nodes_off
+ *   | shm_radix_node_t [SHM_RADIX_MAX_NODES + 2]  node arena (0 = none, 1 = root)
  *   +------------------------------+  hdr.arena_off
  *   | arena: SHM_ARENA_BLOCKS blocks of SHM_ARENA_BLOCK_SIZE bytes, each with a header
  *   +------------------------------+  hdr.size
@@ -40,6 +46,10 @@
  *    readers sum the rows of live DPs. A request remembers (slot, generation) and decrements
  *    only if the generation still matches, so a counter can never wrap below zero. When a DP
  *    dies the CP zeroes its row.
+ *  - The prefix tree (shm/radix.h) follows the same rules with its own node arena: lookups are
+ *    lock-free, every change is made under hdr.wlock, unlinked nodes wait in the tree's limbo
+ *    list for a grace period. Its nodes are touched only as they are first used, so the
+ *    segment's resident size grows with the tree, up to SHM_RADIX_MAX_NODES nodes.
  */
 #ifndef FD_SHM_LAYOUT_H
 #define FD_SHM_LAYOUT_H
@@ -49,7 +59,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 1u
+#define SHM_LAYOUT_VERSION 2u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
@@ -127,6 +137,7 @@ typedef struct {
     uint32_t dp_threads;         /* 0 = one per core */
     char tokenizer_url[256];
     uint32_t tokenizer_timeout_ms;
+    uint32_t radix_capacity; /* scheduler.radix-capacity-nodes; 0 = SHM_RADIX_MAX_NODES */
 } shm_config_t;
 
 /* A reader slot: one per DP thread (and per fdctl invocation). */
@@ -236,12 +247,83 @@ enum { SHM_BLK_FREE = 0, SHM_BLK_USED = 1, SHM_BLK_LIMBO = 2 };
 
 #define SHM_VIEW_MAX_SLOTS ((SHM_ARENA_BLOCK_SIZE - sizeof(shm_block_hdr_t) - sizeof(shm_view_t)) / 2)
 
+/*
+ * The prefix radix tree of cache_aware (shm/radix.h has the algorithms and their contract).
+ *
+ * A node is a fixed 256-byte record in the node arena; nodes refer to each other by index into
+ * that arena (0 = none, 1 = the permanent root). Each node holds a compressed edge of up to
+ * SHM_RADIX_EDGE_MAX block hashes inline: an edge longer than that is a chain of nodes, each
+ * but the last with one child. The edge is key[start .. start + len) with (start, len) packed
+ * in `span`, so a split shortens a node's edge with one atomic store and never rewrites keys.
+ * Children are linked first-child / next-sibling (for walks), and every non-root node is also
+ * on one hash chain, keyed by (parent, first hash of its edge), which is what lookups use: a
+ * root with thousands of children costs one chain of about one node, not a scan.
+ */
+#define SHM_RADIX_MAX_NODES 262144u /* compile-time maximum capacity, root excluded */
+#define SHM_RADIX_BUCKETS   524288u /* power of two, 2 per node */
+#define SHM_RADIX_EDGE_MAX  10      /* block hashes inline per node (fills 256 bytes) */
+#define SHM_RADIX_TAGS      8       /* instances remembered per node */
+#define SHM_RADIX_NIL       0u
+#define SHM_RADIX_ROOT      1u
+
+/* An instance that was chosen for a prefix: (slot, generation) in one atomic word, so a reader
+ * never sees a torn identity; a re-used slot has another generation and does not match. */
+#define SHM_RADIX_TAG_VALID (1ULL << 63)
+typedef struct {
+    uint64_t ident;   /* 0 = empty, else VALID | generation << 16 | slot */
+    uint64_t last_ms; /* last time it was chosen for this prefix (writers only) */
+} shm_radix_tag_t;
+
+enum { SHM_RADIX_FREE = 0, SHM_RADIX_USED = 1, SHM_RADIX_LIMBO = 2 };
+
+typedef struct {
+    /* read by lock-free readers (atomic loads) */
+    uint32_t parent;
+    uint32_t first_child;
+    uint32_t next_sibling;
+    uint32_t hnext; /* next node on the same hash chain */
+    uint32_t depth; /* blocks from the root to the end of this node's edge; never changes */
+    uint32_t span;  /* (first key index << 8) | key count */
+    uint64_t last_ms;
+    uint64_t key[SHM_RADIX_EDGE_MAX];
+    shm_radix_tag_t tag[SHM_RADIX_TAGS];
+    /* writers only */
+    uint16_t state; /* SHM_RADIX_FREE / USED / LIMBO */
+    uint16_t mark;  /* scratch of the recovery walk */
+    uint32_t link;  /* free list or limbo list */
+    uint64_t retire_epoch;
+} shm_radix_node_t;
+
+typedef struct {
+    uint64_t seed; /* random at creation: the start of every block-hash chain */
+    uint64_t created_at_ms;
+    uint32_t max_nodes; /* SHM_RADIX_MAX_NODES when formatted */
+    uint32_t capacity;  /* nodes allowed (reachable + limbo), root excluded */
+    uint32_t nodes;     /* reachable nodes, root excluded */
+    uint32_t limbo;     /* unlinked nodes waiting for their grace period */
+    uint32_t free_head; /* freed nodes */
+    uint32_t limbo_head;
+    uint32_t high_water;         /* nodes at or above it were never used (zero) */
+    uint32_t dirty;              /* a writer is mid-change: whoever finds it set repairs the tree */
+    uint64_t evictions_ttl;      /* nodes unlinked because their last access passed the TTL */
+    uint64_t evictions_pressure; /* nodes unlinked to make room (least recently used first) */
+    uint64_t inserts;            /* records of a choice on a prompt's path */
+    uint64_t inserts_truncated;  /* records that stopped early: no node could be had */
+    uint64_t recoveries;         /* repairs after a writer died mid-change */
+    /* decisions of cache_aware, counted by the DPs with atomic adds */
+    _Alignas(SHM_CACHELINE) uint64_t decided_by_cache;
+    uint64_t fallback_imbalance;
+    uint64_t fallback_no_prompt;
+    uint64_t lookups_hit; /* decisions whose prompt matched at least one block */
+} shm_radix_hdr_t;
+
 typedef struct {
     uint64_t magic;
     uint32_t layout_version;
     uint32_t header_size;
     uint64_t size; /* whole segment */
     uint64_t readers_off, dps_off, instances_off, arena_off;
+    uint64_t radix_off, radix_buckets_off, radix_nodes_off; /* prefix tree sections */
     uint64_t created_at_ms;
     char name[64]; /* the segment's own name */
 

@@ -20,12 +20,14 @@
 #include <unistd.h>
 
 #include "shm/internal.h"
+#include "shm/radix.h"
 
 #define ALIGN_UP(x, a)        (((x) + (a)-1) / (a) * (a))
 #define CONFIG_READ_BUDGET_MS 100 /* a CP writes the config in microseconds */
 
 typedef struct {
     uint64_t readers_off, dps_off, instances_off, arena_off, size;
+    uint64_t radix_off, radix_buckets_off, radix_nodes_off;
 } seg_layout_t;
 
 static seg_layout_t compute_layout(void)
@@ -34,9 +36,14 @@ static seg_layout_t compute_layout(void)
     l.readers_off = ALIGN_UP(sizeof(shm_header_t), SHM_CACHELINE);
     l.dps_off = ALIGN_UP(l.readers_off + SHM_MAX_READERS * sizeof(shm_reader_t), SHM_CACHELINE);
     l.instances_off = ALIGN_UP(l.dps_off + SHM_MAX_DPS * sizeof(shm_dp_row_t), SHM_CACHELINE);
+    l.radix_off = ALIGN_UP(l.instances_off + SHM_MAX_INSTANCES * sizeof(shm_instance_t), SHM_CACHELINE);
+    l.radix_buckets_off = ALIGN_UP(l.radix_off + sizeof(shm_radix_hdr_t), SHM_CACHELINE);
+    /* page-aligned: nodes never straddle a page, and untouched pages cost no memory */
+    l.radix_nodes_off =
+        ALIGN_UP(l.radix_buckets_off + (uint64_t)SHM_RADIX_BUCKETS * sizeof(uint32_t), SHM_ARENA_BLOCK_SIZE);
     /* page-aligned (hence cache-line aligned) so that no block straddles a page */
-    l.arena_off =
-        ALIGN_UP(l.instances_off + SHM_MAX_INSTANCES * sizeof(shm_instance_t), SHM_ARENA_BLOCK_SIZE);
+    l.arena_off = ALIGN_UP(l.radix_nodes_off + (uint64_t)(SHM_RADIX_MAX_NODES + 2) * sizeof(shm_radix_node_t),
+                           SHM_ARENA_BLOCK_SIZE);
     l.size = l.arena_off + (uint64_t)SHM_ARENA_BLOCKS * SHM_ARENA_BLOCK_SIZE;
     return l;
 }
@@ -108,7 +115,8 @@ static int map_existing(shm_seg_t *s, int fd, char *why, size_t whylen)
         bad = "layout version differs";
     else if (h->header_size != sizeof(shm_header_t) || h->size != l.size || h->readers_off != l.readers_off ||
              h->dps_off != l.dps_off || h->instances_off != l.instances_off || h->arena_off != l.arena_off ||
-             h->arena_blocks != SHM_ARENA_BLOCKS)
+             h->arena_blocks != SHM_ARENA_BLOCKS || h->radix_off != l.radix_off ||
+             h->radix_buckets_off != l.radix_buckets_off || h->radix_nodes_off != l.radix_nodes_off)
         bad = "layout differs";
     if (bad) {
         munmap(p, l.size);
@@ -146,12 +154,16 @@ static int format_segment(shm_seg_t *s, const char *name, char *err, size_t errl
     h->dps_off = l.dps_off;
     h->instances_off = l.instances_off;
     h->arena_off = l.arena_off;
+    h->radix_off = l.radix_off;
+    h->radix_buckets_off = l.radix_buckets_off;
+    h->radix_nodes_off = l.radix_nodes_off;
     h->created_at_ms = shm_now_ms();
     snprintf(h->name, sizeof h->name, "%s", name);
     h->gp_epoch = 1;
     if (init_mutex(&h->wlock) < 0)
         return fail(err, errlen, "cannot initialise the writer lock");
     shm_arena_format(s);
+    radix_format(s);
     if (shm_publish_views(s) < 0)
         return fail(err, errlen, "arena too small for the initial views");
     __atomic_store_n(&h->magic, SHM_MAGIC, __ATOMIC_RELEASE);

@@ -11,6 +11,7 @@ static const pol_t *const table[SHM_POL_COUNT] = {
     [SHM_POL_PROCESS_TOKENS] = &pol_process_tokens,
     [SHM_POL_FD_METRICS_SCORE] = &pol_fd_metrics_score,
     [SHM_POL_FD_REMOTE_METRICS_SCORE] = &pol_fd_remote_metrics_score,
+    [SHM_POL_CACHE_AWARE] = &pol_cache_aware,
 };
 
 const pol_t *pol_get(shm_policy_t p)

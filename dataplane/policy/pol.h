@@ -64,6 +64,6 @@ static inline uint64_t pol_rand(uint64_t *s)
 size_t pol_argmin(const pol_ctx_t *c, uint64_t (*f)(const pol_ctx_t *, size_t));
 
 extern const pol_t pol_random, pol_round_robin, pol_power_of_two, pol_request_num, pol_process_tokens,
-    pol_fd_metrics_score, pol_fd_remote_metrics_score;
+    pol_fd_metrics_score, pol_fd_remote_metrics_score, pol_cache_aware;
 
 #endif

@@ -1,0 +1,116 @@
+/*
+ * dataplane/policy/cache_aware.c - send a prompt where its prefix was sent before (that
+ * instance holds its KV cache), unless the loads are too uneven. The Go router's algorithm
+ * (reference 4.9) over the shared prefix tree of shm/radix.h:
+ *
+ *  1. loads = requests in flight per candidate (summed over every live DP);
+ *  2. imbalanced (max != min, max - min > balance-abs-threshold and (max - min) / max >
+ *     balance-rel-threshold) -> process_tokens chooses;
+ *  3. empty prompt -> process_tokens chooses;
+ *  4. tokens = the prompt's Unicode code points, hashed in chained blocks of cache-block-size;
+ *  5. hit ratio per candidate from the longest matching prefix (radix_hit_ratios);
+ *  6. score = (100 - hit) / 100 x hit-ratio-weight + load / maxLoad x load-balance-weight,
+ *     lowest wins; on an exact tie a later candidate wins only with strictly fewer tokens in
+ *     flight;
+ *  7. the choice is recorded on the prompt's path at once (insert + tag), before the request
+ *     is sent, as the Go router does.
+ *
+ * Unlike the Go router it also works in mixed mode (the data plane extracts the prompt for
+ * every policy that needs it). A prompt shorter than one block is hashed as one short block
+ * instead of falling back to process_tokens, so tiny prompts follow the same rule as the rest:
+ * a repeated one sticks to the instance that served it, distinct ones spread by the load term
+ * (all hit ratios 0). A short block's hash cannot stand for a full block (its FNV input is
+ * shorter; equal only by a 64-bit collision), so it never shadows a long prompt's prefix.
+ * Prompts longer than RADIX_MAX_BLOCKS
+ * blocks use only their first RADIX_MAX_BLOCKS blocks (hit ratio over those).
+ *
+ * No allocation: every buffer is on the stack, bounded by RADIX_MAX_BLOCKS and the largest
+ * view (about 90 KiB in all; DP threads have the default 8 MiB stack). Cost: one pass over the
+ * prompt's code points (hashing stops at the block bound), one tree walk of about one chain
+ * lookup per node on the path, one scan over the candidates, one insert under the writer lock.
+ */
+#include "dataplane/policy/pol.h"
+#include "shm/radix.h"
+
+#define DEFAULT_BLOCK 64 /* the Go router's default cache-block-size */
+
+static bool imbalanced(const uint64_t *load, size_t n, double abs_threshold, double rel_threshold)
+{
+    if (n < 2)
+        return false;
+    uint64_t max = load[0], min = load[0];
+    for (size_t i = 1; i < n; i++) {
+        max = load[i] > max ? load[i] : max;
+        min = load[i] < min ? load[i] : min;
+    }
+    if (max == min)
+        return false;
+    uint64_t diff = max - min;
+    return (double)diff > abs_threshold && (double)diff / (double)max > rel_threshold;
+}
+
+static double score(unsigned hit, uint64_t load, uint64_t max_load, const shm_config_t *cfg)
+{
+    double s = (double)(100 - hit) / 100.0 * cfg->hit_ratio_weight;
+    if (max_load)
+        s += (double)load / (double)max_load * cfg->load_balance_weight;
+    return s;
+}
+
+/* Lowest score; on an exact tie the later candidate needs strictly fewer tokens in flight. */
+static size_t best_score(const pol_ctx_t *c, const uint8_t *hit, const uint64_t *load)
+{
+    uint64_t max_load = 0;
+    for (size_t i = 0; i < c->n; i++)
+        max_load = load[i] > max_load ? load[i] : max_load;
+    size_t best = 0;
+    double best_s = score(hit[0], load[0], max_load, c->cfg);
+    for (size_t i = 1; i < c->n; i++) {
+        double s = score(hit[i], load[i], max_load, c->cfg);
+        if (s < best_s || (s == best_s && pol_tokens(c, i) < pol_tokens(c, best))) {
+            best = i;
+            best_s = s;
+        }
+    }
+    return best;
+}
+
+static size_t fallback(const pol_ctx_t *c, shm_seg_t *s, radix_decision_t why)
+{
+    radix_count_decision(s, why, false);
+    return pol_process_tokens.select(c);
+}
+
+static size_t select_cache_aware(const pol_ctx_t *c)
+{
+    /* the policy contract hands the segment read-only; recording a choice is the one write,
+     * made under the writer lock like every change of the tree */
+    shm_seg_t *s = (shm_seg_t *)c->seg;
+    uint64_t load[SHM_VIEW_MAX_SLOTS];
+    size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
+    for (size_t i = 0; i < n; i++)
+        load[i] = pol_inflight(c, i);
+    if (imbalanced(load, n, c->cfg->balance_abs_threshold, c->cfg->balance_rel_threshold))
+        return fallback(c, s, RADIX_FALLBACK_IMBALANCE);
+    if (!c->prompt || !c->prompt->text || !c->prompt->len)
+        return fallback(c, s, RADIX_FALLBACK_NO_PROMPT);
+
+    uint64_t hashes[RADIX_MAX_BLOCKS];
+    uint32_t block = c->cfg->cache_block_size ? c->cfg->cache_block_size : DEFAULT_BLOCK;
+    size_t nh = radix_hash_text(radix_seed(s), c->prompt->text, c->prompt->len, block, true, hashes,
+                                RADIX_MAX_BLOCKS);
+    uint32_t gens[SHM_VIEW_MAX_SLOTS];
+    for (size_t i = 0; i < n; i++)
+        gens[i] = __atomic_load_n(&shm_instance(s, c->slots[i])->generation, __ATOMIC_ACQUIRE);
+    uint8_t hit[SHM_VIEW_MAX_SLOTS];
+    size_t matched = radix_hit_ratios(s, hashes, nh, c->slots, gens, n, hit);
+
+    pol_ctx_t scored = *c;
+    scored.n = n;
+    size_t best = best_score(&scored, hit, load);
+    radix_insert(s, hashes, nh, c->slots[best], gens[best], shm_now_ms(), c->cfg->radix_capacity);
+    radix_count_decision(s, RADIX_DECIDED_BY_CACHE, matched > 0);
+    return best;
+}
+
+const pol_t pol_cache_aware = {.name = "cache_aware", .needs_prompt = 1, .select = select_cache_aware};

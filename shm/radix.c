@@ -1,0 +1,936 @@
+/*
+ * shm/radix.c - the prefix radix tree of cache_aware (contract in shm/radix.h, layout in
+ * shm/layout.h).
+ *
+ * Readers use two things only: the hash chains (bucket of (parent, first hash) -> nodes) to
+ * find a child, and the parent links to walk back up. Writers keep, besides, the first-child /
+ * next-sibling lists for walks, the node arena's free and limbo lists (like arena.c's, but for
+ * 256-byte nodes addressed by index), and the counters in the tree header.
+ *
+ * Why every change is safe for a concurrent reader:
+ *  - a node is filled before the release store that makes it reachable (a chain head, a
+ *    first_child or next_sibling link), and its keys never change while reachable or in limbo;
+ *  - an unlinked node keeps its own links, so a reader standing on it walks on into nodes that
+ *    are still valid, and it is reused only after a grace period;
+ *  - a split builds the upper half as a new node M, publishes it, then shortens the old node's
+ *    edge with one store of `span` and re-parents it: a reader sees the old or the new edge,
+ *    at worst it misses the node for one lookup.
+ *
+ * Every walk a writer makes is stackless (parent links), so no walk needs memory that grows
+ * with the tree; pressure eviction is two linear passes (a histogram of last access, then an
+ * unlinking walk) amortised over a batch of nodes.
+ */
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "shm/radix.h"
+
+#define NODE_SLOTS        (SHM_RADIX_MAX_NODES + 2u) /* 0 = none, 1 = root */
+#define FIRST_NODE        2u
+#define CHAIN_MAX_STEPS   1024u /* a chain holds about one node; a longer walk is given up */
+#define FNV_OFFSET        0xcbf29ce484222325ULL
+#define FNV_PRIME         0x100000001b3ULL
+#define FNV_PRIME_POW5    (FNV_PRIME * FNV_PRIME * FNV_PRIME * FNV_PRIME * FNV_PRIME) /* mod 2^64 */
+#define HISTOGRAM_BUCKETS 64
+#define RUNE_ERROR        0xfffdu
+
+_Static_assert(sizeof(shm_radix_node_t) == 256, "a node is 256 bytes, 16 to a page");
+
+#define LOAD(p)       __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define PUBLISH(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define SET(p, v)     __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define GET(p)        __atomic_load_n((p), __ATOMIC_RELAXED)
+
+/* ------------------------------------------------------------------------------------------ */
+/* hashing                                                                                    */
+
+static inline uint64_t fnv_u64(uint64_t h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        h ^= (v >> (8 * i)) & 0xffu;
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* Code points fit in three bytes: the five zero bytes above them only multiply by the prime. */
+static inline uint64_t fnv_token(uint64_t h, uint64_t t)
+{
+    if (t >> 24)
+        return fnv_u64(h, t);
+    for (int i = 0; i < 3; i++) {
+        h ^= (t >> (8 * i)) & 0xffu;
+        h *= FNV_PRIME;
+    }
+    return h * FNV_PRIME_POW5;
+}
+
+void radix_hasher_init(radix_hasher_t *h, uint64_t seed, uint32_t block_size, uint64_t *out, size_t max)
+{
+    h->prev = seed;
+    h->cur = fnv_u64(FNV_OFFSET, seed);
+    h->block = block_size ? block_size : 1;
+    h->filled = 0;
+    h->out = out;
+    h->n = 0;
+    h->max = max;
+}
+
+bool radix_hasher_push(radix_hasher_t *h, uint64_t token)
+{
+    if (h->n >= h->max)
+        return false;
+    h->cur = fnv_token(h->cur, token);
+    if (++h->filled < h->block)
+        return true;
+    h->prev = h->out[h->n++] = h->cur;
+    h->cur = fnv_u64(FNV_OFFSET, h->prev);
+    h->filled = 0;
+    return h->n < h->max;
+}
+
+size_t radix_hasher_finish(radix_hasher_t *h, bool short_tail)
+{
+    if (short_tail && h->n == 0 && h->filled > 0 && h->max > 0)
+        h->out[h->n++] = h->cur;
+    return h->n;
+}
+
+static inline bool cont(unsigned char c)
+{
+    return (c & 0xc0u) == 0x80u;
+}
+
+/* One rune as Go's utf8.DecodeRune reads it; *len gets the bytes consumed (1 when invalid). */
+static uint32_t decode_rune(const unsigned char *p, size_t avail, size_t *len)
+{
+    unsigned char b = p[0];
+    *len = 1;
+    if (b < 0x80)
+        return b;
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf)
+        need = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+        need = 3;
+        lo = b == 0xe0 ? 0xa0 : 0x80;
+        hi = b == 0xed ? 0x9f : 0xbf;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        need = 4;
+        lo = b == 0xf0 ? 0x90 : 0x80;
+        hi = b == 0xf4 ? 0x8f : 0xbf;
+    } else
+        return RUNE_ERROR;
+    if (avail < need || p[1] < lo || p[1] > hi)
+        return RUNE_ERROR;
+    for (size_t i = 2; i < need; i++)
+        if (!cont(p[i]))
+            return RUNE_ERROR;
+    uint32_t r = b & (need == 2 ? 0x1fu : need == 3 ? 0x0fu : 0x07u);
+    for (size_t i = 1; i < need; i++)
+        r = r << 6 | (p[i] & 0x3fu);
+    *len = need;
+    return r;
+}
+
+size_t radix_hash_text(uint64_t seed, const char *text, size_t len, uint32_t block_size, bool short_tail,
+                       uint64_t *out, size_t max)
+{
+    radix_hasher_t h;
+    radix_hasher_init(&h, seed, block_size, out, max);
+    const unsigned char *p = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        size_t w;
+        uint32_t r = decode_rune(p + i, len - i, &w);
+        i += w;
+        if (!radix_hasher_push(&h, r))
+            break;
+    }
+    return radix_hasher_finish(&h, short_tail);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* lookups                                                                                    */
+
+static inline uint32_t bucket_of(uint32_t parent, uint64_t first)
+{
+    uint64_t x = first ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL);
+    x ^= x >> 29;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    return (uint32_t)(x >> 32) & (SHM_RADIX_BUCKETS - 1u);
+}
+
+static inline bool span_ok(uint32_t span)
+{
+    unsigned len = radix_span_len(span);
+    return len > 0 && radix_span_start(span) + len <= SHM_RADIX_EDGE_MAX;
+}
+
+/* The child of `parent` whose edge starts with `first`, or NIL. */
+static uint32_t chain_find(const shm_seg_t *s, uint32_t parent, uint64_t first)
+{
+    uint32_t i = LOAD(&radix_buckets(s)[bucket_of(parent, first)]);
+    for (unsigned steps = 0; i != SHM_RADIX_NIL && i < NODE_SLOTS && steps < CHAIN_MAX_STEPS; steps++) {
+        const shm_radix_node_t *n = radix_node(s, i);
+        uint32_t span = LOAD(&n->span);
+        if (LOAD(&n->parent) == parent && span_ok(span) && n->key[radix_span_start(span)] == first)
+            return i;
+        i = LOAD(&n->hnext);
+    }
+    return SHM_RADIX_NIL;
+}
+
+size_t radix_match(const shm_seg_t *s, const uint64_t *h, size_t n, uint32_t *node)
+{
+    uint32_t cur = SHM_RADIX_ROOT, end = SHM_RADIX_ROOT;
+    size_t i = 0;
+    while (i < n) {
+        uint32_t c = chain_find(s, cur, h[i]);
+        if (c == SHM_RADIX_NIL)
+            break;
+        const shm_radix_node_t *cn = radix_node(s, c);
+        uint32_t span = LOAD(&cn->span);
+        if (!span_ok(span))
+            break;
+        const uint64_t *key = cn->key + radix_span_start(span);
+        size_t len = radix_span_len(span), p = 0;
+        while (p < len && i + p < n && key[p] == h[i + p])
+            p++;
+        if (p == 0)
+            break;
+        end = c;
+        i += p;
+        if (p < len)
+            break;
+        cur = c;
+    }
+    if (node)
+        *node = end;
+    return i;
+}
+
+size_t radix_hit_ratios(const shm_seg_t *s, const uint64_t *h, size_t n, const uint16_t *slots,
+                        const uint32_t *gens, size_t ncand, uint8_t *ratio)
+{
+    memset(ratio, 0, ncand);
+    if (n == 0)
+        return 0;
+    uint32_t x;
+    size_t matched = radix_match(s, h, n, &x);
+    uint16_t pos[SHM_MAX_INSTANCES];
+    memset(pos, 0xff, sizeof pos);
+    for (size_t i = 0; i < ncand; i++)
+        if (slots[i] < SHM_MAX_INSTANCES)
+            pos[slots[i]] = (uint16_t)i;
+    size_t depth = matched;
+    for (unsigned steps = 0; x > SHM_RADIX_ROOT && x < NODE_SLOTS && steps <= RADIX_MAX_BLOCKS; steps++) {
+        const shm_radix_node_t *node = radix_node(s, x);
+        unsigned r = (unsigned)(depth * 100 / n);
+        bool found = false;
+        for (int t = 0; t < SHM_RADIX_TAGS; t++) {
+            uint64_t id = GET(&node->tag[t].ident);
+            uint16_t slot = (uint16_t)(id & 0xffffu);
+            if (!(id & SHM_RADIX_TAG_VALID) || slot >= SHM_MAX_INSTANCES || pos[slot] == 0xffffu)
+                continue;
+            uint16_t k = pos[slot];
+            if ((uint32_t)(id >> 16) != gens[k])
+                continue;
+            if (r > ratio[k])
+                ratio[k] = (uint8_t)r;
+            found = true;
+        }
+        if (found)
+            break;
+        x = LOAD(&node->parent);
+        depth = x > SHM_RADIX_ROOT && x < NODE_SLOTS ? radix_node(s, x)->depth : 0;
+    }
+    return matched;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* node arena (writer lock held from here on)                                                 */
+
+static uint32_t headroom(uint32_t capacity)
+{
+    return capacity / 16 ? capacity / 16 : 1;
+}
+
+static uint32_t used(const shm_radix_hdr_t *t)
+{
+    return t->nodes + t->limbo;
+}
+
+static uint32_t available(const shm_radix_hdr_t *t)
+{
+    return used(t) < t->capacity ? t->capacity - used(t) : 0;
+}
+
+static void push_free(shm_seg_t *s, uint32_t i)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    shm_radix_node_t *n = radix_node(s, i);
+    n->state = SHM_RADIX_FREE;
+    n->retire_epoch = 0;
+    n->link = t->free_head;
+    t->free_head = i;
+}
+
+/* Limbo nodes whose grace period has passed go to the free list (newest first, as arena.c). */
+static uint32_t reclaim(shm_seg_t *s)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint32_t *link = &t->limbo_head, freed = 0;
+    uint64_t checked = 0;
+    while (*link) {
+        shm_radix_node_t *n = radix_node(s, *link);
+        if (n->retire_epoch == checked || !shm_grace_passed(s, n->retire_epoch)) {
+            checked = n->retire_epoch;
+            link = &n->link;
+            continue;
+        }
+        uint32_t i = *link;
+        *link = SHM_RADIX_NIL;
+        while (i) {
+            uint32_t next = radix_node(s, i)->link;
+            push_free(s, i);
+            freed++;
+            i = next;
+        }
+    }
+    SET(&t->limbo, t->limbo - freed);
+    return freed;
+}
+
+/* A zeroed node counted as reachable (the caller links it before unlocking), or NIL. */
+static uint32_t node_alloc(shm_seg_t *s)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    if (!available(t))
+        reclaim(s);
+    if (!available(t))
+        return SHM_RADIX_NIL;
+    uint32_t i = t->free_head;
+    if (i)
+        t->free_head = radix_node(s, i)->link;
+    else if (t->high_water < NODE_SLOTS)
+        i = t->high_water++;
+    else
+        return SHM_RADIX_NIL;
+    shm_radix_node_t *n = radix_node(s, i);
+    memset(n, 0, sizeof *n);
+    n->state = SHM_RADIX_USED;
+    SET(&t->nodes, t->nodes + 1);
+    return i;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* links                                                                                      */
+
+static uint64_t first_key(const shm_radix_node_t *n)
+{
+    return n->key[radix_span_start(n->span)];
+}
+
+static void chain_add(shm_seg_t *s, uint32_t i)
+{
+    shm_radix_node_t *n = radix_node(s, i);
+    uint32_t *head = &radix_buckets(s)[bucket_of(n->parent, first_key(n))];
+    SET(&n->hnext, *head);
+    PUBLISH(head, i);
+}
+
+static void chain_remove(shm_seg_t *s, uint32_t i)
+{
+    shm_radix_node_t *n = radix_node(s, i);
+    uint32_t *link = &radix_buckets(s)[bucket_of(n->parent, first_key(n))];
+    while (*link && *link != i)
+        link = &radix_node(s, *link)->hnext;
+    if (*link)
+        PUBLISH(link, n->hnext); /* n keeps its hnext for readers standing on it */
+}
+
+/* The link (first_child of `parent` or next_sibling of a sibling) that points to `child`. */
+static uint32_t *sibling_link(shm_seg_t *s, uint32_t parent, uint32_t child)
+{
+    uint32_t *link = &radix_node(s, parent)->first_child;
+    while (*link && *link != child)
+        link = &radix_node(s, *link)->next_sibling;
+    return *link ? link : NULL;
+}
+
+static void touch(shm_radix_node_t *n, uint64_t now_ms)
+{
+    if (now_ms > n->last_ms)
+        SET(&n->last_ms, now_ms);
+}
+
+static bool tag_stale(const shm_seg_t *s, uint64_t id)
+{
+    uint16_t slot = (uint16_t)(id & 0xffffu);
+    return slot >= SHM_MAX_INSTANCES ||
+           __atomic_load_n(&shm_instance(s, slot)->generation, __ATOMIC_ACQUIRE) != (uint32_t)(id >> 16);
+}
+
+/* Tag with `ident`: refresh its tag, else take a stale one (it can never match again), an
+ * empty one, or the oldest. */
+static void tag(const shm_seg_t *s, shm_radix_node_t *n, uint64_t ident, uint64_t now_ms)
+{
+    int victim = 0, victim_rank = 3;
+    for (int t = 0; t < SHM_RADIX_TAGS; t++) {
+        uint64_t id = n->tag[t].ident;
+        if (id == ident) {
+            n->tag[t].last_ms = now_ms;
+            return;
+        }
+        int rank = id == 0 ? 1 : tag_stale(s, id) ? 0 : 2;
+        if (rank < victim_rank || (rank == victim_rank && n->tag[t].last_ms < n->tag[victim].last_ms)) {
+            victim = t;
+            victim_rank = rank;
+        }
+    }
+    n->tag[victim].last_ms = now_ms;
+    SET(&n->tag[victim].ident, ident);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* unlinking                                                                                  */
+
+/* Next node of r's subtree in pre-order after i (r's own siblings excluded), or NIL. */
+static uint32_t subtree_next(const shm_seg_t *s, uint32_t r, uint32_t i)
+{
+    const shm_radix_node_t *n = radix_node(s, i);
+    if (n->first_child)
+        return n->first_child;
+    while (i != r) {
+        n = radix_node(s, i);
+        if (n->next_sibling)
+            return n->next_sibling;
+        i = n->parent;
+    }
+    return SHM_RADIX_NIL;
+}
+
+/* r was just unlinked from its parent's list: take its whole subtree off the hash chains and
+ * onto the limbo list, epoch to be stamped by finish_retire. Returns the number of nodes. */
+static uint32_t retire_subtree(shm_seg_t *s, uint32_t r)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint32_t count = 0;
+    for (uint32_t i = r; i; i = subtree_next(s, r, i)) {
+        shm_radix_node_t *n = radix_node(s, i);
+        chain_remove(s, i);
+        n->state = SHM_RADIX_LIMBO;
+        n->retire_epoch = 0;
+        n->link = t->limbo_head;
+        t->limbo_head = i;
+        count++;
+    }
+    SET(&t->nodes, t->nodes - count);
+    SET(&t->limbo, t->limbo + count);
+    return count;
+}
+
+/* After the unlinks: advance the epoch and stamp the nodes retired since `old_head` with it. */
+static void finish_retire(shm_seg_t *s, uint32_t old_head)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    if (t->limbo_head == old_head)
+        return;
+    uint64_t e = shm_epoch_advance(s);
+    for (uint32_t i = t->limbo_head; i != old_head; i = radix_node(s, i)->link)
+        radix_node(s, i)->retire_epoch = e;
+}
+
+typedef bool (*doom_fn)(const shm_radix_node_t *n, uint64_t evicted, const void *ctx);
+
+/* Walk the whole tree pre-order; a node `doom` picks is unlinked with its subtree (and not
+ * descended into). Returns the number of nodes unlinked. */
+static uint64_t evict_walk(shm_seg_t *s, doom_fn doom, const void *ctx)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint32_t old_head = t->limbo_head, parent = SHM_RADIX_ROOT;
+    uint32_t *link = &radix_node(s, SHM_RADIX_ROOT)->first_child;
+    uint64_t evicted = 0;
+    for (;;) {
+        uint32_t i = *link;
+        if (!i) {
+            if (parent == SHM_RADIX_ROOT)
+                break;
+            link = &radix_node(s, parent)->next_sibling;
+            parent = radix_node(s, parent)->parent;
+            continue;
+        }
+        shm_radix_node_t *n = radix_node(s, i);
+        if (doom(n, evicted, ctx)) {
+            PUBLISH(link, n->next_sibling);
+            evicted += retire_subtree(s, i);
+            continue;
+        }
+        parent = i;
+        link = &n->first_child;
+    }
+    finish_retire(s, old_head);
+    return evicted;
+}
+
+typedef struct {
+    uint64_t now_ms, ttl_ms;
+} ttl_ctx_t;
+
+static bool doom_ttl(const shm_radix_node_t *n, uint64_t evicted, const void *ctx)
+{
+    const ttl_ctx_t *c = ctx;
+    (void)evicted;
+    return c->now_ms > n->last_ms && c->now_ms - n->last_ms > c->ttl_ms;
+}
+
+typedef struct {
+    uint64_t below; /* every node accessed before this goes */
+    uint64_t upto;  /* nodes accessed before this go while fewer than `target` went */
+    uint64_t target;
+} lru_ctx_t;
+
+static bool doom_lru(const shm_radix_node_t *n, uint64_t evicted, const void *ctx)
+{
+    const lru_ctx_t *c = ctx;
+    return n->last_ms < c->below || (n->last_ms < c->upto && evicted < c->target);
+}
+
+/* Histogram of the last access of reachable nodes in [lo, hi), in buckets of `width`. */
+static void histogram(const shm_seg_t *s, uint64_t lo, uint64_t hi, uint64_t width, uint64_t *hist)
+{
+    const shm_radix_hdr_t *t = radix_hdr(s);
+    memset(hist, 0, HISTOGRAM_BUCKETS * sizeof *hist);
+    for (uint32_t i = FIRST_NODE; i < t->high_water; i++) {
+        const shm_radix_node_t *n = radix_node(s, i);
+        if (n->state == SHM_RADIX_USED && n->last_ms >= lo && n->last_ms < hi)
+            hist[(n->last_ms - lo) / width]++;
+    }
+}
+
+/*
+ * Unlink about `target` least recently used nodes. A node is never accessed after its parent
+ * (an insert refreshes the whole path), so "accessed before T" is a set of whole subtrees.
+ * Histograms of last access narrow down [below, upto), the millisecond range where the oldest
+ * `target` nodes end (one linear pass per narrowing, a few in all): every node accessed before
+ * it goes, then nodes inside it, in walk order, until `target` went.
+ */
+static uint64_t evict_lru(shm_seg_t *s, uint64_t target)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (uint32_t i = FIRST_NODE; i < t->high_water; i++) {
+        const shm_radix_node_t *n = radix_node(s, i);
+        if (n->state == SHM_RADIX_USED) {
+            lo = n->last_ms < lo ? n->last_ms : lo;
+            hi = n->last_ms > hi ? n->last_ms : hi;
+        }
+    }
+    if (lo > hi || !target)
+        return 0;
+    uint64_t below = lo, upto = hi + 1, older = 0, hist[HISTOGRAM_BUCKETS];
+    while (upto - below > 1) {
+        uint64_t width = (upto - below + HISTOGRAM_BUCKETS - 1) / HISTOGRAM_BUCKETS;
+        histogram(s, below, upto, width, hist);
+        int k = 0;
+        while (k < HISTOGRAM_BUCKETS - 1 && older + hist[k] < target)
+            older += hist[k++];
+        below += (uint64_t)k * width;
+        upto = below + width < upto ? below + width : upto;
+    }
+    lru_ctx_t c = {.below = below, .upto = upto, .target = target};
+    uint64_t evicted = evict_walk(s, doom_lru, &c);
+    SET(&t->evictions_pressure, t->evictions_pressure + evicted);
+    return evicted;
+}
+
+/* Make sure `need` nodes are free or on their way (limbo), plus headroom / 2; when not,
+ * evict the least recently used down to `need` + headroom. */
+static void make_room(shm_seg_t *s, uint32_t need)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint32_t room = headroom(t->capacity);
+    if (need > t->capacity)
+        need = t->capacity;
+    if (available(t) < need)
+        reclaim(s);
+    uint64_t soon = (uint64_t)available(t) + t->limbo;
+    if (soon >= (uint64_t)need + room / 2)
+        return;
+    evict_lru(s, (uint64_t)need + room - soon);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* insert                                                                                     */
+
+/* Split child c of `parent` after `p` keys: a new node M takes the first p keys and c's place,
+ * and c becomes M's only child. Returns M, or NIL when no node can be had. */
+static uint32_t split(shm_seg_t *s, uint32_t parent, uint32_t c, unsigned p)
+{
+    uint32_t *link = sibling_link(s, parent, c);
+    if (!link)
+        return SHM_RADIX_NIL;
+    uint32_t m = node_alloc(s);
+    if (!m)
+        return SHM_RADIX_NIL;
+    shm_radix_node_t *cn = radix_node(s, c), *mn = radix_node(s, m);
+    unsigned start = radix_span_start(cn->span), len = radix_span_len(cn->span);
+    memcpy(mn->key, cn->key + start, p * sizeof(uint64_t));
+    mn->span = p;
+    mn->depth = cn->depth - (len - p);
+    mn->parent = parent;
+    mn->first_child = c;
+    mn->next_sibling = cn->next_sibling;
+    mn->last_ms = cn->last_ms;
+    memcpy(mn->tag, cn->tag, sizeof mn->tag); /* whoever had the whole edge has its prefix */
+    chain_add(s, m);                          /* ahead of c on the same chain */
+    PUBLISH(link, m);
+    PUBLISH(&cn->next_sibling, SHM_RADIX_NIL);
+    chain_remove(s, c);
+    PUBLISH(&cn->span, (start + p) << 8 | (len - p));
+    PUBLISH(&cn->parent, m);
+    chain_add(s, c);
+    return m;
+}
+
+/* New nodes for h[0..n) under `parent`, K hashes each, built top-down and made reachable by
+ * one store at the end. Returns the number of hashes placed (fewer if nodes ran out). */
+static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t n, uint64_t ident,
+                       uint64_t now_ms)
+{
+    uint32_t top = SHM_RADIX_NIL, prev = SHM_RADIX_NIL, depth = radix_node(s, parent)->depth;
+    size_t done = 0;
+    while (done < n) {
+        uint32_t i = node_alloc(s);
+        if (!i)
+            break;
+        size_t len = n - done < SHM_RADIX_EDGE_MAX ? n - done : SHM_RADIX_EDGE_MAX;
+        shm_radix_node_t *nn = radix_node(s, i);
+        memcpy(nn->key, h + done, len * sizeof(uint64_t));
+        nn->span = (uint32_t)len;
+        nn->depth = depth + (uint32_t)(done + len);
+        nn->parent = prev ? prev : parent;
+        nn->last_ms = now_ms;
+        nn->tag[0].ident = ident;
+        nn->tag[0].last_ms = now_ms;
+        chain_add(s, i);
+        if (prev)
+            PUBLISH(&radix_node(s, prev)->first_child, i);
+        else
+            top = i;
+        prev = i;
+        done += len;
+    }
+    if (top) {
+        shm_radix_node_t *pn = radix_node(s, parent);
+        radix_node(s, top)->next_sibling = pn->first_child;
+        PUBLISH(&pn->first_child, top);
+    }
+    return done;
+}
+
+static size_t insert_locked(shm_seg_t *s, const uint64_t *h, size_t n, uint64_t ident, uint64_t now_ms)
+{
+    uint32_t cur = SHM_RADIX_ROOT;
+    size_t i = 0;
+    while (i < n) {
+        uint32_t c = chain_find(s, cur, h[i]);
+        if (!c)
+            return i + add_path(s, cur, h + i, n - i, ident, now_ms);
+        shm_radix_node_t *cn = radix_node(s, c);
+        const uint64_t *key = cn->key + radix_span_start(cn->span);
+        unsigned len = radix_span_len(cn->span), p = 0;
+        while (p < len && i + p < n && key[p] == h[i + p])
+            p++;
+        if (p < len) {
+            c = split(s, cur, c, p);
+            if (!c)
+                return i;
+            cn = radix_node(s, c);
+        }
+        touch(cn, now_ms);
+        tag(s, cn, ident, now_ms);
+        i += p;
+        cur = c;
+    }
+    return i;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* writer sessions and recovery                                                               */
+
+static void recover(shm_seg_t *s);
+
+static int begin(shm_seg_t *s)
+{
+    if (shm_wlock(s) < 0)
+        return -1;
+    shm_radix_hdr_t *t = radix_hdr(s);
+    if (t->dirty)
+        recover(s);
+    t->dirty = 1;
+    return 0;
+}
+
+static void end(shm_seg_t *s)
+{
+    radix_hdr(s)->dirty = 0;
+    shm_wunlock(s);
+}
+
+static uint32_t clamp_capacity(uint32_t c)
+{
+    return c == 0 || c > SHM_RADIX_MAX_NODES ? SHM_RADIX_MAX_NODES : c;
+}
+
+/* Shrink (or grow) to `capacity`: evict so that the reachable nodes fit with headroom. */
+static void apply_capacity(shm_seg_t *s, uint32_t capacity)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    SET(&t->capacity, capacity);
+    if (used(t) > capacity)
+        reclaim(s);
+    if (used(t) > capacity) {
+        evict_lru(s, (uint64_t)used(t) - capacity + headroom(capacity));
+        reclaim(s);
+    }
+}
+
+long radix_insert(shm_seg_t *s, const uint64_t *h, size_t n, uint16_t slot, uint32_t generation,
+                  uint64_t now_ms, uint32_t capacity)
+{
+    if (n > RADIX_MAX_BLOCKS)
+        n = RADIX_MAX_BLOCKS;
+    if (begin(s) < 0)
+        return -1;
+    shm_radix_hdr_t *t = radix_hdr(s);
+    capacity = clamp_capacity(capacity);
+    if (capacity != t->capacity)
+        apply_capacity(s, capacity);
+    size_t matched = radix_match(s, h, n, NULL);
+    size_t rest = n - matched;
+    make_room(s, (uint32_t)(rest ? (rest + SHM_RADIX_EDGE_MAX - 1) / SHM_RADIX_EDGE_MAX + 1 : 0));
+    size_t done = insert_locked(s, h, n, radix_tag_ident(slot, generation), now_ms);
+    SET(&t->inserts, t->inserts + 1);
+    if (done < n)
+        SET(&t->inserts_truncated, t->inserts_truncated + 1);
+    end(s);
+    return (long)done;
+}
+
+long radix_evict_ttl(shm_seg_t *s, uint64_t now_ms, uint64_t ttl_ms)
+{
+    if (begin(s) < 0)
+        return -1;
+    shm_radix_hdr_t *t = radix_hdr(s);
+    ttl_ctx_t c = {.now_ms = now_ms, .ttl_ms = ttl_ms};
+    uint64_t evicted = evict_walk(s, doom_ttl, &c);
+    SET(&t->evictions_ttl, t->evictions_ttl + evicted);
+    reclaim(s);
+    end(s);
+    return (long)evicted;
+}
+
+long radix_maintain(shm_seg_t *s)
+{
+    if (begin(s) < 0)
+        return -1;
+    shm_radix_hdr_t *t = radix_hdr(s);
+    reclaim(s);
+    uint64_t soon = (uint64_t)available(t) + t->limbo, room = headroom(t->capacity), evicted = 0;
+    if (soon < room)
+        evicted = evict_lru(s, 2 * room - soon);
+    end(s);
+    return (long)evicted;
+}
+
+long radix_purge_slot(shm_seg_t *s, uint16_t slot)
+{
+    if (begin(s) < 0)
+        return -1;
+    shm_radix_hdr_t *t = radix_hdr(s);
+    long removed = 0;
+    for (uint32_t i = FIRST_NODE; i < t->high_water; i++) {
+        shm_radix_node_t *n = radix_node(s, i);
+        if (n->state != SHM_RADIX_USED)
+            continue;
+        for (int k = 0; k < SHM_RADIX_TAGS; k++)
+            if (n->tag[k].ident && (uint16_t)(n->tag[k].ident & 0xffffu) == slot) {
+                SET(&n->tag[k].ident, 0);
+                removed++;
+            }
+    }
+    end(s);
+    return removed;
+}
+
+int radix_set_capacity(shm_seg_t *s, uint32_t capacity)
+{
+    if (begin(s) < 0)
+        return -1;
+    apply_capacity(s, clamp_capacity(capacity));
+    end(s);
+    return 0;
+}
+
+enum { MARK_NONE = 0, MARK_TREE, MARK_LIMBO, MARK_FREE };
+
+/* Is c a well-formed, not yet seen child of p? */
+static bool valid_child(const shm_seg_t *s, uint32_t p, uint32_t c, uint32_t high_water)
+{
+    if (c < FIRST_NODE || c >= high_water)
+        return false;
+    const shm_radix_node_t *cn = radix_node(s, c), *pn = radix_node(s, p);
+    return cn->state == SHM_RADIX_USED && cn->mark == MARK_NONE && cn->parent == p && span_ok(cn->span) &&
+           cn->depth == pn->depth + radix_span_len(cn->span) && cn->depth <= RADIX_MAX_BLOCKS;
+}
+
+/* Mark the reachable tree; false at the first inconsistency (marks are then partial). */
+static bool mark_tree(shm_seg_t *s, uint32_t high_water, uint32_t *count)
+{
+    uint32_t par = SHM_RADIX_ROOT, cur = radix_node(s, SHM_RADIX_ROOT)->first_child;
+    *count = 0;
+    for (;;) {
+        if (!cur) {
+            if (par == SHM_RADIX_ROOT)
+                return true;
+            cur = radix_node(s, par)->next_sibling;
+            par = radix_node(s, par)->parent;
+            continue;
+        }
+        if (!valid_child(s, par, cur, high_water))
+            return false;
+        radix_node(s, cur)->mark = MARK_TREE;
+        (*count)++;
+        par = cur;
+        cur = radix_node(s, cur)->first_child;
+    }
+}
+
+/* Keep a list's well-formed prefix (distinct unmarked nodes in `state`); returns its length. */
+static uint32_t mark_list(shm_seg_t *s, uint32_t *link, uint16_t state, uint16_t as, uint32_t high_water)
+{
+    uint32_t n = 0;
+    while (*link) {
+        uint32_t i = *link;
+        shm_radix_node_t *node = i >= FIRST_NODE && i < high_water ? radix_node(s, i) : NULL;
+        if (!node || node->state != state || node->mark != MARK_NONE) {
+            *link = SHM_RADIX_NIL;
+            break;
+        }
+        node->mark = as;
+        n++;
+        link = &node->link;
+    }
+    return n;
+}
+
+/*
+ * A writer died mid-change. What readers follow was always published in a safe order, so no
+ * reader is at risk; what may be broken is the bookkeeping (lists, counts, chains) or, in a
+ * split cut short, the tree itself. Keep the tree if it validates, else empty it; rebuild the
+ * chains from what is reachable; every node that is neither reachable nor on a well-formed free
+ * or limbo list goes to limbo (a reader may hold it).
+ */
+static void recover(shm_seg_t *s)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint32_t hw = t->high_water < FIRST_NODE   ? FIRST_NODE
+                  : t->high_water > NODE_SLOTS ? NODE_SLOTS
+                                               : t->high_water;
+    t->high_water = hw;
+    shm_radix_node_t *root = radix_node(s, SHM_RADIX_ROOT);
+    root->parent = root->next_sibling = root->span = root->depth = 0;
+    root->state = SHM_RADIX_USED;
+    for (uint32_t i = FIRST_NODE; i < hw; i++)
+        radix_node(s, i)->mark = MARK_NONE;
+    uint32_t reachable;
+    if (!mark_tree(s, hw, &reachable)) {
+        PUBLISH(&root->first_child, SHM_RADIX_NIL);
+        for (uint32_t i = FIRST_NODE; i < hw; i++)
+            radix_node(s, i)->mark = MARK_NONE;
+        reachable = 0;
+    }
+    uint32_t *buckets = radix_buckets(s);
+    for (uint32_t b = 0; b < SHM_RADIX_BUCKETS; b++)
+        if (buckets[b])
+            PUBLISH(&buckets[b], SHM_RADIX_NIL);
+    for (uint32_t i = FIRST_NODE; i < hw; i++)
+        if (radix_node(s, i)->mark == MARK_TREE)
+            chain_add(s, i);
+    uint32_t limbo = mark_list(s, &t->limbo_head, SHM_RADIX_LIMBO, MARK_LIMBO, hw);
+    mark_list(s, &t->free_head, SHM_RADIX_FREE, MARK_FREE, hw);
+    uint64_t e = shm_epoch_advance(s);
+    for (uint32_t i = FIRST_NODE; i < hw; i++) {
+        shm_radix_node_t *n = radix_node(s, i);
+        if (n->mark != MARK_NONE)
+            continue;
+        n->state = SHM_RADIX_LIMBO;
+        n->retire_epoch = e;
+        n->link = t->limbo_head;
+        t->limbo_head = i;
+        limbo++;
+    }
+    SET(&t->nodes, reachable);
+    SET(&t->limbo, limbo);
+    SET(&t->capacity, clamp_capacity(t->capacity));
+    SET(&t->recoveries, t->recoveries + 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* creation and counters                                                                      */
+
+static uint64_t random_seed(void)
+{
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, 0) == (ssize_t)sizeof seed)
+        return seed;
+    return shm_now_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32;
+}
+
+void radix_format(shm_seg_t *s)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    memset(t, 0, sizeof *t);
+    t->seed = random_seed();
+    t->created_at_ms = shm_now_ms();
+    t->max_nodes = SHM_RADIX_MAX_NODES;
+    t->capacity = SHM_RADIX_MAX_NODES;
+    t->high_water = FIRST_NODE;
+    shm_radix_node_t *root = radix_node(s, SHM_RADIX_ROOT);
+    memset(root, 0, sizeof *root);
+    root->state = SHM_RADIX_USED;
+}
+
+void radix_count_decision(shm_seg_t *s, radix_decision_t d, bool hit)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint64_t *c = d == RADIX_DECIDED_BY_CACHE     ? &t->decided_by_cache
+                  : d == RADIX_FALLBACK_IMBALANCE ? &t->fallback_imbalance
+                                                  : &t->fallback_no_prompt;
+    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
+    if (hit)
+        __atomic_add_fetch(&t->lookups_hit, 1, __ATOMIC_RELAXED);
+}
+
+void radix_stats(const shm_seg_t *s, radix_stats_t *out)
+{
+    const shm_radix_hdr_t *t = radix_hdr(s);
+    out->seed = t->seed;
+    out->max_nodes = t->max_nodes;
+    out->capacity = GET(&t->capacity);
+    out->nodes = GET(&t->nodes);
+    out->limbo = GET(&t->limbo);
+    out->evictions_ttl = GET(&t->evictions_ttl);
+    out->evictions_pressure = GET(&t->evictions_pressure);
+    out->inserts = GET(&t->inserts);
+    out->inserts_truncated = GET(&t->inserts_truncated);
+    out->recoveries = GET(&t->recoveries);
+    out->decided_by_cache = GET(&t->decided_by_cache);
+    out->fallback_imbalance = GET(&t->fallback_imbalance);
+    out->fallback_no_prompt = GET(&t->fallback_no_prompt);
+    out->lookups_hit = GET(&t->lookups_hit);
+}

@@ -1,0 +1,285 @@
+/*
+ * tests/unit/test_cache_aware.c - the cache_aware policy (dataplane/policy/cache_aware.c) on a
+ * real segment, against hand-computed cases of the reference's algorithm (4.9): the imbalance
+ * test at and around its thresholds, the score with its two weights, the tie-breaks, the
+ * record of each choice on the prompt's path, the fallbacks and their counters, short and
+ * over-long prompts, and a re-registered instance losing its predecessor's hits.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dataplane/policy/pol.h"
+#include "shm/radix.h"
+
+#define N 3
+
+static shm_seg_t seg;
+static char name[64];
+static uint16_t slots[N];
+static int row;
+static uint64_t rng = 42;
+static shm_config_t cfg;
+
+static void setup(void)
+{
+    static int k;
+    char err[256];
+    shm_open_result_t how;
+    snprintf(name, sizeof(name), "/fd-router-test-ca-%d-%d", getpid(), k++);
+    cr_assert_eq(shm_open_cp(&seg, name, true, &how, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(shm_wlock(&seg), 0);
+    for (int i = 0; i < N; i++) {
+        int s = shm_slot_alloc(&seg);
+        cr_assert_geq(s, 0);
+        shm_instance_t *in = shm_instance(&seg, (unsigned)s);
+        snprintf(in->url, sizeof(in->url), "http://127.0.0.1:%d", 8000 + i);
+        in->role = SHM_ROLE_MIXED;
+        in->health = SHM_HEALTH_HEALTHY;
+        __atomic_store_n(&in->state, SHM_SLOT_LIVE, __ATOMIC_RELEASE);
+        slots[i] = (uint16_t)s;
+    }
+    cr_assert_eq(shm_publish_views(&seg), 0);
+    shm_wunlock(&seg);
+    row = shm_dp_claim(&seg, getpid(), 0);
+    cr_assert_geq(row, 0);
+    cfg = (shm_config_t){.balance_abs_threshold = 1,
+                         .balance_rel_threshold = 0.2,
+                         .hit_ratio_weight = 1,
+                         .load_balance_weight = 1,
+                         .cache_block_size = 4};
+}
+
+static void teardown(void)
+{
+    shm_detach(&seg);
+    shm_destroy(name);
+}
+
+TestSuite(cache_aware, .init = setup, .fini = teardown, .timeout = 20);
+
+static size_t pick_n(const char *prompt, size_t n)
+{
+    pol_prompt_t p = {.text = prompt, .len = prompt ? strlen(prompt) : 0};
+    pol_ctx_t c = {.seg = &seg,
+                   .cfg = &cfg,
+                   .role = SHM_ROLE_MIXED,
+                   .slots = slots,
+                   .n = n,
+                   .prompt = prompt ? &p : NULL,
+                   .rng = &rng};
+    return pol_cache_aware.select(&c);
+}
+
+static size_t pick(const char *prompt)
+{
+    return pick_n(prompt, N);
+}
+
+static void loads(uint64_t a, uint64_t b, uint64_t c)
+{
+    shm_dp_row_t *r = shm_dp_row(&seg, (unsigned)row);
+    r->inflight[slots[0]] = a;
+    r->inflight[slots[1]] = b;
+    r->inflight[slots[2]] = c;
+}
+
+static void tokens(uint64_t a, uint64_t b, uint64_t c)
+{
+    shm_dp_row_t *r = shm_dp_row(&seg, (unsigned)row);
+    r->tokens[slots[0]] = a;
+    r->tokens[slots[1]] = b;
+    r->tokens[slots[2]] = c;
+}
+
+/* Put `prompt` on candidate i's path, as an earlier selection would have. */
+static void remember(const char *prompt, int i)
+{
+    uint64_t h[RADIX_MAX_BLOCKS];
+    size_t n = radix_hash_text(radix_seed(&seg), prompt, strlen(prompt), cfg.cache_block_size, true, h,
+                               RADIX_MAX_BLOCKS);
+    shm_instance_t *in = shm_instance(&seg, slots[i]);
+    cr_assert_eq(radix_insert(&seg, h, n, slots[i], in->generation, shm_now_ms(), 0), (long)n);
+}
+
+static radix_stats_t stats(void)
+{
+    radix_stats_t st;
+    radix_stats(&seg, &st);
+    return st;
+}
+
+static const char *P = "You are a helpful assistant. Summarise the following text.";
+
+Test(cache_aware, imbalance_test_at_and_around_the_thresholds)
+{
+    remember(P, 2); /* scoring picks C whenever it runs; process_tokens picks A (no tokens) */
+    struct {
+        uint64_t a, b, c;
+        size_t want;
+        const char *why;
+    } cases[] = {
+        {0, 0, 0, 2, "balanced: max == min"},
+        {1, 0, 0, 2, "diff 1 is not > abs 1"},
+        {2, 0, 0, 0, "diff 2 > 1 and rel 1.0 > 0.2: process_tokens"},
+        {5, 4, 4, 2, "diff 1: scored (C: 0 + 4/5 beats B: 1 + 4/5)"},
+        {10, 7, 7, 0, "diff 3 > 1 and rel 0.3 > 0.2"},
+        {10, 8, 8, 2, "rel 0.2 is not > 0.2"},
+        {4, 4, 6, 0, "diff 2 > 1 and rel 0.33 > 0.2, whoever holds the load"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        loads(cases[i].a, cases[i].b, cases[i].c);
+        cr_assert_eq(pick(P), cases[i].want, "case %zu: %s", i, cases[i].why);
+    }
+    radix_stats_t st = stats();
+    cr_assert_eq(st.fallback_imbalance, 3);
+    cr_assert_eq(st.decided_by_cache, 4);
+    cr_assert_eq(st.lookups_hit, 4);
+    cr_assert_eq(st.inserts, 1 + 4, "a fallback records nothing");
+}
+
+Test(cache_aware, thresholds_come_from_the_configuration)
+{
+    remember(P, 2);
+    loads(2, 0, 0);
+    cfg.balance_abs_threshold = 2; /* diff 2 is no longer > 2 */
+    cr_assert_eq(pick(P), 2);
+    cfg.balance_abs_threshold = 1;
+    cfg.balance_rel_threshold = 1.0; /* rel 1.0 is not > 1.0 */
+    cr_assert_eq(pick(P), 2);
+    cfg.balance_rel_threshold = 0.99;
+    cr_assert_eq(pick(P), 0);
+}
+
+Test(cache_aware, score_weighs_hit_ratio_against_load)
+{
+    remember(P, 0);
+    loads(3, 2, 0);
+    /* two candidates: A hit 100 load 3, B hit 0 load 2; maxLoad 3; diff 1 is balanced */
+    cr_assert_eq(pick_n(P, 2), 0, "A: 0 + 3/3 = 1 beats B: 1 + 2/3");
+    cfg.hit_ratio_weight = 10;
+    cfg.load_balance_weight = 5;
+    cr_assert_eq(pick_n(P, 2), 0, "A: 0 + 5 beats B: 10 + 10/3");
+    cfg.hit_ratio_weight = 1;
+    cr_assert_eq(pick_n(P, 2), 1, "A: 0 + 5 loses to B: 1 + 10/3");
+}
+
+Test(cache_aware, partial_hits_score_by_their_ratio)
+{
+    /* block 4, 16-block prompts; A holds `full`; q1 leaves it at block 14, q2 at block 12 */
+    char full[65], q1[65], q2[65];
+    for (int i = 0; i < 64; i++)
+        full[i] = q1[i] = q2[i] = (char)('a' + i % 26);
+    full[64] = q1[64] = q2[64] = '\0';
+    q1[56] = 'Z';
+    q2[48] = 'Z';
+    remember(full, 0);
+    loads(1, 0, 0);
+    cfg.load_balance_weight = 0.8;
+    cr_assert_eq(pick(q1), 0, "A: (100 - 87) / 100 + 0.8 = 0.93 beats B: 1 + 0");
+    cr_assert_eq(pick(q2), 1, "A: (100 - 75) / 100 + 0.8 = 1.05 loses to B: 1 + 0");
+}
+
+Test(cache_aware, exact_ties_go_to_a_later_candidate_only_with_fewer_tokens)
+{
+    /* distinct first blocks (block 4), no hits, no load: every score is 1 */
+    cr_assert_eq(pick("one tie breaker"), 0, "all equal: the first");
+    tokens(10, 5, 5);
+    cr_assert_eq(pick("two tie breaker"), 1, "B has fewer tokens; C only as many as B");
+    tokens(5, 5, 1);
+    cr_assert_eq(pick("three tie breaker"), 2);
+    tokens(5, 5, 5);
+    cr_assert_eq(pick("four tie breaker"), 0);
+}
+
+Test(cache_aware, the_choice_is_recorded_at_selection)
+{
+    loads(1, 0, 1);
+    size_t first = pick(P);
+    cr_assert_eq(first, 1, "no hits: least loaded");
+    cr_assert_eq(stats().lookups_hit, 0);
+    loads(1, 1, 0); /* C is now the least loaded, but B holds the prefix */
+    cr_assert_eq(pick(P), 1, "B: 0 + 1 beats C: 1 + 0? a tie at 1, B is earlier");
+    cfg.load_balance_weight = 0.5;
+    cr_assert_eq(pick(P), 1, "B: 0 + 0.5 beats C: 1 + 0");
+    radix_stats_t st = stats();
+    cr_assert_eq(st.decided_by_cache, 3);
+    cr_assert_eq(st.lookups_hit, 2);
+}
+
+Test(cache_aware, no_prompt_falls_back_to_process_tokens)
+{
+    tokens(9, 3, 3);
+    cr_assert_eq(pick(NULL), 1);
+    cr_assert_eq(pick(""), 1);
+    radix_stats_t st = stats();
+    cr_assert_eq(st.fallback_no_prompt, 2);
+    cr_assert_eq(st.inserts, 0);
+    loads(5, 0, 0);
+    cr_assert_eq(pick(""), 1);
+    cr_assert_eq(stats().fallback_imbalance, 1, "the imbalance test comes first, as in the Go router");
+}
+
+Test(cache_aware, a_prompt_shorter_than_a_block_still_sticks)
+{
+    cfg.cache_block_size = 64;
+    cfg.load_balance_weight = 0.5;
+    loads(1, 0, 1);
+    cr_assert_eq(pick("hi"), 1);
+    loads(0, 1, 0);
+    cr_assert_eq(pick("hi"), 1, "B: 0 + 0.5 beats A: 1 + 0");
+    cr_assert_eq(pick("ho"), 0, "another tiny prompt has no hit");
+    cr_assert_eq(stats().lookups_hit, 1);
+}
+
+Test(cache_aware, prompt_groups_stick_to_one_instance_while_loads_stay_balanced)
+{
+    static const char *group[N] = {"Group one shares this long system prompt, word for word. ",
+                                   "Group two has its own preamble, also long enough to hash. ",
+                                   "Group three: yet another prefix of a few dozen characters. "};
+    size_t home[N];
+    for (int round = 0; round < 4; round++)
+        for (int g = 0; g < N; g++) {
+            char prompt[256];
+            snprintf(prompt, sizeof prompt, "%sQuestion %d of the round.", group[g], round);
+            size_t i = pick(prompt);
+            shm_dp_inc(&seg, row, slots[i], 0); /* in flight until the end of the test */
+            if (round == 0)
+                home[g] = i;
+            else
+                cr_assert_eq(i, home[g], "group %d moved in round %d", g, round);
+        }
+    cr_assert(home[0] != home[1] && home[1] != home[2] && home[0] != home[2], "the groups spread");
+}
+
+Test(cache_aware, a_re_registered_instance_does_not_inherit_hits)
+{
+    remember(P, 0);
+    cfg.load_balance_weight = 0.5;
+    loads(1, 0, 0);
+    cr_assert_eq(pick(P), 0, "A: 0 + 0.5 beats B: 1 + 0");
+    __atomic_add_fetch(&shm_instance(&seg, slots[0])->generation, 1, __ATOMIC_RELEASE);
+    cr_assert_eq(pick(P), 1, "A's tags name its old generation: A: 1 + 0.5, B: 1 + 0");
+}
+
+Test(cache_aware, an_over_long_prompt_uses_its_first_blocks)
+{
+    size_t len = 4 * RADIX_MAX_BLOCKS + 4000;
+    char *big = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (char)('a' + (i * 7 + i / 13) % 26);
+    big[len] = '\0';
+    cr_assert_eq(pick(big), 0);
+    uint64_t *h = malloc(RADIX_MAX_BLOCKS * sizeof *h);
+    size_t n = radix_hash_text(radix_seed(&seg), big, len, 4, true, h, RADIX_MAX_BLOCKS);
+    cr_assert_eq(n, RADIX_MAX_BLOCKS);
+    cr_assert_eq(radix_match(&seg, h, n, NULL), RADIX_MAX_BLOCKS, "the first blocks were recorded");
+    cr_assert_eq(stats().nodes, (RADIX_MAX_BLOCKS + SHM_RADIX_EDGE_MAX - 1) / SHM_RADIX_EDGE_MAX);
+    loads(1, 0, 0);
+    cfg.load_balance_weight = 0.5;
+    cr_assert_eq(pick(big), 0, "and match the next time");
+    free(h);
+    free(big);
+}

@@ -1,0 +1,533 @@
+/*
+ * tests/unit/test_radix.c - the shared prefix tree (shm/radix.c) on a real segment: block
+ * hashing against values computed by hand (an independent FNV-1a-64), insert / split / match,
+ * hit ratios by the reference's walk-up rule, generation-invalidated tags and purge, TTL
+ * eviction of whole subtrees, capacity eviction (least recently used first, never above the
+ * capacity), limbo held by a reader, and repair after a writer died mid-change. The invariant
+ * checker (test_radix_check.h) runs after every kind of change.
+ */
+#include "test_radix_check.h"
+#include "test_shm_util.h"
+
+TestSuite(radix, .init = seg_setup, .fini = seg_teardown, .timeout = 20.0);
+
+static void check(void)
+{
+    radix_check_t r;
+    cr_assert(radix_check(&seg, &r), "tree invariant: %s", r.why);
+}
+
+static uint32_t gen_of(unsigned slot)
+{
+    return shm_instance(&seg, slot)->generation;
+}
+
+static uint32_t cap; /* the configured capacity, as a DP passes it (0 = maximum) */
+
+static long ins(const uint64_t *h, size_t n, int slot, uint64_t now_ms)
+{
+    return radix_insert(&seg, h, n, (uint16_t)slot, gen_of((unsigned)slot), now_ms, cap);
+}
+
+static void set_cap(uint32_t c)
+{
+    cap = c;
+    cr_assert_eq(radix_set_capacity(&seg, c), 0);
+}
+
+static size_t match(const uint64_t *h, size_t n, uint32_t *node)
+{
+    return radix_match(&seg, h, n, node);
+}
+
+/* Hit ratios of the candidates `slots` (their current generations). */
+static size_t ratios(const uint64_t *h, size_t n, const int *slots, size_t k, uint8_t *out)
+{
+    uint16_t s16[8];
+    uint32_t gens[8];
+    for (size_t i = 0; i < k; i++) {
+        s16[i] = (uint16_t)slots[i];
+        gens[i] = gen_of((unsigned)slots[i]);
+    }
+    return radix_hit_ratios(&seg, h, n, s16, gens, k, out);
+}
+
+static int inst(const char *url)
+{
+    return add_instance(&seg, url, SHM_ROLE_MIXED, SHM_HEALTH_HEALTHY);
+}
+
+static const shm_radix_hdr_t *T(void)
+{
+    return radix_hdr(&seg);
+}
+
+/* ---- hashing: expected values from a separate FNV-1a-64 over the little-endian bytes ---- */
+
+Test(radix, block_hashes_chain_fnv1a_over_previous_hash_and_tokens)
+{
+    uint64_t h[8];
+    /* seed 0, block 2, "abcde": FNV(le(0) le(97) le(98)), then FNV(le(h0) le(99) le(100)); "e" dropped */
+    cr_assert_eq(radix_hash_text(0, "abcde", 5, 2, false, h, 8), 2);
+    cr_assert_eq(h[0], 0x705fe03ffe4bdb06ULL);
+    cr_assert_eq(h[1], 0x057cad374b6a53f4ULL);
+    /* code points, not bytes: U+00E9 U+20AC U+1F600 'A' */
+    cr_assert_eq(radix_hash_text(0x0123456789abcdefULL,
+                                 "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
+                                 "A",
+                                 10, 2, false, h, 8),
+                 2);
+    cr_assert_eq(h[0], 0x0d4e3817e324e330ULL);
+    cr_assert_eq(h[1], 0xd87d09fc817e17a1ULL);
+}
+
+Test(radix, invalid_utf8_is_one_replacement_rune_per_byte_as_in_go)
+{
+    static const char *bad[] = {"\xe2\x82", "\xff\xfe", "\xed\xa0", "\xc0\x80", "\xf4\x90"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t h[4];
+        cr_assert_eq(radix_hash_text(0, bad[i], 2, 1, false, h, 4), 2, "case %zu", i);
+        cr_assert_eq(h[0], 0x5b62f34c4b00b3edULL, "case %zu", i); /* FNV(le(0) le(0xfffd)) */
+        cr_assert_eq(h[1], 0x6fe19659f33949a6ULL, "case %zu", i);
+    }
+}
+
+Test(radix, large_tokens_short_tail_and_the_block_bound)
+{
+    uint64_t h[8], ref[8];
+    radix_hasher_t st;
+    radix_hasher_init(&st, 0, 2, h, 8);
+    radix_hasher_push(&st, 1ULL << 40);
+    radix_hasher_push(&st, 5);
+    cr_assert_eq(radix_hasher_finish(&st, false), 1);
+    cr_assert_eq(h[0], 0xebfec10c15be539fULL);
+
+    cr_assert_eq(radix_hash_text(7, "hi", 2, 64, false, h, 8), 0, "no full block: no hash");
+    cr_assert_eq(radix_hash_text(7, "hi", 2, 64, true, h, 8), 1, "short tail: one short block");
+    cr_assert_eq(h[0], 0x2e4f74fc8e49c283ULL);
+    cr_assert_eq(radix_hash_text(7, "", 0, 64, true, h, 8), 0);
+
+    cr_assert_eq(radix_hash_text(3, "abcdef", 6, 1, false, ref, 8), 6);
+    cr_assert_eq(radix_hash_text(3, "abcdef", 6, 1, false, h, 3), 3, "only the first `max` blocks");
+    cr_assert_eq(memcmp(h, ref, 3 * sizeof h[0]), 0);
+}
+
+Test(radix, seed_is_fixed_at_creation_and_seen_by_every_attacher)
+{
+    shm_seg_t other;
+    cr_assert_eq(shm_attach(&other, seg_name, NULL, 0), 0);
+    cr_assert_eq(radix_seed(&other), radix_seed(&seg));
+    cr_assert_eq(T()->capacity, SHM_RADIX_MAX_NODES);
+    shm_detach(&other);
+}
+
+/* ---- structure ---- */
+
+Test(radix, insert_then_match_prefixes)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t p[] = {11, 12, 13, 14, 15}, q[] = {11, 12, 99}, r[] = {99};
+    uint32_t at;
+    cr_assert_eq(ins(p, 5, a, 1000), 5);
+    cr_assert_eq(T()->nodes, 1, "one edge of five hashes fits one node");
+    cr_assert_eq(match(p, 5, &at), 5);
+    cr_assert_eq(radix_node(&seg, at)->depth, 5);
+    cr_assert_eq(match(p, 3, &at), 3, "a prompt ending mid-edge matches its length");
+    cr_assert_eq(match(q, 3, NULL), 2);
+    cr_assert_eq(match(r, 1, &at), 0);
+    cr_assert_eq(at, SHM_RADIX_ROOT);
+    cr_assert_eq(ins(p, 5, a, 2000), 5, "inserting again changes nothing but times");
+    cr_assert_eq(T()->nodes, 1);
+    check();
+}
+
+Test(radix, divergence_splits_the_edge)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t p1[] = {1, 2, 3, 4, 5}, p2[] = {1, 2, 7, 8}, q[] = {1, 9};
+    ins(p1, 5, a, 1000);
+    cr_assert_eq(ins(p2, 4, a, 2000), 4);
+    cr_assert_eq(T()->nodes, 3);
+    uint32_t m, x, y;
+    cr_assert_eq(match(p2, 2, &m), 2);
+    cr_assert_eq(match(p1, 5, &x), 5);
+    cr_assert_eq(match(p2, 4, &y), 4);
+    const shm_radix_node_t *mn = radix_node(&seg, m), *xn = radix_node(&seg, x), *yn = radix_node(&seg, y);
+    cr_assert_eq(radix_span_len(mn->span), 2);
+    cr_assert_eq(mn->depth, 2);
+    cr_assert_eq(mn->parent, SHM_RADIX_ROOT);
+    cr_assert_eq(xn->parent, m);
+    cr_assert_eq(yn->parent, m);
+    cr_assert_eq(radix_span_start(xn->span), 2, "the old node keeps its keys, its edge starts later");
+    cr_assert_eq(radix_span_len(xn->span), 3);
+    cr_assert_eq(xn->depth, 5);
+    cr_assert_eq(yn->depth, 4);
+    cr_assert_eq(mn->last_ms, 2000, "the split node was on the new path");
+    cr_assert_eq(xn->last_ms, 1000, "the old branch keeps its time");
+    cr_assert_eq(match(q, 2, &x), 1);
+    cr_assert_eq(x, m, "partial match ends in the node whose edge matched partly");
+    cr_assert_eq(match(p2, 3, NULL), 3);
+    check();
+}
+
+Test(radix, long_edges_are_chains_of_nodes)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t p[25], q[25];
+    for (int i = 0; i < 25; i++)
+        p[i] = q[i] = 100 + (uint64_t)i;
+    q[15] = 7;
+    cr_assert_eq(ins(p, 25, a, 1000), 25);
+    cr_assert_eq(T()->nodes, 3, "10 + 10 + 5 hashes");
+    uint32_t at;
+    cr_assert_eq(match(p, 25, &at), 25);
+    cr_assert_eq(radix_node(&seg, radix_node(&seg, at)->parent)->depth, 20);
+    cr_assert_eq(match(q, 25, &at), 15);
+    cr_assert_eq(radix_node(&seg, at)->depth, 20, "ends inside the second node");
+    cr_assert_eq(ins(q, 25, a, 2000), 25);
+    cr_assert_eq(T()->nodes, 5, "the second node split at 15, plus a node for q's tail");
+    cr_assert_eq(match(p, 25, NULL), 25);
+    cr_assert_eq(match(q, 25, NULL), 25);
+    check();
+}
+
+/* ---- hit ratios (reference 4.9 step 6) ---- */
+
+Test(radix, hit_ratio_from_the_deepest_tagged_node)
+{
+    int a = inst("http://127.0.0.1:1"), b = inst("http://127.0.0.1:2"), c = inst("http://127.0.0.1:3");
+    uint64_t p1[] = {1, 2, 3, 4}, p2[] = {1, 2, 5, 6};
+    ins(p1, 4, a, 1000); /* [1 2 3 4]: a */
+    ins(p2, 4, b, 2000); /* split: [1 2]: a b, [3 4]: a, [5 6]: b */
+    int abc[] = {a, b, c}, bc[] = {b, c};
+    uint8_t r[3];
+
+    cr_assert_eq(ratios(p1, 4, abc, 3, r), 4);
+    cr_assert(r[0] == 100 && r[1] == 0 && r[2] == 0, "full match on a's leaf: %u %u %u", r[0], r[1], r[2]);
+
+    uint64_t q1[] = {1, 2, 3, 9};
+    ratios(q1, 4, abc, 3, r);
+    cr_assert(r[0] == 75 && r[1] == 0, "3 of 4 blocks, partly into a's edge: %u %u", r[0], r[1]);
+
+    uint64_t q2[] = {1, 2, 9, 9};
+    ratios(q2, 4, abc, 3, r);
+    cr_assert(r[0] == 50 && r[1] == 50 && r[2] == 0, "both tagged on the shared node: %u %u %u", r[0], r[1],
+              r[2]);
+
+    uint64_t q3[] = {1, 2, 5, 9, 9, 9};
+    ratios(q3, 6, abc, 3, r);
+    cr_assert(r[0] == 0 && r[1] == 50, "3 * 100 / 6, and the walk stops below a: %u %u", r[0], r[1]);
+
+    ratios(p1, 4, bc, 2, r);
+    cr_assert(r[0] == 50 && r[1] == 0, "a is no candidate: up one level, L = depth 2: %u %u", r[0], r[1]);
+
+    uint64_t q4[] = {1, 9, 9};
+    ratios(q4, 3, abc, 3, r);
+    cr_assert(r[0] == 33 && r[1] == 33, "integer division 1 * 100 / 3: %u %u", r[0], r[1]);
+
+    uint64_t q5[] = {8, 8};
+    cr_assert_eq(ratios(q5, 2, abc, 3, r), 0);
+    cr_assert(r[0] == 0 && r[1] == 0 && r[2] == 0);
+}
+
+Test(radix, a_reused_slot_does_not_inherit_its_predecessors_tags)
+{
+    int a = inst("http://127.0.0.1:1"), b = inst("http://127.0.0.1:2");
+    uint64_t p[] = {1, 2, 3};
+    ins(p, 3, a, 1000);
+    uint8_t r[2];
+    int ab[] = {a, b};
+    ratios(p, 3, ab, 2, r);
+    cr_assert_eq(r[0], 100);
+
+    /* the instance is removed; its slot is collected (generation + 1) and registered again */
+    cr_assert_eq(shm_wlock(&seg), 0);
+    shm_slot_retire(&seg, (unsigned)a, 1);
+    cr_assert_eq(shm_publish_views(&seg), 0);
+    cr_assert_eq(shm_slot_collect(&seg), 1);
+    shm_wunlock(&seg);
+    cr_assert_eq(inst("http://127.0.0.1:1"), a, "same slot again");
+    cr_assert_eq(gen_of((unsigned)a), 1);
+    ratios(p, 3, ab, 2, r);
+    cr_assert_eq(r[0], 0, "the old tag names generation 0");
+
+    ins(p, 3, a, 2000);
+    ratios(p, 3, ab, 2, r);
+    cr_assert_eq(r[0], 100);
+    const shm_radix_node_t *n = radix_node(&seg, radix_node(&seg, SHM_RADIX_ROOT)->first_child);
+    int tags = 0;
+    for (int i = 0; i < SHM_RADIX_TAGS; i++)
+        tags += n->tag[i].ident != 0;
+    cr_assert_eq(tags, 1, "the stale tag was replaced, not kept beside the new one");
+    check();
+}
+
+Test(radix, a_full_node_loses_its_oldest_tag)
+{
+    int s[SHM_RADIX_TAGS + 1];
+    char url[64];
+    for (int i = 0; i <= SHM_RADIX_TAGS; i++) {
+        snprintf(url, sizeof url, "http://127.0.0.1:%d", 100 + i);
+        s[i] = inst(url);
+    }
+    uint64_t p[] = {5};
+    for (int i = 0; i <= SHM_RADIX_TAGS; i++)
+        ins(p, 1, s[i], 1000 + (uint64_t)i * 10);
+    uint8_t r[SHM_RADIX_TAGS + 1];
+    uint16_t s16[SHM_RADIX_TAGS + 1];
+    uint32_t gens[SHM_RADIX_TAGS + 1];
+    for (int i = 0; i <= SHM_RADIX_TAGS; i++) {
+        s16[i] = (uint16_t)s[i];
+        gens[i] = 0;
+    }
+    radix_hit_ratios(&seg, p, 1, s16, gens, SHM_RADIX_TAGS + 1, r);
+    cr_assert_eq(r[0], 0, "the first (oldest) tag made room");
+    for (int i = 1; i <= SHM_RADIX_TAGS; i++)
+        cr_assert_eq(r[i], 100, "tag %d", i);
+}
+
+Test(radix, purge_removes_one_instances_tags)
+{
+    int a = inst("http://127.0.0.1:1"), b = inst("http://127.0.0.1:2");
+    uint64_t p1[] = {1, 2, 3}, p2[] = {1, 2, 4};
+    ins(p1, 3, a, 1000);
+    ins(p2, 3, b, 1000);
+    ins(p2, 3, a, 1000);
+    cr_assert_eq(radix_purge_slot(&seg, (uint16_t)a), 3, "shared node, a's leaf, b's leaf");
+    uint8_t r[2];
+    int ab[] = {a, b};
+    ratios(p1, 3, ab, 2, r);
+    cr_assert(r[0] == 0 && r[1] == 66, "a gone; b still on [1 2]: %u %u", r[0], r[1]);
+    ratios(p2, 3, ab, 2, r);
+    cr_assert(r[0] == 0 && r[1] == 100);
+    cr_assert_eq(T()->nodes, 3, "purge keeps the structure; the TTL removes it");
+    check();
+}
+
+/* ---- eviction ---- */
+
+Test(radix, ttl_unlinks_stale_nodes_with_their_subtrees)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t p1[] = {1, 2, 3, 4}, p2[] = {1, 2, 7, 8}, p3[] = {1, 2, 7, 8, 9}, p4[25];
+    for (int i = 0; i < 25; i++)
+        p4[i] = 500 + (uint64_t)i;
+    ins(p1, 4, a, 1000);
+    ins(p2, 4, a, 1000);  /* [1 2] -> [3 4], [7 8] */
+    ins(p3, 5, a, 5000);  /* [1 2], [7 8] refreshed, [9] new */
+    ins(p4, 25, a, 1000); /* three nodes, all old */
+    cr_assert_eq(T()->nodes, 7);
+    cr_assert_eq(radix_evict_ttl(&seg, 6000, 2000), 4, "[3 4] and p4's three nodes");
+    cr_assert_eq(T()->evictions_ttl, 4);
+    cr_assert_eq(T()->nodes, 3);
+    cr_assert_eq(match(p1, 4, NULL), 2);
+    cr_assert_eq(match(p3, 5, NULL), 5);
+    cr_assert_eq(match(p4, 25, NULL), 0);
+    check();
+
+    /* the rule takes a whole subtree even under a fresher node (only a clock step makes one) */
+    uint32_t leaf;
+    match(p3, 5, &leaf);
+    radix_node(&seg, leaf)->last_ms = 9000;
+    cr_assert_eq(radix_evict_ttl(&seg, 9000, 1000), 3);
+    cr_assert_eq(T()->nodes, 0);
+    check();
+    cr_assert_eq(T()->limbo, 0, "no reader: the grace period passed at once");
+}
+
+Test(radix, capacity_pressure_evicts_least_recently_used_first)
+{
+    int a = inst("http://127.0.0.1:1");
+    set_cap(20);
+    uint64_t p[40];
+    for (int i = 0; i < 40; i++) {
+        p[i] = 1000 + (uint64_t)i;
+        cr_assert_eq(ins(&p[i], 1, a, 10 * (uint64_t)i + 10), 1, "insert %d", i);
+        cr_assert_leq(T()->nodes + T()->limbo, 20, "over capacity at insert %d", i);
+        check();
+    }
+    cr_assert_gt(T()->evictions_pressure, 0);
+    size_t kept = 0;
+    int first_kept = -1;
+    for (int i = 0; i < 40; i++)
+        if (match(&p[i], 1, NULL)) {
+            kept++;
+            if (first_kept < 0)
+                first_kept = i;
+        } else
+            cr_assert_lt(first_kept, 0, "prompt %d was evicted after a newer one was kept", i);
+    cr_assert_geq(kept, 15, "only the oldest go, not the tree: kept %zu", kept);
+    cr_assert(match(&p[39], 1, NULL));
+}
+
+Test(radix, pressure_with_equal_times_does_not_empty_the_tree)
+{
+    int a = inst("http://127.0.0.1:1");
+    set_cap(64);
+    for (uint64_t i = 0; i < 200; i++) {
+        uint64_t h = 5000 + i;
+        ins(&h, 1, a, 1000);
+        cr_assert_leq(T()->nodes + T()->limbo, 64);
+        if (i > 64)
+            cr_assert_geq(T()->nodes, 48, "insert %llu left %u nodes", (unsigned long long)i, T()->nodes);
+    }
+    check();
+}
+
+Test(radix, lru_subtrees_go_before_fresh_branches)
+{
+    int a = inst("http://127.0.0.1:1");
+    set_cap(32);
+    uint64_t old[30], fresh[2][12];
+    for (int i = 0; i < 30; i++)
+        old[i] = 10 + (uint64_t)i; /* 3 nodes, t = 100 */
+    ins(old, 30, a, 100);
+    for (int b = 0; b < 2; b++) {
+        for (int i = 0; i < 12; i++)
+            fresh[b][i] = 1000 * (uint64_t)(b + 1) + (uint64_t)i; /* 2 nodes each */
+        ins(fresh[b], 12, a, 5000);
+    }
+    for (uint64_t i = 0; i < 30; i++) { /* 26 one-node prompts, newer than `old` */
+        uint64_t h = 90000 + i;
+        ins(&h, 1, a, 200 + i);
+    }
+    cr_assert_eq(match(old, 30, NULL), 0, "the least recently used subtree went first");
+    cr_assert_eq(match(fresh[0], 12, NULL), 12);
+    cr_assert_eq(match(fresh[1], 12, NULL), 12);
+    check();
+}
+
+Test(radix, a_path_longer_than_the_capacity_is_recorded_as_far_as_it_fits)
+{
+    int a = inst("http://127.0.0.1:1");
+    set_cap(3);
+    uint64_t p[50];
+    for (int i = 0; i < 50; i++)
+        p[i] = 7000 + (uint64_t)i;
+    cr_assert_eq(ins(p, 50, a, 1000), 30);
+    cr_assert_eq(T()->inserts_truncated, 1);
+    cr_assert_eq(T()->nodes, 3);
+    cr_assert_eq(match(p, 50, NULL), 30);
+    check();
+}
+
+Test(radix, shrinking_the_capacity_evicts_down_to_it)
+{
+    int a = inst("http://127.0.0.1:1");
+    for (uint64_t i = 0; i < 40; i++) {
+        uint64_t h = 300 + i;
+        ins(&h, 1, a, 100 + i);
+    }
+    cr_assert_eq(radix_set_capacity(&seg, 10), 0);
+    cr_assert_eq(T()->capacity, 10);
+    cr_assert_leq(T()->nodes + T()->limbo, 10);
+    uint64_t newest = 339;
+    cr_assert(match(&newest, 1, NULL));
+    check();
+    cr_assert_eq(radix_set_capacity(&seg, 0), 0);
+    cr_assert_eq(T()->capacity, SHM_RADIX_MAX_NODES, "0 means the maximum");
+    uint64_t h = 1;
+    radix_insert(&seg, &h, 1, (uint16_t)a, 0, 1000, 5);
+    cr_assert_eq(T()->capacity, 5, "an insert applies the configured capacity");
+    cr_assert_leq(T()->nodes + T()->limbo, 5);
+    check();
+}
+
+Test(radix, unlinked_nodes_wait_for_readers_in_older_epochs)
+{
+    int a = inst("http://127.0.0.1:1");
+    set_cap(4);
+    uint64_t p[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+    cr_assert_eq(ins(p, 20, a, 1000), 20);
+    int me = shm_reader_register(&seg);
+    cr_assert_geq(me, 0);
+    shm_read_enter(&seg, me);
+    uint32_t at;
+    cr_assert_eq(match(p, 20, &at), 20);
+    cr_assert_eq(radix_evict_ttl(&seg, 10000, 10), 2);
+    cr_assert_eq(T()->limbo, 2, "a reader may still stand on them");
+    cr_assert_eq(radix_node(&seg, at)->depth, 20, "and they are intact for it");
+    uint64_t q[] = {50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71};
+    cr_assert_eq(ins(q, 22, a, 20000), 20, "two nodes free, two held in limbo by the reader");
+    check();
+    shm_read_exit(&seg, me);
+    cr_assert_eq(ins(q, 22, a, 20001), 22, "after the reader left, limbo is reused");
+    cr_assert_eq(T()->limbo, 0);
+    check();
+    shm_reader_unregister(&seg, me);
+}
+
+/* ---- a writer dies mid-change ---- */
+
+static pid_t die_holding_lock(void (*damage)(shm_seg_t *s))
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shm_seg_t s;
+        if (shm_attach(&s, seg_name, NULL, 0) < 0 || shm_wlock(&s) < 0)
+            _exit(2);
+        radix_hdr(&s)->dirty = 1;
+        damage(&s);
+        _exit(0); /* still holding the lock */
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return pid;
+}
+
+/* A node taken from the arena and put on a chain, but never linked into the tree. */
+static void orphan_node(shm_seg_t *s)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint32_t i = t->high_water++;
+    shm_radix_node_t *n = radix_node(s, i);
+    n->state = SHM_RADIX_USED;
+    n->parent = SHM_RADIX_ROOT;
+    n->span = 1;
+    n->key[0] = 424242;
+    radix_buckets(s)[0] = i;
+    t->nodes++;
+}
+
+Test(radix, repair_keeps_a_valid_tree_and_retires_the_orphans)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t p1[] = {1, 2, 3, 4}, p2[] = {1, 2, 7, 8};
+    ins(p1, 4, a, 1000);
+    ins(p2, 4, a, 1000);
+    die_holding_lock(orphan_node);
+    uint64_t p3[] = {9};
+    cr_assert_eq(ins(p3, 1, a, 2000), 1);
+    cr_assert_eq(T()->recoveries, 1);
+    cr_assert_eq(seg.hdr->wlock_recovered, 1);
+    cr_assert_eq(match(p1, 4, NULL), 4, "the tree survived");
+    cr_assert_eq(match(p2, 4, NULL), 4);
+    cr_assert_eq(T()->nodes, 4);
+    check();
+}
+
+/* A split cut short: a node re-parented in the lists but not in its parent link. */
+static void half_split(shm_seg_t *s)
+{
+    uint32_t m = radix_node(s, SHM_RADIX_ROOT)->first_child;
+    uint32_t c = radix_node(s, m)->first_child;
+    radix_node(s, c)->parent = SHM_RADIX_ROOT;
+}
+
+Test(radix, repair_empties_an_inconsistent_tree_without_leaking)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t p1[] = {1, 2, 3, 4}, p2[] = {1, 2, 7, 8};
+    ins(p1, 4, a, 1000);
+    ins(p2, 4, a, 1000);
+    die_holding_lock(half_split);
+    cr_assert_eq(radix_evict_ttl(&seg, 1000, 1000000), 0);
+    cr_assert_eq(T()->recoveries, 1);
+    cr_assert_eq(T()->nodes, 0);
+    cr_assert_eq(match(p1, 4, NULL), 0);
+    check();
+    cr_assert_eq(ins(p1, 4, a, 3000), 4, "and works on");
+    check();
+}
