@@ -56,6 +56,16 @@ _open_harnesses = []  # harnesses of tests still running, for the watchdog
 _all_pids_lock = threading.Lock()
 
 
+def layout_version():
+    """SHM_LAYOUT_VERSION as the source tree defines it (what the built binaries use)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "shm", "layout.h")) as f:
+        for line in f:
+            if line.startswith("#define SHM_LAYOUT_VERSION"):
+                return int(line.split()[2].rstrip("uU"))
+    raise AssertionError("SHM_LAYOUT_VERSION not found in shm/layout.h")
+
+
 def binary(name):
     return os.path.join(BIN, name)
 
