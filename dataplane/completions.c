@@ -14,6 +14,7 @@
 #include "dataplane/pools.h"
 #include "dataplane/request.h"
 #include "dataplane/select.h"
+#include "dataplane/tokenizer.h"
 #include "dataplane/upstream.h"
 
 #define MAX_TRIES 16
@@ -25,6 +26,7 @@ typedef struct {
     uint16_t tried[MAX_TRIES];
     size_t ntried;
     bool retried_same; /* one retry on the same instance was spent */
+    h2o_iovec_t path;
 } completion_t;
 
 static bool comp_pick(dp_proxy_t *p)
@@ -103,10 +105,27 @@ static const dp_proxy_ops_t completion_ops = {
     .fail = comp_fail,
 };
 
+static void start(h2o_req_t *req, completion_t *c)
+{
+    dp_proxy_t *p = dp_proxy_new(req, &completion_ops, c, c->path, req->entity);
+    p->t->inflight++;
+    dp_proxy_start(p);
+}
+
+static void on_tokens(h2o_req_t *req, void *data, const uint64_t *ids, size_t n, const char *err)
+{
+    (void)err; /* logged by the tokenizer; code points are used instead */
+    completion_t *c = data;
+    c->body.prompt.tokens = ids;
+    c->body.prompt.ntokens = n;
+    start(req, c);
+}
+
 int dp_handle_completions(h2o_req_t *req, const char *upstream_path)
 {
     completion_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
     memset(c, 0, sizeof(*c));
+    c->path = h2o_iovec_init(upstream_path, strlen(upstream_path));
     bool want_prompt = dp_role_policy(SHM_ROLE_MIXED)->needs_prompt;
     if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &c->body) != 0) {
         dp_count_outcome(DP_OUT_BAD_REQUEST);
@@ -114,9 +133,9 @@ int dp_handle_completions(h2o_req_t *req, const char *upstream_path)
         return 0;
     }
     __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);
-    dp_proxy_t *p = dp_proxy_new(req, &completion_ops, c,
-                                 h2o_iovec_init(upstream_path, strlen(upstream_path)), req->entity);
-    p->t->inflight++;
-    dp_proxy_start(p);
+    if (dp_wants_tokens(SHM_ROLE_MIXED, &c->body.prompt))
+        dp_tokenize(req, &c->body.prompt, on_tokens, c);
+    else
+        start(req, c);
     return 0;
 }

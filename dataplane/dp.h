@@ -13,6 +13,7 @@
  *   pd.c, pd_body.c the same in splitwise mode: prefill and decode legs, disaggregate_info
  *   leg.c         background upstream requests (the prefill leg, the abort fan-out)
  *   abort.c       POST /v1/abort_requests fanned out to every instance
+ *   tokenizer.c   asynchronous calls to the optional tokenizer service
  *   request.c     parsing what the router needs from a completion body (stream, prompt)
  *   select.c      candidates from the published view, policy call, load counters
  *   upstream.c    one upstream leg: pooled connect, request head, streamed response, timeouts
@@ -64,10 +65,12 @@ typedef struct dp_thread {
     h2o_timeout_t zero_timeout;  /* runs on the next loop turn */
     h2o_timeout_t watch_timeout; /* how often a waiting request checks that its client is there */
     h2o_timeout_t abort_timeout; /* bound of a /v1/abort_requests fan-out */
+    h2o_timeout_t tokenizer_timeout;
 
-    dp_pool_t **pools;  /* [SHM_MAX_INSTANCES], lazily created */
-    dp_pool_t *cp_pool; /* the control socket, for POST /register */
-    uint64_t inflight;  /* requests this thread is serving (drain waits for 0) */
+    dp_pool_t **pools;         /* [SHM_MAX_INSTANCES], lazily created */
+    dp_pool_t *cp_pool;        /* the control socket, for POST /register */
+    dp_pool_t *tokenizer_pool; /* the tokenizer service, when configured */
+    uint64_t inflight;         /* requests this thread is serving (drain waits for 0) */
 } dp_thread_t;
 
 /* Process-wide, read-only after start except the atomics. */

@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "dataplane/dp.h"
+#include "dataplane/tokenizer.h"
 
 dp_global_t dp = {.drain_lock = PTHREAD_MUTEX_INITIALIZER, .drain_cond = PTHREAD_COND_INITIALIZER};
 
@@ -120,6 +121,9 @@ int main(int argc, char **argv)
     if (attach(shm_name) != 0)
         return 1;
     dp.started_at_ms = shm_now_ms();
+    char err[300];
+    if (dp_tokenizer_setup(dp.cfg.tokenizer_url, err, sizeof(err)) != 0)
+        LOG_ERROR("%s: prompts are hashed by characters", err);
     dp_server_setup();
     dp.nthreads = thread_count();
     dp.threads = calloc(dp.nthreads, sizeof(*dp.threads));

@@ -23,6 +23,7 @@
 #include "dataplane/pools.h"
 #include "dataplane/request.h"
 #include "dataplane/select.h"
+#include "dataplane/tokenizer.h"
 #include "dataplane/upstream.h"
 
 typedef struct {
@@ -32,6 +33,7 @@ typedef struct {
     bool p_answered;
     dp_leg_t *pleg; /* the prefill leg while it has not answered */
     dp_proxy_t *proxy;
+    h2o_iovec_t path;
 } pd_req_t;
 
 static void release_p(pd_req_t *r)
@@ -161,30 +163,21 @@ static void no_pair(h2o_req_t *req)
     dp_send_error(req, 503, "No available prefill/decode workers");
 }
 
-int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path)
+static void pd_start(h2o_req_t *req, pd_req_t *r)
 {
     dp_thread_t *t = dp_self(req);
-    pd_req_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
-    memset(r, 0, sizeof(*r));
-    bool want_prompt = dp_role_policy(SHM_ROLE_PREFILL)->needs_prompt;
-    if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &r->body) != 0) {
-        dp_count_outcome(DP_OUT_BAD_REQUEST);
-        dp_send_error(req, 400, "Invalid JSON format");
-        return 0;
-    }
     if (dp_select(t, SHM_ROLE_PREFILL, &r->body.prompt, NULL, 0, &r->p) != 0) {
         no_pair(req);
-        return 0;
+        return;
     }
     r->holding_p = true;
     if (dp_select(t, SHM_ROLE_DECODE, NULL, NULL, 0, &r->d) != 0) {
         LOG_INFO("[SelectWorkerPair] decode selection failed, releasing prefill counter url=%s", r->p.url);
         release_p(r);
         no_pair(req);
-        return 0;
+        return;
     }
     r->holding_d = true;
-    __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);
 
     char rid[DP_UUID_LEN + 1] = "";
     if (!r->body.has_request_id)
@@ -198,15 +191,41 @@ int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path)
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-decode-url"), 0,
                           "X-Router-Decode-URL", r->d.url, strlen(r->d.url));
 
-    h2o_iovec_t path = h2o_iovec_init(upstream_path, strlen(upstream_path));
-    r->proxy = dp_proxy_new(req, &pd_ops, r, path, body);
+    r->proxy = dp_proxy_new(req, &pd_ops, r, r->path, body);
     dp_pool_t *ppool = dp_pool_acquire(t, r->p.slot, r->p.generation, r->p.host, r->p.port);
     t->inflight++;
     if (!ppool) {
         dp_proxy_abort(r->proxy, 502, "Failed to connect to backend service", DP_OUT_UPSTREAM_ERROR);
+        return;
+    }
+    r->pleg = dp_leg_start(t, ppool, authority_of(&req->pool, &r->p), r->path, body, &pleg_ops, r);
+    dp_proxy_start(r->proxy);
+}
+
+static void on_tokens(h2o_req_t *req, void *data, const uint64_t *ids, size_t n, const char *err)
+{
+    (void)err; /* logged by the tokenizer; code points are used instead */
+    pd_req_t *r = data;
+    r->body.prompt.tokens = ids;
+    r->body.prompt.ntokens = n;
+    pd_start(req, r);
+}
+
+int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path)
+{
+    pd_req_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    r->path = h2o_iovec_init(upstream_path, strlen(upstream_path));
+    bool want_prompt = dp_role_policy(SHM_ROLE_PREFILL)->needs_prompt;
+    if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &r->body) != 0) {
+        dp_count_outcome(DP_OUT_BAD_REQUEST);
+        dp_send_error(req, 400, "Invalid JSON format");
         return 0;
     }
-    r->pleg = dp_leg_start(t, ppool, authority_of(&req->pool, &r->p), path, body, &pleg_ops, r);
-    dp_proxy_start(r->proxy);
+    __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);
+    if (dp_wants_tokens(SHM_ROLE_PREFILL, &r->body.prompt))
+        dp_tokenize(req, &r->body.prompt, on_tokens, r);
+    else
+        pd_start(req, r);
     return 0;
 }

@@ -71,17 +71,19 @@ dp_pool_t *dp_pool_acquire(dp_thread_t *t, unsigned slot, uint32_t gen, const ch
     return p;
 }
 
+dp_pool_t *dp_pool_acquire_addr(dp_thread_t *t, dp_pool_t **slot, struct sockaddr *sa, socklen_t salen)
+{
+    if (!*slot && !(*slot = pool_new(t, sa, salen)))
+        return NULL;
+    (*slot)->refs++;
+    return *slot;
+}
+
 dp_pool_t *dp_pool_acquire_cp(dp_thread_t *t)
 {
-    if (!t->cp_pool) {
-        struct sockaddr_un sun = {.sun_family = AF_UNIX};
-        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", dp.control_socket);
-        t->cp_pool = pool_new(t, (struct sockaddr *)&sun, sizeof(sun));
-        if (!t->cp_pool)
-            return NULL;
-    }
-    t->cp_pool->refs++;
-    return t->cp_pool;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", dp.control_socket);
+    return dp_pool_acquire_addr(t, &t->cp_pool, (struct sockaddr *)&sun, sizeof(sun));
 }
 
 void dp_pool_release(dp_pool_t *p)

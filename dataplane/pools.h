@@ -24,6 +24,8 @@ struct dp_pool {
 /* The pool for (slot, gen) on thread t, created on first use; takes a reference. NULL if the
  * address cannot be used. */
 dp_pool_t *dp_pool_acquire(dp_thread_t *t, unsigned slot, uint32_t gen, const char *host, uint16_t port);
+/* A fixed address's pool kept in *slot (created on first use); takes a reference. */
+dp_pool_t *dp_pool_acquire_addr(dp_thread_t *t, dp_pool_t **slot, struct sockaddr *sa, socklen_t salen);
 /* The control plane's socket (unix domain), for forwarding /register; takes a reference. */
 dp_pool_t *dp_pool_acquire_cp(dp_thread_t *t);
 void dp_pool_release(dp_pool_t *p);

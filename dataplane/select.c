@@ -5,11 +5,19 @@
 
 #include "common/log.h"
 #include "dataplane/select.h"
+#include "dataplane/tokenizer.h"
 
 const pol_t *dp_role_policy(shm_role_t role)
 {
     const pol_t *p = pol_get((shm_policy_t)dp.cfg.policy[role]);
     return p ? p : pol_get(SHM_POL_PROCESS_TOKENS);
+}
+
+bool dp_wants_tokens(shm_role_t role, const pol_prompt_t *prompt)
+{
+    shm_policy_t p = (shm_policy_t)dp.cfg.policy[role];
+    return dp_tokenizer_enabled() && prompt->len &&
+           (p == SHM_POL_CACHE_AWARE || p == SHM_POL_REMOTE_CACHE_AWARE);
 }
 
 static bool excluded(uint16_t slot, const uint16_t *exclude, size_t n)

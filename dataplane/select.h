@@ -29,6 +29,10 @@ typedef struct {
  * until they exist). */
 const pol_t *dp_role_policy(shm_role_t role);
 
+/* True when the role's policy weighs the prompt's tokens and a tokenizer service is configured:
+ * ask it before selecting (tokenizer.h). */
+bool dp_wants_tokens(shm_role_t role, const pol_prompt_t *prompt);
+
 /* Returns 0 and fills *out, or -1 if no candidate is left. */
 int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const uint16_t *exclude,
               size_t nexclude, dp_choice_t *out);

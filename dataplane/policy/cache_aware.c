@@ -7,7 +7,8 @@
  *  2. imbalanced (max != min, max - min > balance-abs-threshold and (max - min) / max >
  *     balance-rel-threshold) -> process_tokens chooses;
  *  3. empty prompt -> process_tokens chooses;
- *  4. tokens = the prompt's Unicode code points, hashed in chained blocks of cache-block-size;
+ *  4. tokens = the tokenizer service's ids when configured and answering, else the prompt's
+ *     Unicode code points, hashed in chained blocks of cache-block-size;
  *  5. hit ratio per candidate from the longest matching prefix (radix_hit_ratios);
  *  6. score = (100 - hit) / 100 x hit-ratio-weight + load / maxLoad x load-balance-weight,
  *     lowest wins; on an exact tie a later candidate wins only with strictly fewer tokens in
@@ -75,6 +76,19 @@ static size_t best_score(const pol_ctx_t *c, const uint8_t *hit, const uint64_t 
     return best;
 }
 
+/* Token ids from the tokenizer service when the data plane got them, else code points. */
+static size_t hash_prompt(const pol_ctx_t *c, uint64_t seed, uint32_t block, uint64_t *out)
+{
+    if (!c->prompt->tokens)
+        return radix_hash_text(seed, c->prompt->text, c->prompt->len, block, true, out, RADIX_MAX_BLOCKS);
+    radix_hasher_t h;
+    radix_hasher_init(&h, seed, block, out, RADIX_MAX_BLOCKS);
+    for (size_t i = 0; i < c->prompt->ntokens; i++)
+        if (!radix_hasher_push(&h, c->prompt->tokens[i]))
+            break;
+    return radix_hasher_finish(&h, true);
+}
+
 static size_t fallback(const pol_ctx_t *c, shm_seg_t *s, radix_decision_t why)
 {
     radix_count_decision(s, why, false);
@@ -97,8 +111,7 @@ static size_t select_cache_aware(const pol_ctx_t *c)
 
     uint64_t hashes[RADIX_MAX_BLOCKS];
     uint32_t block = c->cfg->cache_block_size ? c->cfg->cache_block_size : DEFAULT_BLOCK;
-    size_t nh = radix_hash_text(radix_seed(s), c->prompt->text, c->prompt->len, block, true, hashes,
-                                RADIX_MAX_BLOCKS);
+    size_t nh = hash_prompt(c, radix_seed(s), block, hashes);
     uint32_t gens[SHM_VIEW_MAX_SLOTS];
     for (size_t i = 0; i < n; i++)
         gens[i] = __atomic_load_n(&shm_instance(s, c->slots[i])->generation, __ATOMIC_ACQUIRE);

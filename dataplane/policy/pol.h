@@ -19,6 +19,8 @@ typedef struct {
     const char *text; /* extracted prompt (may be NULL when the policy does not need it) */
     size_t len;
     size_t codepoints;
+    const uint64_t *tokens; /* token ids from the tokenizer service, NULL when not available */
+    size_t ntokens;
 } pol_prompt_t;
 
 typedef struct {
