@@ -17,8 +17,9 @@
  *    at worst it misses the node for one lookup.
  *
  * Every walk a writer makes is stackless (parent links), so no walk needs memory that grows
- * with the tree; pressure eviction is two linear passes (a histogram of last access, then an
- * unlinking walk) amortised over a batch of nodes.
+ * with the tree; pressure eviction is a few linear passes (histograms of last access that
+ * narrow down the cut-off, then an unlinking walk), amortised over a batch of 1/16 of the
+ * capacity.
  */
 #include <string.h>
 #include <sys/random.h>
@@ -531,7 +532,7 @@ static uint64_t evict_lru(shm_seg_t *s, uint64_t target)
     }
     if (lo > hi || !target)
         return 0;
-    uint64_t below = lo, upto = hi + 1, older = 0, hist[HISTOGRAM_BUCKETS];
+    uint64_t below = lo, upto = hi < UINT64_MAX ? hi + 1 : hi, older = 0, hist[HISTOGRAM_BUCKETS];
     while (upto - below > 1) {
         uint64_t width = (upto - below + HISTOGRAM_BUCKETS - 1) / HISTOGRAM_BUCKETS;
         histogram(s, below, upto, width, hist);
@@ -810,14 +811,16 @@ static bool mark_tree(shm_seg_t *s, uint32_t high_water, uint32_t *count)
     }
 }
 
-/* Keep a list's well-formed prefix (distinct unmarked nodes in `state`); returns its length. */
+/* Keep a list's well-formed prefix (distinct unmarked nodes in `state`; in limbo, with their
+ * epoch stamped); returns its length. */
 static uint32_t mark_list(shm_seg_t *s, uint32_t *link, uint16_t state, uint16_t as, uint32_t high_water)
 {
     uint32_t n = 0;
     while (*link) {
         uint32_t i = *link;
         shm_radix_node_t *node = i >= FIRST_NODE && i < high_water ? radix_node(s, i) : NULL;
-        if (!node || node->state != state || node->mark != MARK_NONE) {
+        if (!node || node->state != state || node->mark != MARK_NONE ||
+            (state == SHM_RADIX_LIMBO && node->retire_epoch == 0)) {
             *link = SHM_RADIX_NIL;
             break;
         }

@@ -531,3 +531,34 @@ Test(radix, repair_empties_an_inconsistent_tree_without_leaking)
     cr_assert_eq(ins(p1, 4, a, 3000), 4, "and works on");
     check();
 }
+
+/* An eviction cut short: a leaf unlinked and pushed to limbo before its epoch was stamped. */
+static void half_eviction(shm_seg_t *s)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    shm_radix_node_t *root = radix_node(s, SHM_RADIX_ROOT);
+    uint32_t c = root->first_child;
+    shm_radix_node_t *cn = radix_node(s, c);
+    root->first_child = cn->next_sibling;
+    cn->state = SHM_RADIX_LIMBO;
+    cn->retire_epoch = 0;
+    cn->link = t->limbo_head;
+    t->limbo_head = c;
+}
+
+Test(radix, repair_frees_a_half_evicted_node)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t p1[] = {1, 2, 3, 4}, p2[] = {1, 2, 7, 8}, p3[] = {5, 6};
+    ins(p1, 4, a, 1000);
+    ins(p2, 4, a, 1000);
+    ins(p3, 2, a, 1000); /* the root's first child */
+    die_holding_lock(half_eviction);
+    cr_assert_eq(radix_evict_ttl(&seg, 1000, 1000000), 0);
+    cr_assert_eq(T()->recoveries, 1);
+    cr_assert_eq(match(p3, 2, NULL), 0);
+    cr_assert_eq(match(p1, 4, NULL), 4, "the rest of the tree is kept");
+    cr_assert_eq(T()->nodes, 3);
+    cr_assert_eq(T()->limbo, 0, "the cut-off node waited one grace period, then was freed");
+    check();
+}
