@@ -411,14 +411,21 @@ Test(render, error_body)
 Test(render, metrics_text)
 {
     char buf[1024];
-    size_t n = sim_render_metrics(buf, sizeof(buf), 3, 1, 997);
+    sim_metrics_t m = {3, 1, 997, 120, 48};
+    size_t n = sim_render_metrics(buf, sizeof(buf), &m);
     cr_assert_eq(n, strlen(buf));
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 3\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_waiting 1\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:available_gpu_block_num 997\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "# TYPE fastdeploy:num_requests_running gauge\n") != NULL);
+    cr_assert(strstr(buf, "\nfastdeploy:prompt_tokens_total 120\n") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "\nfastdeploy:prefix_cache_hit_tokens_total 48\n") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "# TYPE fastdeploy:prefix_cache_hit_tokens_total counter\n") != NULL);
+    char full[SIM_METRICS_CAP];
+    sim_metrics_t big = {999999999, 999999999, 999999999, ~0ULL, ~0ULL};
+    cr_assert_lt(sim_render_metrics(full, sizeof(full), &big), sizeof(full) - 1, "the cap holds any values");
     char small[16];
-    n = sim_render_metrics(small, sizeof(small), 3, 1, 997);
+    n = sim_render_metrics(small, sizeof(small), &m);
     cr_assert_eq(n, sizeof(small) - 1, "truncated output reports what fits");
 }
 
@@ -478,7 +485,7 @@ static sim_state_t st;
 
 static void state_setup(void)
 {
-    sim_state_init(&st, "sim-t");
+    sim_state_init(&st, "sim-t", 7);
 }
 
 static void state_teardown(void)
@@ -489,7 +496,7 @@ static void state_teardown(void)
 static json_object *stats(void)
 {
     size_t len;
-    char *s = sim_state_stats_json(&st, &len);
+    char *s = sim_state_stats_json(&st, NULL, &len);
     json_object *o = parse_json(s, len);
     free(s);
     return o;
@@ -537,30 +544,30 @@ Test(state, stats_and_last_request, .init = state_setup, .fini = state_teardown)
 Test(state, fail_modes, .init = state_setup, .fini = state_teardown)
 {
     char err[256];
-    int status;
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_NONE);
+    sim_fail_t f;
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE);
 
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\",\"status\":429,\"count\":2}", err), 0,
                  "%s", err);
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_STATUS);
-    cr_assert_eq(status, 429);
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_STATUS);
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_NONE, "count consumed");
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_STATUS);
+    cr_assert_eq(f.status, 429);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_STATUS);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE, "count consumed");
 
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\"}", err), 0);
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_STATUS);
-    cr_assert_eq(status, 503, "default status");
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_STATUS);
+    cr_assert_eq(f.status, 503, "default status");
 
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"hang_before_head\"}", err), 0);
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_HANG_BEFORE_HEAD, "no count: until reset");
+        cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_HANG_BEFORE_HEAD, "no count: until reset");
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"close_before_head\",\"count\":1}", err), 0);
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_CLOSE_BEFORE_HEAD);
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_NONE);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_CLOSE_BEFORE_HEAD);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE);
 
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"hang_before_head\"}", err), 0);
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"none\"}", err), 0);
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_NONE);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE);
 
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"explode\"}", err), -1);
     cr_assert_eq(control(sim_state_set_fail, "{}", err), -1);
@@ -568,7 +575,7 @@ Test(state, fail_modes, .init = state_setup, .fini = state_teardown)
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\",\"status\":\"503\"}", err), -1);
     cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\",\"count\":0}", err), -1);
     cr_assert_eq(control(sim_state_set_fail, "not json", err), -1);
-    cr_assert_eq(sim_state_take_fail(&st, &status), SIM_FAIL_NONE, "rejected bodies change nothing");
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE, "rejected bodies change nothing");
 }
 
 Test(state, health_toggle, .init = state_setup, .fini = state_teardown)
@@ -590,7 +597,7 @@ Test(state, metrics_follow_inflight_and_overrides, .init = state_setup, .fini = 
 {
     char buf[1024], err[256];
     atomic_store(&st.inflight, 3);
-    sim_state_metrics_text(&st, buf, sizeof(buf));
+    sim_state_metrics_text(&st, NULL, buf, sizeof(buf));
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 3\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_waiting 0\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:available_gpu_block_num 997\n") != NULL, "%s", buf);
@@ -598,7 +605,7 @@ Test(state, metrics_follow_inflight_and_overrides, .init = state_setup, .fini = 
     cr_assert_eq(
         control(sim_state_set_metrics, "{\"num_requests_running\":40,\"num_requests_waiting\":2}", err), 0,
         "%s", err);
-    sim_state_metrics_text(&st, buf, sizeof(buf));
+    sim_state_metrics_text(&st, NULL, buf, sizeof(buf));
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 40\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_waiting 2\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:available_gpu_block_num 997\n") != NULL, "%s", buf);
@@ -606,14 +613,14 @@ Test(state, metrics_follow_inflight_and_overrides, .init = state_setup, .fini = 
     cr_assert_eq(
         control(sim_state_set_metrics, "{\"num_requests_running\":null,\"available_gpu_block_num\":5}", err),
         0);
-    sim_state_metrics_text(&st, buf, sizeof(buf));
+    sim_state_metrics_text(&st, NULL, buf, sizeof(buf));
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 3\n") != NULL, "null: computed again: %s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_waiting 2\n") != NULL, "absent: unchanged: %s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:available_gpu_block_num 5\n") != NULL, "%s", buf);
 
     cr_assert_eq(
         control(sim_state_set_metrics, "{\"num_requests_waiting\":-1,\"num_requests_running\":9}", err), -1);
-    sim_state_metrics_text(&st, buf, sizeof(buf));
+    sim_state_metrics_text(&st, NULL, buf, sizeof(buf));
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 3\n") != NULL,
               "a rejected body changes nothing");
 }

@@ -27,9 +27,38 @@ static const char USAGE[] =
     "  Request body fields sim_tokens, sim_token_delay_ms and sim_first_token_delay_ms override these;\n"
     "  max_tokens and max_completion_tokens cap the count (finish_reason \"length\").\n"
     "\n"
+    "Engine model (off by default: then the fixed delays above set the timing, as they always did):\n"
+    "  --engine on|off                on: continuous batching sets the timing instead of the delays\n"
+    "                                 above (and of their sim_*delay_ms body fields); default off\n"
+    "  --prefill-tokens-per-sec R     prefill rate over the uncached prompt tokens (default 10000)\n"
+    "  --decode-step-ms D             decode step time, base (default 10; may be fractional)\n"
+    "  --decode-step-ms-per-seq D     plus this per request in the step (default 0.2)\n"
+    "  --max-batch N                  requests admitted at once; the rest wait (default 64)\n"
+    "  --kv-blocks N                  KV cache capacity in blocks (default 1000)\n"
+    "  --block-tokens N               tokens per block (default 16)\n"
+    "  Tokens are the whitespace-separated words of the prompt's text (message contents, or the\n"
+    "  prompt; a token id counts as one); generated token i is the word \"tok<i>\". A request reserves\n"
+    "  blocks for its prompt and output when admitted (FIFO, while the batch and the cache have room).\n"
+    "  A step either prefills the newly admitted requests, lasting their uncached prompt tokens / R,\n"
+    "  and gives each its first token, or gives every other running request one token, lasting\n"
+    "  D + D_per_seq x their number. Prefix cache: LRU over blocks named by chained hashes of their\n"
+    "  words; an admitted request reuses the longest cached run of its prompt's full blocks (never\n"
+    "  its last token), reported as usage.prompt_tokens_details.cached_tokens; its full prompt blocks\n"
+    "  are cached after its prefill, its output's when it ends; allocation evicts least recently\n"
+    "  used blocks. Options of the model without --engine on are an error.\n"
+    "\n"
+    "Faults:\n"
+    "  --slow-start-ms D              /health answers 503 and completions 503 for D ms after start;\n"
+    "                                 registration waits for it (default 0)\n"
+    "  --seed N                       seed of the error_rate draws (default 1)\n"
+    "\n"
     "Registration (POST http://ROUTER/register at startup, then every interval; 5 s timeout):\n"
     "  --router HOST:PORT             router to register with (default: none)\n"
-    "  --role mixed|prefill|decode    role (default mixed)\n"
+    "  --role mixed|prefill|decode    role (default mixed); it also changes how completions are served:\n"
+    "                                 prefill answers with at most 1 token, after --prefill-delay-ms more;\n"
+    "                                 decode answers 400 unless the body has a request_id and a well-formed\n"
+    "                                 disaggregate_info (the router's keys and types, nothing else)\n"
+    "  --prefill-delay-ms D           role prefill: extra delay before its token (default 0)\n"
     "  --register-interval-secs S     heartbeat period in seconds, may be fractional (default 5)\n"
     "  --connector-port N             connector_port (default: not sent)\n"
     "  --engine-worker-queue-port N   engine_worker_queue_port (default: not sent)\n"
@@ -41,20 +70,41 @@ static const char USAGE[] =
     "\n"
     "Endpoints:\n"
     "  POST /v1/chat/completions, POST /v1/completions    OpenAI shape; \"stream\": true for SSE\n"
+    "  POST /v1/abort_requests {\"req_ids\":[...]} or {\"abort_all\":true}\n"
+    "                                 end the matching in-flight completions (matched by the body's\n"
+    "                                 request_id, else the generated \"<name>-<seq>\", or the response id):\n"
+    "                                 streams get a last chunk with finish_reason \"abort\" then [DONE],\n"
+    "                                 others a response with the tokens so far; answers\n"
+    "                                 {\"result\":{\"aborted\":[{\"request_id\":id,\"output_tokens\":n}],\n"
+    "                                 \"not_found\":[ids]}}; any other body: 400\n"
+    "                                 {\"error\":\"must provide abort_all=true or req_ids\"}\n"
     "  GET /health                    200 {\"status\":\"ok\"}, or 503 when made unhealthy\n"
-    "  GET /metrics                   fastdeploy:num_requests_running (in-flight completions),\n"
-    "                                 fastdeploy:num_requests_waiting, fastdeploy:available_gpu_block_num\n"
+    "  GET /metrics                   fastdeploy:num_requests_running, fastdeploy:num_requests_waiting,\n"
+    "                                 fastdeploy:available_gpu_block_num (without the engine: in-flight\n"
+    "                                 completions, 0, 1000 - in-flight; with it: admitted, queued, free or\n"
+    "                                 evictable blocks), counters fastdeploy:prompt_tokens_total and\n"
+    "                                 fastdeploy:prefix_cache_hit_tokens_total (0 without the engine)\n"
     "  POST /sim/health {\"healthy\":false}    make /health answer 503 (true: 200 again)\n"
     "  POST /sim/fail {\"mode\":M,\"status\":503,\"count\":N}\n"
     "                                 misbehave on the next N (default: every) completion request;\n"
-    "                                 M = none | close_before_head | hang_before_head | status\n"
+    "                                 M = none | close_before_head | hang_before_head | status |\n"
+    "                                 die_mid_stream (\"after_chunks\":k, default 0: close the connection\n"
+    "                                 after k token chunks; a non-streamed answer is never sent) |\n"
+    "                                 error_rate (\"error_rate\":p in [0,1]: answer status with\n"
+    "                                 probability p, drawn from --seed or \"seed\" restarted now;\n"
+    "                                 count then limits the errors)\n"
     "  POST /sim/metrics "
     "{\"num_requests_running\":n,\"num_requests_waiting\":n,\"available_gpu_block_num\":n}\n"
     "                                 fix metric values (null: computed again)\n"
     "  GET /sim/stats                 name, requests, inflight, completed, cancelled (client left before\n"
-    "                                 the end), failed (injected), rejected (bad body), register_ok,\n"
-    "                                 register_failed, healthy, last_body, last_path, last_headers\n"
-    "  POST /sim/reset                zero the counters, forget the last request\n"
+    "                                 the end), failed (injected), rejected (bad body), aborted,\n"
+    "                                 register_ok, register_failed, healthy, last_body, last_path,\n"
+    "                                 last_headers, last_request_id, last_disaggregate_info (JSON values\n"
+    "                                 of the latest completion body, null when absent), prompt_tokens,\n"
+    "                                 cached_tokens, and with the engine \"engine\": {running, waiting,\n"
+    "                                 free_blocks, cached_blocks, evicted_blocks}\n"
+    "  POST /sim/reset                zero the counters, forget the last request; {\"flush_cache\":true}\n"
+    "                                 also empties the engine's prefix cache (what no request pins)\n"
     "\n"
     "Prints \"fd-sim listening on PORT\" on stdout once listening (and \"fd-sim metrics listening on\n"
     "P2\" after it when separate). SIGINT/SIGTERM exit with 0.\n";
@@ -79,6 +129,13 @@ static void set_defaults(sim_config_t *cfg)
     snprintf(cfg->transfer_protocol.items[0], SIM_ITEM_LEN, "ipc");
     cfg->rdma_ports.n = -1;
     cfg->threads = 1;
+    cfg->seed = 1;
+    cfg->engine_params = (sim_engine_params_t){.prefill_tokens_per_sec = 10000,
+                                               .decode_step_ms = 10,
+                                               .decode_step_ms_per_seq = 0.2,
+                                               .max_batch = 64,
+                                               .kv_blocks = 1000,
+                                               .block_tokens = 16};
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -118,6 +175,45 @@ static int copy_str(char *dst, size_t cap, const char *s)
     if (len == 0 || len >= cap)
         return -1;
     memcpy(dst, s, len + 1);
+    return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(d >= lo && d <= hi))
+        return -1;
+    *out = d;
+    return 0;
+}
+
+/* The engine model's options; returns 1 when name is not one of them. */
+static int apply_engine_option(sim_config_t *cfg, const char *name, const char *val)
+{
+    sim_engine_params_t *p = &cfg->engine_params;
+    unsigned long v;
+    if (strcmp(name, "prefill-tokens-per-sec") == 0)
+        return parse_double(val, 1e-3, 1e12, &p->prefill_tokens_per_sec);
+    if (strcmp(name, "decode-step-ms") == 0)
+        return parse_double(val, 0, SIM_MAX_DELAY_MS, &p->decode_step_ms);
+    if (strcmp(name, "decode-step-ms-per-seq") == 0)
+        return parse_double(val, 0, SIM_MAX_DELAY_MS, &p->decode_step_ms_per_seq);
+    unsigned long max = strcmp(name, "max-batch") == 0      ? SIM_ENGINE_MAX_BATCH
+                        : strcmp(name, "kv-blocks") == 0    ? SIM_ENGINE_MAX_BLOCKS
+                        : strcmp(name, "block-tokens") == 0 ? SIM_ENGINE_MAX_BLOCK_TOKENS
+                                                            : 0;
+    if (max == 0)
+        return 1;
+    if (parse_uint(val, max, &v) != 0 || v == 0)
+        return -1;
+    if (name[0] == 'm')
+        p->max_batch = (unsigned)v;
+    else if (name[0] == 'k')
+        p->kv_blocks = (unsigned)v;
+    else
+        p->block_tokens = (unsigned)v;
     return 0;
 }
 
@@ -197,6 +293,27 @@ static int apply_option(sim_config_t *cfg, const char *name, const char *val)
         if (parse_uint(val, SIM_MAX_THREADS, &v) != 0 || v == 0)
             return -1;
         cfg->threads = (int)v;
+    } else if (strcmp(name, "prefill-delay-ms") == 0) {
+        if (parse_uint(val, SIM_MAX_DELAY_MS, &v) != 0)
+            return -1;
+        cfg->prefill_delay_ms = (unsigned)v;
+    } else if (strcmp(name, "slow-start-ms") == 0) {
+        if (parse_uint(val, SIM_MAX_DELAY_MS, &v) != 0)
+            return -1;
+        cfg->slow_start_ms = (unsigned)v;
+    } else if (strcmp(name, "seed") == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long seed = strtoull(val, &end, 10);
+        if (*val < '0' || *val > '9' || errno != 0 || *end != '\0')
+            return -1;
+        cfg->seed = seed;
+    } else if (strcmp(name, "engine") == 0) {
+        if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
+            return -1;
+        cfg->engine = strcmp(val, "on") == 0;
+    } else {
+        return apply_engine_option(cfg, name, val);
     }
     return 0;
 }
@@ -217,19 +334,42 @@ static const char *const KNOWN[] = {"port",
                                     "rdma-ports",
                                     "tp-size",
                                     "name",
-                                    "threads"};
+                                    "threads",
+                                    "prefill-delay-ms",
+                                    "slow-start-ms",
+                                    "seed",
+                                    "engine"};
+
+/* Options of the engine model: only meaningful with --engine on. */
+static const char *const ENGINE_OPTIONS[] = {"prefill-tokens-per-sec",
+                                             "decode-step-ms",
+                                             "decode-step-ms-per-seq",
+                                             "max-batch",
+                                             "kv-blocks",
+                                             "block-tokens"};
+
+static bool in_list(const char *const *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], name) == 0)
+            return true;
+    return false;
+}
+
+static bool engine_option(const char *name)
+{
+    return in_list(ENGINE_OPTIONS, sizeof(ENGINE_OPTIONS) / sizeof(ENGINE_OPTIONS[0]), name);
+}
 
 static bool known_option(const char *name)
 {
-    for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); i++)
-        if (strcmp(KNOWN[i], name) == 0)
-            return true;
-    return false;
+    return in_list(KNOWN, sizeof(KNOWN) / sizeof(KNOWN[0]), name) || engine_option(name);
 }
 
 int sim_parse_args(int argc, char **argv, sim_config_t *cfg, char *err, size_t errlen)
 {
     set_defaults(cfg);
+    char model_option[64] = "";
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
@@ -264,12 +404,27 @@ int sim_parse_args(int argc, char **argv, sim_config_t *cfg, char *err, size_t e
             snprintf(err, errlen, "invalid value for --%s: %s", name, val);
             return -1;
         }
+        if (engine_option(name))
+            snprintf(model_option, sizeof(model_option), "%s", name);
+    }
+    if (model_option[0] && !cfg->engine) {
+        snprintf(err, errlen, "--%s configures the engine model: add --engine on", model_option);
+        return -1;
     }
     if (cfg->port < 0) {
         snprintf(err, errlen, "--port is required");
         return -1;
     }
     return 0;
+}
+
+sim_role_t sim_role_of(const sim_config_t *cfg)
+{
+    if (strcmp(cfg->role, "prefill") == 0)
+        return SIM_ROLE_PREFILL;
+    if (strcmp(cfg->role, "decode") == 0)
+        return SIM_ROLE_DECODE;
+    return SIM_ROLE_MIXED;
 }
 
 void sim_config_finalize(sim_config_t *cfg, int port)

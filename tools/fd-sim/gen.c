@@ -5,6 +5,7 @@
  * the creation time and sequence number in, so the unit tests get deterministic output.
  */
 #include <ctype.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,53 +76,91 @@ static int get_uint(json_object *root, const char *key, unsigned long max, unsig
     return 0;
 }
 
-static unsigned count_words(const char *s, size_t len)
+/*
+ * The prompt's words, in order, as the engine model's tokens: a word count stands in for the
+ * tokenizer, enough for usage numbers and prefix sharing that follow the prompt. Walks the same
+ * fields for counting and for hashing, so the two always agree.
+ */
+typedef int (*word_fn)(void *ctx, const char *word, size_t len);
+
+static int walk_text(const char *s, size_t len, word_fn fn, void *ctx)
 {
-    unsigned n = 0;
-    bool in_word = false;
-    for (size_t i = 0; i < len; i++) {
-        bool space = isspace((unsigned char)s[i]);
-        if (!space && !in_word)
-            n++;
-        in_word = !space;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && isspace((unsigned char)s[i]))
+            i++;
+        size_t start = i;
+        while (i < len && !isspace((unsigned char)s[i]))
+            i++;
+        if (i > start && fn(ctx, s + start, i - start) != 0)
+            return -1;
     }
-    return n;
+    return 0;
 }
 
-static unsigned count_value_words(json_object *v)
+static int walk_value(json_object *v, word_fn fn, void *ctx)
 {
     if (json_object_is_type(v, json_type_string))
-        return count_words(json_object_get_string(v), (size_t)json_object_get_string_len(v));
-    if (json_object_is_type(v, json_type_int))
-        return 1; /* a token id */
-    unsigned n = 0;
-    if (json_object_is_type(v, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(v); i++) {
-            json_object *item = json_object_array_get_idx(v, i), *text;
-            if (json_object_is_type(item, json_type_object) && json_object_object_get_ex(item, "text", &text))
-                n += count_value_words(text);
-            else if (!json_object_is_type(item, json_type_array))
-                n += count_value_words(item);
-        }
+        return walk_text(json_object_get_string(v), (size_t)json_object_get_string_len(v), fn, ctx);
+    if (json_object_is_type(v, json_type_int)) { /* a token id */
+        char id[24];
+        int n = snprintf(id, sizeof(id), "%" PRId64, json_object_get_int64(v));
+        return fn(ctx, id, (size_t)n);
     }
-    return n;
+    if (!json_object_is_type(v, json_type_array))
+        return 0;
+    for (size_t i = 0; i < json_object_array_length(v); i++) {
+        json_object *item = json_object_array_get_idx(v, i), *text;
+        int rc = 0;
+        if (json_object_is_type(item, json_type_object) && json_object_object_get_ex(item, "text", &text))
+            rc = walk_value(text, fn, ctx);
+        else if (!json_object_is_type(item, json_type_array))
+            rc = walk_value(item, fn, ctx);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
 }
 
-/* A word count stands in for the tokenizer: enough for usage numbers that grow with the prompt. */
-static unsigned prompt_tokens(sim_api_t api, json_object *root)
+static int walk_prompt(sim_api_t api, json_object *root, word_fn fn, void *ctx)
 {
     json_object *v;
     if (api == SIM_API_COMPLETIONS)
-        return json_object_object_get_ex(root, "prompt", &v) ? count_value_words(v) : 0;
+        return json_object_object_get_ex(root, "prompt", &v) ? walk_value(v, fn, ctx) : 0;
     if (!json_object_object_get_ex(root, "messages", &v) || !json_object_is_type(v, json_type_array))
         return 0;
-    unsigned n = 0;
     for (size_t i = 0; i < json_object_array_length(v); i++) {
         json_object *msg = json_object_array_get_idx(v, i), *content;
-        if (json_object_is_type(msg, json_type_object) && json_object_object_get_ex(msg, "content", &content))
-            n += count_value_words(content);
+        if (json_object_is_type(msg, json_type_object) &&
+            json_object_object_get_ex(msg, "content", &content) && walk_value(content, fn, ctx) != 0)
+            return -1;
     }
+    return 0;
+}
+
+static int count_word(void *ctx, const char *word, size_t len)
+{
+    (void)word;
+    (void)len;
+    (*(unsigned *)ctx)++;
+    return 0;
+}
+
+static unsigned prompt_tokens(sim_api_t api, json_object *root)
+{
+    unsigned n = 0;
+    walk_prompt(api, root, count_word, &n);
     return n;
+}
+
+static int chain_word(void *ctx, const char *word, size_t len)
+{
+    return sim_chain_feed(ctx, word, len);
+}
+
+int sim_prompt_chain(sim_api_t api, json_object *root, sim_chain_t *chain)
+{
+    return walk_prompt(api, root, chain_word, chain);
 }
 
 static void copy_trunc(char *dst, size_t cap, const char *src)
@@ -185,11 +224,22 @@ int sim_parse_completion(sim_api_t api, const char *body, size_t len, const sim_
                          const char *instance, unsigned long seq, long created, sim_gen_t *out, char *err,
                          size_t errlen)
 {
+    return sim_parse_request(api, body, len, defaults, instance, seq, created, out, NULL, err, errlen);
+}
+
+int sim_parse_request(sim_api_t api, const char *body, size_t len, const sim_defaults_t *defaults,
+                      const char *instance, unsigned long seq, long created, sim_gen_t *out,
+                      json_object **root_out, char *err, size_t errlen)
+{
+    if (root_out)
+        *root_out = NULL;
     memset(out, 0, sizeof(*out));
     out->api = api;
     out->created = created;
     copy_trunc(out->model, sizeof(out->model), "default");
     copy_trunc(out->instance, sizeof(out->instance), instance);
+    const char *prefix = api == SIM_API_CHAT ? "chatcmpl-" : "cmpl-";
+    snprintf(out->id, sizeof(out->id), "%s%s-%lu", prefix, instance, seq);
     json_object *root = sim_parse_object(body, len, err, errlen);
     if (!root)
         return -1;
@@ -197,14 +247,15 @@ int sim_parse_completion(sim_api_t api, const char *body, size_t len, const sim_
     if (parse_flags(root, out, err, errlen) != 0 || parse_counts(root, defaults, out, err, errlen) != 0)
         goto done;
     out->prompt_tokens = prompt_tokens(api, root);
-    const char *prefix = api == SIM_API_CHAT ? "chatcmpl-" : "cmpl-";
     json_object *rid;
     if (json_object_object_get_ex(root, "request_id", &rid) && json_object_is_type(rid, json_type_string) &&
         json_object_get_string_len(rid) > 0)
         snprintf(out->id, sizeof(out->id), "%s%s", prefix, json_object_get_string(rid));
-    else
-        snprintf(out->id, sizeof(out->id), "%s%s-%lu", prefix, instance, seq);
     rc = 0;
+    if (root_out) {
+        *root_out = root;
+        return rc;
+    }
 done:
     json_object_put(root);
     return rc;
@@ -253,14 +304,14 @@ static json_object *usage(const sim_gen_t *g)
     json_object_object_add(u, "completion_tokens", json_object_new_int64(g->tokens));
     json_object_object_add(u, "total_tokens", json_object_new_int64((int64_t)g->prompt_tokens + g->tokens));
     json_object *details = json_object_new_object();
-    json_object_object_add(details, "cached_tokens", json_object_new_int(0));
+    json_object_object_add(details, "cached_tokens", json_object_new_int64(g->cached_tokens));
     json_object_object_add(u, "prompt_tokens_details", details);
     return u;
 }
 
 static const char *finish_reason(const sim_gen_t *g)
 {
-    return g->truncated ? "length" : "stop";
+    return g->aborted ? "abort" : g->truncated ? "length" : "stop";
 }
 
 /* "tok0 tok1 ... tok<n-1>" */
@@ -302,19 +353,16 @@ char *sim_render_response(const sim_gen_t *g, size_t *len)
     return finish(o, "", "", len);
 }
 
-char *sim_render_chunk(const sim_gen_t *g, unsigned i, size_t *len)
+/* One SSE chunk: the role comes with the first, finish_reason (or null) with the last. */
+static json_object *chunk(const sim_gen_t *g, bool first, const char *piece, const char *finish)
 {
-    char piece[24] = "";
-    if (g->tokens > 0)
-        snprintf(piece, sizeof(piece), i == 0 ? "tok%u" : " tok%u", i);
-    bool last = g->tokens == 0 || i + 1 == g->tokens;
     bool chat = g->api == SIM_API_CHAT;
     json_object *o = envelope(g, chat ? "chat.completion.chunk" : "text_completion");
     json_object *choice = json_object_new_object();
     json_object_object_add(choice, "index", json_object_new_int(0));
     if (chat) {
         json_object *delta = json_object_new_object();
-        if (i == 0)
+        if (first)
             json_object_object_add(delta, "role", json_object_new_string("assistant"));
         json_object_object_add(delta, "content", json_object_new_string(piece));
         json_object_object_add(choice, "delta", delta);
@@ -322,11 +370,20 @@ char *sim_render_chunk(const sim_gen_t *g, unsigned i, size_t *len)
         json_object_object_add(choice, "text", json_object_new_string(piece));
         json_object_object_add(choice, "logprobs", NULL);
     }
-    json_object_object_add(choice, "finish_reason", last ? json_object_new_string(finish_reason(g)) : NULL);
+    json_object_object_add(choice, "finish_reason", finish ? json_object_new_string(finish) : NULL);
     json_object *choices = json_object_new_array();
     json_object_array_add(choices, choice);
     json_object_object_add(o, "choices", choices);
-    return finish(o, "data: ", "\n\n", len);
+    return o;
+}
+
+char *sim_render_chunk(const sim_gen_t *g, unsigned i, size_t *len)
+{
+    char piece[24] = "";
+    if (g->tokens > 0)
+        snprintf(piece, sizeof(piece), i == 0 ? "tok%u" : " tok%u", i);
+    bool last = g->tokens == 0 || i + 1 == g->tokens;
+    return finish(chunk(g, i == 0, piece, last ? finish_reason(g) : NULL), "data: ", "\n\n", len);
 }
 
 static const char DONE[] = "data: [DONE]\n\n";
@@ -346,6 +403,25 @@ char *sim_render_stream_end(const sim_gen_t *g, size_t *len)
                   len);
 }
 
+char *sim_render_abort_end(const sim_gen_t *g, unsigned emitted, size_t *len)
+{
+    sim_gen_t done = *g;
+    done.aborted = true;
+    done.tokens = emitted;
+    size_t clen = 0, elen = 0;
+    char *last = finish(chunk(&done, emitted == 0, "", "abort"), "data: ", "\n\n", &clen);
+    char *end = sim_render_stream_end(&done, &elen);
+    char *out = last && end ? malloc(clen + elen + 1) : NULL;
+    if (out) {
+        memcpy(out, last, clen);
+        memcpy(out + clen, end, elen + 1);
+        *len = clen + elen;
+    }
+    free(last);
+    free(end);
+    return out;
+}
+
 char *sim_render_error(const char *message, const char *type, int code, size_t *len)
 {
     json_object *e = json_object_new_object();
@@ -358,19 +434,26 @@ char *sim_render_error(const char *message, const char *type, int code, size_t *
     return finish(o, "", "", len);
 }
 
-size_t sim_render_metrics(char *buf, size_t cap, long running, long waiting, long blocks)
+size_t sim_render_metrics(char *buf, size_t cap, const sim_metrics_t *m)
 {
-    int n = snprintf(buf, cap,
-                     "# HELP fastdeploy:num_requests_running Number of requests currently running.\n"
-                     "# TYPE fastdeploy:num_requests_running gauge\n"
-                     "fastdeploy:num_requests_running %ld\n"
-                     "# HELP fastdeploy:num_requests_waiting Number of requests waiting.\n"
-                     "# TYPE fastdeploy:num_requests_waiting gauge\n"
-                     "fastdeploy:num_requests_waiting %ld\n"
-                     "# HELP fastdeploy:available_gpu_block_num Number of free GPU KV-cache blocks.\n"
-                     "# TYPE fastdeploy:available_gpu_block_num gauge\n"
-                     "fastdeploy:available_gpu_block_num %ld\n",
-                     running, waiting, blocks);
+    int n =
+        snprintf(buf, cap,
+                 "# HELP fastdeploy:num_requests_running Number of requests currently running.\n"
+                 "# TYPE fastdeploy:num_requests_running gauge\n"
+                 "fastdeploy:num_requests_running %ld\n"
+                 "# HELP fastdeploy:num_requests_waiting Number of requests waiting.\n"
+                 "# TYPE fastdeploy:num_requests_waiting gauge\n"
+                 "fastdeploy:num_requests_waiting %ld\n"
+                 "# HELP fastdeploy:available_gpu_block_num Number of free GPU KV-cache blocks.\n"
+                 "# TYPE fastdeploy:available_gpu_block_num gauge\n"
+                 "fastdeploy:available_gpu_block_num %ld\n"
+                 "# HELP fastdeploy:prompt_tokens_total Prompt tokens of the requests admitted.\n"
+                 "# TYPE fastdeploy:prompt_tokens_total counter\n"
+                 "fastdeploy:prompt_tokens_total %llu\n"
+                 "# HELP fastdeploy:prefix_cache_hit_tokens_total Prompt tokens found in the prefix cache.\n"
+                 "# TYPE fastdeploy:prefix_cache_hit_tokens_total counter\n"
+                 "fastdeploy:prefix_cache_hit_tokens_total %llu\n",
+                 m->running, m->waiting, m->blocks, m->prompt_tokens_total, m->cached_tokens_total);
     if (n < 0)
         return 0;
     return (size_t)n < cap ? (size_t)n : (cap > 0 ? cap - 1 : 0);

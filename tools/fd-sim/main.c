@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sim_config_finalize(&cfg, port);
-    sim_state_init(&state, cfg.name);
+    sim_state_init(&state, cfg.name, cfg.seed);
     if (sim_server_start(server) != 0) {
         fprintf(stderr, "fd-sim: cannot start the server threads\n");
         return 1;

@@ -25,6 +25,7 @@ struct sim_registrar {
     sim_state_t *st;
     char target[SIM_ROUTER_LEN];
     double interval;
+    double first_delay; /* --slow-start-ms: FastDeploy registers once its /health is OK */
     char *payload;
     size_t payload_len;
 };
@@ -62,6 +63,9 @@ static void *registrar_main(void *arg)
 {
     sim_registrar_t *r = arg;
     pthread_mutex_lock(&r->lock);
+    struct timespec ready = deadline_after(r->first_delay);
+    while (!r->stop && r->first_delay > 0 && pthread_cond_timedwait(&r->cond, &r->lock, &ready) != ETIMEDOUT)
+        ;
     while (!r->stop) {
         pthread_mutex_unlock(&r->lock);
         attempt(r);
@@ -91,6 +95,7 @@ sim_registrar_t *sim_registrar_start(const sim_config_t *cfg, sim_state_t *st, i
         return NULL;
     r->st = st;
     r->interval = cfg->register_interval_secs;
+    r->first_delay = cfg->slow_start_ms / 1000.0;
     snprintf(r->target, sizeof(r->target), "%s", cfg->router);
     r->payload = sim_register_payload(cfg, port, metrics_port, &r->payload_len);
     pthread_condattr_t ca;

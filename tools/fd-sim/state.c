@@ -12,7 +12,7 @@
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-void sim_state_init(sim_state_t *st, const char *name)
+void sim_state_init(sim_state_t *st, const char *name, uint64_t seed)
 {
     memset(st, 0, sizeof(*st));
     snprintf(st->name, sizeof(st->name), "%s", name);
@@ -23,6 +23,7 @@ void sim_state_init(sim_state_t *st, const char *name)
     pthread_mutex_init(&st->lock, NULL);
     st->fail_mode = SIM_FAIL_NONE;
     st->fail_remaining = -1;
+    st->seed = st->rng = seed;
 }
 
 static void forget_last(sim_state_t *st)
@@ -30,10 +31,14 @@ static void forget_last(sim_state_t *st)
     free(st->last_body);
     free(st->last_path);
     json_object_put(st->last_headers);
+    free(st->last_request_id);
+    free(st->last_disaggregate_info);
     st->last_body = NULL;
     st->last_body_len = 0;
     st->last_path = NULL;
     st->last_headers = NULL;
+    st->last_request_id = NULL;
+    st->last_disaggregate_info = NULL;
 }
 
 void sim_state_destroy(sim_state_t *st)
@@ -56,11 +61,25 @@ void sim_state_record(sim_state_t *st, const char *path, size_t path_len, const 
         memcpy(b, body, body_len);
     b[body_len] = '\0';
     pthread_mutex_lock(&st->lock);
-    forget_last(st);
+    free(st->last_body);
+    free(st->last_path);
+    json_object_put(st->last_headers);
     st->last_body = b;
     st->last_body_len = body_len;
     st->last_path = p;
     st->last_headers = headers;
+    pthread_mutex_unlock(&st->lock);
+}
+
+void sim_state_record_pd(sim_state_t *st, const char *request_id, const char *disaggregate_info)
+{
+    char *rid = request_id ? strdup(request_id) : NULL,
+         *info = disaggregate_info ? strdup(disaggregate_info) : NULL;
+    pthread_mutex_lock(&st->lock);
+    free(st->last_request_id);
+    free(st->last_disaggregate_info);
+    st->last_request_id = rid;
+    st->last_disaggregate_info = info;
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -69,7 +88,30 @@ static void add_long(json_object *o, const char *key, atomic_long *v)
     json_object_object_add(o, key, json_object_new_int64(atomic_load(v)));
 }
 
-char *sim_state_stats_json(sim_state_t *st, size_t *len)
+/* A JSON text recorded from a request body, back as a value (null when absent). */
+static json_object *json_value(const char *text)
+{
+    return text ? json_tokener_parse(text) : NULL;
+}
+
+static void add_tokens(json_object *o, sim_state_t *st, const sim_engine_load_t *load)
+{
+    unsigned long long prompt = load ? load->prompt_tokens_total : atomic_load(&st->prompt_tokens);
+    unsigned long long cached = load ? load->cached_tokens_total : 0;
+    json_object_object_add(o, "prompt_tokens", json_object_new_int64((int64_t)prompt));
+    json_object_object_add(o, "cached_tokens", json_object_new_int64((int64_t)cached));
+    if (!load)
+        return;
+    json_object *e = json_object_new_object();
+    json_object_object_add(e, "running", json_object_new_int64(load->running));
+    json_object_object_add(e, "waiting", json_object_new_int64(load->waiting));
+    json_object_object_add(e, "free_blocks", json_object_new_int64(load->free_blocks));
+    json_object_object_add(e, "cached_blocks", json_object_new_int64(load->cached_blocks));
+    json_object_object_add(e, "evicted_blocks", json_object_new_int64((int64_t)load->evicted_blocks_total));
+    json_object_object_add(o, "engine", e);
+}
+
+char *sim_state_stats_json(sim_state_t *st, const sim_engine_load_t *load, size_t *len)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(st->name));
@@ -79,9 +121,11 @@ char *sim_state_stats_json(sim_state_t *st, size_t *len)
     add_long(o, "cancelled", &st->cancelled);
     add_long(o, "failed", &st->failed);
     add_long(o, "rejected", &st->rejected);
+    add_long(o, "aborted", &st->aborted);
     add_long(o, "register_ok", &st->register_ok);
     add_long(o, "register_failed", &st->register_failed);
     json_object_object_add(o, "healthy", json_object_new_boolean(atomic_load(&st->healthy)));
+    add_tokens(o, st, load);
 
     pthread_mutex_lock(&st->lock);
     json_object_object_add(o, "last_body",
@@ -90,6 +134,8 @@ char *sim_state_stats_json(sim_state_t *st, size_t *len)
     json_object_object_add(o, "last_path", st->last_path ? json_object_new_string(st->last_path) : NULL);
     json_object_object_add(o, "last_headers",
                            st->last_headers ? json_object_get(st->last_headers) : json_object_new_object());
+    json_object_object_add(o, "last_request_id", json_value(st->last_request_id));
+    json_object_object_add(o, "last_disaggregate_info", json_value(st->last_disaggregate_info));
     size_t jlen;
     const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &jlen);
     char *out = s ? strndup(s, jlen) : NULL;
@@ -106,6 +152,8 @@ void sim_state_reset(sim_state_t *st)
     atomic_store(&st->cancelled, 0);
     atomic_store(&st->failed, 0);
     atomic_store(&st->rejected, 0);
+    atomic_store(&st->aborted, 0);
+    atomic_store(&st->prompt_tokens, 0);
     atomic_store(&st->register_ok, 0);
     atomic_store(&st->register_failed, 0);
     pthread_mutex_lock(&st->lock);
@@ -121,7 +169,9 @@ static int parse_mode(const char *s, sim_fail_mode_t *mode)
     } modes[] = {{"none", SIM_FAIL_NONE},
                  {"close_before_head", SIM_FAIL_CLOSE_BEFORE_HEAD},
                  {"hang_before_head", SIM_FAIL_HANG_BEFORE_HEAD},
-                 {"status", SIM_FAIL_STATUS}};
+                 {"status", SIM_FAIL_STATUS},
+                 {"die_mid_stream", SIM_FAIL_DIE_MID_STREAM},
+                 {"error_rate", SIM_FAIL_ERROR_RATE}};
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
         if (strcmp(s, modes[i].name) == 0) {
             *mode = modes[i].mode;
@@ -146,6 +196,22 @@ static int opt_int(json_object *root, const char *key, long lo, long hi, long *o
     return 0;
 }
 
+/* Optional number in [0, 1]; *out keeps its value when the field is absent. */
+static int opt_rate(json_object *root, const char *key, double *out, char *err, size_t errlen)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(root, key, &v))
+        return 0;
+    double d = json_object_get_double(v);
+    if ((!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int)) || !(d >= 0) ||
+        d > 1) {
+        snprintf(err, errlen, "%s must be a number between 0 and 1", key);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
 int sim_state_set_fail(sim_state_t *st, const char *body, size_t len, char *err, size_t errlen)
 {
     json_object *root = sim_parse_object(body, len, err, errlen), *m;
@@ -153,19 +219,28 @@ int sim_state_set_fail(sim_state_t *st, const char *body, size_t len, char *err,
         return -1;
     int rc = -1;
     sim_fail_mode_t mode;
-    long status = 503, count = -1;
+    long status = 503, count = -1, after = 0, seed = -1;
+    double rate = 0;
     if (!json_object_object_get_ex(root, "mode", &m) || !json_object_is_type(m, json_type_string) ||
         parse_mode(json_object_get_string(m), &mode) != 0) {
-        snprintf(err, errlen, "mode must be one of none, close_before_head, hang_before_head, status");
+        snprintf(err, errlen,
+                 "mode must be one of none, close_before_head, hang_before_head, status, die_mid_stream, "
+                 "error_rate");
         goto done;
     }
     if (opt_int(root, "status", 200, 599, &status, err, errlen) != 0 ||
-        opt_int(root, "count", 1, 1000000000L, &count, err, errlen) != 0)
+        opt_int(root, "count", 1, 1000000000L, &count, err, errlen) != 0 ||
+        opt_int(root, "after_chunks", 0, SIM_MAX_TOKENS, &after, err, errlen) != 0 ||
+        opt_int(root, "seed", 0, INT64_MAX, &seed, err, errlen) != 0 ||
+        opt_rate(root, "error_rate", &rate, err, errlen) != 0)
         goto done;
     pthread_mutex_lock(&st->lock);
     st->fail_mode = mode;
     st->fail_status = (int)status;
     st->fail_remaining = mode == SIM_FAIL_NONE ? -1 : count;
+    st->fail_after_chunks = (unsigned)after;
+    st->fail_rate = rate;
+    st->rng = seed >= 0 ? (uint64_t)seed : st->seed;
     pthread_mutex_unlock(&st->lock);
     rc = 0;
 done:
@@ -173,15 +248,28 @@ done:
     return rc;
 }
 
-sim_fail_mode_t sim_state_take_fail(sim_state_t *st, int *status)
+/* splitmix64: a uniform draw in [0, 1) that depends only on the seed and the number of draws. */
+static double draw(uint64_t *rng)
+{
+    uint64_t z = (*rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) / (double)(1ULL << 53);
+}
+
+sim_fail_mode_t sim_state_take_fail(sim_state_t *st, sim_fail_t *out)
 {
     pthread_mutex_lock(&st->lock);
-    sim_fail_mode_t mode = st->fail_mode;
-    *status = st->fail_status;
-    if (mode != SIM_FAIL_NONE && st->fail_remaining > 0 && --st->fail_remaining == 0)
+    out->mode = st->fail_mode;
+    out->status = st->fail_status;
+    out->after_chunks = st->fail_after_chunks;
+    if (out->mode == SIM_FAIL_ERROR_RATE)
+        out->mode = draw(&st->rng) < st->fail_rate ? SIM_FAIL_STATUS : SIM_FAIL_NONE;
+    if (out->mode != SIM_FAIL_NONE && st->fail_remaining > 0 && --st->fail_remaining == 0)
         st->fail_mode = SIM_FAIL_NONE;
     pthread_mutex_unlock(&st->lock);
-    return mode;
+    return out->mode;
 }
 
 int sim_state_set_health(sim_state_t *st, const char *body, size_t len, char *err, size_t errlen)
@@ -233,16 +321,20 @@ int sim_state_set_metrics(sim_state_t *st, const char *body, size_t len, char *e
     return rc;
 }
 
-size_t sim_state_metrics_text(sim_state_t *st, char *buf, size_t cap)
+size_t sim_state_metrics_text(sim_state_t *st, const sim_engine_load_t *load, char *buf, size_t cap)
 {
     long inflight = atomic_load(&st->inflight);
-    long running = atomic_load(&st->m_running), waiting = atomic_load(&st->m_waiting),
-         blocks = atomic_load(&st->m_blocks);
-    if (running < 0)
-        running = inflight;
-    if (waiting < 0)
-        waiting = 0;
-    if (blocks < 0)
-        blocks = inflight < SIM_GPU_BLOCKS ? SIM_GPU_BLOCKS - inflight : 0;
-    return sim_render_metrics(buf, cap, running, waiting, blocks);
+    sim_metrics_t m = {.running = atomic_load(&st->m_running),
+                       .waiting = atomic_load(&st->m_waiting),
+                       .blocks = atomic_load(&st->m_blocks),
+                       .prompt_tokens_total =
+                           load ? load->prompt_tokens_total : atomic_load(&st->prompt_tokens),
+                       .cached_tokens_total = load ? load->cached_tokens_total : 0};
+    if (m.running < 0)
+        m.running = load ? (long)load->running : inflight;
+    if (m.waiting < 0)
+        m.waiting = load ? (long)load->waiting : 0;
+    if (m.blocks < 0)
+        m.blocks = load ? (long)load->free_blocks : inflight < SIM_GPU_BLOCKS ? SIM_GPU_BLOCKS - inflight : 0;
+    return sim_render_metrics(buf, cap, &m);
 }
