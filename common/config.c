@@ -205,6 +205,7 @@ static const key_spec_t key_specs[] = {
     SECS("scheduler", "eviction-interval-secs", eviction_interval_secs, 0, true),
     DBL("scheduler", "eviction-duration-mins", eviction_duration_mins, 0, CFG_MAX_SECS / 60, true),
     INT("scheduler", "cache-block-size", cache_block_size, 1, 1 << 20),
+    INT("scheduler", "radix-capacity-nodes", radix_capacity_nodes, 0, (int)SHM_RADIX_MAX_NODES),
     STR("scheduler", "tokenizer-url", tokenizer_url, NULL),
     SECS("scheduler", "tokenizer-timeout-secs", tokenizer_timeout_secs, 0, true),
     NUM("scheduler", "balance-abs-threshold", balance_abs_threshold),
@@ -623,6 +624,7 @@ void fd_config_to_shm(const fd_config_t *c, shm_config_t *out)
     out->load_balance_weight = c->load_balance_weight;
     out->waiting_weight = c->waiting_weight;
     out->cache_block_size = (uint32_t)c->cache_block_size;
+    out->radix_capacity = (uint32_t)c->radix_capacity_nodes;
     out->connect_timeout_ms = to_ms(c->connect_timeout_secs);
     out->first_byte_timeout_ms = to_ms(c->first_byte_timeout_secs);
     out->idle_timeout_ms = to_ms(c->idle_timeout_secs);

@@ -53,6 +53,7 @@ typedef struct {
     double eviction_interval_secs;
     double eviction_duration_mins;
     int cache_block_size;
+    int radix_capacity_nodes; /* fd-router: prefix tree nodes; 0 = the compiled maximum */
     char tokenizer_url[256];
     double tokenizer_timeout_secs;
     double balance_abs_threshold;

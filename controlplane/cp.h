@@ -18,6 +18,7 @@
  *   health.c     the periodic health checks and their threshold state machine
  *   metrics_poll.c  the periodic /metrics polls, published into shm for the remote policies
  *   stats.c      the Go router's periodic [stats] log line
+ *   evict.c      the prefix tree's TTL eviction and free-node headroom
  *   supervise.c  spawning, watching, restarting and adopting the data plane
  */
 #ifndef FD_CP_CP_H
@@ -163,6 +164,10 @@ typedef struct cp {
     } metrics;
 
     cp_timer_t stats_timer;
+
+    struct {
+        cp_timer_t ttl, maintain;
+    } evict;
 
     h2o_linklist_t reg_jobs; /* /register requests waiting for their probes */
     unsigned reg_jobs_n;
@@ -310,6 +315,11 @@ void cp_metrics_stop(cp_t *cp);
 
 int cp_stats_start(cp_t *cp);
 void cp_stats_stop(cp_t *cp);
+
+/* ---- prefix tree upkeep (evict.c) ---- */
+
+int cp_evict_start(cp_t *cp);
+void cp_evict_stop(cp_t *cp);
 
 /* ---- data-plane supervision (supervise.c) ---- */
 

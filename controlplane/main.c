@@ -212,7 +212,8 @@ static int start_services(cp_t *cp, pid_t orphan)
     publish_initial_views(cp);
     if (cp->cfg.register_path[0] != '\0')
         cp_register_load_file(cp, cp->cfg.register_path);
-    if (cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_stats_start(cp) != 0)
+    if (cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_stats_start(cp) != 0 ||
+        cp_evict_start(cp) != 0)
         return -1;
     int rc = orphan ? cp_dp_adopt(cp, orphan, err, sizeof(err)) : cp_dp_spawn(cp, err, sizeof(err));
     if (rc != 0) {
@@ -227,6 +228,7 @@ static void shutdown_cp(cp_t *cp)
     cp_health_stop(cp);
     cp_metrics_stop(cp);
     cp_stats_stop(cp);
+    cp_evict_stop(cp);
     if (cp->prober_ready)
         cp_register_abort_all(cp);
     cp_ctlsock_close(cp);

@@ -12,7 +12,8 @@
  *
  * hits/total are the Go router's session-stickiness counts since the previous line (a request
  * with a session_id is a hit when it went to the same prefill instance as that session's
- * previous one). Nothing in fd-router counts sessions yet, so they are 0/0 for now.
+ * previous one). The cache-aware policies count them in shared memory (shm/radix.h); this line
+ * shows the difference from the previous reading.
  *
  * The logger bounds a line at 8 KiB. With hundreds of instances the worker list would not fit
  * and the cut would fall on the part the tooling needs most (total_running is first, the hit
@@ -25,6 +26,7 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "shm/radix.h"
 
 #define WORKERS_TEXT_MAX 6144 /* leaves room in the logger's 8 KiB line for everything else */
 
@@ -74,7 +76,12 @@ static void on_tick(cp_timer_t *t)
     }
     qsort(workers, n, sizeof(*workers), by_url);
     format_workers(workers, n, text);
-    uint64_t hits = 0, requests = 0; /* session counts: see the top of this file */
+    static uint64_t prev_hits, prev_requests;
+    radix_stats_t st;
+    radix_stats(&cp->seg, &st);
+    uint64_t hits = st.session_hits - prev_hits, requests = st.session_requests - prev_requests;
+    prev_hits = st.session_hits;
+    prev_requests = st.session_requests;
     double rate = requests ? (double)hits * 100.0 / (double)requests : 0.0;
     LOG_INFO("[stats] total_running=%" PRIu64 ", workers: [%s], cache_hit_rate=%.2f%% (hits=%" PRIu64
              "/total=%" PRIu64 ")",

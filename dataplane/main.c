@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "dataplane/dp.h"
+#include "dataplane/policy/pol.h"
 #include "dataplane/tokenizer.h"
 
 dp_global_t dp = {.drain_lock = PTHREAD_MUTEX_INITIALIZER, .drain_cond = PTHREAD_COND_INITIALIZER};
@@ -88,6 +89,12 @@ static int attach(const char *shm_name)
     if (!shm_config_read(&dp.seg, &dp.cfg)) {
         LOG_ERROR("the configuration in %s is being rewritten by a control plane that died; retry", shm_name);
         return -1;
+    }
+    for (int r = 0; r < SHM_ROLE_COUNT; r++) {
+        if (!pol_get((shm_policy_t)dp.cfg.policy[r])) {
+            LOG_ERROR("unknown policy %u for role %d in %s", dp.cfg.policy[r], r, shm_name);
+            return -1;
+        }
     }
     dp.row = shm_dp_claim(&dp.seg, getpid(), 0);
     if (dp.row < 0) {

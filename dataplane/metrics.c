@@ -13,6 +13,7 @@
 #include "common/instance_info.h"
 #include "common/reply.h"
 #include "dataplane/dp.h"
+#include "shm/radix.h"
 
 typedef struct {
     h2o_buffer_t *buf;
@@ -134,6 +135,45 @@ static void put_process(out_t *o)
         beat && now > beat ? (double)(now - beat) / 1000 : 0.0);
 }
 
+static void put_counter(out_t *o, const char *name, const char *help, uint64_t v)
+{
+    family(o, name, "counter", help);
+    put(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* FastDeploy's two session counters, and the prefix tree's size, evictions and decisions */
+static void put_cache(out_t *o)
+{
+    radix_stats_t st;
+    radix_stats(&dp.seg, &st);
+    put_counter(o, "router_cache_hit_total",
+                "Session requests routed to the instance of the session's previous request", st.session_hits);
+    put_counter(o, "router_cache_request_total", "Cache-scored decisions that carried a session_id",
+                st.session_requests);
+    family(o, "fd_router_cache_nodes", "gauge", "Prefix tree nodes in use (reachable and waiting for reuse)");
+    put(o, "fd_router_cache_nodes{state=\"reachable\"} %u\nfd_router_cache_nodes{state=\"limbo\"} %u\n",
+        st.nodes, st.limbo);
+    family(o, "fd_router_cache_capacity_nodes", "gauge", "Prefix tree capacity (radix-capacity-nodes)");
+    put(o, "fd_router_cache_capacity_nodes %u\n", st.capacity);
+    family(o, "fd_router_cache_evictions_total", "counter", "Prefix tree nodes evicted, by reason");
+    put(o,
+        "fd_router_cache_evictions_total{reason=\"ttl\"} "
+        "%llu\nfd_router_cache_evictions_total{reason=\"pressure\"} %llu\n",
+        (unsigned long long)st.evictions_ttl, (unsigned long long)st.evictions_pressure);
+    family(o, "fd_router_cache_decisions_total", "counter", "cache_aware decisions by branch");
+    put(o, "fd_router_cache_decisions_total{branch=\"cache_scored\"} %llu\n",
+        (unsigned long long)st.decided_by_cache);
+    put(o, "fd_router_cache_decisions_total{branch=\"fallback_imbalance\"} %llu\n",
+        (unsigned long long)st.fallback_imbalance);
+    put(o, "fd_router_cache_decisions_total{branch=\"fallback_no_prompt\"} %llu\n",
+        (unsigned long long)st.fallback_no_prompt);
+    put_counter(o, "fd_router_cache_prefix_hits_total",
+                "cache-scored decisions whose prompt matched a cached prefix", st.lookups_hit);
+    put_counter(o, "fd_router_cache_inserts_total", "choices recorded in the prefix tree", st.inserts);
+    put_counter(o, "fd_router_cache_inserts_truncated_total",
+                "records cut short because no node could be had", st.inserts_truncated);
+}
+
 int dp_handle_metrics(h2o_req_t *req)
 {
     dp_thread_t *t = dp_self(req);
@@ -154,6 +194,7 @@ int dp_handle_metrics(h2o_req_t *req)
            "Attempts that failed before the instance answered (connect, reset, timeout)");
     for_each_live(t, &o, put_failures);
     put_process(&o);
+    put_cache(&o);
     fd_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", o.buf->bytes, o.buf->size);
     h2o_buffer_dispose(&o.buf);
     return 0;

@@ -104,6 +104,27 @@ static void extract_prompt(h2o_mem_pool_t *pool, json_object *root, pol_prompt_t
     out->codepoints = dp_codepoints(a.buf, a.len);
 }
 
+static uint64_t fnv1a(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+    return h ? h : 1;
+}
+
+/* session_id: top level if a non-empty string, else extra_body.session_id (the Go router's rule) */
+static uint64_t session_of(json_object *root)
+{
+    json_object *v, *extra;
+    if (!(json_object_object_get_ex(root, "session_id", &v) && json_object_is_type(v, json_type_string) &&
+          json_object_get_string_len(v) > 0) &&
+        !(json_object_object_get_ex(root, "extra_body", &extra) &&
+          json_object_object_get_ex(extra, "session_id", &v) && json_object_is_type(v, json_type_string) &&
+          json_object_get_string_len(v) > 0))
+        return 0;
+    return fnv1a(json_object_get_string(v), (size_t)json_object_get_string_len(v));
+}
+
 int dp_parse_body(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_prompt, dp_body_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -126,8 +147,10 @@ int dp_parse_body(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_
                       json_object_is_type(s, json_type_boolean) && json_object_get_boolean(s);
         out->has_request_id = json_object_object_get_ex(root, "request_id", NULL);
         out->members = (size_t)json_object_object_length(root);
-        if (want_prompt)
+        if (want_prompt) {
             extract_prompt(pool, root, &out->prompt);
+            out->prompt.session = session_of(root);
+        }
     }
     json_object_put(root);
     return ok ? 0 : -1;

@@ -9,8 +9,7 @@
 
 const pol_t *dp_role_policy(shm_role_t role)
 {
-    const pol_t *p = pol_get((shm_policy_t)dp.cfg.policy[role]);
-    return p ? p : pol_get(SHM_POL_PROCESS_TOKENS);
+    return pol_get((shm_policy_t)dp.cfg.policy[role]);
 }
 
 bool dp_wants_tokens(shm_role_t role, const pol_prompt_t *prompt)

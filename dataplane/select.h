@@ -25,8 +25,7 @@ typedef struct {
     char url[SHM_URL_LEN];
 } dp_choice_t;
 
-/* The policy for a role, resolved once at start (cache-aware policies fall back to process_tokens
- * until they exist). */
+/* The configured policy for a role (main.c checks at start that every role has one). */
 const pol_t *dp_role_policy(shm_role_t role);
 
 /* True when the role's policy weighs the prompt's tokens and a tokenizer service is configured:

@@ -59,7 +59,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 2u
+#define SHM_LAYOUT_VERSION 3u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
@@ -263,6 +263,7 @@ enum { SHM_BLK_FREE = 0, SHM_BLK_USED = 1, SHM_BLK_LIMBO = 2 };
 #define SHM_RADIX_BUCKETS   524288u /* power of two, 2 per node */
 #define SHM_RADIX_EDGE_MAX  10      /* block hashes inline per node (fills 256 bytes) */
 #define SHM_RADIX_TAGS      8       /* instances remembered per node */
+#define SHM_RADIX_SESSIONS  65536u  /* last choice per session_id, for the stickiness rate */
 #define SHM_RADIX_NIL       0u
 #define SHM_RADIX_ROOT      1u
 
@@ -315,6 +316,14 @@ typedef struct {
     uint64_t fallback_imbalance;
     uint64_t fallback_no_prompt;
     uint64_t lookups_hit; /* decisions whose prompt matched at least one block */
+    /* Session stickiness (the Go router's "cache hit rate"): of the cache-scored decisions that
+     * carried a session_id, how many chose the same instance as that session's previous one.
+     * The last choice of each session is kept in a fixed table (SHM_RADIX_SESSIONS entries,
+     * overwritten on collision: memory stays bounded, unlike the Go router's map), one atomic
+     * word per entry: session hash (high 40 bits) | slot (10 bits) | generation (low 14 bits). */
+    _Alignas(SHM_CACHELINE) uint64_t session_requests;
+    uint64_t session_hits;
+    uint64_t sessions[SHM_RADIX_SESSIONS];
 } shm_radix_hdr_t;
 
 typedef struct {

@@ -936,4 +936,18 @@ void radix_stats(const shm_seg_t *s, radix_stats_t *out)
     out->fallback_imbalance = GET(&t->fallback_imbalance);
     out->fallback_no_prompt = GET(&t->fallback_no_prompt);
     out->lookups_hit = GET(&t->lookups_hit);
+    out->session_requests = GET(&t->session_requests);
+    out->session_hits = GET(&t->session_hits);
+}
+
+void radix_count_session(shm_seg_t *s, uint64_t session_hash, uint16_t slot, uint32_t generation)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    uint64_t entry =
+        (session_hash & ~((1ULL << 24) - 1)) | ((uint64_t)(slot & 0x3ff) << 14) | (generation & 0x3fff);
+    uint64_t *cell = &t->sessions[session_hash % SHM_RADIX_SESSIONS];
+    uint64_t prev = __atomic_exchange_n(cell, entry, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->session_requests, 1, __ATOMIC_RELAXED);
+    if (prev == entry)
+        __atomic_add_fetch(&t->session_hits, 1, __ATOMIC_RELAXED);
 }

@@ -170,8 +170,13 @@ typedef struct {
     uint64_t evictions_ttl, evictions_pressure;
     uint64_t inserts, inserts_truncated, recoveries;
     uint64_t decided_by_cache, fallback_imbalance, fallback_no_prompt, lookups_hit;
+    uint64_t session_requests, session_hits;
 } radix_stats_t;
 
 void radix_stats(const shm_seg_t *s, radix_stats_t *out);
+
+/* A cache-scored decision for a request with a session (hash != 0) chose (slot, generation):
+ * count it, and count a hit when the session's previous choice was the same instance. */
+void radix_count_session(shm_seg_t *s, uint64_t session_hash, uint16_t slot, uint32_t generation);
 
 #endif

@@ -3,7 +3,9 @@
  * instance holds its KV cache), unless the loads are too uneven. The Go router's algorithm
  * (reference 4.9) over the shared prefix tree of shm/radix.h:
  *
- *  1. loads = requests in flight per candidate (summed over every live DP);
+ *  1. loads = requests in flight per candidate (summed over every live DP); remote_cache_aware
+ *     takes each instance's own running count from its last /metrics poll instead, falling
+ *     back to the local count when that is missing or older than metrics-max-age;
  *  2. imbalanced (max != min, max - min > balance-abs-threshold and (max - min) / max >
  *     balance-rel-threshold) -> process_tokens chooses;
  *  3. empty prompt -> process_tokens chooses;
@@ -95,15 +97,25 @@ static size_t fallback(const pol_ctx_t *c, shm_seg_t *s, radix_decision_t why)
     return pol_process_tokens.select(c);
 }
 
-static size_t select_cache_aware(const pol_ctx_t *c)
+/* remote_cache_aware: the instance's own running count when its metrics are fresh */
+static uint64_t load_of(const pol_ctx_t *c, size_t i, bool remote, uint64_t now_ms)
+{
+    shm_remote_metrics_t m;
+    if (remote && pol_remote_metrics(c, i, now_ms, &m))
+        return m.running > 0 ? (uint64_t)m.running : 0;
+    return pol_inflight(c, i);
+}
+
+static size_t select_scored(const pol_ctx_t *c, bool remote)
 {
     /* the policy contract hands the segment read-only; recording a choice is the one write,
      * made under the writer lock like every change of the tree */
     shm_seg_t *s = (shm_seg_t *)c->seg;
     uint64_t load[SHM_VIEW_MAX_SLOTS];
     size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
+    uint64_t now = shm_now_ms();
     for (size_t i = 0; i < n; i++)
-        load[i] = pol_inflight(c, i);
+        load[i] = load_of(c, i, remote, now);
     if (imbalanced(load, n, c->cfg->balance_abs_threshold, c->cfg->balance_rel_threshold))
         return fallback(c, s, RADIX_FALLBACK_IMBALANCE);
     if (!c->prompt || !c->prompt->text || !c->prompt->len)
@@ -121,9 +133,23 @@ static size_t select_cache_aware(const pol_ctx_t *c)
     pol_ctx_t scored = *c;
     scored.n = n;
     size_t best = best_score(&scored, hit, load);
-    radix_insert(s, hashes, nh, c->slots[best], gens[best], shm_now_ms(), c->cfg->radix_capacity);
+    radix_insert(s, hashes, nh, c->slots[best], gens[best], now, c->cfg->radix_capacity);
     radix_count_decision(s, RADIX_DECIDED_BY_CACHE, matched > 0);
+    if (c->prompt->session)
+        radix_count_session(s, c->prompt->session, c->slots[best], gens[best]);
     return best;
 }
 
+static size_t select_cache_aware(const pol_ctx_t *c)
+{
+    return select_scored(c, false);
+}
+
+static size_t select_remote_cache_aware(const pol_ctx_t *c)
+{
+    return select_scored(c, true);
+}
+
 const pol_t pol_cache_aware = {.name = "cache_aware", .needs_prompt = 1, .select = select_cache_aware};
+const pol_t pol_remote_cache_aware = {
+    .name = "remote_cache_aware", .needs_prompt = 1, .select = select_remote_cache_aware};

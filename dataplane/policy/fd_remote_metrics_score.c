@@ -11,18 +11,10 @@
  */
 #include "dataplane/policy/pol.h"
 
-/* Distance either way: a wall clock stepped back must not make old numbers look fresh. */
-static bool fresh(uint64_t at_ms, uint64_t now_ms, uint32_t max_age_ms)
-{
-    uint64_t age = now_ms >= at_ms ? now_ms - at_ms : at_ms - now_ms;
-    return age < max_age_ms;
-}
-
 static double score(const pol_ctx_t *c, size_t i, uint64_t now_ms)
 {
     shm_remote_metrics_t m;
-    if (shm_metrics_load(shm_instance(c->seg, c->slots[i]), &m) &&
-        fresh(m.at_ms, now_ms, c->cfg->metrics_max_age_ms))
+    if (pol_remote_metrics(c, i, now_ms, &m))
         return m.running + m.waiting * c->cfg->waiting_weight;
     return (double)pol_inflight(c, i);
 }

@@ -12,6 +12,7 @@ static const pol_t *const table[SHM_POL_COUNT] = {
     [SHM_POL_FD_METRICS_SCORE] = &pol_fd_metrics_score,
     [SHM_POL_FD_REMOTE_METRICS_SCORE] = &pol_fd_remote_metrics_score,
     [SHM_POL_CACHE_AWARE] = &pol_cache_aware,
+    [SHM_POL_REMOTE_CACHE_AWARE] = &pol_remote_cache_aware,
 };
 
 const pol_t *pol_get(shm_policy_t p)
@@ -31,4 +32,17 @@ size_t pol_argmin(const pol_ctx_t *c, uint64_t (*f)(const pol_ctx_t *, size_t))
         }
     }
     return best;
+}
+
+/* Distance either way: a wall clock stepped back must not make old numbers look fresh. */
+static bool fresh(uint64_t at_ms, uint64_t now_ms, uint32_t max_age_ms)
+{
+    uint64_t age = now_ms >= at_ms ? now_ms - at_ms : at_ms - now_ms;
+    return age < max_age_ms;
+}
+
+bool pol_remote_metrics(const pol_ctx_t *c, size_t i, uint64_t now_ms, shm_remote_metrics_t *m)
+{
+    return shm_metrics_load(shm_instance(c->seg, c->slots[i]), m) &&
+           fresh(m->at_ms, now_ms, c->cfg->metrics_max_age_ms);
 }

@@ -21,6 +21,7 @@ typedef struct {
     size_t codepoints;
     const uint64_t *tokens; /* token ids from the tokenizer service, NULL when not available */
     size_t ntokens;
+    uint64_t session; /* hash of the request's session_id, 0 = none (stickiness statistics) */
 } pol_prompt_t;
 
 typedef struct {
@@ -51,6 +52,10 @@ static inline uint64_t pol_tokens(const pol_ctx_t *c, size_t i)
     return shm_tokens(c->seg, c->slots[i]);
 }
 
+/* The instance's last /metrics poll (published by the control plane) if it is valid and younger
+ * than metrics-max-age; false means: use the local counters instead. */
+bool pol_remote_metrics(const pol_ctx_t *c, size_t i, uint64_t now_ms, shm_remote_metrics_t *m);
+
 /* xorshift64*: cheap, per thread, good enough for load spreading */
 static inline uint64_t pol_rand(uint64_t *s)
 {
@@ -66,6 +71,6 @@ static inline uint64_t pol_rand(uint64_t *s)
 size_t pol_argmin(const pol_ctx_t *c, uint64_t (*f)(const pol_ctx_t *, size_t));
 
 extern const pol_t pol_random, pol_round_robin, pol_power_of_two, pol_request_num, pol_process_tokens,
-    pol_fd_metrics_score, pol_fd_remote_metrics_score, pol_cache_aware;
+    pol_fd_metrics_score, pol_fd_remote_metrics_score, pol_cache_aware, pol_remote_cache_aware;
 
 #endif
