@@ -19,6 +19,7 @@
  *   metrics_poll.c  the periodic /metrics polls, published into shm for the remote policies
  *   stats.c      the Go router's periodic [stats] log line
  *   evict.c      the prefix tree's TTL eviction and free-node headroom
+ *   health_generate.c  GET /health_generate: probe every prefill and decode instance now
  *   supervise.c  spawning, watching, restarting and adopting the data plane
  */
 #ifndef FD_CP_CP_H
@@ -315,6 +316,10 @@ void cp_metrics_stop(cp_t *cp);
 
 int cp_stats_start(cp_t *cp);
 void cp_stats_stop(cp_t *cp);
+
+/* ---- GET /health_generate (health_generate.c) ---- */
+
+void cp_health_generate(cp_t *cp, h2o_req_t *req);
 
 /* ---- prefix tree upkeep (evict.c) ---- */
 

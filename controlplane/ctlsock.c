@@ -137,6 +137,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         json_object_put(st);
         return 0;
     }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/health_generate")) && is_method(req, "GET")) {
+        cp_health_generate(cp, req);
+        return 0;
+    }
     cp_respond_msg(req, 404, "not found");
     return 0;
 }

@@ -4,7 +4,7 @@
  *   GET  /registered_number  {"mixed":n,"prefill":n,"decode":n}
  *   GET  /health             the router's own liveness
  *   POST /register           forwarded verbatim to the control plane's control socket; the CP's
- *                            answer is relayed (503 when no control plane answers)
+ *   GET  /health_generate    answer is relayed (503 when no control plane answers)
  */
 #include <json-c/json.h>
 #include <string.h>
@@ -140,7 +140,7 @@ int dp_handle_ready(h2o_req_t *req)
     return 0;
 }
 
-/* /register forwarding: one attempt at the control socket, no load accounting. */
+/* Forwarding to the control socket: one attempt, no load accounting. */
 static bool cp_pick(dp_proxy_t *p)
 {
     if (p->attempts)
@@ -179,10 +179,10 @@ static const dp_proxy_ops_t register_ops = {
     .fail = cp_fail,
 };
 
+/* POST /register and GET /health_generate belong to the control plane: relayed as they are */
 int dp_handle_register(h2o_req_t *req)
 {
-    dp_proxy_t *p =
-        dp_proxy_new(req, &register_ops, NULL, h2o_iovec_init(H2O_STRLIT("/register")), req->entity);
+    dp_proxy_t *p = dp_proxy_new(req, &register_ops, NULL, req->path_normalized, req->entity);
     dp_proxy_start(p);
     return 0;
 }

@@ -105,7 +105,8 @@ dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h
     dp_leg_t *l = calloc(1, sizeof(*l));
     h2o_mem_pool_t tmp;
     h2o_mem_init_pool(&tmp);
-    h2o_iovec_t head = dp_request_head(&tmp, path, authority, body.len, NULL);
+    h2o_iovec_t head =
+        dp_request_head(&tmp, h2o_iovec_init(H2O_STRLIT("POST")), path, authority, body.len, NULL);
     /* one allocation holds head and body, owned by the leg */
     char *buf = malloc(head.len + body.len);
     memcpy(buf, head.base, head.len);

@@ -60,7 +60,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return dp_handle_registered_number(req);
     if (is_route(req, "GET", "/health"))
         return dp_handle_health(req);
-    if (is_route(req, "POST", "/register"))
+    if (is_route(req, "POST", "/register") || is_route(req, "GET", "/health_generate"))
         return dp_handle_register(req);
     if (is_route(req, "GET", "/metrics"))
         return dp_handle_metrics(req);

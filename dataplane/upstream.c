@@ -124,17 +124,18 @@ static void append_request_headers(const h2o_headers_t *headers, h2o_iovec_t *ou
     }
 }
 
-h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t path, h2o_iovec_t authority, size_t body_len,
-                            const h2o_headers_t *client_headers)
+h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t method, h2o_iovec_t path, h2o_iovec_t authority,
+                            size_t body_len, const h2o_headers_t *client_headers)
 {
-    size_t cap = 256 + path.len + authority.len;
+    size_t cap = 256 + method.len + path.len + authority.len;
     for (size_t i = 0; client_headers && i < client_headers->size; i++)
         cap += client_headers->entries[i].name->len + client_headers->entries[i].value.len + 4;
     h2o_iovec_t head = {h2o_mem_alloc_pool(pool, cap), 0};
     head.len = (size_t)snprintf(head.base, cap,
-                                "POST %.*s HTTP/1.1\r\nhost: %.*s\r\ncontent-length: %zu\r\n%s"
+                                "%.*s %.*s HTTP/1.1\r\nhost: %.*s\r\ncontent-length: %zu\r\n%s"
                                 "connection: keep-alive\r\n",
-                                (int)path.len, path.base, (int)authority.len, authority.base, body_len,
+                                (int)method.len, method.base, (int)path.len, path.base, (int)authority.len,
+                                authority.base, body_len,
                                 client_headers ? "" : "content-type: application/json\r\n");
     if (client_headers)
         append_request_headers(client_headers, &head, cap);
@@ -273,7 +274,8 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
         attempt_failed(p, err);
         return NULL;
     }
-    p->reqbufs[0] = dp_request_head(&p->req->pool, p->path, p->authority, p->body.len, &p->req->headers);
+    p->reqbufs[0] =
+        dp_request_head(&p->req->pool, p->req->method, p->path, p->authority, p->body.len, &p->req->headers);
     p->reqbufs[1] = p->body;
     *reqbufs = p->reqbufs;
     *reqbufcnt = p->body.len ? 2 : 1;

@@ -65,10 +65,10 @@ struct dp_proxy {
         held : 1;
 };
 
-/* "POST path" request head for an upstream: the client's end-to-end headers when given (hop-by-hop
- * ones, host, content-length and expect dropped), else content-type: application/json. */
-h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t path, h2o_iovec_t authority, size_t body_len,
-                            const h2o_headers_t *client_headers);
+/* "METHOD path" request head for an upstream: the client's end-to-end headers when given
+ * (hop-by-hop ones, host, content-length and expect dropped), else content-type: application/json. */
+h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t method, h2o_iovec_t path, h2o_iovec_t authority,
+                            size_t body_len, const h2o_headers_t *client_headers);
 
 /* Allocate a proxy in req's pool (freed with the request). */
 dp_proxy_t *dp_proxy_new(h2o_req_t *req, const dp_proxy_ops_t *ops, void *owner, h2o_iovec_t path,

@@ -624,3 +624,444 @@ Test(state, metrics_follow_inflight_and_overrides, .init = state_setup, .fini = 
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 3\n") != NULL,
               "a rejected body changes nothing");
 }
+
+/* ---- engine, role and fault options ---- */
+
+Test(args, engine_and_fault_defaults)
+{
+    sim_config_t cfg;
+    char err[256];
+    cr_assert_eq(PARSE(&cfg, err, "--port", "0"), 0, "%s", err);
+    cr_assert_not(cfg.engine, "the model is off unless asked for");
+    cr_assert_eq(cfg.seed, 1);
+    cr_assert_eq(cfg.prefill_delay_ms, 0);
+    cr_assert_eq(cfg.slow_start_ms, 0);
+    cr_assert_float_eq(cfg.engine_params.prefill_tokens_per_sec, 10000, 1e-9);
+    cr_assert_float_eq(cfg.engine_params.decode_step_ms, 10, 1e-9);
+    cr_assert_float_eq(cfg.engine_params.decode_step_ms_per_seq, 0.2, 1e-9);
+    cr_assert_eq(cfg.engine_params.max_batch, 64);
+    cr_assert_eq(cfg.engine_params.kv_blocks, 1000);
+    cr_assert_eq(cfg.engine_params.block_tokens, 16);
+    cr_assert_eq(sim_role_of(&cfg), SIM_ROLE_MIXED);
+}
+
+Test(args, engine_and_fault_options)
+{
+    sim_config_t cfg;
+    char err[256];
+    int rc = PARSE(&cfg, err, "--port", "0", "--engine", "on", "--prefill-tokens-per-sec", "2500.5",
+                   "--decode-step-ms", "12.5", "--decode-step-ms-per-seq=0.75", "--max-batch", "8",
+                   "--kv-blocks", "300", "--block-tokens", "32", "--seed", "18446744073709551615",
+                   "--slow-start-ms", "1500", "--role", "prefill", "--prefill-delay-ms", "40");
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(cfg.engine);
+    cr_assert_float_eq(cfg.engine_params.prefill_tokens_per_sec, 2500.5, 1e-9);
+    cr_assert_float_eq(cfg.engine_params.decode_step_ms, 12.5, 1e-9);
+    cr_assert_float_eq(cfg.engine_params.decode_step_ms_per_seq, 0.75, 1e-9);
+    cr_assert_eq(cfg.engine_params.max_batch, 8);
+    cr_assert_eq(cfg.engine_params.kv_blocks, 300);
+    cr_assert_eq(cfg.engine_params.block_tokens, 32);
+    cr_assert_eq(cfg.seed, UINT64_MAX);
+    cr_assert_eq(cfg.slow_start_ms, 1500);
+    cr_assert_eq(cfg.prefill_delay_ms, 40);
+    cr_assert_eq(sim_role_of(&cfg), SIM_ROLE_PREFILL);
+    cr_assert_eq(PARSE(&cfg, err, "--port", "0", "--role", "decode", "--engine", "off"), 0, "%s", err);
+    cr_assert_eq(sim_role_of(&cfg), SIM_ROLE_DECODE);
+    cr_assert_not(cfg.engine);
+}
+
+Test(args, engine_options_need_the_engine)
+{
+    sim_config_t cfg;
+    char err[256];
+    cr_assert_eq(PARSE(&cfg, err, "--port", "0", "--kv-blocks", "10"), -1);
+    cr_assert(strstr(err, "--kv-blocks") != NULL && strstr(err, "--engine on") != NULL, "%s", err);
+    cr_assert_eq(PARSE(&cfg, err, "--port", "0", "--kv-blocks", "10", "--engine", "off"), -1);
+    cr_assert_eq(PARSE(&cfg, err, "--port", "0", "--kv-blocks", "10", "--engine", "on"), 0,
+                 "order does not matter");
+    static const char *const bad[][2] = {
+        {"--engine", "yes"},           {"--prefill-tokens-per-sec", "0"}, {"--prefill-tokens-per-sec", "x"},
+        {"--decode-step-ms", "-1"},    {"--decode-step-ms-per-seq", ""},  {"--max-batch", "0"},
+        {"--kv-blocks", "16777217"},   {"--block-tokens", "4097"},        {"--seed", "-1"},
+        {"--slow-start-ms", "600001"}, {"--prefill-delay-ms", "1.5"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *argv[] = {"fd-sim", "--port", "0", "--engine", "on", (char *)bad[i][0], (char *)bad[i][1]};
+        cr_assert_eq(sim_parse_args(7, argv, &cfg, err, sizeof(err)), -1, "%s %s accepted", bad[i][0],
+                     bad[i][1]);
+    }
+}
+
+/* ---- prompt tokens as the engine sees them ---- */
+
+Test(request, prompt_chain_matches_prompt_tokens)
+{
+    sim_defaults_t d = {16, 0, 0};
+    static const struct {
+        sim_api_t api;
+        const char *body;
+    } cases[] = {
+        {SIM_API_CHAT, "{\"messages\":[{\"role\":\"system\",\"content\":\"be  brief\"},"
+                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a b\\tc\"},"
+                       "{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}"},
+        {SIM_API_COMPLETIONS, "{\"prompt\":[\"one two\",\"three\"]}"},
+        {SIM_API_COMPLETIONS, "{\"prompt\":[101,102,-3]}"},
+        {SIM_API_CHAT, "{}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sim_gen_t g;
+        json_object *root;
+        char err[256];
+        cr_assert_eq(sim_parse_request(cases[i].api, cases[i].body, strlen(cases[i].body), &d, "s", 1, 0, &g,
+                                       &root, err, sizeof(err)),
+                     0, "%s", err);
+        cr_assert_not_null(root, "the parsed body is handed over");
+        sim_chain_t c;
+        sim_chain_init(&c, 2);
+        cr_assert_eq(sim_prompt_chain(cases[i].api, root, &c), 0);
+        cr_assert_eq(c.tokens, g.prompt_tokens, "case %zu: %lu hashed, %u counted", i, c.tokens,
+                     g.prompt_tokens);
+        cr_assert_eq(c.nblocks, g.prompt_tokens / 2);
+        sim_chain_free(&c);
+        json_object_put(root);
+    }
+}
+
+Test(request, prompt_chain_is_the_text_of_the_words)
+{
+    sim_defaults_t d = {16, 0, 0};
+    const char *body = "{\"messages\":[{\"content\":\"x y\"},{\"content\":\"z w\"}]}";
+    sim_gen_t g;
+    json_object *root;
+    char err[256];
+    cr_assert_eq(
+        sim_parse_request(SIM_API_CHAT, body, strlen(body), &d, "s", 1, 0, &g, &root, err, sizeof(err)), 0);
+    sim_chain_t a, b;
+    sim_chain_init(&a, 2);
+    sim_chain_init(&b, 2);
+    sim_prompt_chain(SIM_API_CHAT, root, &a);
+    sim_chain_feed_text(&b, "x y z w", 7);
+    cr_assert_eq(a.nblocks, 2);
+    cr_assert_eq(a.blocks[1], b.blocks[1], "message boundaries are not tokens");
+    sim_chain_free(&a);
+    sim_chain_free(&b);
+    json_object_put(root);
+}
+
+Test(request, invalid_body_still_gets_an_id)
+{
+    sim_defaults_t d = {16, 0, 0};
+    sim_gen_t g;
+    json_object *root = (json_object *)&d;
+    char err[256];
+    cr_assert_eq(sim_parse_request(SIM_API_CHAT, "{bad", 4, &d, "sim-9", 3, 0, &g, &root, err, sizeof(err)),
+                 -1);
+    cr_assert_null(root);
+    cr_assert_str_eq(g.id, "chatcmpl-sim-9-3");
+}
+
+/* ---- abort rendering ---- */
+
+Test(render, abort_end_of_a_stream)
+{
+    sim_gen_t g = gen_from(SIM_API_CHAT,
+                           "{\"sim_tokens\":9,\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+                           "\"messages\":[{\"content\":\"p q r\"}]}");
+    g.cached_tokens = 2;
+    size_t len;
+    char *s = sim_render_abort_end(&g, 4, &len);
+    cr_assert_eq(strlen(s), len);
+    cr_assert(strncmp(s, "data: {", 7) == 0, "%s", s);
+    const char *sep = strstr(s, "\n\ndata: {");
+    cr_assert_not_null(sep, "a usage chunk follows: %s", s);
+    json_object *last = parse_json(s + 6, (size_t)(sep - s - 6));
+    json_object *choice = json_object_array_get_idx(field(last, "choices"), 0);
+    cr_assert_str_eq(str_field(choice, "finish_reason"), "abort");
+    cr_assert_str_eq(str_field(field(choice, "delta"), "content"), "");
+    json_object *v;
+    cr_assert_not(json_object_object_get_ex(field(choice, "delta"), "role", &v), "not the first chunk");
+    json_object_put(last);
+    const char *end = strstr(sep + 2, "\n\ndata: [DONE]\n\n");
+    cr_assert_not_null(end, "%s", s);
+    cr_assert_eq(end + strlen("\n\ndata: [DONE]\n\n"), s + len, "[DONE] ends it");
+    json_object *usage_chunk = parse_json(sep + 8, (size_t)(end - sep - 8));
+    json_object *u = field(usage_chunk, "usage");
+    cr_assert_eq(int_field(u, "completion_tokens"), 4, "the tokens the client got");
+    cr_assert_eq(int_field(u, "prompt_tokens"), 3);
+    cr_assert_eq(int_field(field(u, "prompt_tokens_details"), "cached_tokens"), 2);
+    json_object_put(usage_chunk);
+    free(s);
+
+    g.include_usage = false;
+    s = sim_render_abort_end(&g, 0, &len);
+    sep = strstr(s, "\n\n");
+    last = parse_json(s + 6, (size_t)(sep - s - 6));
+    choice = json_object_array_get_idx(field(last, "choices"), 0);
+    cr_assert_str_eq(str_field(field(choice, "delta"), "role"), "assistant",
+                     "nothing sent yet: the role comes too");
+    cr_assert_str_eq(sep, "\n\ndata: [DONE]\n\n");
+    json_object_put(last);
+    free(s);
+}
+
+Test(render, aborted_response)
+{
+    sim_gen_t g = gen_from(SIM_API_COMPLETIONS, "{\"sim_tokens\":9}");
+    g.aborted = true;
+    g.tokens = 2;
+    size_t len;
+    char *s = sim_render_response(&g, &len);
+    json_object *o = parse_json(s, len);
+    json_object *choice = json_object_array_get_idx(field(o, "choices"), 0);
+    cr_assert_str_eq(str_field(choice, "text"), "tok0 tok1");
+    cr_assert_str_eq(str_field(choice, "finish_reason"), "abort");
+    cr_assert_eq(int_field(field(o, "usage"), "completion_tokens"), 2);
+    json_object_put(o);
+    free(s);
+}
+
+/* ---- prefill/decode ---- */
+
+#define GOOD_INFO                                                                                            \
+    "\"prefill_ip\":\"10.0.0.1\",\"decode_ip\":\"10.0.0.2\",\"prefill_connector_port\":8100,"                \
+    "\"decode_connector_port\":0,\"decode_device_ids\":[\"0\",\"1\"],\"decode_rdma_ports\":null,"            \
+    "\"transfer_protocol\":\"rdma\",\"decode_tp_size\":2"
+
+static int check_dinfo(const char *body, char *err)
+{
+    json_object *root = parse_json(body, strlen(body));
+    int rc = sim_check_disaggregate(root, err, 256);
+    json_object_put(root);
+    return rc;
+}
+
+Test(pd, decode_accepts_the_router_info)
+{
+    char err[256];
+    cr_assert_eq(check_dinfo("{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO "}}", err), 0, "%s",
+                 err);
+    cr_assert_eq(check_dinfo("{\"request_id\":7,\"disaggregate_info\":{" GOOD_INFO "}}", err), 0,
+                 "a request_id of any JSON type: %s", err);
+    cr_assert_eq(
+        check_dinfo("{\"request_id\":\"r\",\"disaggregate_info\":{\"prefill_ip\":\"a\",\"decode_ip\":\"b\","
+                    "\"prefill_connector_port\":1,\"decode_connector_port\":2,\"decode_device_ids\":null,"
+                    "\"decode_rdma_ports\":[\"7001\"],\"transfer_protocol\":\"ipc\",\"decode_tp_size\":1}}",
+                    err),
+        0, "%s", err);
+}
+
+Test(pd, decode_names_what_is_wrong)
+{
+    static const struct {
+        const char *body, *needle;
+    } cases[] = {
+        {"{\"disaggregate_info\":{" GOOD_INFO "}}", "request_id is missing"},
+        {"{\"request_id\":null,\"disaggregate_info\":{" GOOD_INFO "}}", "request_id is missing"},
+        {"{\"request_id\":\"r\"}", "disaggregate_info is missing"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":null}", "disaggregate_info is missing"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":[1]}", "must be an object"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{\"decode_ip\":\"x\"}}", "prefill_ip is missing"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"prefill_ip\":1}}",
+         "prefill_ip must be"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"decode_connector_port\":\"8100\"}}",
+         "decode_connector_port must be"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"prefill_connector_port\":70000}}",
+         "prefill_connector_port must be"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"decode_device_ids\":[0]}}",
+         "decode_device_ids must be"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"decode_rdma_ports\":\"7001\"}}",
+         "decode_rdma_ports must be"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"transfer_protocol\":\"tcp\"}}",
+         "transfer_protocol must be"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"decode_tp_size\":0}}",
+         "decode_tp_size must be"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"decode_tp_size\":1.0}}",
+         "decode_tp_size must be"},
+        {"{\"request_id\":\"r\",\"disaggregate_info\":{" GOOD_INFO ",\"extra\":1}}", "unexpected key extra"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[256] = "";
+        cr_assert_eq(check_dinfo(cases[i].body, err), -1, "accepted: %s", cases[i].body);
+        cr_assert(strstr(err, cases[i].needle) != NULL, "%s: got \"%s\"", cases[i].body, err);
+    }
+}
+
+Test(pd, request_keys)
+{
+    const char *body = "{\"a\":\"r-1\",\"b\":42,\"c\":{\"x\":[1]}}";
+    json_object *o = parse_json(body, strlen(body));
+    char *k = sim_request_key(field(o, "a"));
+    cr_assert_str_eq(k, "r-1", "a string is its value, unquoted");
+    free(k);
+    k = sim_request_key(field(o, "b"));
+    cr_assert_str_eq(k, "42");
+    free(k);
+    k = sim_request_key(field(o, "c"));
+    cr_assert_str_eq(k, "{\"x\":[1]}");
+    free(k);
+    json_object_put(o);
+}
+
+static int parse_abort(const char *body, sim_abort_req_t *a)
+{
+    return sim_parse_abort(body, strlen(body), a);
+}
+
+Test(pd, abort_bodies)
+{
+    sim_abort_req_t a;
+    cr_assert_eq(parse_abort("{\"abort_all\":true}", &a), 0);
+    cr_assert(a.all);
+    cr_assert_null(a.ids);
+    cr_assert_eq(parse_abort("{\"req_ids\":[\"a\",2]}", &a), 0);
+    cr_assert_not(a.all);
+    cr_assert_eq(json_object_array_length(a.ids), 2);
+    sim_abort_req_free(&a);
+    cr_assert_eq(parse_abort("{\"req_ids\":[]}", &a), 0, "an empty list is a valid request");
+    sim_abort_req_free(&a);
+    cr_assert_eq(parse_abort("{\"abort_all\":false,\"req_ids\":[\"a\"]}", &a), 0);
+    cr_assert_not(a.all);
+    sim_abort_req_free(&a);
+    static const char *const bad[] = {"",
+                                      "{}",
+                                      "{\"abort_all\":false}",
+                                      "{\"abort_all\":\"true\"}",
+                                      "{\"stop_all\":true}",
+                                      "{\"req_ids\":\"a\"}",
+                                      "[1]",
+                                      "{\"req_ids\":[1]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(parse_abort(bad[i], &a), -1, "accepted %s", bad[i]);
+    cr_assert_str_eq(SIM_ABORT_USAGE, "must provide abort_all=true or req_ids");
+}
+
+/* ---- new state: PD record, failure modes, engine figures ---- */
+
+Test(state, records_request_id_and_disaggregate_info, .init = state_setup, .fini = state_teardown)
+{
+    sim_state_record_pd(&st, "12345", "{\"prefill_ip\":\"a\",\"decode_tp_size\":1}");
+    atomic_fetch_add(&st.aborted, 2);
+    json_object *o = stats();
+    cr_assert_eq(int_field(o, "last_request_id"), 12345, "back as the JSON value it was");
+    cr_assert_str_eq(str_field(field(o, "last_disaggregate_info"), "prefill_ip"), "a");
+    cr_assert_eq(int_field(o, "aborted"), 2);
+    json_object *v;
+    cr_assert_not(json_object_object_get_ex(o, "engine", &v), "no engine section without the engine");
+    json_object_put(o);
+    sim_state_record_pd(&st, "\"r\"", NULL);
+    o = stats();
+    cr_assert_str_eq(str_field(o, "last_request_id"), "r");
+    cr_assert_null(field(o, "last_disaggregate_info"), "absent: null");
+    json_object_put(o);
+    sim_state_reset(&st);
+    o = stats();
+    cr_assert_null(field(o, "last_request_id"));
+    cr_assert_eq(int_field(o, "aborted"), 0);
+    json_object_put(o);
+}
+
+Test(state, die_mid_stream, .init = state_setup, .fini = state_teardown)
+{
+    char err[256];
+    sim_fail_t f;
+    cr_assert_eq(
+        control(sim_state_set_fail, "{\"mode\":\"die_mid_stream\",\"after_chunks\":3,\"count\":1}", err), 0,
+        "%s", err);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_DIE_MID_STREAM);
+    cr_assert_eq(f.after_chunks, 3);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE);
+    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"die_mid_stream\"}", err), 0);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_DIE_MID_STREAM);
+    cr_assert_eq(f.after_chunks, 0, "default: right after the head");
+    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"die_mid_stream\",\"after_chunks\":-1}", err), -1);
+}
+
+/* Which of n requests fail under the current error_rate setting, as a bit string. */
+static void draws(int n, char *out)
+{
+    sim_fail_t f;
+    for (int i = 0; i < n; i++)
+        out[i] = sim_state_take_fail(&st, &f) == SIM_FAIL_STATUS ? '1' : '0';
+    out[n] = '\0';
+}
+
+Test(state, error_rate_is_seeded, .init = state_setup, .fini = state_teardown)
+{
+    char err[256], a[1001], b[1001], c[1001];
+    cr_assert_eq(
+        control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0.1,\"status\":500}", err), 0,
+        "%s", err);
+    draws(1000, a);
+    int failures = 0;
+    for (int i = 0; i < 1000; i++)
+        failures += a[i] == '1';
+    cr_assert(failures > 60 && failures < 140, "about 10%% fail: %d of 1000", failures);
+    sim_fail_t f;
+    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":1}", err);
+    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_STATUS);
+    cr_assert_eq(f.status, 503, "default status");
+
+    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0.1,\"status\":500}", err);
+    draws(1000, b);
+    cr_assert_str_eq(a, b, "setting the mode again restarts the draws from --seed");
+    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0.1,\"seed\":8}", err);
+    draws(1000, c);
+    cr_assert_str_neq(a, c, "another seed, other draws");
+
+    sim_state_destroy(&st);
+    sim_state_init(&st, "sim-t", 8);
+    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0.1}", err);
+    draws(1000, b);
+    cr_assert_str_eq(b, c, "--seed 8 and \"seed\":8 agree");
+
+    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0}", err);
+    draws(200, b);
+    cr_assert_null(strchr(b, '1'), "rate 0: never");
+    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":1,\"count\":3}", err);
+    draws(10, b);
+    cr_assert_str_eq(b, "1110000000", "count limits the errors");
+    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":1.5}", err), -1);
+    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":\"0.1\"}", err), -1);
+}
+
+Test(state, engine_figures_in_metrics_and_stats, .init = state_setup, .fini = state_teardown)
+{
+    sim_engine_load_t load = {.running = 4,
+                              .waiting = 6,
+                              .free_blocks = 321,
+                              .cached_blocks = 50,
+                              .prompt_tokens_total = 900,
+                              .cached_tokens_total = 640,
+                              .evicted_blocks_total = 12};
+    atomic_store(&st.inflight, 10);
+    char buf[SIM_METRICS_CAP];
+    sim_state_metrics_text(&st, &load, buf, sizeof(buf));
+    cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 4\n") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "\nfastdeploy:num_requests_waiting 6\n") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "\nfastdeploy:available_gpu_block_num 321\n") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "\nfastdeploy:prompt_tokens_total 900\n") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "\nfastdeploy:prefix_cache_hit_tokens_total 640\n") != NULL, "%s", buf);
+    char err[256];
+    cr_assert_eq(control(sim_state_set_metrics, "{\"num_requests_waiting\":0}", err), 0);
+    sim_state_metrics_text(&st, &load, buf, sizeof(buf));
+    cr_assert(strstr(buf, "\nfastdeploy:num_requests_waiting 0\n") != NULL, "overrides still win: %s", buf);
+
+    size_t len;
+    char *s = sim_state_stats_json(&st, &load, &len);
+    json_object *o = parse_json(s, len);
+    free(s);
+    cr_assert_eq(int_field(o, "prompt_tokens"), 900);
+    cr_assert_eq(int_field(o, "cached_tokens"), 640);
+    json_object *e = field(o, "engine");
+    cr_assert_eq(int_field(e, "running"), 4);
+    cr_assert_eq(int_field(e, "waiting"), 6);
+    cr_assert_eq(int_field(e, "free_blocks"), 321);
+    cr_assert_eq(int_field(e, "cached_blocks"), 50);
+    cr_assert_eq(int_field(e, "evicted_blocks"), 12);
+    json_object_put(o);
+
+    atomic_store(&st.prompt_tokens, 77);
+    sim_state_metrics_text(&st, NULL, buf, sizeof(buf));
+    cr_assert(strstr(buf, "\nfastdeploy:prompt_tokens_total 77\n") != NULL, "without the engine: %s", buf);
+    cr_assert(strstr(buf, "\nfastdeploy:prefix_cache_hit_tokens_total 0\n") != NULL, "%s", buf);
+}

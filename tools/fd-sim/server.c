@@ -324,14 +324,17 @@ static void call_stop(h2o_generator_t *gen, h2o_req_t *req)
     call_quiesce((sim_call_t *)gen);
 }
 
-/* End the connection without finishing the answer (client gone, or an injected failure). */
+/*
+ * End the connection without finishing the answer (client gone, or an injected failure). The
+ * error send disposes of the request, and so of c, before it returns.
+ */
 static void call_abort(sim_call_t *c)
 {
+    bool started = c->started;
     call_quiesce(c);
     call_leave_engine(c);
-    drop_connection(c->req, &c->super, c->started);
-    c->started = true;
-    c->sending = true;
+    c->started = c->sending = true;
+    drop_connection(c->req, &c->super, started);
 }
 
 /* die_mid_stream: deliberate, so not a cancellation. */
@@ -489,6 +492,7 @@ static void call_send_chunks(sim_call_t *c, unsigned to)
 static void call_no_timer(sim_call_t *c)
 {
     atomic_fetch_add(&c->th->srv->st->rejected, 1);
+    atomic_fetch_or(&c->progress, P_DONE); /* answered: no longer abortable */
     c->done = true;
     call_uncount(c);
     call_leave_engine(c);
@@ -567,6 +571,13 @@ static void call_advance_engine(sim_call_t *c)
     }
     unsigned avail = c->g.tokens ? in.generated : (done ? 1 : 0);
     if (!c->g.stream) {
+        if (avail > c->next && c->g.tokens > 0) { /* counted as they come, for an abort's report */
+            if (!call_claim(c, avail - c->next, false)) {
+                call_end_aborted(c);
+                return;
+            }
+            c->next = avail;
+        }
         if (done)
             call_finish_response(c);
         else
