@@ -24,6 +24,7 @@ static const arg_spec_t specs[] = {
     {"shm_name", ARG_STRING, offsetof(cp_args_t, shm_name)},
     {"control_socket", ARG_STRING, offsetof(cp_args_t, control_socket)},
     {"dp_binary", ARG_STRING, offsetof(cp_args_t, dp_binary)},
+    {"dp_drain_secs", ARG_STRING, offsetof(cp_args_t, dp_drain_secs)},
     {"splitwise", ARG_BOOL, offsetof(cp_args_t, splitwise)},
     {"rebuild_shm", ARG_BOOL, offsetof(cp_args_t, rebuild_shm)},
     {"help", ARG_BOOL, offsetof(cp_args_t, help)},
@@ -122,7 +123,10 @@ void cp_usage(FILE *f, const char *prog)
         "  --control_socket PATH  control socket (default router.control-socket, else\n"
         "                         $XDG_RUNTIME_DIR, /run or /tmp + /fd-router-<port>.sock)\n"
         "  --dp_binary PATH       data-plane executable (default router.dp-binary, else fd-router-dp\n"
-        "                         in this program's directory)\n"
+        "                         in this program's directory); SIGHUP upgrades the running data\n"
+        "                         plane to this binary without dropping a request\n"
+        "  --dp_drain_secs S      on an upgrade by SIGHUP, how long the old data plane may take to\n"
+        "                         finish its requests (default: the data plane's own, 600)\n"
         "  --rebuild_shm          discard an existing segment of an incompatible layout version\n"
         "                         instead of refusing to start\n"
         "  --version, -V          print the version and exit\n"

@@ -12,7 +12,8 @@
  *   listen.c     the public listening socket
  *   timer.c      timerfd-backed timers of any period on the h2o loop
  *   probe.c      asynchronous "GET http://host:port/path == 200" probes (register and health)
- *   ctlsock.c    the control-socket HTTP server (/register, /status)
+ *   ctlsock.c    the control-socket HTTP server (/register, /status, operator actions)
+ *   actions.c    operator actions on instances: drain, undrain, remove
  *   register.c   /register and register.yaml
  *   registry.c   upserts, retirements and view publication in shm
  *   health.c     the periodic health checks and their threshold state machine
@@ -20,7 +21,8 @@
  *   stats.c      the Go router's periodic [stats] log line
  *   evict.c      the prefix tree's TTL eviction and free-node headroom
  *   health_generate.c  GET /health_generate: probe every prefill and decode instance now
- *   supervise.c  spawning, watching, restarting and adopting the data plane
+ *   supervise.c  spawning, watching, restarting and adopting the data plane processes
+ *   upgrade.c    the hot upgrade: start a new DP, wait until it serves, drain the old one
  */
 #ifndef FD_CP_CP_H
 #define FD_CP_CP_H
@@ -44,6 +46,7 @@ struct json_object;
 
 typedef struct {
     const char *port; /* NULL = not given (strings point into argv) */
+    const char *dp_drain_secs;
     const char *config_path;
     const char *shm_name;
     const char *control_socket;
@@ -118,8 +121,50 @@ size_t cp_prober_inflight(const cp_prober_t *p);
 
 struct cp_health_probe;
 struct cp_metrics_poll;
+typedef struct cp cp_t;
 
-typedef struct cp {
+/* A data-plane process the CP watches through a pidfd. */
+typedef struct {
+    cp_t *cp;
+    pid_t pid; /* 0 = none */
+    int pidfd;
+    h2o_socket_t *watch; /* the pidfd on the loop */
+    bool is_child;       /* false for a DP adopted from a previous CP */
+    uint64_t started_mono_ms;
+} cp_proc_t;
+
+#define CP_MAX_RETIRING SHM_MAX_DPS
+
+typedef enum {
+    CP_UPG_NONE = 0,
+    CP_UPG_STARTING, /* the new DP was spawned; waiting for its row to say SERVING */
+    CP_UPG_DRAINING, /* the new DP serves; the old one drains */
+    CP_UPG_DONE,
+    CP_UPG_FAILED,
+} cp_upgrade_state_t;
+
+/* The last (or running) hot upgrade, as /upgrade and fdctl report it. */
+typedef struct {
+    unsigned id; /* 0 = none yet */
+    cp_upgrade_state_t state;
+    char trigger[16]; /* "fdctl" (control socket) or "SIGHUP" */
+    char binary[PATH_MAX];
+    unsigned drain_secs; /* 0 = the old DP's own default */
+    unsigned ready_timeout_ms;
+    pid_t old_pid, new_pid; /* 0 = none */
+    uint64_t started_at_ms; /* wall clock */
+    uint64_t started_mono_ms, ready_mono_ms, finished_mono_ms;
+    uint64_t drain_deadline_mono_ms; /* past it (plus a grace) the old DP is killed */
+    bool killed;                     /* the old DP was killed at the drain deadline */
+    bool report;                     /* the old DP's drain report arrived */
+    uint64_t drained, cut, idle_closed, drain_ms;
+    char old_exit[128]; /* how the old DP ended */
+    char note[192];     /* something the operator should know (e.g. a DP died during the upgrade) */
+    char error[256];    /* FAILED: why */
+    cp_timer_t timer;
+} cp_upgrade_t;
+
+struct cp {
     fd_config_t cfg;
     unsigned port;
     bool splitwise;
@@ -127,7 +172,9 @@ typedef struct cp {
     char config_path[PATH_MAX];
     char shm_name[64];
     char control_socket[PATH_MAX];
-    char dp_binary[PATH_MAX];
+    char dp_binary[PATH_MAX];         /* the configured binary (flag, config, default); SIGHUP uses it */
+    char dp_binary_running[PATH_MAX]; /* what the current DP runs; restarts after a crash use it */
+    unsigned dp_drain_secs;           /* --dp_drain_secs: drain time of a SIGHUP upgrade (0 = DP default) */
 
     uint64_t start_time;    /* /proc start time of this process */
     uint64_t started_at_ms; /* wall clock */
@@ -179,19 +226,19 @@ typedef struct cp {
     } statics; /* URLs listed in register.yaml: retried forever, never removed */
 
     struct {
-        pid_t pid; /* 0 = none running */
-        int pidfd;
-        h2o_socket_t *watch; /* the pidfd on the loop */
-        bool is_child;       /* false for a DP adopted from a previous CP */
-        uint64_t started_mono_ms;
+        cp_proc_t cur;                       /* the serving DP (pid 0: none, a restart is due) */
+        cp_proc_t cand;                      /* an upgrade's new DP until it is ready */
+        cp_proc_t retiring[CP_MAX_RETIRING]; /* stopped DPs still draining */
         uint64_t backoff_ms;
         unsigned restarts;
         cp_timer_t restart_timer;
     } dp;
 
-    h2o_socket_t *sigsock; /* signalfd of SIGINT/SIGTERM */
+    cp_upgrade_t upg;
+
+    h2o_socket_t *sigsock; /* signalfd of SIGINT/SIGTERM/SIGHUP */
     sigset_t orig_sigmask; /* restored in the DP child before exec */
-} cp_t;
+};
 
 uint64_t cp_mono_ms(void);
 
@@ -263,12 +310,15 @@ int cp_registry_upsert(cp_t *cp, const fd_instance_info_t *info, shm_health_t he
 /* Set health under the writer lock and republish when selectability changes. */
 void cp_registry_set_health(cp_t *cp, unsigned slot, shm_health_t health, uint64_t now_ms);
 void cp_registry_retire(cp_t *cp, unsigned slot);
+/* Operator drain flag: a drained instance leaves the views (its in-flight requests finish). */
+int cp_registry_set_drained(cp_t *cp, unsigned slot, bool drained);
 /* Periodic housekeeping: free drained retired slots, reclaim arena blocks. */
 void cp_registry_maintain(cp_t *cp);
 unsigned cp_registry_live_count(const cp_t *cp);
 
 void cp_static_add(cp_t *cp, const char *url);
 bool cp_static_has(const cp_t *cp, const char *url);
+void cp_static_remove(cp_t *cp, const char *url);
 
 /* ---- health checks (health.c) ---- */
 
@@ -333,14 +383,66 @@ int cp_dp_resolve_binary(const char *flag, const char *cfg, const char *self_exe
 /* Delay before the next start after a DP died having run uptime_ms; updates the backoff. */
 uint64_t cp_dp_restart_delay(uint64_t uptime_ms, uint64_t *backoff_ms);
 
-/* A live DP left by a previous CP (a live row whose process is our DP binary), or 0. */
-pid_t cp_dp_find_orphan(cp_t *cp);
+/* Live DPs left by a previous CP, from the rows of shared memory. */
+typedef struct {
+    pid_t current;           /* the one to keep serving, 0 if none */
+    pid_t stop[SHM_MAX_DPS]; /* to be stopped: an interrupted upgrade's other half */
+    unsigned nstop;
+    pid_t draining[SHM_MAX_DPS]; /* already draining: only watched until they exit */
+    unsigned ndraining;
+} cp_orphans_t;
+
+typedef struct {
+    pid_t pid;
+    uint32_t state; /* SHM_DP_* */
+    uint64_t started_at_ms;
+} cp_dp_row_info_t;
+
+/* Sort live DP rows into what a starting CP keeps, stops and waits for (pure): the newest SERVING
+ * DP is kept (an upgrade that was cut short by the CP's death is completed), other SERVING and
+ * STARTING ones are stopped; with no SERVING DP the newest STARTING one is kept. */
+void cp_dp_classify(const cp_dp_row_info_t *rows, unsigned n, cp_orphans_t *out);
+/* The live DP rows of the segment (a process with a --listen_fd argument), classified. */
+void cp_dp_find_orphans(cp_t *cp, cp_orphans_t *out);
 /* Take over the listening socket of an adopted DP (pidfd_getfd on its --listen_fd); -1 if not possible. */
 int cp_dp_steal_listener(pid_t pid, unsigned port);
-/* Watch `pid` (adopted) or spawn a DP. */
-int cp_dp_adopt(cp_t *cp, pid_t pid, char *err, size_t errlen);
+/* Watch the orphans found at start (the current one, those to stop and those draining). */
+int cp_dp_adopt(cp_t *cp, const cp_orphans_t *o, char *err, size_t errlen);
+/* Spawn the DP (as the current one) with the running binary. */
 int cp_dp_spawn(cp_t *cp, char *err, size_t errlen);
-/* SIGTERM the DP, wait up to timeout_ms, then SIGKILL. */
+/* Spawn `binary` into *p (watched; its exit reaches on_exit in supervise.c). */
+int cp_dp_spawn_proc(cp_t *cp, cp_proc_t *p, const char *binary, char *err, size_t errlen);
+/* SIGTERM (with the drain time as the signal's value when > 0) and move p to the retiring list. */
+void cp_dp_retire(cp_t *cp, cp_proc_t *p, unsigned drain_secs);
+/* SIGTERM every DP, wait up to timeout_ms, then SIGKILL. */
 void cp_dp_stop(cp_t *cp, unsigned timeout_ms);
+/* Restart the current DP after `delay_ms` (0: now), unless one is running or being started. */
+void cp_dp_schedule_restart(cp_t *cp, uint64_t delay_ms);
+
+/* ---- hot upgrade (upgrade.c) ---- */
+
+#define CP_UPGRADE_READY_TIMEOUT_MS 30000
+#define CP_UPGRADE_KILL_GRACE_MS    5000
+
+/* Start an upgrade to `binary` (NULL: the configured one). Returns 0, or an HTTP status (409: one
+ * is running, 400: bad binary, 503: shutting down or spawn failed) with the reason in err. */
+int cp_upgrade_start(cp_t *cp, const char *binary, unsigned drain_secs, unsigned ready_timeout_ms,
+                     const char *trigger, char *err, size_t errlen);
+bool cp_upgrade_running(const cp_t *cp);
+const char *cp_upgrade_state_name(cp_upgrade_state_t s);
+struct json_object *cp_upgrade_json(const cp_t *cp);
+/* Events from supervise.c and the control socket. */
+typedef enum { CP_DP_CURRENT, CP_DP_CANDIDATE, CP_DP_RETIRING } cp_dp_kind_t;
+/* A DP ended: the candidate or a retiring one, or the current one while a candidate starts. */
+void cp_upgrade_on_exit(cp_t *cp, cp_dp_kind_t kind, pid_t pid, const char *how);
+void cp_upgrade_on_report(cp_t *cp, pid_t pid, uint64_t drained, uint64_t cut, uint64_t idle_closed,
+                          uint64_t drain_ms);
+void cp_upgrade_abort(cp_t *cp, const char *why); /* the CP stops */
+
+/* ---- operator actions (actions.c) ---- */
+
+typedef enum { CP_ACT_DRAIN, CP_ACT_UNDRAIN, CP_ACT_REMOVE } cp_action_t;
+/* Returns an HTTP status (200, 404 no such instance) and a message for the operator. */
+int cp_instance_action(cp_t *cp, cp_action_t act, const char *url, char *msg, size_t msglen);
 
 #endif

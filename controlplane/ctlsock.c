@@ -3,7 +3,12 @@
  * CP's h2o loop.
  *
  *   POST /register  the public /register, forwarded verbatim by the DP (register.c)
- *   GET  /status    who runs: the CP, the DP rows in shm, the number of LIVE instances
+ *   GET  /status    who runs: the CP, the DP rows in shm, the number of LIVE instances, the upgrade
+ *   POST /upgrade   start a hot upgrade: {"dp_binary"?, "drain_secs"?, "ready_timeout_secs"?};
+ *                   202 and the upgrade's state (fdctl then polls GET /upgrade), 409 if one runs
+ *   GET  /upgrade   the running or last upgrade (upgrade.c)
+ *   POST /dp/drained  a draining DP's report: {"pid", "drained", "cut", "idle_closed", "drain_ms"}
+ *   POST /instances/drain, /instances/undrain, /instances/remove  {"url": ...} (actions.c)
  *
  * The socket's existence doubles as the "a CP runs here" lock: a second CP that can connect to
  * it refuses to start; a socket file nobody answers on is stale and replaced.
@@ -71,9 +76,17 @@ static struct json_object *status_cp(cp_t *cp)
     json_object_object_add(o, "control_socket", json_object_new_string(cp->control_socket));
     json_object_object_add(o, "port", json_object_new_int((int)cp->port));
     json_object_object_add(o, "splitwise", json_object_new_boolean(cp->splitwise));
-    json_object_object_add(o, "dp_pid", json_object_new_int64(cp->dp.pid));
+    json_object_object_add(o, "dp_pid", json_object_new_int64(cp->dp.cur.pid));
+    json_object_object_add(o, "dp_binary", json_object_new_string(cp->dp_binary_running));
     json_object_object_add(o, "dp_restarts", json_object_new_int64(cp->dp.restarts));
-    json_object_object_add(o, "dp_adopted", json_object_new_boolean(cp->dp.pid != 0 && !cp->dp.is_child));
+    json_object_object_add(o, "dp_adopted",
+                           json_object_new_boolean(cp->dp.cur.pid != 0 && !cp->dp.cur.is_child));
+    json_object_object_add(o, "dp_candidate_pid", json_object_new_int64(cp->dp.cand.pid));
+    struct json_object *ret = json_object_new_array();
+    for (unsigned i = 0; i < CP_MAX_RETIRING; i++)
+        if (cp->dp.retiring[i].pid)
+            json_object_array_add(ret, json_object_new_int64(cp->dp.retiring[i].pid));
+    json_object_object_add(o, "dp_retiring", ret);
     return o;
 }
 
@@ -105,7 +118,114 @@ struct json_object *cp_status_json(cp_t *cp)
     json_object_object_add(o, "cp", status_cp(cp));
     json_object_object_add(o, "dp", status_dps(cp));
     json_object_object_add(o, "instances", json_object_new_int((int)cp_registry_live_count(cp)));
+    json_object_object_add(o, "upgrade", cp->upg.id ? cp_upgrade_json(cp) : NULL);
     return o;
+}
+
+static void respond_obj(h2o_req_t *req, int status, struct json_object *o)
+{
+    cp_respond_json(
+        req, status,
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+}
+
+/* The request's JSON object body, or NULL after answering 400. An empty body is {}. */
+static struct json_object *json_body(h2o_req_t *req)
+{
+    if (req->entity.base == NULL || req->entity.len == 0)
+        return json_object_new_object();
+    struct json_tokener *tok = json_tokener_new();
+    struct json_object *o = json_tokener_parse_ex(tok, req->entity.base, (int)req->entity.len);
+    bool whole = json_tokener_get_error(tok) == json_tokener_success &&
+                 json_tokener_get_parse_end(tok) == req->entity.len;
+    json_tokener_free(tok);
+    if (o == NULL || !whole || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        cp_respond_msg(req, 400, "the body must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+/* A non-negative integer member (absent: *out untouched). Returns false after answering 400. */
+static bool uint_member(h2o_req_t *req, struct json_object *o, const char *key, uint64_t max, uint64_t *out)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+        return true;
+    int64_t n = json_object_get_int64(v);
+    if (!json_object_is_type(v, json_type_int) || n < 0 || (uint64_t)n > max) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%s must be an integer from 0 to %llu", key, (unsigned long long)max);
+        cp_respond_msg(req, 400, msg);
+        return false;
+    }
+    *out = (uint64_t)n;
+    return true;
+}
+
+static const char *string_member(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static void handle_upgrade_start(cp_t *cp, h2o_req_t *req)
+{
+    struct json_object *o = json_body(req);
+    if (o == NULL)
+        return;
+    uint64_t drain = 0, ready = 0;
+    struct json_object *bin;
+    if (json_object_object_get_ex(o, "dp_binary", &bin) && bin != NULL &&
+        !json_object_is_type(bin, json_type_string)) {
+        cp_respond_msg(req, 400, "dp_binary must be a string");
+    } else if (uint_member(req, o, "drain_secs", 86400, &drain) &&
+               uint_member(req, o, "ready_timeout_secs", 3600, &ready)) {
+        char err[512];
+        int rc = cp_upgrade_start(cp, string_member(o, "dp_binary"), (unsigned)drain, (unsigned)ready * 1000,
+                                  "fdctl", err, sizeof(err));
+        if (rc == 0)
+            respond_obj(req, 202, cp_upgrade_json(cp));
+        else
+            cp_respond_msg(req, rc, err);
+    }
+    json_object_put(o);
+}
+
+static void handle_drained(cp_t *cp, h2o_req_t *req)
+{
+    struct json_object *o = json_body(req);
+    if (o == NULL)
+        return;
+    uint64_t pid = 0, drained = 0, cut = 0, idle = 0, ms = 0;
+    if (uint_member(req, o, "pid", INT32_MAX, &pid) && uint_member(req, o, "drained", UINT32_MAX, &drained) &&
+        uint_member(req, o, "cut", UINT32_MAX, &cut) &&
+        uint_member(req, o, "idle_closed", UINT32_MAX, &idle) &&
+        uint_member(req, o, "drain_ms", UINT32_MAX, &ms)) {
+        cp_upgrade_on_report(cp, (pid_t)pid, drained, cut, idle, ms);
+        cp_respond_msg(req, 200, "ok");
+    }
+    json_object_put(o);
+}
+
+static void handle_action(cp_t *cp, h2o_req_t *req, cp_action_t act)
+{
+    struct json_object *o = json_body(req);
+    if (o == NULL)
+        return;
+    const char *url = string_member(o, "url");
+    if (url == NULL || url[0] == '\0') {
+        cp_respond_msg(req, 400, "url is required");
+    } else {
+        char msg[256];
+        int status = cp_instance_action(cp, act, url, msg, sizeof(msg));
+        cp_respond_msg(req, status, msg);
+    }
+    json_object_put(o);
 }
 
 static bool is_method(h2o_req_t *req, const char *m)
@@ -135,6 +255,36 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             req, 200,
             json_object_to_json_string_ext(st, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(st);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/upgrade"))) {
+        if (is_method(req, "POST"))
+            handle_upgrade_start(cp, req);
+        else if (!is_method(req, "GET"))
+            cp_respond_msg(req, 405, "method not allowed");
+        else if (cp->upg.id == 0)
+            cp_respond_msg(req, 404, "no upgrade has run since this control plane started");
+        else
+            respond_obj(req, 200, cp_upgrade_json(cp));
+        return 0;
+    }
+    static const struct {
+        const char *path;
+        cp_action_t act;
+        bool drained_report;
+    } posts[] = {{"/dp/drained", 0, true},
+                 {"/instances/drain", CP_ACT_DRAIN, false},
+                 {"/instances/undrain", CP_ACT_UNDRAIN, false},
+                 {"/instances/remove", CP_ACT_REMOVE, false}};
+    for (size_t i = 0; i < sizeof(posts) / sizeof(posts[0]); i++) {
+        if (!h2o_memis(path.base, path.len, posts[i].path, strlen(posts[i].path)))
+            continue;
+        if (!is_method(req, "POST"))
+            cp_respond_msg(req, 405, "method not allowed");
+        else if (posts[i].drained_report)
+            handle_drained(cp, req);
+        else
+            handle_action(cp, req, posts[i].act);
         return 0;
     }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/health_generate")) && is_method(req, "GET")) {

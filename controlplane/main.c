@@ -7,6 +7,9 @@
  * serving) -> loop.
  * Any failure before the loop is fatal with the Go router's messages where it had one.
  *
+ * SIGHUP (systemd's ExecReload): a hot upgrade of the data plane to the configured binary
+ * (upgrade.c), the same as `fdctl upgrade`.
+ *
  * Shutdown (SIGINT/SIGTERM through a signalfd): the DP gets SIGTERM and a bounded time to drain,
  * the sockets close, the control socket file is removed. The shared-memory segment is kept: the
  * registry, views and counters survive a restart of the router.
@@ -55,6 +58,7 @@ static int resolve_names(cp_t *cp, const cp_args_t *a)
         LOG_ERROR("Failed to load config: data-plane binary path too long");
         return -1;
     }
+    memcpy(cp->dp_binary_running, cp->dp_binary, sizeof(cp->dp_binary));
     return 0;
 }
 
@@ -85,6 +89,15 @@ static int load_config(cp_t *cp, const cp_args_t *a)
     cp->splitwise = a->splitwise || cp->cfg.splitwise;
     cp->cfg.splitwise = cp->splitwise;
     cp->rebuild_shm = a->rebuild_shm;
+    if (a->dp_drain_secs != NULL) {
+        char *end;
+        unsigned long v = strtoul(a->dp_drain_secs, &end, 10);
+        if (a->dp_drain_secs[0] < '0' || a->dp_drain_secs[0] > '9' || *end != '\0' || v > 86400) {
+            LOG_ERROR("Failed to load config: invalid --dp_drain_secs: %s", a->dp_drain_secs);
+            return -1;
+        }
+        cp->dp_drain_secs = (unsigned)v;
+    }
     fd_log_set_level_name(cp->cfg.log_level);
     return resolve_names(cp, a);
 }
@@ -132,8 +145,9 @@ static int open_shm(cp_t *cp, shm_open_result_t *how)
 }
 
 /* With an adopted DP the socket is taken back from it; otherwise (or if that fails) bound anew. */
-static int open_listener(cp_t *cp, pid_t orphan)
+static int open_listener(cp_t *cp, const cp_orphans_t *o)
 {
+    pid_t orphan = o->current ? o->current : o->nstop ? o->stop[0] : o->ndraining ? o->draining[0] : 0;
     char err[256];
     if (orphan != 0) {
         cp->listen_fd = cp_dp_steal_listener(orphan, cp->port);
@@ -165,6 +179,13 @@ static void on_signal(h2o_socket_t *sock, const char *err)
         struct signalfd_siginfo si;
         memcpy(&si, sock->input->bytes, sizeof(si));
         h2o_buffer_consume(&sock->input, sizeof(si));
+        if (si.ssi_signo == SIGHUP) {
+            char why[512];
+            LOG_INFO("Received SIGHUP: upgrading the data plane to %s", cp->dp_binary);
+            if (cp_upgrade_start(cp, cp->dp_binary, cp->dp_drain_secs, 0, "SIGHUP", why, sizeof(why)) != 0)
+                LOG_ERROR("Upgrade on SIGHUP not started: %s", why);
+            continue;
+        }
         if (!cp->stopping)
             LOG_INFO("Received %s, shutting down", strsignal((int)si.ssi_signo));
         cp->stopping = true;
@@ -177,6 +198,7 @@ static int setup_signals(cp_t *cp)
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
     int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0) {
         LOG_ERROR("signalfd: %s", strerror(errno));
@@ -199,7 +221,7 @@ static void publish_initial_views(cp_t *cp)
     shm_wunlock(&cp->seg);
 }
 
-static int start_services(cp_t *cp, pid_t orphan)
+static int start_services(cp_t *cp, const cp_orphans_t *o)
 {
     char err[512];
     if (cp_ctlsock_open(cp, err, sizeof(err)) != 0) {
@@ -215,7 +237,9 @@ static int start_services(cp_t *cp, pid_t orphan)
     if (cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_stats_start(cp) != 0 ||
         cp_evict_start(cp) != 0)
         return -1;
-    int rc = orphan ? cp_dp_adopt(cp, orphan, err, sizeof(err)) : cp_dp_spawn(cp, err, sizeof(err));
+    int rc = o->current || o->nstop || o->ndraining ? cp_dp_adopt(cp, o, err, sizeof(err)) : 0;
+    if (rc == 0 && o->current == 0)
+        rc = cp_dp_spawn(cp, err, sizeof(err));
     if (rc != 0) {
         LOG_ERROR("Failed to start data plane: %s", err);
         return -1;
@@ -231,6 +255,7 @@ static void shutdown_cp(cp_t *cp)
     cp_evict_stop(cp);
     if (cp->prober_ready)
         cp_register_abort_all(cp);
+    cp_upgrade_abort(cp, "the control plane stopped during the upgrade");
     cp_ctlsock_close(cp);
     h2o_evloop_run(cp->loop, 0); /* flush the answers just queued */
     cp_dp_stop(cp, DP_STOP_TIMEOUT_MS);
@@ -279,8 +304,11 @@ static int run(cp_t *cp)
     if (open_shm(cp, &how) != 0)
         return 1;
     cp->loop = h2o_evloop_create();
-    pid_t orphan = how == SHM_OPEN_REUSED ? cp_dp_find_orphan(cp) : 0;
-    if (setup_signals(cp) != 0 || open_listener(cp, orphan) != 0 || start_services(cp, orphan) != 0) {
+    cp_orphans_t orphans;
+    memset(&orphans, 0, sizeof(orphans));
+    if (how == SHM_OPEN_REUSED)
+        cp_dp_find_orphans(cp, &orphans);
+    if (setup_signals(cp) != 0 || open_listener(cp, &orphans) != 0 || start_services(cp, &orphans) != 0) {
         shutdown_cp(cp);
         return 1;
     }
@@ -313,7 +341,7 @@ int main(int argc, char **argv)
     }
     cp_t *cp = &g_cp;
     cp->listen_fd = -1;
-    cp->dp.pidfd = -1;
+    cp->dp.cur.pidfd = cp->dp.cand.pidfd = -1;
     h2o_linklist_init_anchor(&cp->reg_jobs);
     if (load_config(cp, &a) != 0)
         return 1;
@@ -323,6 +351,7 @@ int main(int argc, char **argv)
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, &cp->orig_sigmask);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();

@@ -179,6 +179,19 @@ void cp_registry_retire(cp_t *cp, unsigned slot)
     shm_wunlock(&cp->seg);
 }
 
+int cp_registry_set_drained(cp_t *cp, unsigned slot, bool drained)
+{
+    if (shm_wlock(&cp->seg) != 0)
+        return -1;
+    shm_instance_t *in = shm_instance(&cp->seg, slot);
+    if (load_u32(&in->drained) != (uint32_t)drained) {
+        __atomic_store_n(&in->drained, (uint32_t)drained, __ATOMIC_RELEASE);
+        publish(cp);
+    }
+    shm_wunlock(&cp->seg);
+    return 0;
+}
+
 void cp_registry_maintain(cp_t *cp)
 {
     if (shm_wlock(&cp->seg) != 0) {
@@ -206,6 +219,16 @@ void cp_static_add(cp_t *cp, const char *url)
     if (cp_static_has(cp, url) || cp->statics.n >= SHM_MAX_INSTANCES)
         return;
     snprintf(cp->statics.urls[cp->statics.n++], SHM_URL_LEN, "%s", url);
+}
+
+void cp_static_remove(cp_t *cp, const char *url)
+{
+    for (unsigned i = 0; i < cp->statics.n; i++) {
+        if (strncmp(cp->statics.urls[i], url, SHM_URL_LEN) == 0) {
+            memcpy(cp->statics.urls[i], cp->statics.urls[--cp->statics.n], SHM_URL_LEN);
+            return;
+        }
+    }
 }
 
 bool cp_static_has(const cp_t *cp, const char *url)

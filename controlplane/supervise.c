@@ -1,15 +1,20 @@
 /*
- * controlplane/supervise.c - the data plane's life: spawn, watch, restart, adopt, stop.
+ * controlplane/supervise.c - the data-plane processes' life: spawn, watch, restart, adopt, stop.
  *
- * The DP is fork+exec'd with the public listening socket inherited (the only descriptor it
- * inherits besides stdio) and is watched through a pidfd on the CP loop. When it dies, whatever
- * the reason, its load-counter row is released at once (a crash never leaks load) and a new DP
- * is started: immediately if the old one had run for a while, after a growing backoff (up to a
- * few seconds) if it keeps dying right after start, so a crash loop cannot spin.
+ * A DP is fork+exec'd with the public listening socket inherited (the only descriptor it
+ * inherits besides stdio) and is watched through a pidfd on the CP loop. The CP knows up to
+ * three kinds of DP at once:
+ *   cur       the serving one; when it dies, whatever the reason, its load-counter row is
+ *             released at once (a crash never leaks load) and a new one is started: immediately
+ *             if it had run for a while, after a growing backoff (up to a few seconds) if it keeps
+ *             dying right after start, so a crash loop cannot spin;
+ *   cand      an upgrade's new DP until it reports ready (upgrade.c decides what happens next);
+ *   retiring  DPs that were sent SIGTERM and are draining; their exit ends an upgrade.
  *
  * A DP is deliberately not killed when the CP dies: it keeps serving from shared memory. A CP
- * that starts while such a DP is alive adopts it instead of starting a second one, and takes its
- * own copy of the listening socket back from it with pidfd_getfd.
+ * that starts while DPs are alive adopts them instead of starting another one (the rows of shared
+ * memory say which serve, start or drain), and takes its own copy of the listening socket back
+ * with pidfd_getfd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,37 +79,6 @@ static int pidfd_open(pid_t pid)
 
 /* ---- orphan detection and adoption ---- */
 
-/* /proc/<pid>/comm holds at most 15 characters of the executable's name. */
-static bool runs_binary(pid_t pid, const char *binary)
-{
-    char path[64], comm[32];
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    bool got = fgets(comm, sizeof(comm), f) != NULL;
-    fclose(f);
-    if (!got)
-        return false;
-    comm[strcspn(comm, "\n")] = '\0';
-    const char *base = strrchr(binary, '/');
-    base = base ? base + 1 : binary;
-    return strncmp(comm, base, 15) == 0;
-}
-
-pid_t cp_dp_find_orphan(cp_t *cp)
-{
-    for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
-        const shm_dp_row_t *r = shm_dp_row(&cp->seg, i);
-        pid_t pid = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
-        if (pid <= 0 || pid == getpid() || !shm_proc_alive(pid, r->start_time))
-            continue;
-        if (runs_binary(pid, cp->dp_binary))
-            return pid;
-    }
-    return 0;
-}
-
 /* The DP was started with "--listen_fd N" (or "--listen_fd=N"): find N in its command line. */
 static int listen_fd_of(pid_t pid)
 {
@@ -133,6 +107,45 @@ static int listen_fd_of(pid_t pid)
     return -1;
 }
 
+void cp_dp_classify(const cp_dp_row_info_t *rows, unsigned n, cp_orphans_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    int keep = -1;
+    for (uint32_t want = SHM_DP_SERVING;; want = SHM_DP_STARTING) {
+        for (unsigned i = 0; i < n; i++)
+            if (rows[i].state == want && (keep < 0 || rows[i].started_at_ms > rows[keep].started_at_ms))
+                keep = (int)i;
+        if (keep >= 0 || want == SHM_DP_STARTING)
+            break;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if ((int)i == keep)
+            out->current = rows[i].pid;
+        else if (rows[i].state == SHM_DP_DRAINING)
+            out->draining[out->ndraining++] = rows[i].pid;
+        else
+            out->stop[out->nstop++] = rows[i].pid;
+    }
+}
+
+void cp_dp_find_orphans(cp_t *cp, cp_orphans_t *out)
+{
+    cp_dp_row_info_t rows[SHM_MAX_DPS];
+    unsigned n = 0;
+    for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
+        const shm_dp_row_t *r = shm_dp_row(&cp->seg, i);
+        pid_t pid = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
+        if (pid <= 0 || pid == getpid() ||
+            !shm_proc_alive(pid, __atomic_load_n(&r->start_time, __ATOMIC_ACQUIRE)) || listen_fd_of(pid) < 0)
+            continue;
+        rows[n].pid = pid;
+        rows[n].state = __atomic_load_n(&r->state, __ATOMIC_ACQUIRE);
+        rows[n].started_at_ms = __atomic_load_n(&r->started_at_ms, __ATOMIC_RELAXED);
+        n++;
+    }
+    cp_dp_classify(rows, n, out);
+}
+
 int cp_dp_steal_listener(pid_t pid, unsigned port)
 {
     int target = listen_fd_of(pid);
@@ -154,28 +167,39 @@ int cp_dp_steal_listener(pid_t pid, unsigned port)
 
 /* ---- watching ---- */
 
-static void on_dp_exit(h2o_socket_t *sock, const char *err);
+static void on_exit_event(h2o_socket_t *sock, const char *err);
 
-static void watch(cp_t *cp, pid_t pid, int pidfd, bool is_child)
+static void watch(cp_t *cp, cp_proc_t *p, pid_t pid, int pidfd, bool is_child)
 {
-    cp->dp.pid = pid;
-    cp->dp.pidfd = pidfd;
-    cp->dp.is_child = is_child;
-    cp->dp.started_mono_ms = cp_mono_ms();
-    cp->dp.watch = h2o_evloop_socket_create(cp->loop, pidfd, 0);
-    cp->dp.watch->data = cp;
-    h2o_socket_read_start(cp->dp.watch, on_dp_exit);
+    p->cp = cp;
+    p->pid = pid;
+    p->pidfd = pidfd;
+    p->is_child = is_child;
+    p->started_mono_ms = cp_mono_ms();
+    p->watch = h2o_evloop_socket_create(cp->loop, pidfd, 0);
+    p->watch->data = p;
+    h2o_socket_read_start(p->watch, on_exit_event);
 }
 
-static void unwatch(cp_t *cp)
+static void unwatch(cp_proc_t *p)
 {
-    if (cp->dp.watch != NULL) {
-        h2o_socket_read_stop(cp->dp.watch);
-        h2o_socket_close(cp->dp.watch); /* closes the pidfd */
+    if (p->watch != NULL) {
+        h2o_socket_read_stop(p->watch);
+        h2o_socket_close(p->watch); /* closes the pidfd */
     }
-    cp->dp.watch = NULL;
-    cp->dp.pidfd = -1;
-    cp->dp.pid = 0;
+    p->watch = NULL;
+    p->pidfd = -1;
+    p->pid = 0;
+}
+
+/* Move a watched process record (its pidfd socket points at the record). */
+static void move_proc(cp_proc_t *dst, cp_proc_t *src)
+{
+    *dst = *src;
+    if (dst->watch != NULL)
+        dst->watch->data = dst;
+    memset(src, 0, sizeof(*src));
+    src->pidfd = -1;
 }
 
 static void describe_exit(const siginfo_t *si, bool known, char *out, size_t outlen)
@@ -190,18 +214,18 @@ static void describe_exit(const siginfo_t *si, bool known, char *out, size_t out
 }
 
 /* Reap the child (if ours) and describe how it ended. Returns false if it has not exited. */
-static bool collect_exit(cp_t *cp, char *how, size_t howlen)
+static bool collect_exit(cp_proc_t *p, char *how, size_t howlen)
 {
     siginfo_t si;
     memset(&si, 0, sizeof(si));
-    if (cp->dp.is_child) {
-        if (waitid((idtype_t)P_PIDFD, (id_t)cp->dp.pidfd, &si, WEXITED | WNOHANG) != 0 || si.si_pid == 0)
+    if (p->is_child) {
+        if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) != 0 || si.si_pid == 0)
             return false;
         describe_exit(&si, true, how, howlen);
         return true;
     }
-    struct pollfd p = {.fd = cp->dp.pidfd, .events = POLLIN};
-    if (poll(&p, 1, 0) != 1)
+    struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
+    if (poll(&pf, 1, 0) != 1)
         return false;
     describe_exit(&si, false, how, howlen);
     return true;
@@ -209,7 +233,7 @@ static bool collect_exit(cp_t *cp, char *how, size_t howlen)
 
 static void on_restart_timer(cp_timer_t *t);
 
-static void schedule_restart(cp_t *cp, uint64_t delay_ms)
+void cp_dp_schedule_restart(cp_t *cp, uint64_t delay_ms)
 {
     if (delay_ms == 0) {
         on_restart_timer(&cp->dp.restart_timer);
@@ -222,33 +246,48 @@ static void schedule_restart(cp_t *cp, uint64_t delay_ms)
 static void on_restart_timer(cp_timer_t *t)
 {
     cp_t *cp = t->data;
-    if (cp->stopping || cp->dp.pid != 0)
+    /* an upgrade's new DP, when there is one, takes the place instead */
+    if (cp->stopping || cp->dp.cur.pid != 0 || cp->dp.cand.pid != 0)
         return;
     char err[256];
     cp->dp.restarts++;
     if (cp_dp_spawn(cp, err, sizeof(err)) != 0) {
         LOG_ERROR("Failed to restart the data plane: %s", err);
-        schedule_restart(cp, cp_dp_restart_delay(0, &cp->dp.backoff_ms));
+        cp_dp_schedule_restart(cp, cp_dp_restart_delay(0, &cp->dp.backoff_ms));
     }
 }
 
-static void on_dp_exit(h2o_socket_t *sock, const char *err)
+static void on_current_exit(cp_t *cp, pid_t pid, uint64_t uptime, const char *how)
+{
+    LOG_ERROR("Data plane (pid %d) %s after %llu ms; its load counters were released", (int)pid, how,
+              (unsigned long long)uptime);
+    uint64_t delay = cp_dp_restart_delay(uptime, &cp->dp.backoff_ms);
+    if (cp->dp.cand.pid != 0) {
+        cp_upgrade_on_exit(cp, CP_DP_CURRENT, pid, how); /* the upgrade's new DP will serve */
+        return;
+    }
+    cp_dp_schedule_restart(cp, delay);
+}
+
+static void on_exit_event(h2o_socket_t *sock, const char *err)
 {
     (void)err; /* a pidfd cannot be read: readiness alone means the process ended */
-    cp_t *cp = sock->data;
+    cp_proc_t *p = sock->data;
+    cp_t *cp = p->cp;
     h2o_buffer_consume(&sock->input, sock->input->size);
     char how[128];
-    if (!collect_exit(cp, how, sizeof(how)))
+    if (!collect_exit(p, how, sizeof(how)))
         return;
-    pid_t pid = cp->dp.pid;
-    uint64_t uptime = cp_mono_ms() - cp->dp.started_mono_ms;
-    unwatch(cp);
+    pid_t pid = p->pid;
+    uint64_t uptime = cp_mono_ms() - p->started_mono_ms;
+    unwatch(p);
     shm_reap_dead(&cp->seg);
     if (cp->stopping)
         return;
-    LOG_ERROR("Data plane (pid %d) %s after %llu ms; its load counters were released", (int)pid, how,
-              (unsigned long long)uptime);
-    schedule_restart(cp, cp_dp_restart_delay(uptime, &cp->dp.backoff_ms));
+    if (p == &cp->dp.cur)
+        on_current_exit(cp, pid, uptime, how);
+    else
+        cp_upgrade_on_exit(cp, p == &cp->dp.cand ? CP_DP_CANDIDATE : CP_DP_RETIRING, pid, how);
 }
 
 static int ensure_timer(cp_t *cp)
@@ -258,19 +297,51 @@ static int ensure_timer(cp_t *cp)
     return cp_timer_init(&cp->dp.restart_timer, cp->loop, on_restart_timer, cp);
 }
 
-int cp_dp_adopt(cp_t *cp, pid_t pid, char *err, size_t errlen)
+static cp_proc_t *free_retiring(cp_t *cp)
 {
-    if (ensure_timer(cp) != 0) {
-        snprintf(err, errlen, "cannot create a timer");
-        return -1;
-    }
+    for (unsigned i = 0; i < CP_MAX_RETIRING; i++)
+        if (cp->dp.retiring[i].pid == 0)
+            return &cp->dp.retiring[i];
+    return NULL;
+}
+
+static int adopt_one(cp_t *cp, cp_proc_t *p, pid_t pid, char *err, size_t errlen)
+{
     int pidfd = pidfd_open(pid);
     if (pidfd < 0) {
         snprintf(err, errlen, "pidfd_open(%d): %s", (int)pid, strerror(errno));
         return -1;
     }
-    watch(cp, pid, pidfd, false);
-    LOG_INFO("Adopted the running data plane (pid %d) left by a previous control plane", (int)pid);
+    watch(cp, p, pid, pidfd, false);
+    return 0;
+}
+
+int cp_dp_adopt(cp_t *cp, const cp_orphans_t *o, char *err, size_t errlen)
+{
+    if (ensure_timer(cp) != 0) {
+        snprintf(err, errlen, "cannot create a timer");
+        return -1;
+    }
+    if (o->current && adopt_one(cp, &cp->dp.cur, o->current, err, errlen) != 0)
+        return -1;
+    if (o->current)
+        LOG_INFO("Adopted the running data plane (pid %d) left by a previous control plane", (int)o->current);
+    for (unsigned i = 0; i < o->ndraining + o->nstop; i++) {
+        bool draining = i < o->ndraining;
+        pid_t pid = draining ? o->draining[i] : o->stop[i - o->ndraining];
+        cp_proc_t *slot = free_retiring(cp);
+        if (slot == NULL || adopt_one(cp, slot, pid, err, errlen) != 0)
+            continue;
+        if (draining) {
+            LOG_INFO("Data plane (pid %d) left by a previous control plane is draining; waiting for it",
+                     (int)pid);
+        } else {
+            LOG_INFO("Stopping data plane (pid %d): the other half of an upgrade the previous control plane "
+                     "did not finish",
+                     (int)pid);
+            kill(pid, SIGTERM);
+        }
+    }
     return 0;
 }
 
@@ -304,7 +375,7 @@ static int ensure_listener(cp_t *cp, char *err, size_t errlen)
     return 0;
 }
 
-int cp_dp_spawn(cp_t *cp, char *err, size_t errlen)
+int cp_dp_spawn_proc(cp_t *cp, cp_proc_t *p, const char *binary, char *err, size_t errlen)
 {
     if (ensure_timer(cp) != 0) {
         snprintf(err, errlen, "cannot create a timer");
@@ -312,10 +383,11 @@ int cp_dp_spawn(cp_t *cp, char *err, size_t errlen)
     }
     if (ensure_listener(cp, err, errlen) != 0)
         return -1;
-    char fdbuf[16];
+    char fdbuf[16], bin[PATH_MAX];
     snprintf(fdbuf, sizeof(fdbuf), "%d", cp->listen_fd);
-    char *argv[] = {cp->dp_binary,      "--shm_name",  cp->shm_name, "--control_socket",
-                    cp->control_socket, "--listen_fd", fdbuf,        NULL};
+    snprintf(bin, sizeof(bin), "%s", binary);
+    char *argv[] = {bin,           "--shm_name", cp->shm_name, "--control_socket", cp->control_socket,
+                    "--listen_fd", fdbuf,        NULL};
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
@@ -338,7 +410,7 @@ int cp_dp_spawn(cp_t *cp, char *err, size_t errlen)
     close(errpipe[0]);
     if (n == (ssize_t)sizeof(child_errno)) {
         waitpid(pid, NULL, 0);
-        snprintf(err, errlen, "exec %s: %s", cp->dp_binary, strerror(child_errno));
+        snprintf(err, errlen, "exec %s: %s", bin, strerror(child_errno));
         return -1;
     }
     int pidfd = pidfd_open(pid);
@@ -348,17 +420,38 @@ int cp_dp_spawn(cp_t *cp, char *err, size_t errlen)
         waitpid(pid, NULL, 0);
         return -1;
     }
-    watch(cp, pid, pidfd, true);
-    LOG_INFO("Started data plane %s (pid %d)", cp->dp_binary, (int)pid);
+    watch(cp, p, pid, pidfd, true);
+    LOG_INFO("Started data plane %s (pid %d)", bin, (int)pid);
     return 0;
+}
+
+int cp_dp_spawn(cp_t *cp, char *err, size_t errlen)
+{
+    return cp_dp_spawn_proc(cp, &cp->dp.cur, cp->dp_binary_running, err, errlen);
+}
+
+void cp_dp_retire(cp_t *cp, cp_proc_t *p, unsigned drain_secs)
+{
+    pid_t pid = p->pid;
+    if (pid == 0)
+        return;
+    union sigval v = {.sival_int = (int)drain_secs};
+    if (drain_secs > 0 ? sigqueue(pid, SIGTERM, v) : kill(pid, SIGTERM))
+        LOG_WARN("Cannot signal data plane (pid %d): %s", (int)pid, strerror(errno));
+    cp_proc_t *slot = free_retiring(cp);
+    if (slot == NULL) { /* cannot happen with one row per DP; never lose the pidfd */
+        LOG_ERROR("Too many data planes draining; killing pid %d", (int)pid);
+        kill(pid, SIGKILL);
+        return;
+    }
+    move_proc(slot, p);
 }
 
 /* ---- shutdown ---- */
 
-static bool wait_exit(int pidfd, unsigned timeout_ms)
+static bool wait_exit(int pidfd, uint64_t deadline)
 {
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
-    uint64_t deadline = cp_mono_ms() + timeout_ms;
     for (;;) {
         uint64_t now = cp_mono_ms();
         int left = now >= deadline ? 0 : (int)(deadline - now);
@@ -370,24 +463,36 @@ static bool wait_exit(int pidfd, unsigned timeout_ms)
     }
 }
 
+static void stop_one(cp_proc_t *p, uint64_t deadline)
+{
+    if (!wait_exit(p->pidfd, deadline)) {
+        LOG_WARN("Data plane (pid %d) still running at the stop deadline: killing it", (int)p->pid);
+        kill(p->pid, SIGKILL);
+        wait_exit(p->pidfd, cp_mono_ms() + DP_KILL_GRACE_MS);
+    }
+    if (p->is_child) {
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG);
+    }
+    unwatch(p);
+}
+
 void cp_dp_stop(cp_t *cp, unsigned timeout_ms)
 {
     cp_timer_dispose(&cp->dp.restart_timer);
-    if (cp->dp.pid == 0)
-        return;
-    pid_t pid = cp->dp.pid;
-    LOG_INFO("Stopping the data plane (pid %d)", (int)pid);
-    kill(pid, SIGTERM);
-    if (!wait_exit(cp->dp.pidfd, timeout_ms)) {
-        LOG_WARN("Data plane (pid %d) still running after %u ms: killing it", (int)pid, timeout_ms);
-        kill(pid, SIGKILL);
-        wait_exit(cp->dp.pidfd, DP_KILL_GRACE_MS);
+    cp_proc_t *all[2 + CP_MAX_RETIRING] = {&cp->dp.cur, &cp->dp.cand};
+    for (unsigned i = 0; i < CP_MAX_RETIRING; i++)
+        all[2 + i] = &cp->dp.retiring[i];
+    for (unsigned i = 0; i < 2 + CP_MAX_RETIRING; i++) {
+        if (all[i]->pid == 0)
+            continue;
+        LOG_INFO("Stopping the data plane (pid %d)", (int)all[i]->pid);
+        kill(all[i]->pid, SIGTERM);
     }
-    if (cp->dp.is_child) {
-        siginfo_t si;
-        memset(&si, 0, sizeof(si));
-        waitid((idtype_t)P_PIDFD, (id_t)cp->dp.pidfd, &si, WEXITED | WNOHANG);
-    }
-    unwatch(cp);
+    uint64_t deadline = cp_mono_ms() + timeout_ms;
+    for (unsigned i = 0; i < 2 + CP_MAX_RETIRING; i++)
+        if (all[i]->pid != 0)
+            stop_one(all[i], deadline);
     shm_reap_dead(&cp->seg);
 }

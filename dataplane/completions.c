@@ -14,6 +14,7 @@
 #include "dataplane/pools.h"
 #include "dataplane/request.h"
 #include "dataplane/select.h"
+#include "dataplane/stats.h"
 #include "dataplane/tokenizer.h"
 #include "dataplane/upstream.h"
 
@@ -74,10 +75,12 @@ static void comp_on_head(dp_proxy_t *p, int status)
 {
     completion_t *c = p->owner;
     dp_count_status(&c->cur, (unsigned)status);
+    dp_stats_head(&c->cur, p->req);
 }
 
 static void comp_done(dp_proxy_t *p, dp_outcome_t outcome)
 {
+    dp_stats_done(&((completion_t *)p->owner)->cur, p->req, outcome);
     comp_release(p->owner);
     dp_count_outcome(outcome);
     if (p->t->inflight)

@@ -86,6 +86,7 @@ typedef struct {
     int stopping;               /* set once by SIGTERM/SIGINT */
     uint64_t drain_deadline_ms; /* set before `stopping` */
     unsigned drain_secs;
+    unsigned drain_idle_ms; /* while draining, idle connections are closed after this long */
     pthread_mutex_t drain_lock;
     pthread_cond_t drain_cond;
     unsigned drained; /* threads done draining */
@@ -99,7 +100,17 @@ dp_thread_t *dp_self(h2o_req_t *req); /* the thread serving req */
 
 /* server.c */
 int dp_server_setup(void);
-void *dp_thread_main(void *arg); /* never returns */
+int dp_server_prepare(unsigned nthreads);     /* before the threads start */
+void dp_server_wait_ready(unsigned nthreads); /* every thread accepts */
+void *dp_thread_main(void *arg);              /* never returns */
+
+/* What a drain did, summed over the threads (read after every thread drained). */
+typedef struct {
+    uint64_t drained;     /* requests answered after the drain began */
+    uint64_t cut;         /* requests still being served at the drain deadline */
+    uint64_t idle_closed; /* idle keep-alive connections closed */
+} dp_drain_report_t;
+void dp_server_drain_report(dp_drain_report_t *out);
 
 /* answers with a JSON body and the given status */
 void dp_send_json(h2o_req_t *req, int status, const char *json, size_t len);

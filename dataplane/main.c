@@ -3,9 +3,15 @@
  *
  * Started by the control plane with the listening socket inherited (--listen_fd), the shared
  * memory segment's name and the control socket's path. It attaches the segment, takes a counter
- * row, reads the published configuration, and runs one event loop per thread until SIGTERM or
- * SIGINT, then drains: stops accepting, answers what is in flight (streams included) until the
- * drain deadline, gives its counter row back and exits.
+ * row (state STARTING), reads the published configuration, starts one event loop per thread and,
+ * once every thread accepts, marks its row SERVING: that is the readiness a hot upgrade waits
+ * for before it stops the previous DP.
+ *
+ * On SIGTERM or SIGINT it drains (server.c): stops accepting, answers what is in flight (streams
+ * included) until the drain deadline, then tells the control plane what the drain did
+ * (POST /dp/drained on the control socket: requests answered, requests cut at the deadline),
+ * gives its counter row back and exits. The CP sends the upgrade's drain time with the signal
+ * (sigqueue value, in seconds); a plain SIGTERM uses --drain_secs.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -15,8 +21,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/hclient.h"
 #include "common/log.h"
 #include "dataplane/dp.h"
+
+#define REPORT_TIMEOUT_MS 2000
 #include "dataplane/policy/pol.h"
 #include "dataplane/tokenizer.h"
 
@@ -24,15 +33,18 @@ dp_global_t dp = {.drain_lock = PTHREAD_MUTEX_INITIALIZER, .drain_cond = PTHREAD
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fd-router-dp --shm_name NAME --listen_fd FD --control_socket PATH\n"
-               "                    [--threads N] [--drain_secs S]\n"
-               "  Normally started by fd-router-cp, which owns the listening socket and the shared memory.\n"
-               "  --shm_name NAME        shared memory segment to attach (created by the control plane)\n"
-               "  --listen_fd FD         inherited listening socket\n"
-               "  --control_socket PATH  the control plane's socket (POST /register is forwarded there)\n"
-               "  --threads N            event-loop threads (default: router.dp-threads, 0 = one per core)\n"
-               "  --drain_secs S         on SIGTERM, how long in-flight requests may take to finish (default "
-               "600)\n");
+    fprintf(f,
+            "usage: fd-router-dp --shm_name NAME --listen_fd FD --control_socket PATH\n"
+            "                    [--threads N] [--drain_secs S] [--drain_idle_ms MS]\n"
+            "  Normally started by fd-router-cp, which owns the listening socket and the shared memory.\n"
+            "  --shm_name NAME        shared memory segment to attach (created by the control plane)\n"
+            "  --listen_fd FD         inherited listening socket\n"
+            "  --control_socket PATH  the control plane's socket (POST /register is forwarded there)\n"
+            "  --threads N            event-loop threads (default: router.dp-threads, 0 = one per core)\n"
+            "  --drain_secs S         on SIGTERM, how long in-flight requests may take to finish (default "
+            "600)\n"
+            "  --drain_idle_ms MS     while draining, close keep-alive connections idle this long (default "
+            "1000)\n");
 }
 
 static int parse_args(int argc, char **argv, char *shm_name, size_t shm_len)
@@ -42,11 +54,13 @@ static int parse_args(int argc, char **argv, char *shm_name, size_t shm_len)
                                          {"control_socket", required_argument, 0, 'c'},
                                          {"threads", required_argument, 0, 't'},
                                          {"drain_secs", required_argument, 0, 'd'},
+                                         {"drain_idle_ms", required_argument, 0, 'i'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
     dp.listen_fd = -1;
     dp.drain_secs = 600;
+    dp.drain_idle_ms = 1000;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 's':
@@ -63,6 +77,9 @@ static int parse_args(int argc, char **argv, char *shm_name, size_t shm_len)
             break;
         case 'd':
             dp.drain_secs = (unsigned)atoi(optarg);
+            break;
+        case 'i':
+            dp.drain_idle_ms = (unsigned)atoi(optarg);
             break;
         case 'h':
             usage(stdout);
@@ -114,6 +131,32 @@ static unsigned thread_count(void)
     return n > 0 ? (unsigned)n : 1;
 }
 
+/* Tell the control plane (if one runs) what the drain did; it reports it to the operator. */
+static void report_drain(const dp_drain_report_t *r, uint64_t drain_ms)
+{
+    char target[sizeof(dp.control_socket) + 8], body[256];
+    snprintf(target, sizeof(target), "unix:%s", dp.control_socket);
+    int n =
+        snprintf(body, sizeof(body),
+                 "{\"pid\": %d, \"drained\": %llu, \"cut\": %llu, \"idle_closed\": %llu, \"drain_ms\": %llu}",
+                 (int)getpid(), (unsigned long long)r->drained, (unsigned long long)r->cut,
+                 (unsigned long long)r->idle_closed, (unsigned long long)drain_ms);
+    hc_response_t resp;
+    if (hc_request(target, "POST", "/dp/drained", "application/json", body, (size_t)n, REPORT_TIMEOUT_MS,
+                   4096, &resp) != 0)
+        LOG_WARN("fd-router-dp %d: drain report not delivered to the control plane: %s", getpid(),
+                 resp.error);
+    hc_response_free(&resp);
+}
+
+/* The drain time: the sender's sigqueue value when it gave one, else --drain_secs. */
+static unsigned drain_secs_of(const siginfo_t *si)
+{
+    if (si->si_code == SI_QUEUE && si->si_value.sival_int > 0)
+        return (unsigned)si->si_value.sival_int;
+    return dp.drain_secs;
+}
+
 int main(int argc, char **argv)
 {
     char shm_name[64] = "";
@@ -134,25 +177,42 @@ int main(int argc, char **argv)
     dp_server_setup();
     dp.nthreads = thread_count();
     dp.threads = calloc(dp.nthreads, sizeof(*dp.threads));
+    if (dp.threads == NULL || dp_server_prepare(dp.nthreads) != 0) {
+        LOG_ERROR("out of memory");
+        return 1;
+    }
     for (unsigned i = 0; i < dp.nthreads; i++) {
         dp.threads[i].index = i;
         pthread_create(&dp.threads[i].tid, NULL, dp_thread_main, &dp.threads[i]);
     }
+    dp_server_wait_ready(dp.nthreads);
     __atomic_store_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->state, SHM_DP_SERVING, __ATOMIC_RELEASE);
     LOG_INFO("fd-router-dp %d serving with %u thread(s), row %d", getpid(), dp.nthreads, dp.row);
 
-    int sig;
-    sigwait(&stop, &sig);
-    LOG_INFO("fd-router-dp %d: signal %d, draining (up to %u s)", getpid(), sig, dp.drain_secs);
+    siginfo_t si;
+    while (sigwaitinfo(&stop, &si) < 0)
+        ;
+    unsigned drain_secs = drain_secs_of(&si);
+    LOG_INFO("fd-router-dp %d: signal %d, draining (up to %u s)", getpid(), si.si_signo, drain_secs);
     __atomic_store_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->state, SHM_DP_DRAINING, __ATOMIC_RELEASE);
-    dp.drain_deadline_ms = shm_now_ms() + (uint64_t)dp.drain_secs * 1000;
+    uint64_t drain_start = shm_now_ms();
+    dp.drain_deadline_ms = drain_start + (uint64_t)drain_secs * 1000;
     __atomic_store_n(&dp.stopping, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&dp.drain_lock);
     while (dp.drained < dp.nthreads)
         pthread_cond_wait(&dp.drain_cond, &dp.drain_lock);
     pthread_mutex_unlock(&dp.drain_lock);
+    dp_drain_report_t rep;
+    dp_server_drain_report(&rep);
+    uint64_t drain_ms = shm_now_ms() - drain_start;
+    LOG_INFO(
+        "fd-router-dp %d: drained in %llu ms: %llu request(s) answered, %llu cut at the deadline, %llu idle "
+        "connection(s) closed",
+        getpid(), (unsigned long long)drain_ms, (unsigned long long)rep.drained, (unsigned long long)rep.cut,
+        (unsigned long long)rep.idle_closed);
+    report_drain(&rep, drain_ms);
     shm_dp_release(&dp.seg, dp.row);
     shm_detach(&dp.seg);
-    LOG_INFO("fd-router-dp %d: drained, exiting", getpid());
+    LOG_INFO("fd-router-dp %d: exiting", getpid());
     exit(0); /* the parked loop threads end with the process */
 }

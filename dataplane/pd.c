@@ -23,6 +23,7 @@
 #include "dataplane/pools.h"
 #include "dataplane/request.h"
 #include "dataplane/select.h"
+#include "dataplane/stats.h"
 #include "dataplane/tokenizer.h"
 #include "dataplane/upstream.h"
 
@@ -31,7 +32,7 @@ typedef struct {
     dp_choice_t p, d;
     bool holding_p, holding_d;
     bool p_answered;
-    dp_leg_t *pleg; /* the prefill leg while it has not answered */
+    dp_leg_t *pleg; /* the prefill leg until it ends (or is handed off by pd_done) */
     dp_proxy_t *proxy;
     h2o_iovec_t path;
 } pd_req_t;
@@ -68,8 +69,6 @@ static void pleg_on_head(dp_leg_t *l, int status)
     dp_count_status(&r->p, (unsigned)status);
     release_p(r);
     r->p_answered = true;
-    r->pleg = NULL;
-    l->data = NULL; /* from now on the leg drains the answer on its own */
     dp_proxy_unhold(r->proxy);
 }
 
@@ -79,6 +78,8 @@ static void pleg_on_end(dp_leg_t *l, const char *err, bool timed_out)
     if (!r)
         return;
     r->pleg = NULL;
+    if (r->p_answered)
+        return; /* the prefill answer was read to its end */
     LOG_ERROR("[prefill] %s failed before answering: %s", r->p.url, err);
     dp_count_status(&r->p, 0);
     release_p(r);
@@ -115,6 +116,7 @@ static void pd_on_head(dp_proxy_t *p, int status)
 {
     pd_req_t *r = p->owner;
     dp_count_status(&r->d, (unsigned)status);
+    dp_stats_head(&r->d, p->req);
 }
 
 static bool pd_may_respond(dp_proxy_t *p)
@@ -134,10 +136,14 @@ static void pd_fail(dp_proxy_t *p, int attempts, bool timed_out)
 static void pd_done(dp_proxy_t *p, dp_outcome_t outcome)
 {
     pd_req_t *r = p->owner;
-    if (r->pleg) { /* the prefill has not answered: nobody wants its work any more */
+    if (r->pleg && (!r->p_answered || outcome != DP_OUT_OK)) {
+        /* the client will not get this answer: stop the prefill's work too */
         dp_leg_cancel(r->pleg);
-        r->pleg = NULL;
+    } else if (r->pleg) {
+        r->pleg->data = NULL; /* the prefill answer is drained on its own, past this request */
     }
+    r->pleg = NULL;
+    dp_stats_done(&r->d, p->req, outcome);
     release_p(r);
     release_d(r);
     dp_count_outcome(outcome);

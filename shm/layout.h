@@ -59,7 +59,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 3u
+#define SHM_LAYOUT_VERSION 4u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
@@ -71,6 +71,9 @@
 #define SHM_HOST_LEN       48
 #define SHM_STATUS_BUCKETS 8 /* distinct upstream status codes counted per instance */
 #define SHM_POLICY_LEN     32
+/* Latency histograms per instance: bucket b holds latencies up to 2^(b/4) ms, i.e.
+ * b = ceil(4 * log2(ms)) (0 for 1 ms or less); the last bucket takes everything longer. */
+#define SHM_LAT_BUCKETS 80
 
 #define SHM_ARENA_BLOCK_SIZE 4096u
 #define SHM_ARENA_BLOCKS     256u
@@ -224,6 +227,12 @@ typedef struct {
     shm_remote_metrics_t metrics;
     shm_status_bucket_t status[SHM_STATUS_BUCKETS];
     uint64_t failures_total; /* upstream attempts that failed before a head */
+
+    /* latencies of requests proxied to this instance, added by DPs (dataplane/stats.c) */
+    uint64_t ttfb_hist[SHM_LAT_BUCKETS];  /* request received -> upstream head */
+    uint64_t total_hist[SHM_LAT_BUCKETS]; /* request received -> response complete (successful ones) */
+    uint64_t ttfb_sum_ms;
+    uint64_t total_sum_ms;
 } shm_instance_t;
 
 /* A published view: the selectable slots of one role, sorted by URL (the Go router's order). */

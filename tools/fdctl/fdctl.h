@@ -6,6 +6,8 @@
  *   snapshot.c  copies what a command shows out of shared memory (inside one read-side critical
  *               section on fdctl's own reader slot) into the plain structs below
  *   format.c    renders those structs as a table for humans or as JSON (pure, unit-tested)
+ *   ctl.c       actions through the control plane's control socket: upgrade, drain, undrain,
+ *               remove (only the control plane changes state)
  *   main.c      command line, attach, dispatch, error messages
  * Nothing read from shared memory is kept past the critical section: the structs are copies.
  */
@@ -38,6 +40,13 @@ typedef struct {
     uint64_t retired_at_ms;
     uint64_t failures_total;
     char last_error[96];
+    uint32_t consecutive_ok;
+    uint32_t consecutive_fail;
+    shm_status_bucket_t status[SHM_STATUS_BUCKETS];
+    uint64_t ttfb_hist[SHM_LAT_BUCKETS];
+    uint64_t total_hist[SHM_LAT_BUCKETS];
+    uint64_t ttfb_sum_ms;
+    uint64_t total_sum_ms;
 } fdctl_instance_t;
 
 typedef struct {
@@ -89,5 +98,33 @@ struct json_object *fdctl_instances_json(const fdctl_instance_t *in, unsigned n,
 void fdctl_instances_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
 struct json_object *fdctl_status_json(const fdctl_status_t *st, uint64_t now_ms);
 void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms);
+struct json_object *fdctl_health_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
+void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
+struct json_object *fdctl_stats_json(const fdctl_instance_t *in, unsigned n);
+void fdctl_stats_table(FILE *f, const fdctl_instance_t *in, unsigned n);
+/* The latency (ms) under which a fraction q of a histogram's samples lie: the upper bound of the
+ * bucket where the count crosses q (SHM_LAT_BUCKETS); -1 for an empty histogram. */
+double fdctl_hist_quantile(const uint64_t *hist, double q);
+
+/* ---- ctl.c: actions through the control socket ---- */
+
+typedef struct {
+    char socket[4096]; /* the control socket's path */
+    unsigned port;     /* for messages; 0 when unknown */
+    bool json;
+} fdctl_ctl_t;
+
+typedef struct {
+    const char *dp_binary;  /* NULL: the configured one */
+    int drain_secs;         /* -1: the DP's default */
+    int ready_timeout_secs; /* -1: the CP's default */
+    int wait_secs;          /* 0: drain time + 2 minutes */
+} fdctl_upgrade_opts_t;
+
+/* action: "drain", "undrain" or "remove". Returns the exit status. */
+int fdctl_ctl_action(const fdctl_ctl_t *c, const char *action, const char *url);
+int fdctl_ctl_upgrade(const fdctl_ctl_t *c, const fdctl_upgrade_opts_t *o);
+/* Human rendering of an upgrade record (GET /upgrade). */
+void fdctl_upgrade_text(FILE *f, struct json_object *u);
 
 #endif

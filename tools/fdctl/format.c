@@ -5,6 +5,7 @@
  */
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <string.h>
 
 #include "common/config.h"
@@ -252,4 +253,180 @@ void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms)
     fprintf(f,
             "shared memory  %s, %" PRIu64 " bytes, layout v%u, arena %" PRIu64 "/%" PRIu64 " blocks used\n",
             st->shm_name, st->shm_size, st->layout_version, st->arena_used, st->arena_blocks);
+}
+
+/* ---- health ---- */
+
+static json_object *health_entry_json(const fdctl_instance_t *in, uint64_t now_ms)
+{
+    json_object *o = json_object_new_object();
+    add(o, "url", json_object_new_string(in->url));
+    add(o, "role", json_object_new_string(fd_role_name((shm_role_t)in->role)));
+    add(o, "state", json_object_new_string(fdctl_slot_state_name(in->state)));
+    add(o, "health", json_object_new_string(fdctl_health_name(in->health)));
+    add(o, "drained", json_object_new_boolean(in->drained));
+    add(o, "consecutive_ok", json_object_new_int64(in->consecutive_ok));
+    add(o, "consecutive_fail", json_object_new_int64(in->consecutive_fail));
+    add(o, "last_check_age_ms", age_json(now_ms, in->last_check_ms));
+    add(o, "unhealthy_for_ms",
+        in->health == SHM_HEALTH_UNHEALTHY ? age_json(now_ms, in->unhealthy_since_ms) : NULL);
+    add(o, "last_register_age_ms", age_json(now_ms, in->last_register_ms));
+    add(o, "last_error", in->last_error[0] ? json_object_new_string(in->last_error) : NULL);
+    return o;
+}
+
+json_object *fdctl_health_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms)
+{
+    json_object *list = json_object_new_array();
+    for (unsigned i = 0; i < n; i++)
+        json_object_array_add(list, health_entry_json(&in[i], now_ms));
+    json_object *o = json_object_new_object();
+    add(o, "instances", list);
+    return o;
+}
+
+void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms)
+{
+    if (n == 0) {
+        fprintf(f, "no instances registered\n");
+        return;
+    }
+    fprintf(f, "%-40s  %-9s  %6s  %6s  %10s  %s\n", "URL", "HEALTH", "OK", "FAIL", "CHECKED", "LAST ERROR");
+    for (unsigned i = 0; i < n; i++) {
+        char checked[32];
+        fdctl_format_duration(checked, sizeof checked,
+                              in[i].last_check_ms ? fdctl_age_ms(now_ms, in[i].last_check_ms) : UINT64_MAX);
+        fprintf(f, "%-40s  %-9s  %6u  %6u  %10s  %s\n", in[i].url, fdctl_health_name(in[i].health),
+                in[i].consecutive_ok, in[i].consecutive_fail, checked,
+                in[i].last_error[0] ? in[i].last_error : "-");
+    }
+}
+
+/* ---- stats ---- */
+
+double fdctl_hist_quantile(const uint64_t *hist, double q)
+{
+    uint64_t total = 0;
+    for (unsigned b = 0; b < SHM_LAT_BUCKETS; b++)
+        total += hist[b];
+    if (total == 0)
+        return -1;
+    uint64_t want = (uint64_t)(q * (double)total + 0.999999);
+    uint64_t seen = 0;
+    for (unsigned b = 0; b < SHM_LAT_BUCKETS; b++) {
+        seen += hist[b];
+        if (seen >= want && hist[b])
+            return b == 0 ? 1.0 : pow(2.0, b / 4.0);
+    }
+    return pow(2.0, (SHM_LAT_BUCKETS - 1) / 4.0);
+}
+
+typedef struct {
+    uint64_t requests, ok, errors, answered, completed;
+} totals_t;
+
+static totals_t totals_of(const fdctl_instance_t *in)
+{
+    totals_t t = {0};
+    for (unsigned i = 0; i < SHM_STATUS_BUCKETS; i++) {
+        if (in->status[i].code == 0)
+            continue;
+        t.requests += in->status[i].count;
+        if (in->status[i].code >= 200 && in->status[i].code < 300)
+            t.ok += in->status[i].count;
+        else
+            t.errors += in->status[i].count;
+    }
+    for (unsigned b = 0; b < SHM_LAT_BUCKETS; b++) {
+        t.answered += in->ttfb_hist[b];
+        t.completed += in->total_hist[b];
+    }
+    return t;
+}
+
+static json_object *quantile_json(const uint64_t *hist, double q)
+{
+    double v = fdctl_hist_quantile(hist, q);
+    return v < 0 ? NULL : json_object_new_double(v);
+}
+
+static json_object *latency_json(const uint64_t *hist, uint64_t sum, uint64_t n)
+{
+    json_object *o = json_object_new_object();
+    add(o, "count", json_object_new_int64((int64_t)n));
+    add(o, "mean_ms", n ? json_object_new_double((double)sum / (double)n) : NULL);
+    add(o, "p50_ms", quantile_json(hist, 0.50));
+    add(o, "p90_ms", quantile_json(hist, 0.90));
+    add(o, "p99_ms", quantile_json(hist, 0.99));
+    return o;
+}
+
+static json_object *stats_entry_json(const fdctl_instance_t *in)
+{
+    totals_t t = totals_of(in);
+    json_object *o = json_object_new_object();
+    add(o, "url", json_object_new_string(in->url));
+    add(o, "role", json_object_new_string(fd_role_name((shm_role_t)in->role)));
+    add(o, "state", json_object_new_string(fdctl_slot_state_name(in->state)));
+    add(o, "requests", json_object_new_int64((int64_t)t.requests));
+    add(o, "ok", json_object_new_int64((int64_t)t.ok));
+    add(o, "errors", json_object_new_int64((int64_t)t.errors));
+    add(o, "failures_before_head", json_object_new_int64((int64_t)in->failures_total));
+    add(o, "inflight", json_object_new_int64((int64_t)in->inflight));
+    json_object *codes = json_object_new_object();
+    for (unsigned i = 0; i < SHM_STATUS_BUCKETS; i++) {
+        if (in->status[i].code == 0)
+            continue;
+        char key[16];
+        if (in->status[i].code == SHM_STATUS_TRANSPORT)
+            snprintf(key, sizeof key, "transport");
+        else if (in->status[i].code == SHM_STATUS_OTHER)
+            snprintf(key, sizeof key, "other");
+        else
+            snprintf(key, sizeof key, "%u", in->status[i].code);
+        add(codes, key, json_object_new_int64((int64_t)in->status[i].count));
+    }
+    add(o, "by_status", codes);
+    add(o, "ttfb", latency_json(in->ttfb_hist, in->ttfb_sum_ms, t.answered));
+    add(o, "duration", latency_json(in->total_hist, in->total_sum_ms, t.completed));
+    return o;
+}
+
+json_object *fdctl_stats_json(const fdctl_instance_t *in, unsigned n)
+{
+    json_object *list = json_object_new_array();
+    for (unsigned i = 0; i < n; i++)
+        json_object_array_add(list, stats_entry_json(&in[i]));
+    json_object *o = json_object_new_object();
+    add(o, "instances", list);
+    return o;
+}
+
+static void ms_text(char *out, size_t outlen, double ms)
+{
+    if (ms < 0)
+        snprintf(out, outlen, "-");
+    else
+        fdctl_format_duration(out, outlen, (uint64_t)(ms + 0.5));
+}
+
+void fdctl_stats_table(FILE *f, const fdctl_instance_t *in, unsigned n)
+{
+    if (n == 0) {
+        fprintf(f, "no instances registered\n");
+        return;
+    }
+    fprintf(f, "%-40s  %8s  %8s  %8s  %8s  %9s  %9s  %9s  %9s\n", "URL", "REQUESTS", "ERRORS", "FAILED",
+            "INFLIGHT", "TTFB p50", "TTFB p99", "TIME p50", "TIME p99");
+    for (unsigned i = 0; i < n; i++) {
+        totals_t t = totals_of(&in[i]);
+        char a[32], b[32], c[32], d[32];
+        ms_text(a, sizeof a, fdctl_hist_quantile(in[i].ttfb_hist, 0.50));
+        ms_text(b, sizeof b, fdctl_hist_quantile(in[i].ttfb_hist, 0.99));
+        ms_text(c, sizeof c, fdctl_hist_quantile(in[i].total_hist, 0.50));
+        ms_text(d, sizeof d, fdctl_hist_quantile(in[i].total_hist, 0.99));
+        fprintf(f, "%-40s  %8" PRIu64 "  %8" PRIu64 "  %8" PRIu64 "  %8" PRIu64 "  %9s  %9s  %9s  %9s\n",
+                in[i].url, t.requests, t.errors, in[i].failures_total, in[i].inflight, a, b, c, d);
+    }
+    fprintf(f, "(latencies are upper bounds of log-scaled buckets, within about 19%%)\n");
 }

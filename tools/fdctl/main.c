@@ -5,9 +5,11 @@
  * Views are read straight from shared memory (shm_default_name(port) or --shm_name), so they
  * keep working while the control plane is down. fdctl takes a reader slot for the duration of
  * the command so the control plane cannot reuse an instance slot under it, and gives the slot
- * back before exiting (a killed fdctl's slot is reaped by the control plane).
+ * back before exiting (a killed fdctl's slot is reaped by the control plane). Actions go to the
+ * control plane's control socket (ctl.c; fd_default_control_socket(port) or --control_socket).
  *
- * Exit status: 0 success, 1 runtime error (no router, shared memory unreadable), 2 usage error.
+ * Exit status: 0 success, 1 runtime error (no router, shared memory unreadable, action refused
+ * or failed), 2 usage error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,34 +21,58 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/names.h"
 #include "tools/fdctl/fdctl.h"
 
 typedef struct {
     unsigned port;
     char shm_name[64];
+    char control_socket[4096];
     bool json;
     const char *command;
+    const char *url; /* drain / undrain / remove */
+    fdctl_upgrade_opts_t upgrade;
 } fdctl_args_t;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fdctl --port P [--shm_name NAME] [--json] COMMAND\n"
-               "Operator view of a running fd-router, read from its shared memory (works while the\n"
-               "control plane is down).\n"
-               "\n"
-               "Commands:\n"
-               "  registered   every registered instance (and removed ones still draining): role, URL,\n"
-               "               health, drain flag, in-flight requests and tokens, age\n"
-               "  status       control plane and data plane processes, shared memory, table age\n"
-               "  help         this text\n"
-               "\n"
-               "Options:\n"
-               "  --port P         the router's port; its shared memory is /fd-router-P\n"
-               "  --shm_name NAME  shared memory segment to read instead of /fd-router-P\n"
-               "  --json           machine-readable output\n"
-               "  -h, --help       this text\n"
-               "\n"
-               "Exit status: 0 success, 1 error (e.g. no router on that port), 2 usage error.\n");
+    fprintf(f,
+            "usage: fdctl --port P [options] COMMAND [URL]\n"
+            "The operator's tool for a running fd-router. Views are read from its shared memory (they\n"
+            "work while the control plane is down); actions go through the control plane.\n"
+            "\n"
+            "Views:\n"
+            "  registered   every registered instance (and removed ones still draining): role, URL,\n"
+            "               health, drain flag, in-flight requests and tokens, age\n"
+            "  status       control plane and data plane processes (pids, states, uptime), shared\n"
+            "               memory occupancy, table age\n"
+            "  health       each instance's health checks: state, consecutive results, last check,\n"
+            "               last error\n"
+            "  stats        requests, errors and latency (time to first byte, duration) by instance\n"
+            "Actions:\n"
+            "  drain URL    stop sending new requests to an instance; its in-flight ones finish\n"
+            "  undrain URL  make it selectable again\n"
+            "  remove URL   unregister it (its in-flight requests finish)\n"
+            "  upgrade      replace the data plane without dropping a request: start a new one, wait\n"
+            "               until it serves, drain the old one; waits and reports the outcome\n"
+            "  help         this text\n"
+            "\n"
+            "Options:\n"
+            "  --port P                the router's port; its shared memory is /fd-router-P\n"
+            "  --shm_name NAME         shared memory segment to read instead of /fd-router-P\n"
+            "  --control_socket PATH   the control plane's socket (default: from the port, as the\n"
+            "                          router derives it)\n"
+            "  --json                  machine-readable output\n"
+            "  --dp_binary PATH        upgrade: the new data plane's binary (default: the configured one)\n"
+            "  --drain_secs N          upgrade: how long the old data plane may take to finish its\n"
+            "                          requests (default: its own, 600)\n"
+            "  --ready_timeout_secs N  upgrade: how long the new one may take to serve (default 30)\n"
+            "  --wait_secs N           upgrade: how long fdctl waits for the outcome (default: the drain\n"
+            "                          time + 120)\n"
+            "  -h, --help              this text\n"
+            "\n"
+            "Exit status: 0 success, 1 error (no router on that port, action refused, upgrade failed),\n"
+            "2 usage error.\n");
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -59,6 +85,17 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     va_end(ap);
     usage(stderr);
     return 2;
+}
+
+static int parse_count(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end || errno || v > 86400)
+        return -1;
+    *out = (int)v;
+    return 0;
 }
 
 static int parse_port(const char *s, unsigned *out)
@@ -80,7 +117,13 @@ static int parse_args(int argc, char **argv, fdctl_args_t *a)
                                          {"shm_name", required_argument, 0, 's'},
                                          {"json", no_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},
+                                         {"control_socket", required_argument, 0, 'c'},
+                                         {"dp_binary", required_argument, 0, 'b'},
+                                         {"drain_secs", required_argument, 0, 'd'},
+                                         {"ready_timeout_secs", required_argument, 0, 'r'},
+                                         {"wait_secs", required_argument, 0, 'w'},
                                          {0, 0, 0, 0}};
+    a->upgrade.drain_secs = a->upgrade.ready_timeout_secs = -1;
     int c;
     opterr = 0;
     while ((c = getopt_long_only(argc, argv, "h", opts, NULL)) != -1) {
@@ -97,6 +140,27 @@ static int parse_args(int argc, char **argv, fdctl_args_t *a)
         case 'j':
             a->json = true;
             break;
+        case 'c':
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof a->control_socket)
+                return usage_error("invalid control socket path: %s", optarg);
+            snprintf(a->control_socket, sizeof a->control_socket, "%s", optarg);
+            break;
+        case 'b':
+            a->upgrade.dp_binary = optarg;
+            break;
+        case 'd':
+            if (parse_count(optarg, &a->upgrade.drain_secs) != 0)
+                return usage_error("invalid --drain_secs (0 to 86400): %s", optarg);
+            break;
+        case 'r':
+            if (parse_count(optarg, &a->upgrade.ready_timeout_secs) != 0 ||
+                a->upgrade.ready_timeout_secs == 0)
+                return usage_error("invalid --ready_timeout_secs (1 to 86400): %s", optarg);
+            break;
+        case 'w':
+            if (parse_count(optarg, &a->upgrade.wait_secs) != 0 || a->upgrade.wait_secs == 0)
+                return usage_error("invalid --wait_secs (1 to 86400): %s", optarg);
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -106,9 +170,16 @@ static int parse_args(int argc, char **argv, fdctl_args_t *a)
     }
     if (optind >= argc)
         return usage_error("%s", "no command given");
-    if (optind + 1 < argc)
-        return usage_error("unexpected argument: %s", argv[optind + 1]);
     a->command = argv[optind];
+    bool wants_url =
+        !strcmp(a->command, "drain") || !strcmp(a->command, "undrain") || !strcmp(a->command, "remove");
+    if (wants_url && optind + 1 >= argc)
+        return usage_error("%s needs the instance's URL (http://host:port)", a->command);
+    if (wants_url)
+        a->url = argv[optind + 1];
+    int extra = optind + 1 + (wants_url ? 1 : 0);
+    if (extra < argc)
+        return usage_error("unexpected argument: %s", argv[extra]);
     return -1;
 }
 
@@ -157,6 +228,36 @@ static int cmd_registered(const fdctl_args_t *a, shm_seg_t *seg, int reader)
     return 0;
 }
 
+/* Instances for health and stats: snapshot, then render with `json` or `table`. */
+static int cmd_instances(const fdctl_args_t *a, shm_seg_t *seg, int reader, bool stats)
+{
+    fdctl_instance_t *list = calloc(SHM_MAX_INSTANCES, sizeof *list);
+    if (!list) {
+        fprintf(stderr, "fdctl: out of memory\n");
+        return 1;
+    }
+    unsigned n = fdctl_snapshot_instances(seg, reader, list, SHM_MAX_INSTANCES);
+    uint64_t now = shm_now_ms();
+    if (a->json)
+        print_json(stats ? fdctl_stats_json(list, n) : fdctl_health_json(list, n, now));
+    else if (stats)
+        fdctl_stats_table(stdout, list, n);
+    else
+        fdctl_health_table(stdout, list, n, now);
+    free(list);
+    return 0;
+}
+
+static int cmd_health(const fdctl_args_t *a, shm_seg_t *seg, int reader)
+{
+    return cmd_instances(a, seg, reader, false);
+}
+
+static int cmd_stats(const fdctl_args_t *a, shm_seg_t *seg, int reader)
+{
+    return cmd_instances(a, seg, reader, true);
+}
+
 static int cmd_status(const fdctl_args_t *a, shm_seg_t *seg, int reader)
 {
     fdctl_status_t st;
@@ -201,12 +302,29 @@ int main(int argc, char **argv)
         return 0;
     }
     int (*cmd)(const fdctl_args_t *, shm_seg_t *, int) = NULL;
+    bool action = false;
     if (strcmp(a.command, "registered") == 0)
         cmd = cmd_registered;
     else if (strcmp(a.command, "status") == 0)
         cmd = cmd_status;
+    else if (strcmp(a.command, "health") == 0)
+        cmd = cmd_health;
+    else if (strcmp(a.command, "stats") == 0)
+        cmd = cmd_stats;
+    else if (strcmp(a.command, "upgrade") == 0 || a.url != NULL)
+        action = true;
     else
         return usage_error("unknown command: %s", a.command);
+    if (action) {
+        if (!a.port && !a.control_socket[0])
+            return usage_error("%s", "--port (or --control_socket) is required");
+        fdctl_ctl_t c = {.port = a.port, .json = a.json};
+        if (a.control_socket[0])
+            snprintf(c.socket, sizeof c.socket, "%s", a.control_socket);
+        else
+            fd_default_control_socket(c.socket, sizeof c.socket, a.port);
+        return a.url ? fdctl_ctl_action(&c, a.command, a.url) : fdctl_ctl_upgrade(&c, &a.upgrade);
+    }
     if (!a.port && !a.shm_name[0])
         return usage_error("%s", "--port (or --shm_name) is required");
     if (!a.shm_name[0])

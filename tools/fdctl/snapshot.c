@@ -37,6 +37,18 @@ static void copy_slot(const shm_instance_t *src, fdctl_instance_t *dst)
     dst->failures_total = load64(&src->failures_total);
     memcpy(dst->last_error, src->last_error, sizeof dst->last_error);
     dst->last_error[sizeof dst->last_error - 1] = '\0';
+    dst->consecutive_ok = load32(&src->consecutive_ok);
+    dst->consecutive_fail = load32(&src->consecutive_fail);
+    for (unsigned i = 0; i < SHM_STATUS_BUCKETS; i++) {
+        dst->status[i].code = load32(&src->status[i].code);
+        dst->status[i].count = load64(&src->status[i].count);
+    }
+    for (unsigned i = 0; i < SHM_LAT_BUCKETS; i++) {
+        dst->ttfb_hist[i] = load64(&src->ttfb_hist[i]);
+        dst->total_hist[i] = load64(&src->total_hist[i]);
+    }
+    dst->ttfb_sum_ms = load64(&src->ttfb_sum_ms);
+    dst->total_sum_ms = load64(&src->total_sum_ms);
 }
 
 /* Returns true if slot i is LIVE or RETIRED and was copied consistently. */

@@ -1,0 +1,41 @@
+/*
+ * controlplane/actions.c - what an operator does to one instance through the control socket
+ * (fdctl drain / undrain / remove).
+ *
+ *   drain    the instance leaves every view: no new request goes there, those in flight finish;
+ *            it stays registered and health-checked, and the flag survives re-registration
+ *   undrain  it is selectable again (when healthy)
+ *   remove   it is retired like an instance that failed its health checks for too long: out of
+ *            /registered at once, its slot freed once its in-flight requests are done
+ */
+#include <string.h>
+
+#include "common/log.h"
+#include "controlplane/cp.h"
+
+int cp_instance_action(cp_t *cp, cp_action_t act, const char *url, char *msg, size_t msglen)
+{
+    int slot = shm_slot_find(&cp->seg, url);
+    if (slot < 0) {
+        snprintf(msg, msglen, "instance %s is not registered", url);
+        return 404;
+    }
+    if (act == CP_ACT_REMOVE) {
+        cp_registry_retire(cp, (unsigned)slot);
+        cp_static_remove(cp, url);
+        LOG_INFO("Instance %s removed by the operator", url);
+        snprintf(msg, msglen, "instance %s removed; its in-flight requests finish", url);
+        return 200;
+    }
+    bool drain = act == CP_ACT_DRAIN;
+    if (cp_registry_set_drained(cp, (unsigned)slot, drain) != 0) {
+        snprintf(msg, msglen, "shared-memory writer lock is unrecoverable");
+        return 503;
+    }
+    LOG_INFO("Instance %s %s by the operator", url, drain ? "drained" : "undrained");
+    snprintf(msg, msglen,
+             drain ? "instance %s drained: no new requests, in-flight ones finish"
+                   : "instance %s undrained: selectable again when healthy",
+             url);
+    return 200;
+}

@@ -1,0 +1,50 @@
+/*
+ * dataplane/stats.c - per-instance latency statistics (see stats.h).
+ */
+#include <math.h>
+#include <sys/time.h>
+
+#include "dataplane/stats.h"
+
+unsigned dp_stats_bucket(uint64_t ms)
+{
+    if (ms <= 1)
+        return 0;
+    double b = ceil(4.0 * log2((double)ms));
+    return b >= SHM_LAT_BUCKETS - 1 ? SHM_LAT_BUCKETS - 1 : (unsigned)b;
+}
+
+static uint64_t since_ms(const h2o_req_t *req)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    const struct timeval *b = &req->timestamps.request_begin_at;
+    int64_t us = (int64_t)(now.tv_sec - b->tv_sec) * 1000000 + (now.tv_usec - b->tv_usec);
+    return us > 0 ? (uint64_t)us / 1000 : 0;
+}
+
+static shm_instance_t *slot_of(const dp_choice_t *c)
+{
+    shm_instance_t *in = shm_instance(&dp.seg, c->slot);
+    return __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE) == c->generation ? in : NULL;
+}
+
+void dp_stats_head(const dp_choice_t *c, h2o_req_t *req)
+{
+    shm_instance_t *in = slot_of(c);
+    if (in == NULL)
+        return;
+    uint64_t ms = since_ms(req);
+    __atomic_add_fetch(&in->ttfb_hist[dp_stats_bucket(ms)], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&in->ttfb_sum_ms, ms, __ATOMIC_RELAXED);
+}
+
+void dp_stats_done(const dp_choice_t *c, h2o_req_t *req, dp_outcome_t outcome)
+{
+    shm_instance_t *in = outcome == DP_OUT_OK ? slot_of(c) : NULL;
+    if (in == NULL)
+        return;
+    uint64_t ms = since_ms(req);
+    __atomic_add_fetch(&in->total_hist[dp_stats_bucket(ms)], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&in->total_sum_ms, ms, __ATOMIC_RELAXED);
+}
