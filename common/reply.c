@@ -41,6 +41,7 @@ void fd_reply(h2o_req_t *req, int status, const char *content_type, const char *
 {
     req->res.status = status;
     req->res.reason = fd_http_reason(status);
+    req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                    strlen(content_type));
     h2o_send_inline(req, body, len);

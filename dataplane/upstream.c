@@ -31,6 +31,12 @@ static void drop_pool(dp_proxy_t *p)
     }
 }
 
+static void stop_watch(dp_proxy_t *p)
+{
+    if (h2o_timeout_is_linked(&p->watch))
+        h2o_timeout_unlink(&p->watch);
+}
+
 /* Ends the exchange's accounting exactly once. */
 static void finish(dp_proxy_t *p, dp_outcome_t outcome)
 {
@@ -39,8 +45,7 @@ static void finish(dp_proxy_t *p, dp_outcome_t outcome)
     p->finished = 1;
     p->state = DP_ST_DONE;
     timer_set(p, NULL);
-    if (h2o_timeout_is_linked(&p->watch))
-        h2o_timeout_unlink(&p->watch);
+    stop_watch(p);
     p->ops->done(p, outcome);
 }
 
@@ -197,8 +202,6 @@ static void copy_response_headers(h2o_req_t *req, const h2o_header_t *headers, s
 static void start_response(dp_proxy_t *p)
 {
     p->responded = 1;
-    if (h2o_timeout_is_linked(&p->watch))
-        h2o_timeout_unlink(&p->watch);
     h2o_start_response(p->req, &p->super);
 }
 
@@ -216,24 +219,34 @@ void dp_proxy_abort(dp_proxy_t *p, int status, const char *msg, dp_outcome_t out
     if (p->finished || p->responded)
         return;
     cancel_client(p);
+    /* a held upstream head may have filled the response: the error replaces it */
+    p->req->res.content_length = SIZE_MAX;
+    p->req->res.headers = (h2o_headers_t){NULL, 0, 0};
     dp_send_error(p->req, status, msg);
     finish(p, outcome);
 }
 
-/* h2o 2.2 does not read a client connection whose response has not started, so a client that
- * leaves while the instance is still working (a long prefill, a long non-streamed answer) would go
- * unnoticed: peek at its socket now and then, and cancel the upstream when it is gone. */
+/* h2o 2.2 does not read a client connection while it serves a request, and only notices a
+ * client that left when it next writes to it. Until the first body byte is sent (a long prefill,
+ * a long non-streamed answer, a held PD answer), peek at the socket now and then, and cancel the
+ * upstream when the client is gone; after that, every write would notice. */
 static void on_watch(h2o_timeout_entry_t *entry)
 {
     dp_proxy_t *p = H2O_STRUCT_FROM_MEMBER(dp_proxy_t, watch, entry);
     h2o_socket_t *sock =
         p->req->conn->callbacks->get_socket ? p->req->conn->callbacks->get_socket(p->req->conn) : NULL;
     char c;
-    if (sock && recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+    if (!sock || recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0) {
+        h2o_timeout_link(p->t->ctx.loop, &p->t->watch_timeout, &p->watch);
+        return;
+    }
+    if (!p->responded) {
         dp_proxy_abort(p, 499, "client closed request", DP_OUT_CLIENT_ABORT);
         return;
     }
-    h2o_timeout_link(p->t->ctx.loop, &p->t->watch_timeout, &p->watch);
+    cancel_client(p);
+    finish(p, DP_OUT_CLIENT_ABORT);
+    h2o_send(p->req, NULL, 0, H2O_SEND_STATE_ERROR); /* nothing in flight: nothing was sent yet */
 }
 
 static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *err, int minor, int status,
@@ -292,6 +305,8 @@ static void do_send(dp_proxy_t *p)
         return;
     h2o_iovec_t vec = h2o_doublebuffer_prepare(&p->sending, &p->recv, p->req->preferred_chunk_size);
     bool last = p->upstream_done && p->recv->size == 0 && vec.len == p->sending.buf->size;
+    if (vec.len)
+        stop_watch(p);
     if (!last) {
         if (vec.len)
             h2o_send(p->req, &vec, 1, H2O_SEND_STATE_IN_PROGRESS);
