@@ -1,0 +1,251 @@
+"""tests/integration/test_cache_aware.py - cache_aware end to end, in mixed mode, on three fd-sims.
+
+What the acceptance list of the cache-aware issue asks of a running router:
+  * requests of K prefix groups (a long shared prefix per group, a different question each time)
+    stay on one instance while the loads are balanced, and the groups spread over the instances;
+  * an instance that holds enough in-flight requests to cross balance-abs-threshold and
+    balance-rel-threshold loses its group's new requests to process_tokens, and gets them back
+    once the load is released;
+  * after `kill -9` of the data plane, the next request of a group still goes to its instance:
+    the prefix tree lives in shared memory, not in the dead process;
+  * the tree's counters show on GET /metrics.
+
+How the tests know where a request went: fd-sim names itself in every response (the JSON's
+sim_instance, and the x-sim-instance header that a held stream has before its first chunk).
+Load is made by holding long streams open. A group's first request is held while the next
+group's first request is sent, so the load term spreads new groups (no group has a hit yet);
+without load every tie goes to the first URL. Every request waits until the router's in-flight
+counts equal the streams held, so no finished request's count is still being released when the
+next selection reads the loads.
+"""
+
+import random
+import signal
+
+import fdharness
+from fdharness import FdTestCase, wait_until
+
+CHAT = "/v1/chat/completions"
+BLOCK = 4  # cache-block-size: a small block so short prompts still have many blocks
+GROUPS = 5  # prefix groups: more than the instances, so some instances own two
+
+
+def words(rng, n):
+    return " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8)))
+                    for _ in range(n))
+
+
+class Prompts:
+    """Deterministic prompts: a ~240-character prefix per group (distinct from its first word,
+    so no two groups share even their first block), then a fresh question each time (~30
+    characters, so a repeated prefix matches about 85 % of the prompt's blocks)."""
+
+    def __init__(self, seed=7):
+        self.rng = random.Random(seed)
+        self.prefixes = []
+        self.asked = 0
+
+    def prefix(self, g):
+        while len(self.prefixes) <= g:
+            self.prefixes.append("%s %s." % (len(self.prefixes) * "x" + "sys", words(self.rng, 36)))
+        return self.prefixes[g]
+
+    def ask(self, g):
+        self.asked += 1
+        return "%s Question %d: %s?" % (self.prefix(g), self.asked, words(self.rng, 4))
+
+
+def parse_metrics(text):
+    """{(name, frozenset of label pairs): value} of a Prometheus text body."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, labels = head.partition("{")
+        pairs = frozenset(tuple(p.split("=", 1)) for p in labels.rstrip("}").replace('"', "").split(",") if p)
+        out[(name, pairs)] = float(value)
+    return out
+
+
+class CacheAwareTest(FdTestCase):
+    def start(self, **scheduler):
+        """A router with cache_aware and three registered sims, named s0, s1, s2 in URL order
+        (the order that decides every tie)."""
+        cfg = {"policy": "cache_aware", "cache-block-size": BLOCK}
+        cfg.update(scheduler)
+        self.router = self.h.start_router(config={"scheduler": cfg})
+        started = sorted((self.h.start_sim(name="sim%d" % i, tokens=2) for i in range(3)), key=lambda s: s.url)
+        self.sims = started
+        self.by_name = {s.name: "s%d" % i for i, s in enumerate(started)}
+        for s in started:
+            self.router.register_sim(s)
+        wait_until(lambda: len(self.router.selectable_urls()) == 3, 10, what="three sims selectable")
+        self.prompts = Prompts()
+        self.holds = []
+        self.addCleanup(self.release)
+
+    def name(self, sim_instance):
+        """s0/s1/s2 (URL order) for the --name an fd-sim answers with."""
+        return self.by_name[sim_instance]
+
+    def wait_load(self):
+        want = len(self.holds)
+        wait_until(lambda: sum(self.router.inflight().values()) == want, 5,
+                   what=lambda: "in-flight to equal the %d held streams: %s" % (want, self.router.inflight()))
+
+    def loads(self):
+        """{s0: n, ...} in-flight per instance as the router counts them."""
+        by_url = self.router.inflight()
+        return {"s%d" % i: by_url[s.url] for i, s in enumerate(self.sims)}
+
+    def hold(self, g):
+        """Open a long stream of group g; returns the instance serving it."""
+        body = fdharness.chat_body(self.prompts.ask(g), stream=True, sim_tokens=100000, sim_token_delay_ms=100,
+                                   session_id="group-%d" % g)
+        st = fdharness.Stream(self.router.port, CHAT, body)
+        self.holds.append(st)
+        self.assertEqual(st.status, 200)
+        self.wait_load()
+        return self.name(st.headers["x-sim-instance"])
+
+    def release(self):
+        for st in self.holds:
+            st.close()
+        self.holds = []
+
+    def release_and_settle(self):
+        self.release()
+        self.router.wait_inflight_zero()
+
+    def ask(self, g, **extra):
+        """One short request of group g; returns the instance that answered."""
+        body = fdharness.chat_body(self.prompts.ask(g), session_id="group-%d" % g, **extra)
+        r = self.router.chat(body)
+        self.assertEqual(r.status, 200, r)
+        self.wait_load()
+        return self.name(r.json()["sim_instance"])
+
+    def tokens(self):
+        """{s0: n, ...} estimated tokens in flight per instance."""
+        by_url = {i["url"]: i["tokens"] for i in self.router.registered_local()}
+        return {"s%d" % i: by_url[s.url] for i, s in enumerate(self.sims)}
+
+    def seed_groups(self):
+        """The first request of each group, held open: with no hit anywhere the least loaded
+        instance gets the group; among equally loaded ones the fewest tokens in flight, then
+        the first URL (the policy's tie-break). Returns {group: owner}."""
+        owners = {}
+        for g in range(GROUPS):
+            loads, tokens = self.loads(), self.tokens()
+            least = min(loads.values())
+            want = min((tokens[n], n) for n, v in loads.items() if v == least)[1]
+            owners[g] = self.hold(g)
+            self.assertEqual(owners[g], want, "group %d's first request, loads %s, tokens %s" % (g, loads, tokens))
+        return owners
+
+    def cache_metrics(self):
+        """The router's cache families from GET /metrics, or skip if the product has none yet."""
+        r = self.router.get("/metrics")
+        self.assertEqual(r.status, 200, r)
+        samples = parse_metrics(r.text())
+        cache = {k: v for k, v in samples.items() if k[0].startswith(("fd_router_cache", "router_cache"))}
+        if not cache:
+            self.skipTest("GET /metrics has no fd_router_cache* / router_cache* family yet")
+        return cache
+
+    def metric(self, cache, name, **labels):
+        key = (name, frozenset(labels.items()))
+        self.assertIn(key, cache, "%s%s missing from /metrics; cache families: %s" % (name, labels, sorted(cache)))
+        return cache[key]
+
+    # -----------------------------------------------------------------------------------------
+
+    def test_groups_stick_to_one_instance_and_spread(self):
+        self.start()
+        owners = self.seed_groups()
+        self.assertEqual(set(owners.values()), {"s0", "s1", "s2"}, "groups spread over every instance: %s" % owners)
+
+        # with the groups' first requests still held (loads 2, 2, 1: balanced for the default
+        # thresholds), every further request of a group goes to its instance
+        for rnd in range(2):
+            for g in range(GROUPS):
+                self.assertEqual(self.ask(g), owners[g], "round %d, group %d, loads %s" % (rnd, g, self.loads()))
+        # and with no load at all, where a prompt without a hit would go to s0
+        self.release_and_settle()
+        for g in range(GROUPS):
+            self.assertEqual(self.ask(g), owners[g], "group %d with every instance idle" % g)
+        self.assertEqual(self.ask(GROUPS), "s0", "a new group on idle instances: the first URL")
+
+    def test_overloaded_instance_falls_back_to_process_tokens_and_gets_its_group_back(self):
+        # a light load term, so the hit keeps the group on its instance until the imbalance
+        # test fires; it fires when max - min > 3 and (max - min) / max > 0.5
+        self.start(**{"load-balance-weight": 0.1, "balance-abs-threshold": 3, "balance-rel-threshold": 0.5})
+        other, group = 0, 1
+        self.assertEqual(self.hold(other), "s0")
+        self.assertEqual(self.ask(group), "s1", "the load term sends a new group past the busy s0")
+        self.release_and_settle()
+
+        for k in range(1, 5):
+            self.assertEqual(self.hold(group), "s1", "hold %d of the group, loads %s" % (k, self.loads()))
+            if k == 3:
+                self.assertEqual(self.loads(), {"s0": 0, "s1": 3, "s2": 0})
+                self.assertEqual(self.ask(group), "s1", "max - min = 3 is not > 3: still scored by the cache")
+        self.assertEqual(self.loads(), {"s0": 0, "s1": 4, "s2": 0})
+        # 4 - 0 > 3 and 4 / 4 > 0.5: process_tokens decides, the fewest tokens in flight, first URL
+        fallbacks = [self.ask(group) for _ in range(3)]
+        self.assertEqual(fallbacks, ["s0"] * 3, "the overloaded s1's group goes elsewhere")
+
+        self.release_and_settle()
+        # s0 would win every tie: s1 can only be chosen by the prefix recorded for it
+        self.assertEqual([self.ask(group) for _ in range(2)], ["s1"] * 2, "the group returns to s1")
+        self.assertEqual(self.ask(other), "s0")
+
+    def test_tree_survives_data_plane_kill_9(self):
+        self.start()
+        owners = self.seed_groups()
+        self.release_and_settle()
+        old = self.router.serving_dp()
+        self.assertIsNotNone(old)
+        self.assertTrue(fdharness.kill_pid(old, signal.SIGKILL, expect="fd-router-dp"))
+        new = wait_until(lambda: (lambda p: p if p and p != old else None)(self.router.serving_dp()), 10,
+                         what="a new data plane serving")
+        self.assertNotEqual(new, old)
+        wait_until(lambda: self.router.get("/health", timeout=2).status == 200, 5, what="/health after the restart")
+        self.assertFalse(fdharness.pid_alive(old))
+
+        # on idle instances a prompt without a hit goes to s0: s1 and s2 keep their groups only
+        # because the new data plane found the tree as the dead one left it
+        self.assertTrue({"s1", "s2"} <= set(owners.values()), owners)
+        for g in range(GROUPS):
+            self.assertEqual(self.ask(g), owners[g], "group %d after the data plane was killed" % g)
+        self.assertEqual(self.ask(GROUPS), "s0", "a new group: no hit, the first URL")
+
+    def test_cache_counters_in_metrics(self):
+        self.start()
+        self.cache_metrics()  # skips when the families do not exist yet
+        owners = self.seed_groups()
+        for g in range(GROUPS):
+            self.assertEqual(self.ask(g), owners[g])
+        self.release_and_settle()
+        empty = self.router.chat(fdharness.chat_body(""))
+        self.assertEqual(empty.status, 200, empty)
+        self.wait_load()
+
+        cache = self.cache_metrics()
+        scored = 2 * GROUPS
+        self.assertEqual(self.metric(cache, "fd_router_cache_decisions_total", branch="cache_scored"), scored)
+        self.assertEqual(self.metric(cache, "fd_router_cache_decisions_total", branch="fallback_no_prompt"), 1)
+        self.assertEqual(self.metric(cache, "fd_router_cache_decisions_total", branch="fallback_imbalance"), 0)
+        self.assertEqual(self.metric(cache, "fd_router_cache_prefix_hits_total"), GROUPS,
+                         "every group's second request matched its prefix, the first ones nothing")
+        # FastDeploy's session counters: every request carried its group's session_id, and
+        # each session's second request chose the instance of its first
+        self.assertEqual(self.metric(cache, "router_cache_request_total"), scored)
+        self.assertEqual(self.metric(cache, "router_cache_hit_total"), GROUPS)
+        self.assertGreater(self.metric(cache, "fd_router_cache_nodes", state="reachable"), 0)
+        self.assertGreater(self.metric(cache, "fd_router_cache_capacity_nodes"), 0)
+
+
+if __name__ == "__main__":
+    fdharness.main()
