@@ -66,11 +66,12 @@ def _check_plain(data, tokens):
 
 
 class LoadMix:
-    """workers threads; worker i streams when i % 2 == 1 (streaming=True) else not.
-    stream: sim_tokens stream_tokens, sim_token_delay_ms stream_delay_ms; plain: plain_tokens."""
+    """workers threads; worker i streams when i % 2 == 1, else sends non-streamed requests.
+    stream: sim_tokens stream_tokens, sim_token_delay_ms stream_delay_ms; plain: plain_tokens.
+    pause_ms paces each worker (a pause after each response; 0 = back to back)."""
 
     def __init__(self, port, workers=6, stream_tokens=20, stream_delay_ms=15, plain_tokens=4, max_requests=50000,
-                 max_secs=300.0, timeout=30.0):
+                 max_secs=300.0, timeout=30.0, pause_ms=0):
         self.port = port
         self.workers = workers
         self.stream_tokens = stream_tokens
@@ -79,6 +80,7 @@ class LoadMix:
         self.max_requests = max_requests
         self.max_secs = max_secs
         self.timeout = timeout
+        self.pause_ms = pause_ms
         self.results = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -127,6 +129,8 @@ class LoadMix:
                     conn.close()  # a fresh connection for the next request
                 with self._lock:
                     self.results.append(res)
+                if self.pause_ms:
+                    self._stop.wait(self.pause_ms / 1000.0)
         finally:
             conn.close()
 

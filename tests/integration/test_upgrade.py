@@ -61,7 +61,8 @@ class UpgradeUnderLoadTest(UpgradeTestBase):
     def test_ten_upgrades_under_load(self):
         router, _ = self.fleet()
         load = loadmix.LoadMix(router.port, workers=6, stream_tokens=20, stream_delay_ms=15, plain_tokens=4,
-                               max_requests=100000, max_secs=fdharness.scaled(200), timeout=fdharness.scaled(30))
+                               max_requests=100000, max_secs=fdharness.scaled(200), timeout=fdharness.scaled(30),
+                               pause_ms=2)
         load.start()
         self.addCleanup(load.stop)
         wait_until(lambda: load.count() >= 30, 20, what="the load to get going")
