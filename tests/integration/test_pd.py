@@ -5,6 +5,7 @@ or hanging before its head, the client leaving during the prefill) ends with the
 and every counter back at zero. Also /ready and /v1/abort_requests.
 """
 
+import concurrent.futures
 import http.client
 import json
 import socket
@@ -150,6 +151,33 @@ class PdTest(FdTestCase):
         p.set_health(False)
         body = router.get("/health_generate").json()
         self.assertEqual({i["url"]: i["healthy"] for i in body["instances"]}[p.url], False)
+
+    def test_prefill_cache_aware_keeps_groups_on_their_prefill(self):
+        router = self.h.start_router(config={"scheduler": {"prefill-policy": "cache_aware", "cache-block-size": 4}},
+                                     splitwise=True)
+        prefills = [self.h.start_sim(name="P%d" % i, router=router, role="prefill", register_interval_secs=3600,
+                                     extra=PD_ARGS).url for i in range(2)]
+        self.h.start_sim(name="D", router=router, role="decode", register_interval_secs=3600, extra=PD_ARGS)
+        wait_until(lambda: len(router.selectable_urls()) == 3, 10, what="P0, P1 and D selectable")
+        group_a = "group a shares this long system prompt about gardening; " * 3
+        group_b = "Sailing is what another long system prompt is about; " * 3  # no block in common with a
+
+        # a request held on the first prefill (all idle: the first URL wins the tie) ...
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            held = pool.submit(router.chat, fdharness.chat_body("hold", sim_first_token_delay_ms=2000), 20)
+            first = wait_until(lambda: next((u for u in prefills if router.inflight().get(u) == 1), None), 5,
+                               what="the held prefill request")
+            # ... sends a new group to the other one, where it is recorded
+            a0 = router.chat(fdharness.chat_body(group_a + "question 0")).headers["x-router-prefill-url"]
+            self.assertNotEqual(a0, first)
+            self.assertEqual(held.result().status, 200)
+        router.wait_inflight_zero()
+        for q in range(1, 4):  # idle again: without the tree these would go to the first URL
+            r = router.chat(fdharness.chat_body(group_a + "question %d" % q))
+            self.assertEqual(r.headers["x-router-prefill-url"], a0, "group a stays on its prefill")
+        b = {router.chat(fdharness.chat_body(group_b + "question %d" % q)).headers["x-router-prefill-url"]
+             for q in range(3)}
+        self.assertEqual(b, {first}, "group b, new and idle, goes to the first URL and stays there")
 
     def test_abort_ends_a_stream_and_aggregates(self):
         router, p, d = self.start_pd(d_tokens=100000, d_delay=50)
