@@ -56,6 +56,7 @@ typedef struct {
     uint32_t state; /* SHM_DP_* */
     uint64_t requests_total;
     uint64_t started_at_ms;
+    uint64_t build; /* hash of the DP's executable */
 } fdctl_dp_t;
 
 typedef struct {
@@ -76,6 +77,8 @@ typedef struct {
     uint64_t table_updated_ms;
     uint32_t policy[SHM_ROLE_COUNT];
     bool splitwise;
+    int32_t wlock_owner; /* pid holding the writer lock now, 0 if free */
+    uint64_t wlock_recovered;
 } fdctl_status_t;
 
 /* ---- snapshot.c: reads shared memory (the caller holds reader slot `reader`) ---- */

@@ -177,6 +177,9 @@ static json_object *dp_json(const fdctl_dp_t *d)
     add(o, "state", json_object_new_string(fdctl_dp_state_name(d->state)));
     add(o, "requests_total", json_object_new_int64((int64_t)d->requests_total));
     add(o, "started_at_ms", json_object_new_int64((int64_t)d->started_at_ms));
+    char build[24];
+    snprintf(build, sizeof build, "%012" PRIx64, d->build >> 16);
+    add(o, "build", d->build ? json_object_new_string(build) : NULL);
     return o;
 }
 
@@ -190,6 +193,8 @@ static json_object *shm_json(const fdctl_status_t *st)
     add(o, "arena_used", json_object_new_int64((int64_t)st->arena_used));
     add(o, "instances_live", json_object_new_int((int)st->instances_live));
     add(o, "instances_retired", json_object_new_int((int)st->instances_retired));
+    add(o, "writer_lock_owner", st->wlock_owner ? json_object_new_int(st->wlock_owner) : NULL);
+    add(o, "writer_lock_recovered", json_object_new_int64((int64_t)st->wlock_recovered));
     return o;
 }
 
@@ -237,9 +242,10 @@ void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms)
     for (unsigned i = 0; i < st->n_dps; i++) {
         const fdctl_dp_t *d = &st->dps[i];
         age_text(a, sizeof a, now_ms, d->started_at_ms);
-        fprintf(f, "data plane     pid %d (row %u), %s%s, up %s, %" PRIu64 " requests\n", d->pid, d->row,
-                fdctl_dp_state_name(d->state), d->alive ? "" : ", DEAD (row not reaped yet)", a,
-                d->requests_total);
+        fprintf(f,
+                "data plane     pid %d (row %u), %s%s, up %s, %" PRIu64 " requests, build %012" PRIx64 "\n",
+                d->pid, d->row, fdctl_dp_state_name(d->state), d->alive ? "" : ", DEAD (row not reaped yet)",
+                a, d->requests_total, d->build >> 16);
     }
     if (st->splitwise)
         fprintf(f, "policy         splitwise: prefill %s, decode %s\n",
@@ -253,6 +259,8 @@ void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms)
     fprintf(f,
             "shared memory  %s, %" PRIu64 " bytes, layout v%u, arena %" PRIu64 "/%" PRIu64 " blocks used\n",
             st->shm_name, st->shm_size, st->layout_version, st->arena_used, st->arena_blocks);
+    fprintf(f, "writer lock    %s; recovered from a dead holder %" PRIu64 " time(s)\n",
+            st->wlock_owner ? "held" : "free", st->wlock_recovered);
 }
 
 /* ---- health ---- */

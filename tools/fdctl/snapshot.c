@@ -105,6 +105,7 @@ static void snapshot_dps(const shm_seg_t *seg, fdctl_status_t *out)
         d->state = load32(&r->state);
         d->requests_total = load64(&r->requests_total);
         d->started_at_ms = load64(&r->started_at_ms);
+        d->build = load64(&r->version_hash);
         d->alive = shm_proc_alive(pid, __atomic_load_n(&r->start_time, __ATOMIC_ACQUIRE));
     }
 }
@@ -138,6 +139,10 @@ void fdctl_snapshot_status(shm_seg_t *seg, int reader, fdctl_status_t *out)
     out->table_updated_ms = load64(&h->table_updated_ms);
     snapshot_dps(seg, out);
     count_slots(seg, out);
+    /* glibc keeps the owner's thread id in the mutex (the CP is single-threaded: its pid) */
+    int32_t owner = __atomic_load_n(&seg->hdr->wlock.__data.__owner, __ATOMIC_RELAXED);
+    out->wlock_owner = owner > 0 && owner != 0x7fffffff ? owner : 0;
+    out->wlock_recovered = load64(&h->wlock_recovered);
     shm_config_t cfg;
     if (shm_config_read(seg, &cfg)) {
         out->splitwise = cfg.splitwise != 0;
