@@ -1,0 +1,338 @@
+"""bench/benchlib.py - what every bench/*.py command shares: the processes a benchmark starts
+(fd-sim instances, fd-router, nginx) and their cleanup by pid, free ports, readiness polling,
+the load generator, the machine description, result tables and gnuplot charts.
+
+Everything runs on 127.0.0.1. Each process is started here and killed here, by its pid, after
+checking /proc/<pid>/cmdline (a pid the kernel reused for something else is left alone); the data
+plane, which fd-router's control plane spawns, is found through `fdctl status --json`. Cleanup
+runs at exit, on SIGINT/SIGTERM and when a benchmark fails.
+"""
+
+import atexit
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOADGEN = os.path.join(ROOT, "tools", "loadgen", "loadgen.py")
+HOST = "127.0.0.1"
+
+
+def log(msg):
+    sys.stderr.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if cond():
+                return
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def http(method, url, body=None, timeout=10):
+    """(status, body bytes); status 0 when nothing answered."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def kill_pid(pid, expect, sig=signal.SIGTERM):
+    if pid and expect in _cmdline(pid):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+class Bench:
+    """One benchmark run: its temp dir, its processes, its results dir."""
+
+    def __init__(self, name, results_dir, fd_bin):
+        self.name = name
+        self.results = os.path.abspath(results_dir)
+        os.makedirs(self.results, exist_ok=True)
+        self.bin = os.path.abspath(fd_bin)
+        self.tmp = tempfile.mkdtemp(prefix="fd-bench-%s-" % name)
+        os.chmod(self.tmp, 0o755)  # nginx workers may run as an unprivileged user
+        self.procs = []  # (Popen, what its cmdline must contain)
+        self.routers = []
+        self.seq = 0
+        atexit.register(self.cleanup)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
+    # -- processes
+
+    def binary(self, name):
+        path = os.path.join(self.bin, name)
+        if not os.access(path, os.X_OK):
+            raise SystemExit("%s: %s not found (build first, or pass --bin)" % (self.name, path))
+        return path
+
+    def spawn(self, name, argv, expect=None):
+        self.seq += 1
+        out = open(os.path.join(self.tmp, "%s-%d.log" % (name, self.seq)), "w")
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out.close()
+        p.log_path = out.name
+        self.procs.append((p, expect or os.path.basename(argv[0])))
+        return p
+
+    def stop(self, p, timeout=5):
+        for q, expect in list(self.procs):
+            if q is p:
+                kill_pid(p.pid, expect)
+                try:
+                    p.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    kill_pid(p.pid, expect, signal.SIGKILL)
+                    p.wait(timeout)
+                self.procs.remove((q, expect))
+
+    def start_sim(self, *args):
+        """fd-sim with these extra options; returns (process, port)."""
+        p = self.spawn("sim", [self.binary("fd-sim"), "--port", "0"] + [str(a) for a in args])
+
+        def port():
+            with open(p.log_path) as f:
+                for line in f:
+                    if line.startswith("fd-sim listening on "):
+                        return int(line.split()[-1])
+            if p.poll() is not None:
+                raise RuntimeError("fd-sim exited: " + open(p.log_path).read()[-2000:])
+            return None
+
+        wait_until(port, 10, "fd-sim to listen")
+        return p, port()
+
+    def start_router(self, policy, extra=None, dp_threads=1, register_path=None):
+        """fd-router (launcher -> control plane -> data plane) with a config; returns a Router."""
+        port = free_port()
+        n = len(self.routers)
+        cfg = {"server": {"listen": HOST}, "log": {"level": "warn"},
+               "scheduler": {"policy": policy},
+               "manager": {"health-check-interval-secs": 1, "health-check-timeout-secs": 2,
+                           "metrics-poll-interval-secs": 0.2},
+               "router": {"dp-threads": dp_threads}}
+        for section, body in (extra or {}).items():
+            cfg.setdefault(section, {}).update(body)
+        if register_path:
+            cfg["manager"]["register-path"] = register_path
+        cfg_path = os.path.join(self.tmp, "config-%d.yaml" % n)
+        with open(cfg_path, "w") as f:
+            for section, body in cfg.items():
+                f.write("%s:\n" % section)
+                for k, v in body.items():
+                    f.write("  %s: %s\n" % (k, json.dumps(v)))
+        shm = "/fd-router-bench-%d-%d" % (os.getpid(), n)
+        sock = os.path.join(self.tmp, "ctl-%d.sock" % n)
+        p = self.spawn("router", [self.binary("fd-router"), "--port", str(port), "--config_path", cfg_path,
+                                  "--shm_name", shm, "--control_socket", sock], expect="fd-router")
+        r = Router(self, p, port, shm)
+        self.routers.append(r)
+        wait_until(lambda: p.poll() is None and http("GET", r.url + "/health", timeout=2)[0] == 200 and r.dp_pid(),
+                   20, "fd-router /health (log: %s)" % p.log_path)
+        return r
+
+    def stop_router(self, r):
+        dp = r.dp_pid()
+        self.stop(r.proc)
+        if dp:
+            kill_pid(dp, "fd-router-dp", signal.SIGKILL)
+        try:
+            os.unlink("/dev/shm/" + r.shm.lstrip("/"))
+        except FileNotFoundError:
+            pass
+        self.routers.remove(r)
+
+    def start_nginx(self, name, http_body):
+        """nginx (1 worker, in the foreground) with this `http { }` body; returns the process."""
+        conf = os.path.join(self.tmp, name + ".conf")
+        with open(conf, "w") as f:
+            f.write("daemon off;\nworker_processes 1;\nworker_rlimit_nofile 65536;\npid %s/%s.pid;\n"
+                    "error_log %s/%s.err warn;\nevents { worker_connections 16384; }\nhttp {\n"
+                    "  access_log off;\n  keepalive_requests 1000000;\n" % (self.tmp, name, self.tmp, name))
+            for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                f.write("  %s_temp_path %s/%s-%s;\n" % (t, self.tmp, name, t))
+            f.write(http_body + "\n}\n")
+        return self.spawn(name, ["nginx", "-e", os.path.join(self.tmp, name + ".err"), "-p", self.tmp, "-c", conf],
+                          expect="nginx")
+
+    def cleanup(self):
+        for r in list(self.routers):
+            try:
+                self.stop_router(r)
+            except Exception as e:  # noqa: BLE001 - keep cleaning up
+                log("cleanup: %r" % (e,))
+        for p, expect in reversed(self.procs):
+            kill_pid(p.pid, expect)
+        for p, expect in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                kill_pid(p.pid, expect, signal.SIGKILL)
+        self.procs = []
+        if os.environ.get("BENCH_KEEP_TMP"):
+            log("kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- load
+
+    def loadgen(self, url, args, label):
+        """Run tools/loadgen on url; returns its summary dict."""
+        self.seq += 1
+        out = os.path.join(self.tmp, "loadgen-%d.json" % self.seq)
+        r = subprocess.run([sys.executable, LOADGEN, "--url", url, "--json", out, "--quiet", "--label", label] +
+                           [str(a) for a in args], capture_output=True, text=True, timeout=1800)
+        if not os.path.exists(out):
+            raise RuntimeError("loadgen failed (%d): %s" % (r.returncode, r.stderr[-2000:]))
+        with open(out) as f:
+            return json.load(f)["summary"]
+
+    # -- output
+
+    def write(self, name, text):
+        path = os.path.join(self.results, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def chart(self, png, script, data):
+        """Run gnuplot on script (with {data} and {png} substituted); returns the PNG path or None."""
+        data_path = self.write(png.replace(".png", ".dat"), data)
+        png_path = os.path.join(self.results, png)
+        gp = self.write(png.replace(".png", ".gp"), script.format(data=data_path, png=png_path))
+        if not shutil.which("gnuplot"):
+            log("gnuplot not found: no chart (the data is in %s)" % data_path)
+            return None
+        r = subprocess.run(["gnuplot", gp], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            log("gnuplot failed: %s" % r.stderr[-1000:])
+            return None
+        return png_path
+
+
+class Router:
+    def __init__(self, bench, proc, port, shm):
+        self.bench = bench
+        self.proc = proc
+        self.port = port
+        self.shm = shm
+        self.url = "http://%s:%d" % (HOST, port)
+
+    def fdctl_json(self, *args):
+        r = subprocess.run([self.bench.binary("fdctl"), "--shm_name", self.shm] + list(args) + ["--json"],
+                           capture_output=True, text=True, timeout=10)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def dp_pid(self):
+        st = self.fdctl_json("status")
+        pids = [d["pid"] for d in (st or {}).get("dp", []) if d.get("pid", 0) > 0 and d.get("alive", True)]
+        return pids[0] if pids else None
+
+    def register(self, port, **extra):
+        body = {"role": "mixed", "host_ip": HOST, "port": port}
+        body.update(extra)
+        status, text = http("POST", self.url + "/register", body, timeout=30)
+        if status != 200:
+            raise RuntimeError("register %d: %d %s" % (port, status, text[:200]))
+
+    def selectable(self):
+        inst = (self.fdctl_json("registered") or {}).get("instances", [])
+        return sum(1 for i in inst if i.get("selectable"))
+
+    def wait_selectable(self, n, timeout=60):
+        wait_until(lambda: self.selectable() >= n, timeout, "%d selectable instances" % n)
+
+
+def machine():
+    """A dict describing this machine and its load now."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "loadavg": open("/proc/loadavg").read().split()[:3],
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def machine_line():
+    m = machine()
+    return "machine: %d CPUs, %s, Linux %s, load %s, %s" % (m["nproc"], m["cpu"], m["kernel"], " ".join(m["loadavg"]),
+                                                           m["date"])
+
+
+def fmt_table(header, rows):
+    """Plain text table: header list, rows of lists (str() applied), right-aligned but the first column."""
+    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for k, r in enumerate(cells):
+        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def fmt_md(header, rows):
+    out = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def default_bin():
+    for d in (os.environ.get("FD_BIN"), os.path.join(ROOT, "build-bench2", "bin"), os.path.join(ROOT, "build", "bin")):
+        if d and os.path.isdir(d):
+            return d
+    return os.path.join(ROOT, "build", "bin")
+
+
+def common_args(p):
+    p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"),
+                   help="directory for the tables, JSON and PNG charts")
+    p.add_argument("--bin", default=default_bin(), help="directory of the fd-router, fdctl and fd-sim binaries")

@@ -1,0 +1,113 @@
+"""tools/loadgen/workload.py - the load generator's workloads, generated from a seed.
+
+A workload is a list of jobs. A job is a generator of request bodies: it yields a body, is sent the
+answer's text, and yields the next body, so a multi-turn chat can put each real answer into its
+history. Single-request jobs yield once.
+
+Prompts are made of pseudo-words ("qavo", "lem", ...) drawn from a seeded random.Random: fd-sim
+counts whitespace-separated words as tokens and fd-router's cache_aware hashes characters, so
+sharing is exactly what the workload says it is (a shared prefix is the same words, in the same
+order) and nothing is shared by accident.
+"""
+
+import random
+
+SYLLABLES = [c + v for c in "bcdfghjklmnpqrstvwxz" for v in "aeiou"]
+
+
+class Spec:
+    """Workload parameters (the command-line options of the same names)."""
+
+    def __init__(self, **kw):
+        self.kind = kw.get("kind", "shared-prefix")
+        self.seed = kw.get("seed", 1)
+        self.groups = kw.get("groups", 8)
+        self.prompts_per_group = kw.get("prompts_per_group", 16)
+        self.prefix_len = kw.get("prefix_len", 512)
+        self.suffix_len = kw.get("suffix_len", 32)
+        self.users = kw.get("users", 16)
+        self.rounds = kw.get("rounds", 4)
+        self.system_len = kw.get("system_len", 64)
+        self.turn_len = kw.get("turn_len", 64)
+        self.requests = kw.get("requests", 128)
+        self.prompt_len = kw.get("prompt_len", 256)
+        self.output_tokens = kw.get("output_tokens", 16)
+        self.api = kw.get("api", "chat")
+        self.stream = kw.get("stream", True)
+
+
+class _Words:
+    def __init__(self, rng):
+        self.rng = rng
+
+    def word(self):
+        return "".join(self.rng.choice(SYLLABLES) for _ in range(self.rng.randint(1, 3)))
+
+    def text(self, n):
+        return " ".join(self.word() for _ in range(n))
+
+
+def _body(spec, messages):
+    body = {"model": "default", "stream": spec.stream, "max_tokens": spec.output_tokens,
+            "sim_tokens": spec.output_tokens}
+    if spec.stream:
+        body["stream_options"] = {"include_usage": True}
+    if spec.api == "chat":
+        body["messages"] = messages
+    else:
+        body["prompt"] = " ".join(m["content"] for m in messages)
+    return body
+
+
+def _single(spec, text):
+    def job():
+        yield _body(spec, [{"role": "user", "content": text}])
+
+    return job
+
+
+def _chat(spec, system, first, turns):
+    def job():
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+        for turn in turns:
+            answer = yield _body(spec, list(messages))
+            messages.append({"role": "assistant", "content": answer or ""})
+            messages.append({"role": "user", "content": turn})
+        yield _body(spec, messages)
+
+    return job
+
+
+def build(spec):
+    """The jobs of the workload, in the order they are issued."""
+    rng = random.Random("%s:%d" % (spec.kind, spec.seed))  # workloads of one seed share nothing
+    words = _Words(rng)
+    jobs = []
+    if spec.kind == "shared-prefix":
+        for _ in range(spec.groups):
+            prefix = words.text(spec.prefix_len)
+            for _ in range(spec.prompts_per_group):
+                jobs.append(_single(spec, prefix + " " + words.text(spec.suffix_len)))
+        rng.shuffle(jobs)
+    elif spec.kind == "chat":
+        system = words.text(spec.system_len)  # one system prompt for every user, as a deployment has
+        for _ in range(spec.users):
+            first = words.text(spec.turn_len)
+            turns = [words.text(spec.turn_len) for _ in range(spec.rounds - 1)]
+            jobs.append(_chat(spec, system, first, turns))
+    elif spec.kind == "unique":
+        jobs = [_single(spec, words.text(spec.prompt_len)) for _ in range(spec.requests)]
+    else:
+        raise ValueError("unknown workload %r" % spec.kind)
+    return jobs
+
+
+def describe(spec):
+    if spec.kind == "shared-prefix":
+        return ("shared-prefix: %d groups x %d prompts, prefix %d + suffix %d words, %d output tokens" %
+                (spec.groups, spec.prompts_per_group, spec.prefix_len, spec.suffix_len, spec.output_tokens))
+    if spec.kind == "chat":
+        return ("chat: %d users x %d rounds, system %d + %d words per turn, %d output tokens" %
+                (spec.users, spec.rounds, spec.system_len, spec.turn_len, spec.output_tokens))
+    return "unique: %d prompts of %d words, %d output tokens" % (spec.requests, spec.prompt_len,
+                                                                 spec.output_tokens)
