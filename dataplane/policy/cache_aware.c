@@ -37,16 +37,19 @@
 
 #define DEFAULT_BLOCK 64 /* the Go router's default cache-block-size */
 
-static bool imbalanced(const uint64_t *load, size_t n, double abs_threshold, double rel_threshold)
+static void load_range(const uint64_t *load, size_t n, uint64_t *min, uint64_t *max)
 {
-    if (n < 2)
-        return false;
-    uint64_t max = load[0], min = load[0];
-    for (size_t i = 1; i < n; i++) {
-        max = load[i] > max ? load[i] : max;
-        min = load[i] < min ? load[i] : min;
+    *min = UINT64_MAX;
+    *max = 0;
+    for (size_t i = 0; i < n; i++) {
+        *max = load[i] > *max ? load[i] : *max;
+        *min = load[i] < *min ? load[i] : *min;
     }
-    if (max == min)
+}
+
+static bool imbalanced(uint64_t min, uint64_t max, size_t n, double abs_threshold, double rel_threshold)
+{
+    if (n < 2 || max == min)
         return false;
     uint64_t diff = max - min;
     return (double)diff > abs_threshold && (double)diff / (double)max > rel_threshold;
@@ -61,16 +64,16 @@ static double score(unsigned hit, uint64_t load, uint64_t max_load, const shm_co
 }
 
 /* Lowest score; on an exact tie the later candidate needs strictly fewer tokens in flight. */
-static size_t best_score(const pol_ctx_t *c, const uint8_t *hit, const uint64_t *load)
+static size_t best_score(const pol_ctx_t *c, size_t n, const uint8_t *hit, const uint64_t *load,
+                         uint64_t max_load, pol_explain_t *ex)
 {
-    uint64_t max_load = 0;
-    for (size_t i = 0; i < c->n; i++)
-        max_load = load[i] > max_load ? load[i] : max_load;
     size_t best = 0;
-    double best_s = score(hit[0], load[0], max_load, c->cfg);
-    for (size_t i = 1; i < c->n; i++) {
+    double best_s = 0;
+    for (size_t i = 0; i < n; i++) {
         double s = score(hit[i], load[i], max_load, c->cfg);
-        if (s < best_s || (s == best_s && pol_tokens(c, i) < pol_tokens(c, best))) {
+        if (ex)
+            ex->cand[i].hit = hit[i], ex->cand[i].score = s;
+        if (i == 0 || s < best_s || (s == best_s && pol_tokens(c, i) < pol_tokens(c, best))) {
             best = i;
             best_s = s;
         }
@@ -91,12 +94,6 @@ static size_t hash_prompt(const pol_ctx_t *c, uint64_t seed, uint32_t block, uin
     return radix_hasher_finish(&h, true);
 }
 
-static size_t fallback(const pol_ctx_t *c, shm_seg_t *s, radix_decision_t why)
-{
-    radix_count_decision(s, why, false);
-    return pol_process_tokens.select(c);
-}
-
 /* remote_cache_aware: the instance's own running count when its metrics are fresh */
 static uint64_t load_of(const pol_ctx_t *c, size_t i, bool remote, uint64_t now_ms)
 {
@@ -106,38 +103,76 @@ static uint64_t load_of(const pol_ctx_t *c, size_t i, bool remote, uint64_t now_
     return pol_inflight(c, i);
 }
 
+/* One decision, without changing anything: what to record is left in d. */
+typedef struct {
+    radix_decision_t why;
+    size_t choice, nh, matched;
+    uint64_t now;
+    uint64_t hashes[RADIX_MAX_BLOCKS];
+    uint32_t gens[SHM_VIEW_MAX_SLOTS];
+} decision_t;
+
+static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t *ex)
+{
+    uint64_t load[SHM_VIEW_MAX_SLOTS], min, max;
+    size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
+    d->now = shm_now_ms();
+    d->nh = d->matched = 0;
+    for (size_t i = 0; i < n; i++) {
+        load[i] = load_of(c, i, remote, d->now);
+        if (ex)
+            ex->cand[i].load = load[i];
+    }
+    load_range(load, n, &min, &max);
+    bool unbalanced = imbalanced(min, max, n, c->cfg->balance_abs_threshold, c->cfg->balance_rel_threshold);
+    if (ex)
+        ex->min_load = min, ex->max_load = max, ex->imbalanced = unbalanced;
+    if (unbalanced || !c->prompt || !c->prompt->text || !c->prompt->len) {
+        d->why = unbalanced ? RADIX_FALLBACK_IMBALANCE : RADIX_FALLBACK_NO_PROMPT;
+        d->choice = pol_process_tokens.select(c);
+        return;
+    }
+    uint32_t block = c->cfg->cache_block_size ? c->cfg->cache_block_size : DEFAULT_BLOCK;
+    d->nh = hash_prompt(c, radix_seed(c->seg), block, d->hashes);
+    for (size_t i = 0; i < n; i++)
+        d->gens[i] = __atomic_load_n(&shm_instance(c->seg, c->slots[i])->generation, __ATOMIC_ACQUIRE);
+    uint8_t hit[SHM_VIEW_MAX_SLOTS];
+    d->matched = radix_hit_ratios(c->seg, d->hashes, d->nh, c->slots, d->gens, n, hit);
+    d->why = RADIX_DECIDED_BY_CACHE;
+    d->choice = best_score(c, n, hit, load, max, ex);
+}
+
 static size_t select_scored(const pol_ctx_t *c, bool remote)
 {
     /* the policy contract hands the segment read-only; recording a choice is the one write,
      * made under the writer lock like every change of the tree */
     shm_seg_t *s = (shm_seg_t *)c->seg;
-    uint64_t load[SHM_VIEW_MAX_SLOTS];
-    size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
-    uint64_t now = shm_now_ms();
-    for (size_t i = 0; i < n; i++)
-        load[i] = load_of(c, i, remote, now);
-    if (imbalanced(load, n, c->cfg->balance_abs_threshold, c->cfg->balance_rel_threshold))
-        return fallback(c, s, RADIX_FALLBACK_IMBALANCE);
-    if (!c->prompt || !c->prompt->text || !c->prompt->len)
-        return fallback(c, s, RADIX_FALLBACK_NO_PROMPT);
-
-    uint64_t hashes[RADIX_MAX_BLOCKS];
-    uint32_t block = c->cfg->cache_block_size ? c->cfg->cache_block_size : DEFAULT_BLOCK;
-    size_t nh = hash_prompt(c, radix_seed(s), block, hashes);
-    uint32_t gens[SHM_VIEW_MAX_SLOTS];
-    for (size_t i = 0; i < n; i++)
-        gens[i] = __atomic_load_n(&shm_instance(s, c->slots[i])->generation, __ATOMIC_ACQUIRE);
-    uint8_t hit[SHM_VIEW_MAX_SLOTS];
-    size_t matched = radix_hit_ratios(s, hashes, nh, c->slots, gens, n, hit);
-
-    pol_ctx_t scored = *c;
-    scored.n = n;
-    size_t best = best_score(&scored, hit, load);
-    radix_insert(s, hashes, nh, c->slots[best], gens[best], now, c->cfg->radix_capacity);
-    radix_count_decision(s, RADIX_DECIDED_BY_CACHE, matched > 0);
+    decision_t d;
+    decide(c, remote, &d, NULL);
+    radix_count_decision(s, d.why, d.matched > 0);
+    if (d.why != RADIX_DECIDED_BY_CACHE)
+        return d.choice;
+    radix_insert(s, d.hashes, d.nh, c->slots[d.choice], d.gens[d.choice], d.now, c->cfg->radix_capacity);
     if (c->prompt->session)
-        radix_count_session(s, c->prompt->session, c->slots[best], gens[best]);
-    return best;
+        radix_count_session(s, c->prompt->session, c->slots[d.choice], d.gens[d.choice]);
+    return d.choice;
+}
+
+static const char *branch_name(radix_decision_t why)
+{
+    return why == RADIX_DECIDED_BY_CACHE     ? "cache_scored"
+           : why == RADIX_FALLBACK_IMBALANCE ? "fallback_imbalance (process_tokens)"
+                                             : "fallback_no_prompt (process_tokens)";
+}
+
+static void explain_scored(const pol_ctx_t *c, bool remote, pol_explain_t *ex)
+{
+    decision_t d;
+    decide(c, remote, &d, ex);
+    ex->branch = branch_name(d.why);
+    ex->blocks = d.nh;
+    ex->matched = d.matched;
+    ex->choice = (long)d.choice;
 }
 
 static size_t select_cache_aware(const pol_ctx_t *c)
@@ -150,6 +185,19 @@ static size_t select_remote_cache_aware(const pol_ctx_t *c)
     return select_scored(c, true);
 }
 
-const pol_t pol_cache_aware = {.name = "cache_aware", .needs_prompt = 1, .select = select_cache_aware};
-const pol_t pol_remote_cache_aware = {
-    .name = "remote_cache_aware", .needs_prompt = 1, .select = select_remote_cache_aware};
+static void explain_cache_aware(const pol_ctx_t *c, pol_explain_t *ex)
+{
+    explain_scored(c, false, ex);
+}
+
+static void explain_remote_cache_aware(const pol_ctx_t *c, pol_explain_t *ex)
+{
+    explain_scored(c, true, ex);
+}
+
+const pol_t pol_cache_aware = {
+    .name = "cache_aware", .needs_prompt = 1, .select = select_cache_aware, .explain = explain_cache_aware};
+const pol_t pol_remote_cache_aware = {.name = "remote_cache_aware",
+                                      .needs_prompt = 1,
+                                      .select = select_remote_cache_aware,
+                                      .explain = explain_remote_cache_aware};

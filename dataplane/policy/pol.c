@@ -46,3 +46,23 @@ bool pol_remote_metrics(const pol_ctx_t *c, size_t i, uint64_t now_ms, shm_remot
     return shm_metrics_load(shm_instance(c->seg, c->slots[i]), m) &&
            fresh(m->at_ms, now_ms, c->cfg->metrics_max_age_ms);
 }
+
+void pol_explain(const pol_t *p, const pol_ctx_t *c, pol_explain_t *ex)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        ex->cand[i].load = pol_inflight(c, i);
+        ex->cand[i].tokens = pol_tokens(c, i);
+    }
+    if (p->explain) {
+        p->explain(c, ex);
+        return;
+    }
+    ex->branch = p->name;
+    if (p == &pol_random || p == &pol_power_of_two) {
+        ex->choice = -1;
+    } else if (p == &pol_round_robin) { /* the next turn, without taking it */
+        ex->choice = (long)(__atomic_load_n(&c->seg->hdr->rr_cursor[c->role], __ATOMIC_RELAXED) % c->n);
+    } else {
+        ex->choice = (long)p->select(c); /* the other policies only read */
+    }
+}

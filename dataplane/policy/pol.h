@@ -34,11 +34,34 @@ typedef struct {
     uint64_t *rng; /* the calling thread's generator state */
 } pol_ctx_t;
 
+/* What a policy weighed for one candidate, for `fdctl explain`. */
+typedef struct {
+    uint64_t load;   /* the load it weighed: requests in flight, or remote running */
+    uint64_t tokens; /* prompt tokens in flight */
+    unsigned hit;    /* cache-aware: hit ratio 0..100 */
+    double score;    /* cache-aware: lower wins */
+} pol_cand_info_t;
+
+/* A dry run of a decision: nothing in shared memory changes. */
+typedef struct {
+    const char *branch;     /* which rule decided */
+    size_t blocks, matched; /* cache-aware: the prompt's blocks, and how many matched the tree */
+    uint64_t min_load, max_load;
+    bool imbalanced;       /* cache-aware: the imbalance test fired */
+    long choice;           /* index into the candidates, -1 for a random choice */
+    pol_cand_info_t *cand; /* the caller's array, one per candidate */
+} pol_explain_t;
+
 typedef struct {
     const char *name;
     int needs_prompt;
     size_t (*select)(const pol_ctx_t *c); /* index into c->slots */
+    /* optional: a policy whose decision has more to say than its loads (cache-aware) */
+    void (*explain)(const pol_ctx_t *c, pol_explain_t *ex);
 } pol_t;
+
+/* Fill ex (ex->cand has c->n entries) with what policy p would do for c, changing nothing. */
+void pol_explain(const pol_t *p, const pol_ctx_t *c, pol_explain_t *ex);
 
 /* The policy table, indexed by shm_policy_t; NULL entries are not implemented yet. */
 const pol_t *pol_get(shm_policy_t p);
