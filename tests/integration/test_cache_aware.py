@@ -36,8 +36,8 @@ def words(rng, n):
 
 
 class Prompts:
-    """Deterministic prompts: a ~240-character prefix per group (distinct from its first word,
-    so no two groups share even their first block), then a fresh question each time (~30
+    """Deterministic prompts: a ~240-character prefix per group (its first block is the group's
+    number, so no two groups share even one block), then a fresh question each time (~30
     characters, so a repeated prefix matches about 85 % of the prompt's blocks)."""
 
     def __init__(self, seed=7):
@@ -47,7 +47,7 @@ class Prompts:
 
     def prefix(self, g):
         while len(self.prefixes) <= g:
-            self.prefixes.append("%s %s." % (len(self.prefixes) * "x" + "sys", words(self.rng, 36)))
+            self.prefixes.append("%03d: %s." % (len(self.prefixes), words(self.rng, 36)))
         return self.prefixes[g]
 
     def ask(self, g):
