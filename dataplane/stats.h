@@ -15,7 +15,7 @@
 unsigned dp_stats_bucket(uint64_t ms);
 /* The upstream answered its head: time to first byte, measured from the request's arrival. */
 void dp_stats_head(const dp_choice_t *c, h2o_req_t *req);
-/* The exchange ended: its whole duration is recorded for successful ones. */
+/* The exchange ended: its whole duration is recorded when the answer was relayed to its end. */
 void dp_stats_done(const dp_choice_t *c, h2o_req_t *req, dp_outcome_t outcome);
 
 #endif

@@ -230,7 +230,7 @@ typedef struct {
 
     /* latencies of requests proxied to this instance, added by DPs (dataplane/stats.c) */
     uint64_t ttfb_hist[SHM_LAT_BUCKETS];  /* request received -> upstream head */
-    uint64_t total_hist[SHM_LAT_BUCKETS]; /* request received -> response complete (successful ones) */
+    uint64_t total_hist[SHM_LAT_BUCKETS]; /* request received -> answer relayed to its end */
     uint64_t ttfb_sum_ms;
     uint64_t total_sum_ms;
 } shm_instance_t;

@@ -369,7 +369,19 @@ static json_object *latency_json(const uint64_t *hist, uint64_t sum, uint64_t n)
     return o;
 }
 
-static json_object *stats_entry_json(const fdctl_instance_t *in)
+static json_object *remote_json(const fdctl_instance_t *in, uint64_t now_ms)
+{
+    if (!in->has_remote)
+        return NULL;
+    json_object *o = json_object_new_object();
+    add(o, "running", json_object_new_double(in->remote.running));
+    add(o, "waiting", json_object_new_double(in->remote.waiting));
+    add(o, "free_blocks", json_object_new_double(in->remote.free_blocks));
+    add(o, "age_ms", json_object_new_int64((int64_t)fdctl_age_ms(now_ms, in->remote.at_ms)));
+    return o;
+}
+
+static json_object *stats_entry_json(const fdctl_instance_t *in, uint64_t now_ms)
 {
     totals_t t = totals_of(in);
     json_object *o = json_object_new_object();
@@ -397,14 +409,15 @@ static json_object *stats_entry_json(const fdctl_instance_t *in)
     add(o, "by_status", codes);
     add(o, "ttfb", latency_json(in->ttfb_hist, in->ttfb_sum_ms, t.answered));
     add(o, "duration", latency_json(in->total_hist, in->total_sum_ms, t.completed));
+    add(o, "remote_metrics", remote_json(in, now_ms));
     return o;
 }
 
-json_object *fdctl_stats_json(const fdctl_instance_t *in, unsigned n)
+json_object *fdctl_stats_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms)
 {
     json_object *list = json_object_new_array();
     for (unsigned i = 0; i < n; i++)
-        json_object_array_add(list, stats_entry_json(&in[i]));
+        json_object_array_add(list, stats_entry_json(&in[i], now_ms));
     json_object *o = json_object_new_object();
     add(o, "instances", list);
     return o;

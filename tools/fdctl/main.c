@@ -30,7 +30,8 @@ typedef struct {
     char control_socket[4096];
     bool json;
     const char *command;
-    const char *url; /* drain / undrain / remove */
+    const char *url;  /* drain / undrain / remove */
+    const char *body; /* explain */
     fdctl_upgrade_opts_t upgrade;
 } fdctl_args_t;
 
@@ -49,6 +50,10 @@ static void usage(FILE *f)
             "  health       each instance's health checks: state, consecutive results, last check,\n"
             "               last error\n"
             "  stats        requests, errors and latency (time to first byte, duration) by instance\n"
+            "  cache        the shared prefix tree: size, evictions, decisions, what each instance\n"
+            "               holds, the largest prefixes\n"
+            "  explain --body FILE  what the router would do with that request body now (dry run:\n"
+            "               candidates, loads, matched blocks, hit ratios, scores, the choice)\n"
             "Actions:\n"
             "  drain URL    stop sending new requests to an instance; its in-flight ones finish\n"
             "  undrain URL  make it selectable again\n"
@@ -122,6 +127,7 @@ static int parse_args(int argc, char **argv, fdctl_args_t *a)
                                          {"drain_secs", required_argument, 0, 'd'},
                                          {"ready_timeout_secs", required_argument, 0, 'r'},
                                          {"wait_secs", required_argument, 0, 'w'},
+                                         {"body", required_argument, 0, 'B'},
                                          {0, 0, 0, 0}};
     a->upgrade.drain_secs = a->upgrade.ready_timeout_secs = -1;
     int c;
@@ -161,6 +167,9 @@ static int parse_args(int argc, char **argv, fdctl_args_t *a)
             if (parse_count(optarg, &a->upgrade.wait_secs) != 0 || a->upgrade.wait_secs == 0)
                 return usage_error("invalid --wait_secs (1 to 86400): %s", optarg);
             break;
+        case 'B':
+            a->body = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -177,6 +186,8 @@ static int parse_args(int argc, char **argv, fdctl_args_t *a)
         return usage_error("%s needs the instance's URL (http://host:port)", a->command);
     if (wants_url)
         a->url = argv[optind + 1];
+    if (!strcmp(a->command, "explain") && !a->body)
+        return usage_error("%s", "explain needs --body FILE (a request body)");
     int extra = optind + 1 + (wants_url ? 1 : 0);
     if (extra < argc)
         return usage_error("unexpected argument: %s", argv[extra]);
@@ -239,7 +250,7 @@ static int cmd_instances(const fdctl_args_t *a, shm_seg_t *seg, int reader, bool
     unsigned n = fdctl_snapshot_instances(seg, reader, list, SHM_MAX_INSTANCES);
     uint64_t now = shm_now_ms();
     if (a->json)
-        print_json(stats ? fdctl_stats_json(list, n) : fdctl_health_json(list, n, now));
+        print_json(stats ? fdctl_stats_json(list, n, now) : fdctl_health_json(list, n, now));
     else if (stats)
         fdctl_stats_table(stdout, list, n);
     else
@@ -268,6 +279,16 @@ static int cmd_status(const fdctl_args_t *a, shm_seg_t *seg, int reader)
     else
         fdctl_status_text(stdout, &st, now);
     return 0;
+}
+
+static int cmd_cache(const fdctl_args_t *a, shm_seg_t *seg, int reader)
+{
+    return fdctl_cmd_cache(a->json, seg, reader);
+}
+
+static int cmd_explain(const fdctl_args_t *a, shm_seg_t *seg, int reader)
+{
+    return fdctl_cmd_explain(a->json, a->body, seg, reader);
 }
 
 static int run(const fdctl_args_t *a, int (*cmd)(const fdctl_args_t *, shm_seg_t *, int))
@@ -311,6 +332,10 @@ int main(int argc, char **argv)
         cmd = cmd_health;
     else if (strcmp(a.command, "stats") == 0)
         cmd = cmd_stats;
+    else if (strcmp(a.command, "cache") == 0)
+        cmd = cmd_cache;
+    else if (strcmp(a.command, "explain") == 0)
+        cmd = cmd_explain;
     else if (strcmp(a.command, "upgrade") == 0 || a.url != NULL)
         action = true;
     else

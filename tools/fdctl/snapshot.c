@@ -49,6 +49,7 @@ static void copy_slot(const shm_instance_t *src, fdctl_instance_t *dst)
     }
     dst->ttfb_sum_ms = load64(&src->ttfb_sum_ms);
     dst->total_sum_ms = load64(&src->total_sum_ms);
+    dst->has_remote = shm_metrics_load(src, &dst->remote);
 }
 
 /* Returns true if slot i is LIVE or RETIRED and was copied consistently. */
