@@ -47,6 +47,8 @@ typedef struct {
     uint64_t total_hist[SHM_LAT_BUCKETS];
     uint64_t ttfb_sum_ms;
     uint64_t total_sum_ms;
+    bool has_remote; /* the control plane's last /metrics poll of the instance succeeded */
+    shm_remote_metrics_t remote;
 } fdctl_instance_t;
 
 typedef struct {
@@ -103,7 +105,7 @@ struct json_object *fdctl_status_json(const fdctl_status_t *st, uint64_t now_ms)
 void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms);
 struct json_object *fdctl_health_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
 void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
-struct json_object *fdctl_stats_json(const fdctl_instance_t *in, unsigned n);
+struct json_object *fdctl_stats_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
 void fdctl_stats_table(FILE *f, const fdctl_instance_t *in, unsigned n);
 /* The latency (ms) under which a fraction q of a histogram's samples lie: the upper bound of the
  * bucket where the count crosses q (SHM_LAT_BUCKETS); -1 for an empty histogram. */

@@ -250,7 +250,7 @@ static int cmd_instances(const fdctl_args_t *a, shm_seg_t *seg, int reader, bool
     unsigned n = fdctl_snapshot_instances(seg, reader, list, SHM_MAX_INSTANCES);
     uint64_t now = shm_now_ms();
     if (a->json)
-        print_json(stats ? fdctl_stats_json(list, n) : fdctl_health_json(list, n, now));
+        print_json(stats ? fdctl_stats_json(list, n, now) : fdctl_health_json(list, n, now));
     else if (stats)
         fdctl_stats_table(stdout, list, n);
     else
