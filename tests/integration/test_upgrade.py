@@ -10,6 +10,7 @@ SIGHUP path, and cache_aware's prefix tree, which must still send each group to 
 the first request after an upgrade and after a crash.
 """
 
+import http.client
 import json
 import os
 import signal
@@ -20,6 +21,10 @@ import time
 import fdharness
 import loadmix
 from fdharness import FdTestCase, wait_until
+
+
+def http_client(port):
+    return http.client.HTTPConnection(fdharness.HOST, port, timeout=fdharness.scaled(10))
 
 
 def fdctl_ctl(router, *args, timeout=60):
@@ -174,6 +179,28 @@ class UpgradeFailureTest(UpgradeTestBase):
         with self.assertRaises(Exception):  # the client sees a broken chunked body, not a clean end
             held.read_all()
         router.wait_inflight_zero()
+        self.ok_requests(router)
+
+    def test_idle_keep_alive_connections_are_closed_promptly(self):
+        router, _ = self.fleet(1)
+        idle = [http_client(router.port) for _ in range(3)]
+        for c in idle:  # one answered request each, then the connections stay open, idle
+            c.request("GET", "/health")
+            r = c.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+            self.assertIsNotNone(c.sock, "the connection is kept alive")
+        t0 = time.monotonic()
+        rc, u, err = upgrade(router, "--drain_secs", "60")
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(u["idle_closed"], 3, u)
+        self.assertEqual(u["cut"], 0, u)
+        # well before h2o's own 10 s keep-alive timeout: the default idle grace is 1 s
+        self.assertLess(took, fdharness.scaled(5), u)
+        for c in idle:  # the server closed them cleanly: EOF, no reset
+            self.assertEqual(c.sock.recv(1), b"")
+            c.close()
         self.ok_requests(router)
 
     def test_old_data_plane_killed_while_the_new_one_starts(self):
