@@ -95,6 +95,7 @@ class Bench:
         os.chmod(self.tmp, 0o755)  # nginx workers may run as an unprivileged user
         self.procs = []  # (Popen, what its cmdline must contain)
         self.routers = []
+        self.router_seq = 0
         self.seq = 0
         atexit.register(self.cleanup)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -147,11 +148,11 @@ class Bench:
     def start_router(self, policy, extra=None, dp_threads=1, register_path=None):
         """fd-router (launcher -> control plane -> data plane) with a config; returns a Router."""
         port = free_port()
-        n = len(self.routers)
+        n = self.router_seq
+        self.router_seq += 1
         cfg = {"server": {"listen": HOST}, "log": {"level": "warn"},
                "scheduler": {"policy": policy},
-               "manager": {"health-check-interval-secs": 1, "health-check-timeout-secs": 2,
-                           "metrics-poll-interval-secs": 0.2},
+               "manager": {"health-check-interval-secs": 1, "health-check-timeout-secs": 2},
                "router": {"dp-threads": dp_threads}}
         for section, body in (extra or {}).items():
             cfg.setdefault(section, {}).update(body)
@@ -167,17 +168,19 @@ class Bench:
         sock = os.path.join(self.tmp, "ctl-%d.sock" % n)
         p = self.spawn("router", [self.binary("fd-router"), "--port", str(port), "--config_path", cfg_path,
                                   "--shm_name", shm, "--control_socket", sock], expect="fd-router")
-        r = Router(self, p, port, shm)
+        r = Router(self, p, port, shm, sock)
         self.routers.append(r)
         wait_until(lambda: p.poll() is None and http("GET", r.url + "/health", timeout=2)[0] == 200 and r.dp_pid(),
                    20, "fd-router /health (log: %s)" % p.log_path)
         return r
 
     def stop_router(self, r):
-        dp = r.dp_pid()
+        dps = set(r.seen_dps)
+        dps.add(r.dp_pid())
         self.stop(r.proc)
-        if dp:
-            kill_pid(dp, "fd-router-dp", signal.SIGKILL)
+        for dp in dps:
+            if dp:
+                kill_pid(dp, "fd-router-dp", signal.SIGKILL)
         try:
             os.unlink("/dev/shm/" + r.shm.lstrip("/"))
         except FileNotFoundError:
@@ -253,12 +256,14 @@ class Bench:
 
 
 class Router:
-    def __init__(self, bench, proc, port, shm):
+    def __init__(self, bench, proc, port, shm, sock):
         self.bench = bench
         self.proc = proc
         self.port = port
         self.shm = shm
         self.url = "http://%s:%d" % (HOST, port)
+        self.sock = sock
+        self.seen_dps = set()  # data planes started by upgrades, stopped with the router
 
     def fdctl_json(self, *args):
         r = subprocess.run([self.bench.binary("fdctl"), "--shm_name", self.shm] + list(args) + ["--json"],
@@ -268,7 +273,24 @@ class Router:
     def dp_pid(self):
         st = self.fdctl_json("status")
         pids = [d["pid"] for d in (st or {}).get("dp", []) if d.get("pid", 0) > 0 and d.get("alive", True)]
+        self.seen_dps.update(pids)
         return pids[0] if pids else None
+
+    def upgrade(self, drain_secs=30):
+        """fdctl upgrade: replace the data plane; returns fdctl's JSON outcome (ok: exit status 0)."""
+        r = subprocess.run([self.bench.binary("fdctl"), "--port", str(self.port), "--shm_name", self.shm,
+                            "--control_socket", self.sock, "--json", "upgrade", "--drain_secs", str(drain_secs)],
+                           capture_output=True, text=True, timeout=drain_secs + 150)
+        try:
+            out = json.loads(r.stdout) if r.stdout.strip() else {}
+        except ValueError:
+            out = {"raw": r.stdout[-500:]}
+        if out.get("new_pid"):
+            self.seen_dps.add(out["new_pid"])
+        out["ok"] = r.returncode == 0
+        if not out["ok"]:
+            out["stderr"] = r.stderr[-500:]
+        return out
 
     def register(self, port, **extra):
         body = {"role": "mixed", "host_ip": HOST, "port": port}
@@ -336,3 +358,44 @@ def common_args(p):
     p.add_argument("--results", default=os.path.join(ROOT, "bench", "results"),
                    help="directory for the tables, JSON and PNG charts")
     p.add_argument("--bin", default=default_bin(), help="directory of the fd-router, fdctl and fd-sim binaries")
+
+
+# -- wrk
+
+
+def _wrk_time(s):
+    """'812.00us' / '1.23ms' / '2.00s' -> seconds"""
+    for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if s.endswith(unit):
+            return float(s[:-len(unit)]) * scale
+    return float(s)
+
+
+def write_lua(path, body):
+    """A wrk script that POSTs body (bytes) as JSON."""
+    with open(path, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+        f.write("wrk.body = [==[%s]==]\n" % body.decode())
+    return path
+
+
+def wrk(url, lua, connections, duration, timeout=10):
+    """Run wrk -t1 (closed loop); returns {"rps", "p50", "p90", "p99", "errors"} (seconds)."""
+    r = subprocess.run(["wrk", "-t1", "-c%d" % connections, "-d%ds" % duration, "--latency", "--timeout",
+                        "%ds" % timeout, "-s", lua, url], capture_output=True, text=True,
+                       timeout=duration + timeout + 30)
+    out = {"rps": 0.0, "p50": None, "p90": None, "p99": None, "errors": 0, "raw": r.stdout[-3000:]}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            out["rps"] = float(parts[1])
+        elif len(parts) == 2 and parts[0] in ("50%", "90%", "99%"):
+            out["p" + parts[0][:-1]] = _wrk_time(parts[1])
+        elif "Non-2xx" in line:
+            out["errors"] += int(parts[-1])
+        elif line.strip().startswith("Socket errors"):
+            out["errors"] += sum(int(x.rstrip(",")) for x in parts if x.rstrip(",").isdigit())
+    if r.returncode != 0 or out["p50"] is None:
+        raise RuntimeError("wrk %s failed: %s %s" % (url, r.stdout[-1000:], r.stderr[-1000:]))
+    return out
+

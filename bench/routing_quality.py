@@ -105,7 +105,7 @@ def run_one(b, a, sims, policy, wl, seed):
     for kv in filter(None, tweaks.split("/")):
         k, _, v = kv.partition("=")
         extra[k] = float(v)
-    r = b.start_router(name, {"scheduler": extra})
+    r = b.start_router(name, {"scheduler": extra, "manager": {"metrics-poll-interval-secs": 0.2}})
     try:
         for port in sims:
             r.register(port, metrics_port=port)

@@ -68,7 +68,8 @@ def parse_args(argv):
     o.add_argument("--instances", default="", help="comma-separated base URLs whose /metrics give the hit rate")
     o.add_argument("--discover", action="store_true", help="take the instances from the target's GET /registered")
     o.add_argument("--json", help="write the summary (and the parameters) to this file")
-    o.add_argument("--trace", help="write one CSV line per request (start, TTFT, end-to-end, status, instance)")
+    o.add_argument("--trace", help="write one CSV line per request (start, TTFT, end-to-end, status, instance); "
+                                   "start_s counts from the JSON's t0_monotonic (CLOCK_MONOTONIC, shared by processes)")
     o.add_argument("--label", default="", help="title of the table and the JSON")
     o.add_argument("--quiet", action="store_true", help="no table on stdout")
     args = p.parse_args(argv)
@@ -191,7 +192,8 @@ def main(argv=None):
         print(report.table(summary, title))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"label": args.label, "title": title, "params": vars(args), "summary": summary}, f, indent=1)
+            json.dump({"label": args.label, "title": title, "params": vars(args), "summary": summary,
+                       "t0_monotonic": runner.t0}, f, indent=1)
     if args.trace:
         write_trace(args.trace, runner)
     return 0 if summary["completed"] else 1

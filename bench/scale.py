@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""bench/scale.py - what the router costs as the fleet grows: end-to-end requests per second and
+added latency with 1 to 1,000 registered instances, and the data plane's selection cost.
+
+Instances are real but cheap: one nginx process (1 worker) listens on --max-instances ports of
+127.0.0.1 and answers on each of them like an instance (GET /health 200, GET /metrics in the
+Prometheus format, POST completions with a fixed chat completion). An instance is its URL, so
+each port is a separate registered instance, health-checked and selectable like any other,
+while the machine only carries one backend process. For each instance count and policy a fresh
+fd-router (1 data-plane thread) loads the instances from a register.yaml, waits until all are
+selectable, and wrk -t1 measures requests per second (--connections connections) and the
+latency with one connection, next to wrk on one instance directly. The ratio to the same
+policy's 1-instance figure is the cost of the fleet's size.
+
+If the bench_selection program (bench/selection_cost.c, see bench/README.md) is in --bin, its
+table (ns per dp_select against instance count and prompt length) is run too (--selection-scale
+scales its time) and appended.
+
+Output (in --results): scale.txt, scale.md, scale.json, scale.png.
+
+  bench/scale.py [--results DIR] [--bin DIR] [--counts 1,10,100,1000] [--policies a,b]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib  # noqa: E402
+import overhead  # noqa: E402
+
+POLICIES = ["round_robin", "random", "power_of_two", "request_num", "process_tokens", "fd_remote_metrics_score",
+            "cache_aware"]
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
+    benchlib.common_args(p)
+    p.add_argument("--counts", default="1,10,100,1000")
+    p.add_argument("--policies", default=",".join(POLICIES))
+    p.add_argument("--duration", type=int, default=3, help="seconds of each wrk run")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--selection-scale", type=float, default=0.3, help="bench_selection --budget-scale (0: skip)")
+    return p.parse_args()
+
+
+def free_ports(n):
+    ports = set()
+    while len(ports) < n:
+        ports.add(benchlib.free_port())
+    return sorted(ports)
+
+
+def start_fleet(b, n):
+    ports = free_ports(n)
+    listens = "".join("    listen 127.0.0.1:%d;\n" % p for p in ports)
+    b.start_nginx("fleet", "  server {\n%s"
+                           "    location = /health { default_type application/json; return 200 '{\"status\":\"ok\"}'; }\n"
+                           "    location = /metrics { default_type text/plain; return 200 \"%s\"; }\n"
+                           "    location / { default_type application/json; return 200 '%s'; }\n  }" %
+                  (listens, overhead.METRICS, overhead.COMPLETION))
+    for port in (ports[0], ports[-1]):
+        benchlib.wait_until(lambda: benchlib.http("GET", "http://127.0.0.1:%d/health" % port)[0] == 200, 20,
+                            "the nginx fleet on %d ports" % n)
+    return ports
+
+
+def run_selection(b, a):
+    exe = os.path.join(a.bin, "bench_selection")
+    if a.selection_scale <= 0 or not os.access(exe, os.X_OK):
+        benchlib.log("bench_selection not in %s: no selection-cost table" % a.bin)
+        return None
+    csv = os.path.join(a.results, "selection_cost.csv")
+    r = subprocess.run([exe, "--csv", csv, "--budget-scale", str(a.selection_scale)], capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        benchlib.log("bench_selection failed (%d): %s" % (r.returncode, r.stderr[-1000:]))
+    return r.stdout
+
+
+def main():
+    a = parse_args()
+    counts = [int(c) for c in a.counts.split(",") if c]
+    policies = [p for p in a.policies.split(",") if p]
+    b = benchlib.Bench("scale", a.results, a.bin)
+    benchlib.log(benchlib.machine_line())
+    ports = start_fleet(b, max(counts))
+    lua = benchlib.write_lua(os.path.join(b.tmp, "small.lua"), overhead.body(0, False))
+    direct_url = "http://127.0.0.1:%d/v1/chat/completions" % ports[0]
+    rows = []
+    for n in counts:
+        reg = os.path.join(b.tmp, "register-%d.yaml" % n)
+        with open(reg, "w") as f:
+            f.write("instances:\n")
+            for port in ports[:n]:
+                f.write("  - {role: mixed, host_ip: 127.0.0.1, port: %d, metrics_port: %d}\n" % (port, port))
+        for pol in policies:
+            r = b.start_router(pol, {"manager": {"health-check-interval-secs": 5}}, register_path=reg)
+            try:
+                r.wait_selectable(n, timeout=120)
+                d_rps = benchlib.wrk(direct_url, lua, a.connections, a.duration)
+                rps = benchlib.wrk(r.url + "/v1/chat/completions", lua, a.connections, a.duration)
+                d_lat = benchlib.wrk(direct_url, lua, 1, a.duration)
+                lat = benchlib.wrk(r.url + "/v1/chat/completions", lua, 1, a.duration)
+            finally:
+                b.stop_router(r)
+            row = {"instances": n, "policy": pol, "rps": rps["rps"], "direct_rps": d_rps["rps"], "p50": lat["p50"],
+                   "p99": lat["p99"], "direct_p50": d_lat["p50"], "direct_p99": d_lat["p99"],
+                   "errors": rps["errors"] + lat["errors"]}
+            rows.append(row)
+            benchlib.log("%4d instances %-24s %7.0f req/s (direct %7.0f), 1-conn p50 %.0f us (direct %.0f us), "
+                         "errors %d" % (n, pol, row["rps"], row["direct_rps"], 1e6 * row["p50"], 1e6 * row["direct_p50"],
+                                        row["errors"]))
+    report(b, a, counts, policies, rows, run_selection(b, a))
+    return 0
+
+
+CHART = """set terminal pngcairo size 1100,460 font ",9" noenhanced
+set output "{png}"
+set multiplot layout 1,2 title "fd-router with 1 to {max} registered instances (1 DP thread, nginx instances)"
+set logscale x
+set xlabel "registered instances"
+set grid
+set key outside bottom center horizontal
+set ylabel "req/s as a fraction of the same run's direct req/s"
+set yrange [0:*]
+plot for [i=2:{n}] "{data}" using 1:i with linespoints title word("{pols}", i-1)
+set ylabel "added latency, 1 connection, p50 (us)"
+set yrange [*:*]
+plot for [i={n1}:{n2}] "{data}" using 1:i with linespoints title word("{pols}", i-{n})
+unset multiplot
+"""
+
+
+def report(b, a, counts, policies, rows, selection):
+    def get(n, pol):
+        return next(r for r in rows if r["instances"] == n and r["policy"] == pol)
+
+    header = ["policy"] + ["%d inst req/s (/direct)" % n for n in counts] + ["%d vs %d" % (counts[-1], counts[0])]
+    t1 = []
+    for pol in policies:
+        line = [pol]
+        for n in counts:
+            r = get(n, pol)
+            line.append("%.0f (%.2f)" % (r["rps"], r["rps"] / r["direct_rps"]))
+        first, last = get(counts[0], pol), get(counts[-1], pol)
+        line.append("%.2f" % ((last["rps"] / last["direct_rps"]) / (first["rps"] / first["direct_rps"])))
+        t1.append(line)
+    header2 = ["policy"] + ["%d inst added p50 us" % n for n in counts]
+    t2 = [[pol] + ["%+.0f" % (1e6 * (get(n, pol)["p50"] - get(n, pol)["direct_p50"])) for n in counts]
+          for pol in policies]
+    errors = sum(r["errors"] for r in rows)
+    text = [benchlib.machine_line(),
+            "wrk -t1 -c%d -d%ds (req/s) and -c1 (latency), whole answers; instances: one nginx worker on %d ports; "
+            "errors %d" % (a.connections, a.duration, counts[-1], errors), "",
+            "requests per second (fraction of direct, measured next to it); last column: that fraction at %d "
+            "instances over the one at %d" % (counts[-1], counts[0]),
+            benchlib.fmt_table(header, t1), "", "latency added to direct's (1 connection, p50)",
+            benchlib.fmt_table(header2, t2), ""]
+    md = [benchlib.fmt_md(header, t1), "", benchlib.fmt_md(header2, t2), ""]
+    if selection:
+        text += ["bench_selection (bench/selection_cost.c): ns per selection, median / p99", selection]
+        md += ["```", selection.strip(), "```", ""]
+    out = "\n".join(text)
+    print(out)
+    b.write("scale.txt", out + "\n")
+    b.write("scale.md", "\n".join(md))
+    b.write("scale.json", json.dumps({"machine": benchlib.machine(), "rows": rows, "selection": selection}, indent=1))
+    lines = ["# instances " + " ".join("%s_frac" % p for p in policies) + " " + " ".join("%s_us" % p for p in policies)]
+    for n in counts:
+        lines.append("%d %s %s" % (n, " ".join("%.3f" % (get(n, p)["rps"] / get(n, p)["direct_rps"]) for p in policies),
+                                   " ".join("%.1f" % (1e6 * (get(n, p)["p50"] - get(n, p)["direct_p50"]))
+                                            for p in policies)))
+    k = len(policies)
+    script = (CHART.replace("{max}", str(counts[-1])).replace("{n}", str(k + 1)).replace("{n1}", str(k + 2))
+              .replace("{n2}", str(2 * k + 1)).replace("{pols}", " ".join(policies)))
+    b.chart("scale.png", script, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
