@@ -2,7 +2,7 @@
  * controlplane/evict.c - upkeep of the shared prefix tree (shm/radix.h).
  *
  * TTL eviction: every eviction-duration-mins / 2 (the Go router's period), every node whose last
- * access is older than the TTL goes, with its subtree. Headroom: every second, radix_maintain
+ * access is older than the TTL goes, with its subtree. Headroom: every 100 ms, radix_maintain
  * keeps some free nodes in reserve and returns nodes whose grace period passed, so the data
  * planes' inserts rarely have to evict under pressure themselves. The configured capacity is
  * applied at start. All of it runs on the CP loop and takes the writer lock only briefly.
@@ -11,7 +11,7 @@
 #include "controlplane/cp.h"
 #include "shm/radix.h"
 
-#define MAINTAIN_PERIOD_MS 1000
+#define MAINTAIN_PERIOD_MS 100
 
 static uint64_t ttl_ms(const cp_t *cp)
 {
