@@ -112,6 +112,7 @@ def run_one(b, a, sims, policy, wl, seed):
         r.wait_selectable(len(sims))
         instances = ",".join("http://127.0.0.1:%d" % p for p in sims)
         s = b.loadgen(r.url, workload_args(a, wl, seed) + ["--instances", instances], "%s %s" % (policy, wl))
+        decisions = cache_decisions(r)
     finally:
         b.stop_router(r)
     fleet = s.get("fleet_hit") or {}
@@ -119,11 +120,24 @@ def run_one(b, a, sims, policy, wl, seed):
            "ttft_p50": s["ttft_s"]["p50"], "ttft_p99": s["ttft_s"]["p99"], "e2e_p50": s["e2e_s"]["p50"],
            "itl_p50": s["itl_s"]["p50"], "rps": s["throughput_rps"], "tps": s["throughput_tokens_per_s"],
            "errors": sum(s["errors"].values()), "completed": s["completed"],
-           "per_instance": s["per_instance"]}
+           "per_instance": s["per_instance"], "cache_decisions": decisions}
+    total = sum(decisions.values())
+    row["fallback_imbalance"] = decisions.get("fallback_imbalance", 0) / total if total else None
     benchlib.log("%-30s %-13s seed %d: hit %.1f%%, TTFT p50 %.0f ms p99 %.0f ms, %.1f req/s, errors %d" %
                  (policy, wl, seed, 100 * (row["hit_rate"] or 0), 1000 * (row["ttft_p50"] or 0),
                   1000 * (row["ttft_p99"] or 0), row["rps"], row["errors"]))
     return row
+
+
+def cache_decisions(r):
+    """{branch: count} of the router's cache_aware decisions (its /metrics), {} for other policies."""
+    status, text = benchlib.http("GET", r.url + "/metrics")
+    out = {}
+    for line in text.decode("utf-8", "replace").splitlines() if status == 200 else ():
+        if line.startswith('fd_router_cache_decisions_total{branch="'):
+            branch = line.split('"')[1]
+            out[branch] = int(float(line.split()[-1]))
+    return out if any(out.values()) else {}
 
 
 def ms(v):
@@ -139,13 +153,14 @@ def matrix_tables(rows, workloads):
     for wl in workloads:
         sel = [r for r in rows if r["workload"] == wl and r["seed"] == 1]
         base = next((r for r in sel if r["policy"] == "round_robin"), None)
-        header = ["policy", "hit rate", "TTFT p50 ms", "TTFT p99 ms", "E2E p50 ms", "req/s", "tok/s", "errors"]
+        header = ["policy", "hit rate", "TTFT p50 ms", "TTFT p99 ms", "E2E p50 ms", "req/s", "tok/s", "errors",
+                  "imbalance fallbacks"]
         if base:
             header += ["TTFT p50 / rr", "req/s / rr"]
         body = []
         for r in sel:
             line = [r["policy"], pct(r["hit_rate"]), ms(r["ttft_p50"]), ms(r["ttft_p99"]), ms(r["e2e_p50"]),
-                    "%.1f" % r["rps"], "%.0f" % r["tps"], r["errors"]]
+                    "%.1f" % r["rps"], "%.0f" % r["tps"], r["errors"], pct(r["fallback_imbalance"])]
             if base:
                 line += ["%.2f" % (r["ttft_p50"] / base["ttft_p50"]) if r["ttft_p50"] and base["ttft_p50"] else "-",
                          "%.2f" % (r["rps"] / base["rps"]) if base["rps"] else "-"]
@@ -176,7 +191,7 @@ def spread_table(rows, runs):
 
 CHART = """set terminal pngcairo size 1200,800 font ",9" noenhanced
 set output "{png}"
-set multiplot layout 2,2 title "routing quality: {title}\n"
+set multiplot layout 2,2 title "routing quality: {title}\\n"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
