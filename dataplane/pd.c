@@ -10,9 +10,10 @@
  * not to be trusted), then streamed with its real status. The prefill answer is read and
  * discarded by a background leg; its counters are released as soon as it answers.
  *
- * Failures: prefill fails before its head -> the decode leg is cancelled and the client gets 502
- * (504 for a timeout); the decode leg fails -> the prefill leg is cancelled; the client leaves
- * while either is pending -> both are cancelled. Counters of both sides are released exactly once.
+ * Failures: prefill fails before its head, or answers an error status -> the decode leg is
+ * cancelled and the client gets 502 (504 for a timeout); the decode leg fails -> the prefill leg is
+ * cancelled; the client leaves while either is pending -> both are cancelled. Counters of both sides are
+ * released exactly once.
  */
 #include <stdio.h>
 #include <string.h>
@@ -69,6 +70,12 @@ static void pleg_on_head(dp_leg_t *l, int status)
     dp_count_status(&r->p, (unsigned)status);
     release_p(r);
     r->p_answered = true;
+    if (status >= 300) {
+        /* the decode instance would wait for KV that never comes (the Go router relays it anyway) */
+        LOG_ERROR("[prefill] %s answered %d: the request fails", r->p.url, status);
+        dp_proxy_abort(r->proxy, 502, "Prefill instance failed", DP_OUT_UPSTREAM_ERROR);
+        return;
+    }
     dp_proxy_unhold(r->proxy);
 }
 

@@ -87,6 +87,15 @@ class PdTest(FdTestCase):
         wait_until(lambda: d.stats()["cancelled"] >= 1, 5, what="the decode leg cancelled")
         router.wait_inflight_zero()
 
+    def test_prefill_error_status_fails_the_request(self):
+        router, p, d = self.start_pd(d_extra=["--first-token-delay-ms", "3000"])
+        p.set_fail("status", status=500)
+        r = router.chat(fdharness.chat_body("x", stream=True))
+        self.assertEqual(r.status, 502)
+        self.assertEqual(r.json(), {"error": "Prefill instance failed"})
+        wait_until(lambda: d.stats()["cancelled"] >= 1, 5, what="the decode leg cancelled")
+        router.wait_inflight_zero()
+
     def test_decode_fails_before_head(self):
         router, p, d = self.start_pd(p_extra=["--prefill-delay-ms", "3000"])
         d.set_fail("close_before_head")
