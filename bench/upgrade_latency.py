@@ -6,10 +6,11 @@ next to the same load without upgrades.
 It starts fd-router (one CP, one DP) on a free port of 127.0.0.1 with two fd-sim instances, runs
 the verifying load of tests/integration/loadmix.py (keep-alive connections, every body checked)
 for --secs seconds without upgrades, then for --secs seconds with `fdctl upgrade` run back to
-back, and prints for each phase: requests, failures, p50/p90/p99 latency of non-streamed
-requests, p99 time to first byte and p99 duration of streams, and the upgrades done.
+back, --rounds times (alternating, so drift of the machine hits both alike), and prints for each
+phase: requests, failures, p50/p90/p99 latency of non-streamed requests, p99 time to first byte
+and p99 duration of streams, and the upgrades done.
 
-Usage: bench/upgrade_latency.py [--bin build/bin] [--secs 15] [--workers 6] [--pause-ms 2]
+Usage: bench/upgrade_latency.py [--bin build/bin] [--secs 15] [--rounds 2] [--workers 6] [--pause-ms 2]
 Everything runs on this machine and stops by itself; the segment and temp files are removed.
 """
 
@@ -28,13 +29,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "bin"))
     ap.add_argument("--secs", type=float, default=15.0)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--pause-ms", type=float, default=2.0)
     ap.add_argument("--stream-tokens", type=int, default=20)
     ap.add_argument("--stream-delay-ms", type=int, default=15)
     args = ap.parse_args()
     os.environ["FD_BIN"] = os.path.abspath(args.bin)
-    os.environ.setdefault("FD_IT_BUDGET_SECS", str(int(args.secs * 2 + 120)))
+    os.environ.setdefault("FD_IT_BUDGET_SECS", str(int(args.secs * 2 * args.rounds + 180)))
 
     import fdharness  # noqa: E402 - needs FD_BIN first
     import loadmix  # noqa: E402
@@ -73,8 +75,15 @@ def main():
             res = load.snapshot()[first:]
             return res, done, drains
 
+        phases = {False: ([], [0], []), True: ([], [0], [])}
+        for _ in range(args.rounds):
+            for upg in (False, True):
+                res, done, drains = phase(upg)
+                phases[upg][0].extend(res)
+                phases[upg][1][0] += done
+                phases[upg][2].extend(drains)
         for name, upg in (("without upgrades", False), ("with upgrades", True)):
-            res, done, drains = phase(upg)
+            res, (done,), drains = phases[upg]
             plain = [r.latency * 1000 for r in res if r.kind == "plain" and r.error is None]
             streams = [r for r in res if r.kind == "stream" and r.error is None]
             p = loadmix.percentile

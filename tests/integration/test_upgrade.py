@@ -102,6 +102,7 @@ class UpgradeUnderLoadTest(UpgradeTestBase):
         for pid in olds:
             self.assertFalse(fdharness.pid_alive(pid))
         router.wait_inflight_zero()
+        self.assertEqual([i["tokens"] for i in router.registered_local()], [0, 0], "token counters back to zero")
         st = router.status()
         self.assertEqual([d["state"] for d in st["dp"]], ["serving"], st["dp"])
         cp = router.cp_status()
