@@ -112,7 +112,8 @@ static void track_request(h2o_req_t *req)
     *hook = c;
     c->req = req;
     tracker->active++;
-    /* parsed before the drain began but not answered yet: this response closes the connection */
+    /* h2o drops keep-alive only for requests parsed after the shutdown; one whose body was still
+     * being read when the drain began was parsed before it: this response closes the connection */
     if (tracker->draining)
         req->http1_is_persistent = 0;
 }
