@@ -73,6 +73,8 @@ static void pleg_on_head(dp_leg_t *l, int status)
     if (status >= 300) {
         /* the decode instance would wait for KV that never comes (the Go router relays it anyway) */
         LOG_ERROR("[prefill] %s answered %d: the request fails", r->p.url, status);
+        r->pleg = NULL; /* the leg reads its error answer to the end on its own: not ours to free */
+        l->data = NULL;
         dp_proxy_abort(r->proxy, 502, "Prefill instance failed", DP_OUT_UPSTREAM_ERROR);
         return;
     }
