@@ -20,13 +20,14 @@
 #define CP_NAME "fd-router-cp"
 
 static const char *const value_flags[] = {"port", "config_path", "shm_name", "control_socket", NULL};
-static const char *const bool_flags[] = {"splitwise", NULL};
+static const char *const bool_flags[] = {"splitwise", "rebuild_shm", NULL};
 
 static void usage(FILE *f)
 {
     fprintf(
         f,
         "Usage: fd-router --port P [--splitwise] [--config_path F] [--shm_name N] [--control_socket PATH]\n"
+        "                 [--rebuild_shm]\n"
         "\n"
         "Starts the fd-router control plane (" CP_NAME ") in the foreground; it spawns the data plane.\n"
         "\n"
@@ -35,6 +36,8 @@ static void usage(FILE *f)
         "  --config_path F        config.yaml (default: built-in defaults)\n"
         "  --shm_name N           shared-memory segment name (default /fd-router-<port>)\n"
         "  --control_socket PATH  control socket (default <runtime dir>/fd-router-<port>.sock)\n"
+        "  --rebuild_shm          replace a shared-memory segment of another layout version (its\n"
+        "                         state is lost) instead of refusing to start\n"
         "  --version, -V          print the version and exit\n"
         "  --help, -h             print this help and exit\n");
 }
