@@ -15,7 +15,8 @@ Setup, all on 127.0.0.1, the approach of bench/proxy_vs_nginx.sh:
 For each scenario (small ~150 B or large --large-kib request body, streamed or not) every target is
 measured with wrk -t1: requests per second with --connections connections, then latency with one
 connection (one request at a time: the p50 difference to direct is the latency the proxy adds).
-Targets alternate within a round, --rounds rounds. wrk, the proxies and the backends share this
+Targets take turns within a round, --rounds rounds; each ratio is taken within one round (to
+that round's nginx or direct), then averaged, with its range over the rounds. wrk, the proxies and the backends share this
 machine's cores: compare the columns with each other, as ratios.
 
 Output (in --results): overhead.txt, overhead.md, overhead.json, overhead.png.
@@ -45,7 +46,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
     benchlib.common_args(p)
     p.add_argument("--policies", default=",".join(POLICIES))
-    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--duration", type=int, default=3, help="seconds of each wrk run")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--large-kib", type=int, default=64, help="size of the large request body")
@@ -147,14 +148,26 @@ def mean(xs):
 
 
 def summarize(results, sc, name):
+    """Means over the rounds, and each round's req/s ratio to that round's nginx and direct."""
     ms = results[(sc, name)]
-    return {k: mean([m[k] for m in ms]) for k in ("rps", "p50", "p99", "loaded_p50", "loaded_p99")} | {
-        "errors": sum(m["errors"] for m in ms)}
+    out = {k: mean([m[k] for m in ms]) for k in ("rps", "p50", "p99", "loaded_p50", "loaded_p99")}
+    out["errors"] = sum(m["errors"] for m in ms)
+    out["vs_nginx"] = [m["rps"] / n["rps"] for m, n in zip(ms, results[(sc, "nginx")])]
+    out["vs_direct"] = [m["rps"] / d["rps"] for m, d in zip(ms, results[(sc, "direct")])]
+    out["added_p50"] = [m["p50"] - d["p50"] for m, d in zip(ms, results[(sc, "direct")])]
+    return out
+
+
+def spread(xs, fmt):
+    """mean, and (min..max) when there is more than one round"""
+    if len(xs) == 1:
+        return fmt % xs[0]
+    return (fmt + " (" + fmt + ".." + fmt + ")") % (mean(xs), min(xs), max(xs))
 
 
 CHART = """set terminal pngcairo size 1200,760 font ",9" noenhanced
 set output "{png}"
-set multiplot layout 2,1 title "proxy overhead: fd-router per policy vs nginx reverse proxy vs direct\\n"
+set multiplot layout 2,1 title "proxy overhead: fd-router per policy and direct, next to nginx as a reverse proxy\\n"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -163,8 +176,8 @@ set xtics rotate by -25 scale 0
 set key outside top center horizontal
 set grid ytics
 set yrange [0:*]
-set ylabel "requests/s, {conns} connections (as a fraction of direct)"
-plot for [i=2:{n}:2] "{data}" using i:xtic(1) title word("{scen}", i/2)
+set ylabel "req/s with {conns} connections / nginx proxy's"
+plot for [i=2:{n}:2] "{data}" using i:xtic(1) title word("{scen}", i/2), 1 with lines lc rgb "black" dt 2 title "nginx = 1"
 set ylabel "added latency, 1 connection, p50 (microseconds)"
 plot for [i=3:{n}:2] "{data}" using i:xtic(1) title word("{scen}", (i-1)/2)
 unset multiplot
@@ -174,23 +187,20 @@ unset multiplot
 def report(b, a, scenarios, policies, results):
     names = ["direct", "nginx"] + ["fd-router " + p for p in policies]
     text = [benchlib.machine_line(),
-            "wrk -t1, %d connections for req/s, 1 connection for latency; %ds per run, %d round(s); "
-            "large body %d KiB; whole answers from nginx `return 200`, streams from fd-sim (16 tokens)" %
-            (a.connections, a.duration, a.rounds, a.large_kib), ""]
+            "wrk -t1, %d connections for req/s, 1 connection for latency; %ds per run, %d round(s), ratios are "
+            "each round's (mean (min..max)); large body %d KiB; whole answers from nginx `return 200`, streams "
+            "from fd-sim (16 tokens)" % (a.connections, a.duration, a.rounds, a.large_kib), ""]
     md = []
     rows_json = []
     for sc in scenarios:
-        d = summarize(results, sc, "direct")
-        n = summarize(results, sc, "nginx")
-        header = ["target", "req/s", "/ nginx", "/ direct", "p50 1-conn us", "added p50 us", "added p99 us",
+        header = ["target", "req/s", "req/s / nginx", "req/s / direct", "p50 1-conn us", "added p50 us",
                   "p99 at %d conns ms" % a.connections, "errors"]
         body_rows = []
         for name in names:
             s = summarize(results, sc, name)
-            body_rows.append([name, "%.0f" % s["rps"], "%.2f" % (s["rps"] / n["rps"]), "%.2f" % (s["rps"] / d["rps"]),
-                              "%.0f" % (1e6 * s["p50"]), "%+.0f" % (1e6 * (s["p50"] - d["p50"])),
-                              "%+.0f" % (1e6 * (s["p99"] - d["p99"])), "%.2f" % (1000 * s["loaded_p99"]),
-                              s["errors"]])
+            body_rows.append([name, "%.0f" % s["rps"], spread(s["vs_nginx"], "%.2f"), spread(s["vs_direct"], "%.2f"),
+                              "%.0f" % (1e6 * s["p50"]), spread([1e6 * x for x in s["added_p50"]], "%+.0f"),
+                              "%.2f" % (1000 * s["loaded_p99"]), s["errors"]])
             rows_json.append({"scenario": sc, "target": name, **s})
         text += ["scenario " + sc, benchlib.fmt_table(header, body_rows), ""]
         md += ["**%s**" % sc, "", benchlib.fmt_md(header, body_rows), ""]
@@ -199,12 +209,12 @@ def report(b, a, scenarios, policies, results):
     b.write("overhead.txt", out + "\n")
     b.write("overhead.md", "\n".join(md))
     b.write("overhead.json", json.dumps({"machine": benchlib.machine(), "rows": rows_json}, indent=1))
-    lines = ["# target " + " ".join("%s_rps %s_added_us" % (sc, sc) for sc in scenarios)]
-    for name in names[1:]:
+    lines = ["# target " + " ".join("%s_vs_nginx %s_added_us" % (sc, sc) for sc in scenarios)]
+    for name in names:
         cols = []
         for sc in scenarios:
-            d, s = summarize(results, sc, "direct"), summarize(results, sc, name)
-            cols += ["%.3f" % (s["rps"] / d["rps"]), "%.1f" % (1e6 * (s["p50"] - d["p50"]))]
+            s = summarize(results, sc, name)
+            cols += ["%.3f" % mean(s["vs_nginx"]), "%.1f" % (1e6 * mean(s["added_p50"]))]
         lines.append('"%s" %s' % (name.replace("fd-router ", ""), " ".join(cols)))
     script = (CHART.replace("{n}", str(1 + 2 * len(scenarios))).replace("{scen}", " ".join(scenarios))
               .replace("{conns}", str(a.connections)))

@@ -12,7 +12,8 @@ batching, a prefill rate, a decode step growing with the batch, an LRU prefix ca
 every instance evicts. For each policy a fresh fd-router (one data-plane thread, the policy's
 documented defaults) gets the same instances, whose caches and counters are flushed before each
 run, and tools/loadgen replays each workload closed-loop (--concurrency users), so throughput
-shows what the fleet can do, not the offered rate:
+shows what the fleet can do, not the offered rate (answer lengths vary +-50% around
+--output-tokens, or users whose answers end on the same decode step would move in lockstep):
   shared-prefix  groups x prompts per group, a shared prefix and a unique suffix each
   chat           users x rounds, the history (and a system prompt all users share) grows each round
   unique         nothing shared: what each policy costs when there is nothing to gain
@@ -84,7 +85,8 @@ def parse_args():
 
 
 def workload_args(a, name, seed):
-    common = ["--seed", seed, "--concurrency", a.concurrency, "--output-tokens", a.output_tokens, "--timeout", 120]
+    common = ["--seed", seed, "--concurrency", a.concurrency, "--output-tokens", a.output_tokens,
+              "--output-jitter", 0.5, "--timeout", 120]
     if name == "shared-prefix":
         return common + ["--workload", name, "--groups", a.groups, "--prompts-per-group", a.prompts_per_group,
                          "--prefix-len", a.prefix_len, "--suffix-len", 32]
@@ -285,7 +287,7 @@ def main():
                 if pol in policies:
                     rows.append(run_one(b, a, sims, pol, "shared-prefix", seed))
     sizing = ("%d fd-sim instances, engine on: kv-blocks %d x 16 tokens, prefill %g tokens/s, decode step %g ms "
-              "+ 0.2 ms/seq, max-batch %d; closed loop, %d users, %d output tokens; shared-prefix: %d groups x %d, "
+              "+ 0.2 ms/seq, max-batch %d; closed loop, %d users, %d output tokens +-50%%; shared-prefix: %d groups x %d, "
               "prefix %d + suffix 32 words (prefixes: %d blocks; one instance holds %d, the fleet %d)" %
               (a.instances, a.kv_blocks, a.prefill_tokens_per_sec, a.decode_step_ms, a.max_batch, a.concurrency,
                a.output_tokens, a.groups, a.prompts_per_group, a.prefix_len, a.groups * a.prefix_len // 16,

@@ -56,6 +56,9 @@ def parse_args(argv):
     w.add_argument("--prompt-len", type=int, default=256, help="unique: words per prompt")
     w.add_argument("--output-tokens", type=int, default=16,
                    help="tokens per answer (sent as max_tokens and fd-sim's sim_tokens)")
+    w.add_argument("--output-jitter", type=float, default=0,
+                   help="draw each answer's length uniformly within +- this fraction of --output-tokens "
+                        "(answers of one length end together and make closed-loop users move in lockstep)")
     m = p.add_argument_group("load")
     g = m.add_mutually_exclusive_group()
     g.add_argument("--rate", type=float, help="open loop: Poisson arrivals per second (jobs: a chat session is one)")
@@ -89,7 +92,8 @@ def spec_of(args):
                          prompts_per_group=args.prompts_per_group, prefix_len=args.prefix_len,
                          suffix_len=args.suffix_len, users=args.users, rounds=args.rounds,
                          system_len=args.system_len, turn_len=args.turn_len, requests=args.requests,
-                         prompt_len=args.prompt_len, output_tokens=args.output_tokens, api=args.api,
+                         prompt_len=args.prompt_len, output_tokens=args.output_tokens,
+                         output_jitter=args.output_jitter, api=args.api,
                          stream=args.stream)
 
 

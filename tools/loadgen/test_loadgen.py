@@ -162,6 +162,15 @@ class WorkloadTest(unittest.TestCase):
         self.assertEqual(third[:4], second)
         self.assertEqual(bodies[0]["messages"][0], bodies[3]["messages"][0])  # one shared system prompt
 
+    def test_output_jitter_bounds(self):
+        spec = workload.Spec(kind="unique", requests=200, prompt_len=4, output_tokens=32, output_jitter=0.5)
+        lengths = [b["sim_tokens"] for b in self.bodies(spec)]
+        self.assertTrue(all(16 <= n <= 48 for n in lengths), lengths)
+        self.assertGreater(len(set(lengths)), 20)
+        self.assertEqual([b["max_tokens"] for b in self.bodies(spec)], lengths)
+        exact = workload.Spec(kind="unique", requests=20, prompt_len=4, output_tokens=32)
+        self.assertEqual({b["sim_tokens"] for b in self.bodies(exact)}, {32})
+
     def test_unique_prompts_share_no_first_words(self):
         spec = workload.Spec(kind="unique", requests=50, prompt_len=16)
         firsts = [tuple(b["messages"][-1]["content"].split()[:4]) for b in self.bodies(spec)]

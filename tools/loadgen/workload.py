@@ -32,6 +32,7 @@ class Spec:
         self.requests = kw.get("requests", 128)
         self.prompt_len = kw.get("prompt_len", 256)
         self.output_tokens = kw.get("output_tokens", 16)
+        self.output_jitter = kw.get("output_jitter", 0.0)
         self.api = kw.get("api", "chat")
         self.stream = kw.get("stream", True)
 
@@ -47,9 +48,16 @@ class _Words:
         return " ".join(self.word() for _ in range(n))
 
 
-def _body(spec, messages):
-    body = {"model": "default", "stream": spec.stream, "max_tokens": spec.output_tokens,
-            "sim_tokens": spec.output_tokens}
+def _out_tokens(spec, rng):
+    """output_tokens, or drawn uniformly within +-output_jitter of it (at least 1)"""
+    if spec.output_jitter <= 0:
+        return spec.output_tokens
+    lo = spec.output_tokens * (1 - spec.output_jitter)
+    return max(1, int(round(rng.uniform(lo, spec.output_tokens * (1 + spec.output_jitter)))))
+
+
+def _body(spec, messages, out_tokens):
+    body = {"model": "default", "stream": spec.stream, "max_tokens": out_tokens, "sim_tokens": out_tokens}
     if spec.stream:
         body["stream_options"] = {"include_usage": True}
     if spec.api == "chat":
@@ -59,21 +67,21 @@ def _body(spec, messages):
     return body
 
 
-def _single(spec, text):
+def _single(spec, text, out_tokens):
     def job():
-        yield _body(spec, [{"role": "user", "content": text}])
+        yield _body(spec, [{"role": "user", "content": text}], out_tokens)
 
     return job
 
 
-def _chat(spec, system, first, turns):
+def _chat(spec, system, first, turns, out_tokens):
     def job():
         messages = [{"role": "system", "content": system}, {"role": "user", "content": first}]
-        for turn in turns:
-            answer = yield _body(spec, list(messages))
+        for turn, out in zip(turns, out_tokens):
+            answer = yield _body(spec, list(messages), out)
             messages.append({"role": "assistant", "content": answer or ""})
             messages.append({"role": "user", "content": turn})
-        yield _body(spec, messages)
+        yield _body(spec, messages, out_tokens[-1])
 
     return job
 
@@ -87,27 +95,29 @@ def build(spec):
         for _ in range(spec.groups):
             prefix = words.text(spec.prefix_len)
             for _ in range(spec.prompts_per_group):
-                jobs.append(_single(spec, prefix + " " + words.text(spec.suffix_len)))
+                jobs.append(_single(spec, prefix + " " + words.text(spec.suffix_len), _out_tokens(spec, rng)))
         rng.shuffle(jobs)
     elif spec.kind == "chat":
         system = words.text(spec.system_len)  # one system prompt for every user, as a deployment has
         for _ in range(spec.users):
             first = words.text(spec.turn_len)
             turns = [words.text(spec.turn_len) for _ in range(spec.rounds - 1)]
-            jobs.append(_chat(spec, system, first, turns))
+            jobs.append(_chat(spec, system, first, turns, [_out_tokens(spec, rng) for _ in range(spec.rounds)]))
     elif spec.kind == "unique":
-        jobs = [_single(spec, words.text(spec.prompt_len)) for _ in range(spec.requests)]
+        jobs = [_single(spec, words.text(spec.prompt_len), _out_tokens(spec, rng)) for _ in range(spec.requests)]
     else:
         raise ValueError("unknown workload %r" % spec.kind)
     return jobs
 
 
 def describe(spec):
+    out = "%d output tokens" % spec.output_tokens
+    if spec.output_jitter > 0:
+        out += " +-%g%%" % (100 * spec.output_jitter)
     if spec.kind == "shared-prefix":
-        return ("shared-prefix: %d groups x %d prompts, prefix %d + suffix %d words, %d output tokens" %
-                (spec.groups, spec.prompts_per_group, spec.prefix_len, spec.suffix_len, spec.output_tokens))
+        return ("shared-prefix: %d groups x %d prompts, prefix %d + suffix %d words, %s" %
+                (spec.groups, spec.prompts_per_group, spec.prefix_len, spec.suffix_len, out))
     if spec.kind == "chat":
-        return ("chat: %d users x %d rounds, system %d + %d words per turn, %d output tokens" %
-                (spec.users, spec.rounds, spec.system_len, spec.turn_len, spec.output_tokens))
-    return "unique: %d prompts of %d words, %d output tokens" % (spec.requests, spec.prompt_len,
-                                                                 spec.output_tokens)
+        return ("chat: %d users x %d rounds, system %d + %d words per turn, %s" %
+                (spec.users, spec.rounds, spec.system_len, spec.turn_len, out))
+    return "unique: %d prompts of %d words, %s" % (spec.requests, spec.prompt_len, out)
