@@ -94,6 +94,7 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="fd-bench-%s-" % name)
         os.chmod(self.tmp, 0o755)  # nginx workers may run as an unprivileged user
         self.procs = []  # (Popen, what its cmdline must contain)
+        self.cpus = {}  # role -> taskset CPU list, set by pin_cpus()
         self.routers = []
         self.router_seq = 0
         self.seq = 0
@@ -109,7 +110,23 @@ class Bench:
             raise SystemExit("%s: %s not found (build first, or pass --bin)" % (self.name, path))
         return path
 
-    def spawn(self, name, argv, expect=None):
+    def pinned(self, role, argv):
+        """argv under taskset when CPUs are assigned to roles (see pin_cpus)."""
+        cpus = self.cpus.get(role)
+        return (["taskset", "-c", cpus] + argv) if cpus else argv
+
+    def pin_cpus(self):
+        """Give the proxy under test (fd-router or nginx proxy) the last CPU and everything else
+        (backends, wrk) the others: on a small shared machine this keeps the kernel from putting
+        the proxy and the load generator on one core in some runs and not in others (the runs
+        then differ by 2x). No-op with fewer than 2 CPUs or without taskset."""
+        n = os.cpu_count() or 1
+        if n < 2 or not shutil.which("taskset"):
+            return
+        self.cpus = {"proxy": str(n - 1), "backend": "0-%d" % (n - 2), "load": "0-%d" % (n - 2)}
+
+    def spawn(self, name, argv, expect=None, role=None):
+        argv = self.pinned(role, argv)
         self.seq += 1
         out = open(os.path.join(self.tmp, "%s-%d.log" % (name, self.seq)), "w")
         p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -131,7 +148,7 @@ class Bench:
 
     def start_sim(self, *args):
         """fd-sim with these extra options; returns (process, port)."""
-        p = self.spawn("sim", [self.binary("fd-sim"), "--port", "0"] + [str(a) for a in args])
+        p = self.spawn("sim", [self.binary("fd-sim"), "--port", "0"] + [str(a) for a in args], role="backend")
 
         def port():
             with open(p.log_path) as f:
@@ -167,7 +184,7 @@ class Bench:
         shm = "/fd-router-bench-%d-%d" % (os.getpid(), n)
         sock = os.path.join(self.tmp, "ctl-%d.sock" % n)
         p = self.spawn("router", [self.binary("fd-router"), "--port", str(port), "--config_path", cfg_path,
-                                  "--shm_name", shm, "--control_socket", sock], expect="fd-router")
+                                  "--shm_name", shm, "--control_socket", sock], expect="fd-router", role="proxy")
         r = Router(self, p, port, shm, sock)
         self.routers.append(r)
         wait_until(lambda: p.poll() is None and http("GET", r.url + "/health", timeout=2)[0] == 200 and r.dp_pid(),
@@ -187,7 +204,7 @@ class Bench:
             pass
         self.routers.remove(r)
 
-    def start_nginx(self, name, http_body):
+    def start_nginx(self, name, http_body, role="backend"):
         """nginx (1 worker, in the foreground) with this `http { }` body; returns the process."""
         conf = os.path.join(self.tmp, name + ".conf")
         with open(conf, "w") as f:
@@ -198,7 +215,7 @@ class Bench:
                 f.write("  %s_temp_path %s/%s-%s;\n" % (t, self.tmp, name, t))
             f.write(http_body + "\n}\n")
         return self.spawn(name, ["nginx", "-e", os.path.join(self.tmp, name + ".err"), "-p", self.tmp, "-c", conf],
-                          expect="nginx")
+                          expect="nginx", role=role)
 
     def cleanup(self):
         for r in list(self.routers):
@@ -220,6 +237,9 @@ class Bench:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- load
+
+    def wrk(self, url, lua, connections, duration):
+        return wrk(url, lua, connections, duration, prefix=self.pinned("load", []))
 
     def loadgen(self, url, args, label):
         """Run tools/loadgen on url; returns its summary dict."""
@@ -379,9 +399,9 @@ def write_lua(path, body):
     return path
 
 
-def wrk(url, lua, connections, duration, timeout=10):
+def wrk(url, lua, connections, duration, timeout=10, prefix=()):
     """Run wrk -t1 (closed loop); returns {"rps", "p50", "p90", "p99", "errors"} (seconds)."""
-    r = subprocess.run(["wrk", "-t1", "-c%d" % connections, "-d%ds" % duration, "--latency", "--timeout",
+    r = subprocess.run(list(prefix) + ["wrk", "-t1", "-c%d" % connections, "-d%ds" % duration, "--latency", "--timeout",
                         "%ds" % timeout, "-s", lua, url], capture_output=True, text=True,
                        timeout=duration + timeout + 30)
     out = {"rps": 0.0, "p50": None, "p90": None, "p99": None, "errors": 0, "raw": r.stdout[-3000:]}

@@ -45,6 +45,8 @@ METRICS = ("fastdeploy:num_requests_running 0\\nfastdeploy:num_requests_waiting 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
     benchlib.common_args(p)
+    p.add_argument("--no-pin", action="store_true", help="let the kernel place the processes (default: the proxy "
+                                                             "under test on the last CPU, the rest on the others)")
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--duration", type=int, default=3, help="seconds of each wrk run")
@@ -92,7 +94,7 @@ def start_backends(b, a):
 def start_nginx_proxy(b, name, ports):
     port = benchlib.free_port()
     up = "".join("    server 127.0.0.1:%d;\n" % p for p in ports)
-    b.start_nginx(name, "  upstream backends {\n%s    keepalive 128;\n  }\n"
+    b.start_nginx(name, role="proxy", http_body="  upstream backends {\n%s    keepalive 128;\n  }\n"
                         "  server {\n    listen 127.0.0.1:%d;\n    client_max_body_size 8m;\n"
                         "    client_body_buffer_size 1m;\n    location / {\n      proxy_pass http://backends;\n"
                         "      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n"
@@ -107,7 +109,9 @@ def main():
     policies = [p for p in a.policies.split(",") if p]
     scenarios = [s for s in a.scenarios.split(",") if s]
     b = benchlib.Bench("overhead", a.results, a.bin)
-    benchlib.log(benchlib.machine_line())
+    if not a.no_pin:
+        b.pin_cpus()
+    benchlib.log(benchlib.machine_line() + (", CPUs by role: %s" % b.cpus if b.cpus else ""))
     ng, sims = start_backends(b, a)
     proxies = {"whole": start_nginx_proxy(b, "proxy-whole", ng), "stream": start_nginx_proxy(b, "proxy-stream", sims)}
     routers = {}
@@ -132,8 +136,8 @@ def main():
                        ("nginx", "http://127.0.0.1:%d/v1/chat/completions" % proxies[kind])]
             targets += [("fd-router " + pol, routers[(kind, pol)].url + "/v1/chat/completions") for pol in policies]
             for name, url in targets:
-                rps = benchlib.wrk(url, lua, a.connections, a.duration)
-                lat = benchlib.wrk(url, lua, 1, a.duration)
+                rps = b.wrk(url, lua, a.connections, a.duration)
+                lat = b.wrk(url, lua, 1, a.duration)
                 m = {"rps": rps["rps"], "errors": rps["errors"] + lat["errors"], "p50": lat["p50"], "p99": lat["p99"],
                      "loaded_p50": rps["p50"], "loaded_p99": rps["p99"]}
                 results.setdefault((sc, name), []).append(m)

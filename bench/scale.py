@@ -39,6 +39,8 @@ POLICIES = ["round_robin", "random", "power_of_two", "request_num", "process_tok
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
     benchlib.common_args(p)
+    p.add_argument("--no-pin", action="store_true", help="let the kernel place the processes (default: the proxy "
+                                                             "under test on the last CPU, the rest on the others)")
     p.add_argument("--counts", default="1,10,100,1000")
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--duration", type=int, default=3, help="seconds of each wrk run")
@@ -86,7 +88,9 @@ def main():
     counts = [int(c) for c in a.counts.split(",") if c]
     policies = [p for p in a.policies.split(",") if p]
     b = benchlib.Bench("scale", a.results, a.bin)
-    benchlib.log(benchlib.machine_line())
+    if not a.no_pin:
+        b.pin_cpus()
+    benchlib.log(benchlib.machine_line() + (", CPUs by role: %s" % b.cpus if b.cpus else ""))
     ports = start_fleet(b, max(counts))
     lua = benchlib.write_lua(os.path.join(b.tmp, "small.lua"), overhead.body(0, False))
     direct_url = "http://127.0.0.1:%d/v1/chat/completions" % ports[0]
@@ -101,10 +105,10 @@ def main():
             r = b.start_router(pol, {"manager": {"health-check-interval-secs": 5}}, register_path=reg)
             try:
                 r.wait_selectable(n, timeout=120)
-                d_rps = benchlib.wrk(direct_url, lua, a.connections, a.duration)
-                rps = benchlib.wrk(r.url + "/v1/chat/completions", lua, a.connections, a.duration)
-                d_lat = benchlib.wrk(direct_url, lua, 1, a.duration)
-                lat = benchlib.wrk(r.url + "/v1/chat/completions", lua, 1, a.duration)
+                d_rps = b.wrk(direct_url, lua, a.connections, a.duration)
+                rps = b.wrk(r.url + "/v1/chat/completions", lua, a.connections, a.duration)
+                d_lat = b.wrk(direct_url, lua, 1, a.duration)
+                lat = b.wrk(r.url + "/v1/chat/completions", lua, 1, a.duration)
             finally:
                 b.stop_router(r)
             row = {"instances": n, "policy": pol, "rps": rps["rps"], "direct_rps": d_rps["rps"], "p50": lat["p50"],
