@@ -13,8 +13,8 @@
 #include <stddef.h>
 
 typedef struct {
-    int status;   /* HTTP status, 0 if no response */
-    char *body;   /* malloc'd, NUL-terminated; NULL if none */
+    int status; /* HTTP status, 0 if no response */
+    char *body; /* malloc'd, NUL-terminated; NULL if none */
     size_t body_len;
     char error[128]; /* reason when the call failed */
 } hc_response_t;

@@ -110,8 +110,47 @@ static const char *open_result_name(shm_open_result_t how)
     case SHM_OPEN_REUSED:
         return "REUSED (registry, views and counters kept)";
     default:
-        return "REBUILT (incompatible segment discarded)";
+        return "REBUILT (incompatible segment or changed configuration discarded)";
     }
+}
+
+static bool config_changed(const shm_seg_t *seg, const shm_config_t *now)
+{
+    shm_config_t was;
+    return !shm_config_read(seg, &was) || memcmp(&was, now, sizeof(was)) != 0;
+}
+
+static bool dp_alive(const shm_seg_t *seg)
+{
+    for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
+        const shm_dp_row_t *r = shm_dp_row(seg, i);
+        if (r->pid > 0 && shm_proc_alive(r->pid, r->start_time))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The configuration differs from the one the segment was published with. With no data plane
+ * running on it, the segment is rebuilt (what it holds was decided under the old configuration:
+ * instances of another mode, a tree of another block size). A running data plane keeps its
+ * configuration until it is upgraded, so the segment is kept and the new one published.
+ */
+static int rebuild_if_unused(cp_t *cp, shm_open_result_t *how, char *err, size_t errlen)
+{
+    if (dp_alive(&cp->seg)) {
+        LOG_WARN("Shared memory %s: the configuration changed; the running data plane applies it at its next "
+                 "upgrade (fdctl upgrade) or restart",
+                 cp->shm_name);
+        return 0;
+    }
+    shm_detach(&cp->seg);
+    shm_destroy(cp->shm_name);
+    if (shm_open_cp(&cp->seg, cp->shm_name, false, how, err, errlen) != 0)
+        return -1;
+    LOG_INFO("Shared memory %s: the configuration changed, so the segment was rebuilt", cp->shm_name);
+    *how = SHM_OPEN_REBUILT;
+    return 0;
 }
 
 static int open_shm(cp_t *cp, shm_open_result_t *how)
@@ -120,6 +159,13 @@ static int open_shm(cp_t *cp, shm_open_result_t *how)
     if (shm_open_cp(&cp->seg, cp->shm_name, cp->rebuild_shm, how, err, sizeof(err)) != 0) {
         LOG_ERROR("Failed to open shared memory %s: %s%s", cp->shm_name, err,
                   cp->rebuild_shm ? "" : " (an incompatible segment is replaced only with --rebuild_shm)");
+        return -1;
+    }
+    shm_config_t sc;
+    fd_config_to_shm(&cp->cfg, &sc);
+    if (*how == SHM_OPEN_REUSED && config_changed(&cp->seg, &sc) &&
+        rebuild_if_unused(cp, how, err, sizeof(err)) != 0) {
+        LOG_ERROR("Failed to open shared memory %s: %s", cp->shm_name, err);
         return -1;
     }
     LOG_INFO("Shared memory %s: %s", cp->shm_name, open_result_name(*how));
@@ -131,8 +177,6 @@ static int open_shm(cp_t *cp, shm_open_result_t *how)
         shm_detach(&cp->seg);
         return -1;
     }
-    shm_config_t sc;
-    fd_config_to_shm(&cp->cfg, &sc);
     shm_config_publish(&cp->seg, &sc);
     cp->start_time = shm_proc_start_time(getpid());
     cp->started_at_ms = shm_now_ms();

@@ -199,8 +199,6 @@ static void pd_start(h2o_req_t *req, pd_req_t *r)
         dp_uuid4(&t->rng, rid);
     h2o_iovec_t body = dp_pd_body(&req->pool, req->entity, r->body.members, shm_instance(&dp.seg, r->p.slot),
                                   shm_instance(&dp.seg, r->d.slot), rid);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-prefill-url"), 0,
                           "X-Router-Prefill-URL", r->p.url, strlen(r->p.url));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-decode-url"), 0,

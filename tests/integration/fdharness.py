@@ -509,11 +509,12 @@ class Router:
         return {i["url"]: i["inflight"] for i in self.registered_local()}
 
     def wait_inflight_zero(self, timeout=10.0):
-        def zero():
-            counts = self.inflight()
-            return all(v == 0 for v in counts.values())
+        """Every instance's in-flight requests and prompt tokens back to 0."""
+        def counts():
+            return {i["url"]: (i["inflight"], i["tokens"]) for i in self.registered_local()}
 
-        wait_until(zero, timeout, what=lambda: "every in-flight count back to 0 (now %s)" % (self.inflight(),))
+        wait_until(lambda: all(v == (0, 0) for v in counts().values()), timeout,
+                   what=lambda: "every in-flight (requests, tokens) back to 0 (now %s)" % (counts(),))
 
     def shutdown(self):
         """Kill the control plane and every data plane we know of, by pid; wait until gone."""

@@ -213,6 +213,18 @@ class CpRestartTest(FdTestCase):
         router.wait_inflight_zero()  # the dead data plane's counts were released
         self.all_ok(router)
 
+        # another configuration (splitwise now) and no data plane on the segment: rebuilt, and said
+        first = router.proc
+        router.proc.stop()
+        router.shutdown()
+        restart_cp(self.h, router, "--splitwise")
+        self.h.wait_router_ready(router)
+        self.assertIn("the configuration changed, so the segment was rebuilt", cp_logs(router))
+        self.assertEqual(router.registered_urls(), [], "mixed instances do not survive into splitwise mode")
+        router.proc.stop()
+        router.shutdown()
+        router.proc = first  # back to the first flags (mixed mode)
+
         # a segment of another layout version: refused, then rebuilt on request
         router.proc.stop()
         router.shutdown()
@@ -225,7 +237,7 @@ class CpRestartTest(FdTestCase):
         self.assertIn("--rebuild_shm", cp_logs(router))
         restart_cp(self.h, router, "--rebuild_shm")
         self.h.wait_router_ready(router)
-        self.assertIn("REBUILT (incompatible segment discarded)", cp_logs(router))
+        self.assertIn("REBUILT (incompatible segment or changed configuration discarded)", cp_logs(router))
         self.assertEqual(router.registered_urls(), [])
         router.register_sim(sims[0])
         self.all_ok(router, 2)

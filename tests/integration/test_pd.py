@@ -51,6 +51,14 @@ class PdTest(FdTestCase):
         self.assertEqual(info["decode_device_ids"], ["0"])
         self.assertEqual(info["decode_tp_size"], 1)
         self.assertEqual(info["transfer_protocol"], "ipc", "same host, both list ipc, same tp")
+        conn = http.client.HTTPConnection(fdharness.HOST, router.port, timeout=10)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(fdharness.chat_body("x", stream=True)),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        types = [v for k, v in resp.getheaders() if k.lower() == "content-type"]
+        resp.read()
+        conn.close()
+        self.assertEqual(types, ["text/event-stream"], "the decode answer's own content type, once")
         router.wait_inflight_zero()
 
     def test_rdma_when_decode_lacks_ipc_and_client_id_kept(self):
