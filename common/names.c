@@ -23,5 +23,11 @@ void fd_default_control_socket(char *out, size_t outlen, unsigned port)
 {
     if (outlen == 0)
         return;
-    snprintf(out, outlen, "%s/fd-router-%u.sock", runtime_dir(), port);
+    /* the systemd unit's RuntimeDirectory= (the service runs unprivileged and cannot write /run) */
+    char unit_dir[64];
+    snprintf(unit_dir, sizeof(unit_dir), "/run/fd-router-%u", port);
+    if (access(unit_dir, X_OK) == 0)
+        snprintf(out, outlen, "%s/control.sock", unit_dir);
+    else
+        snprintf(out, outlen, "%s/fd-router-%u.sock", runtime_dir(), port);
 }

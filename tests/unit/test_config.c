@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -658,4 +659,18 @@ Test(names, control_socket_follows_runtime_dir)
     setenv("XDG_RUNTIME_DIR", "relative/dir", 1); /* the XDG spec says to ignore a relative path */
     fd_default_control_socket(p, sizeof p, 8080);
     cr_assert_str_eq(p, want);
+}
+
+Test(names, control_socket_in_the_units_runtime_directory)
+{
+    char dir[64], p[256];
+    unsigned port = 61000 + (unsigned)(getpid() % 4000);
+    snprintf(dir, sizeof dir, "/run/fd-router-%u", port);
+    if (mkdir(dir, 0755) != 0)
+        cr_skip_test("cannot create %s (not root?)", dir);
+    fd_default_control_socket(p, sizeof p, port);
+    rmdir(dir);
+    char want[96];
+    snprintf(want, sizeof want, "%s/control.sock", dir);
+    cr_assert_str_eq(p, want, "fdctl must find the socket of the systemd unit's control plane");
 }
