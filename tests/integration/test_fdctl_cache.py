@@ -40,6 +40,7 @@ class FdctlCacheTest(FdTestCase):
         self.assertGreater(held[owner], 0, cache)
         self.assertEqual(sum(held.values()), held[owner], "only the chosen instance holds the prefix")
         self.assertGreaterEqual(len(cache["top_prefixes"]), 1)
+        self.assertEqual(cache["top_prefixes"][0]["instances"], [owner], "the prefix was sent to its owner")
         self.assertIn("prefix tree", router.fdctl("cache").stdout)
 
         before = json.loads(router.fdctl("cache", "--json").stdout)["tree"]

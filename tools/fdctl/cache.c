@@ -2,7 +2,7 @@
  * tools/fdctl/cache.c - `fdctl cache`: the shared prefix tree at a glance: its size against its
  * capacity, evictions, the cache-aware decisions by branch, the session stickiness rate, what
  * each instance holds (nodes tagged with it, deepest prefix in blocks), and the largest
- * top-level prefixes with the instances they were sent to.
+ * top-level prefixes with the instances they were sent to (the tags on their first node).
  *
  * The tree is walked without the writer lock, inside a read-side section (as the data planes
  * read it): under load the figures are a consistent-enough picture, not an atomic snapshot.
@@ -26,11 +26,24 @@ typedef struct {
     uint64_t first_hash;
     uint32_t node;
     uint64_t nodes, deepest, last_ms;
+    uint16_t owners[SHM_RADIX_TAGS]; /* instance slots tagged on the prefix's first node */
+    unsigned nowners;
 } prefix_t;
 
 static uint32_t load32(const uint32_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* The slot a tag names if it is valid and of the slot's current generation, else -1. */
+static int tag_slot(const shm_seg_t *seg, const shm_radix_tag_t *tag)
+{
+    uint64_t id = __atomic_load_n(&tag->ident, __ATOMIC_RELAXED);
+    uint16_t slot = (uint16_t)(id & 0xffff);
+    if (!(id & SHM_RADIX_TAG_VALID) || slot >= SHM_MAX_INSTANCES)
+        return -1;
+    uint32_t gen = (uint32_t)((id & ~SHM_RADIX_TAG_VALID) >> 16);
+    return gen == __atomic_load_n(&shm_instance(seg, slot)->generation, __ATOMIC_RELAXED) ? slot : -1;
 }
 
 /* Count the subtree below `top` (bounded: a tree changing under us can never loop us). */
@@ -47,19 +60,30 @@ static void walk(const shm_seg_t *seg, uint32_t top, uint32_t *stack, uint32_t m
         uint64_t last = __atomic_load_n(&nd->last_ms, __ATOMIC_RELAXED);
         px->last_ms = last > px->last_ms ? last : px->last_ms;
         for (int t = 0; t < SHM_RADIX_TAGS; t++) {
-            uint64_t id = __atomic_load_n(&nd->tag[t].ident, __ATOMIC_RELAXED);
-            uint16_t slot = (uint16_t)(id & 0xffff);
-            if (!(id & SHM_RADIX_TAG_VALID) || slot >= SHM_MAX_INSTANCES)
+            int slot = tag_slot(seg, &nd->tag[t]); /* a removed instance's tag is ignored, as by the policy */
+            if (slot < 0)
                 continue;
-            uint32_t gen = (uint32_t)((id & ~SHM_RADIX_TAG_VALID) >> 16);
-            if (gen != __atomic_load_n(&shm_instance(seg, slot)->generation, __ATOMIC_RELAXED))
-                continue; /* a removed instance's tag: ignored by the policy too */
             hold[slot].nodes++;
             hold[slot].deepest = depth > hold[slot].deepest ? depth : hold[slot].deepest;
         }
         for (uint32_t c = load32(&nd->first_child); c && sp < max;
              c = load32(&radix_node(seg, c)->next_sibling))
             stack[sp++] = c;
+    }
+}
+
+/* "url, url" of a prefix's instances (slots not in the snapshot are shown as slot numbers). */
+static void owners_text(const prefix_t *px, const fdctl_instance_t *in, unsigned n, char *out, size_t outlen)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (unsigned k = 0; k < px->nowners && len < outlen; k++) {
+        const char *url = NULL;
+        for (unsigned i = 0; i < n && !url; i++)
+            if (in[i].slot == px->owners[k])
+                url = in[i].url;
+        len += (size_t)(url ? snprintf(out + len, outlen - len, "%s%s", k ? ", " : "", url)
+                            : snprintf(out + len, outlen - len, "%sslot %u", k ? ", " : "", px->owners[k]));
     }
 }
 
@@ -92,12 +116,13 @@ static void print_text(const radix_stats_t *st, const holding_t *hold, const fdc
     for (unsigned i = 0; i < n; i++)
         printf("%-42s %8llu %10llu\n", in[i].url, (unsigned long long)hold[in[i].slot].nodes,
                (unsigned long long)hold[in[i].slot].deepest);
-    printf("\n%-18s %8s %10s %10s\n", "TOP PREFIX", "NODES", "DEEPEST", "LAST USE");
+    printf("\n%-18s %8s %10s %10s  %s\n", "TOP PREFIX", "NODES", "DEEPEST", "LAST USE", "SENT TO");
     for (size_t i = 0; i < npx; i++) {
-        char age[32];
+        char age[32], owners[SHM_RADIX_TAGS * (SHM_URL_LEN + 2)];
         fdctl_format_duration(age, sizeof age, fdctl_age_ms(now, px[i].last_ms));
-        printf("%016llx   %8llu %10llu %10s\n", (unsigned long long)px[i].first_hash,
-               (unsigned long long)px[i].nodes, (unsigned long long)px[i].deepest, age);
+        owners_text(&px[i], in, n, owners, sizeof owners);
+        printf("%016llx   %8llu %10llu %10s  %s\n", (unsigned long long)px[i].first_hash,
+               (unsigned long long)px[i].nodes, (unsigned long long)px[i].deepest, age, owners);
     }
 }
 
@@ -136,6 +161,12 @@ static json_object *to_json(const radix_stats_t *st, const holding_t *hold, cons
         json_object_object_add(e, "nodes", u64(px[i].nodes));
         json_object_object_add(e, "deepest_blocks", u64(px[i].deepest));
         json_object_object_add(e, "last_use_age_ms", u64(fdctl_age_ms(now, px[i].last_ms)));
+        json_object *sent = json_object_new_array();
+        for (unsigned k = 0; k < px[i].nowners; k++)
+            for (unsigned j = 0; j < n; j++)
+                if (in[j].slot == px[i].owners[k])
+                    json_object_array_add(sent, json_object_new_string(in[j].url));
+        json_object_object_add(e, "instances", sent);
         json_object_array_add(top, e);
     }
     json_object_object_add(o, "top_prefixes", top);
@@ -164,6 +195,11 @@ int fdctl_cmd_cache(bool json, shm_seg_t *seg, int reader)
          c = load32(&radix_node(seg, c)->next_sibling)) {
         const shm_radix_node_t *nd = radix_node(seg, c);
         px[npx] = (prefix_t){.node = c, .first_hash = nd->key[radix_span_start(load32(&nd->span))]};
+        for (int t = 0; t < SHM_RADIX_TAGS; t++) {
+            int slot = tag_slot(seg, &nd->tag[t]);
+            if (slot >= 0)
+                px[npx].owners[px[npx].nowners++] = (uint16_t)slot;
+        }
         walk(seg, c, stack, max, hold, &px[npx]);
         npx++;
     }
