@@ -2,10 +2,12 @@
  * tests/unit/test_dp_remote_metrics.c - the fd_remote_metrics_score policy on a real
  * shared-memory segment: fresh remote metrics decide (running + waiting x waiting-weight, lowest
  * wins, first in URL order on a tie) whatever the local counters say; stale, invalidated and
- * never-polled metrics fall back, per candidate, to the local in-flight count.
+ * never-polled metrics fall back, per candidate, to the local in-flight count. Also
+ * remote_cache_aware, whose loads follow the same rule (seen through its dry run).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "dataplane/policy/pol.h"
@@ -165,4 +167,60 @@ Test(remote_metrics, fractional_scores_compare_as_numbers)
     cr_assert_eq(choose(), 0, "2.5, 2.5, 3.25: a tie keeps the first");
     cfg.waiting_weight = 1.5;
     cr_assert_eq(choose(), 1, "2.5, 2.375, 3.0");
+}
+
+/* ---- remote_cache_aware: the cache-aware rule over the instances' own running counts ---- */
+
+static pol_explain_t explain_remote(pol_cand_info_t *cand, const char *text)
+{
+    pol_prompt_t prompt = {.text = text, .len = strlen(text), .codepoints = strlen(text)};
+    cfg.balance_abs_threshold = 1;
+    cfg.balance_rel_threshold = 0.2;
+    cfg.hit_ratio_weight = 1;
+    cfg.load_balance_weight = 1;
+    cfg.cache_block_size = 4;
+    pol_ctx_t c = {.seg = &seg,
+                   .cfg = &cfg,
+                   .role = SHM_ROLE_MIXED,
+                   .slots = slots,
+                   .n = N,
+                   .prompt = &prompt,
+                   .rng = &rng};
+    pol_explain_t ex = {.cand = cand};
+    pol_explain(&pol_remote_cache_aware, &c, &ex);
+    return ex;
+}
+
+Test(remote_metrics, remote_cache_aware_weighs_remote_running)
+{
+    cr_assert_eq(pol_get(SHM_POL_REMOTE_CACHE_AWARE), &pol_remote_cache_aware);
+    pol_cand_info_t cand[N];
+    /* locally idle everywhere; the instances report 6, 0 and 0 running: imbalanced */
+    remote(0, 6, 0, 0);
+    remote(1, 0, 0, 0);
+    remote(2, 0, 0, 0);
+    pol_explain_t ex = explain_remote(cand, "some prompt text");
+    cr_assert_eq(cand[0].load, 6);
+    cr_assert(ex.imbalanced);
+    cr_assert_str_eq(ex.branch, "fallback_imbalance (process_tokens)");
+    /* 2, 1 and 1 running: balanced (diff 1 is not above 1), scored; the busiest scores worst */
+    remote(0, 2, 0, 0);
+    remote(1, 1, 0, 0);
+    remote(2, 1, 0, 0);
+    ex = explain_remote(cand, "some prompt text");
+    cr_assert_not(ex.imbalanced);
+    cr_assert_str_eq(ex.branch, "cache_scored");
+    cr_assert_gt(cand[0].score, cand[1].score);
+    cr_assert_eq(ex.choice, 1, "lowest score, first of the tie");
+}
+
+Test(remote_metrics, remote_cache_aware_falls_back_to_local_when_stale)
+{
+    pol_cand_info_t cand[N];
+    remote(0, 6, 0, MAX_AGE + 1000); /* stale: the local count (2) is used */
+    local_load(0, 2);
+    pol_explain_t ex = explain_remote(cand, "another prompt");
+    cr_assert_eq(cand[0].load, 2);
+    cr_assert_eq(cand[1].load, 0, "never polled: local");
+    cr_assert(ex.imbalanced, "2 vs 0: diff 2 > 1 and rel 1 > 0.2");
 }
