@@ -160,7 +160,8 @@ static void report_drain(const dp_drain_report_t *r, uint64_t drain_ms)
     hc_response_t resp;
     if (hc_request(target, "POST", "/dp/drained", "application/json", body, (size_t)n, REPORT_TIMEOUT_MS,
                    4096, &resp) != 0)
-        LOG_WARN("fd-router-dp %d: drain report not delivered to the control plane: %s", getpid(),
+        /* normal when the control plane itself is stopping (it closed its socket first) */
+        LOG_INFO("fd-router-dp %d: drain report not delivered to the control plane: %s", getpid(),
                  resp.error);
     hc_response_free(&resp);
 }
