@@ -12,39 +12,19 @@
 #include <unistd.h>
 
 #include "dataplane/policy/pol.h"
+#include "tests/unit/test_dp_fixture.h"
 #include "shm/radix.h"
 
 #define N 3
 
-static shm_seg_t seg;
-static char name[64];
+static dp_fixture_t fx;
 static uint16_t slots[N];
-static int row;
 static uint64_t rng = 42;
 static shm_config_t cfg;
 
 static void setup(void)
 {
-    static int k;
-    char err[256];
-    shm_open_result_t how;
-    snprintf(name, sizeof(name), "/fd-router-test-ca-%d-%d", getpid(), k++);
-    cr_assert_eq(shm_open_cp(&seg, name, true, &how, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(shm_wlock(&seg), 0);
-    for (int i = 0; i < N; i++) {
-        int s = shm_slot_alloc(&seg);
-        cr_assert_geq(s, 0);
-        shm_instance_t *in = shm_instance(&seg, (unsigned)s);
-        snprintf(in->url, sizeof(in->url), "http://127.0.0.1:%d", 8000 + i);
-        in->role = SHM_ROLE_MIXED;
-        in->health = SHM_HEALTH_HEALTHY;
-        __atomic_store_n(&in->state, SHM_SLOT_LIVE, __ATOMIC_RELEASE);
-        slots[i] = (uint16_t)s;
-    }
-    cr_assert_eq(shm_publish_views(&seg), 0);
-    shm_wunlock(&seg);
-    row = shm_dp_claim(&seg, getpid(), 0);
-    cr_assert_geq(row, 0);
+    dp_fixture_open(&fx, "ca", slots, N, 8000);
     cfg = (shm_config_t){.balance_abs_threshold = 1,
                          .balance_rel_threshold = 0.2,
                          .hit_ratio_weight = 1,
@@ -54,8 +34,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    shm_detach(&seg);
-    shm_destroy(name);
+    dp_fixture_close(&fx);
 }
 
 TestSuite(cache_aware, .init = setup, .fini = teardown, .timeout = 20);
@@ -63,7 +42,7 @@ TestSuite(cache_aware, .init = setup, .fini = teardown, .timeout = 20);
 static size_t pick_n(const char *prompt, size_t n)
 {
     pol_prompt_t p = {.text = prompt, .len = prompt ? strlen(prompt) : 0};
-    pol_ctx_t c = {.seg = &seg,
+    pol_ctx_t c = {.seg = &fx.seg,
                    .cfg = &cfg,
                    .role = SHM_ROLE_MIXED,
                    .slots = slots,
@@ -80,7 +59,7 @@ static size_t pick(const char *prompt)
 
 static void loads(uint64_t a, uint64_t b, uint64_t c)
 {
-    shm_dp_row_t *r = shm_dp_row(&seg, (unsigned)row);
+    shm_dp_row_t *r = shm_dp_row(&fx.seg, (unsigned)fx.row);
     r->inflight[slots[0]] = a;
     r->inflight[slots[1]] = b;
     r->inflight[slots[2]] = c;
@@ -88,7 +67,7 @@ static void loads(uint64_t a, uint64_t b, uint64_t c)
 
 static void tokens(uint64_t a, uint64_t b, uint64_t c)
 {
-    shm_dp_row_t *r = shm_dp_row(&seg, (unsigned)row);
+    shm_dp_row_t *r = shm_dp_row(&fx.seg, (unsigned)fx.row);
     r->tokens[slots[0]] = a;
     r->tokens[slots[1]] = b;
     r->tokens[slots[2]] = c;
@@ -98,16 +77,16 @@ static void tokens(uint64_t a, uint64_t b, uint64_t c)
 static void remember(const char *prompt, int i)
 {
     uint64_t h[RADIX_MAX_BLOCKS];
-    size_t n = radix_hash_text(radix_seed(&seg), prompt, strlen(prompt), cfg.cache_block_size, true, h,
+    size_t n = radix_hash_text(radix_seed(&fx.seg), prompt, strlen(prompt), cfg.cache_block_size, true, h,
                                RADIX_MAX_BLOCKS);
-    shm_instance_t *in = shm_instance(&seg, slots[i]);
-    cr_assert_eq(radix_insert(&seg, h, n, slots[i], in->generation, shm_now_ms(), 0), (long)n);
+    shm_instance_t *in = shm_instance(&fx.seg, slots[i]);
+    cr_assert_eq(radix_insert(&fx.seg, h, n, slots[i], in->generation, shm_now_ms(), 0), (long)n);
 }
 
 static radix_stats_t stats(void)
 {
     radix_stats_t st;
-    radix_stats(&seg, &st);
+    radix_stats(&fx.seg, &st);
     return st;
 }
 
@@ -245,7 +224,7 @@ Test(cache_aware, prompt_groups_stick_to_one_instance_while_loads_stay_balanced)
             char prompt[256];
             snprintf(prompt, sizeof prompt, "%sQuestion %d of the round.", group[g], round);
             size_t i = pick(prompt);
-            shm_dp_inc(&seg, row, slots[i], 0); /* in flight until the end of the test */
+            shm_dp_inc(&fx.seg, fx.row, slots[i], 0); /* in flight until the end of the test */
             if (round == 0)
                 home[g] = i;
             else
@@ -260,7 +239,7 @@ Test(cache_aware, a_re_registered_instance_does_not_inherit_hits)
     cfg.load_balance_weight = 0.5;
     loads(1, 0, 0);
     cr_assert_eq(pick(P), 0, "A: 0 + 0.5 beats B: 1 + 0");
-    __atomic_add_fetch(&shm_instance(&seg, slots[0])->generation, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&shm_instance(&fx.seg, slots[0])->generation, 1, __ATOMIC_RELEASE);
     cr_assert_eq(pick(P), 1, "A's tags name its old generation: A: 1 + 0.5, B: 1 + 0");
 }
 
@@ -273,9 +252,9 @@ Test(cache_aware, an_over_long_prompt_uses_its_first_blocks)
     big[len] = '\0';
     cr_assert_eq(pick(big), 0);
     uint64_t *h = malloc(RADIX_MAX_BLOCKS * sizeof *h);
-    size_t n = radix_hash_text(radix_seed(&seg), big, len, 4, true, h, RADIX_MAX_BLOCKS);
+    size_t n = radix_hash_text(radix_seed(&fx.seg), big, len, 4, true, h, RADIX_MAX_BLOCKS);
     cr_assert_eq(n, RADIX_MAX_BLOCKS);
-    cr_assert_eq(radix_match(&seg, h, n, NULL), RADIX_MAX_BLOCKS, "the first blocks were recorded");
+    cr_assert_eq(radix_match(&fx.seg, h, n, NULL), RADIX_MAX_BLOCKS, "the first blocks were recorded");
     cr_assert_eq(stats().nodes, (RADIX_MAX_BLOCKS + SHM_RADIX_EDGE_MAX - 1) / SHM_RADIX_EDGE_MAX);
     loads(1, 0, 0);
     cfg.load_balance_weight = 0.5;

@@ -9,52 +9,29 @@
 #include <unistd.h>
 
 #include "dataplane/policy/pol.h"
+#include "tests/unit/test_dp_fixture.h"
 
 #define N 4
 
-static shm_seg_t seg;
-static char name[64];
+static dp_fixture_t fx;
 static uint16_t slots[N];
-static int row;
 static uint64_t rng = 42;
 static shm_config_t cfg;
 
 static void setup(void)
 {
-    static int k;
-    char err[256];
-    shm_open_result_t how;
-    snprintf(name, sizeof(name), "/fd-router-test-pol-%d-%d", getpid(), k++);
-    cr_assert_eq(shm_open_cp(&seg, name, true, &how, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(shm_wlock(&seg), 0);
-    for (int i = 0; i < N; i++) {
-        int s = shm_slot_alloc(&seg);
-        cr_assert_geq(s, 0);
-        shm_instance_t *in = shm_instance(&seg, (unsigned)s);
-        snprintf(in->url, sizeof(in->url), "http://127.0.0.1:%d", 8000 + i);
-        snprintf(in->host, sizeof(in->host), "127.0.0.1");
-        in->port = (uint16_t)(8000 + i);
-        in->role = SHM_ROLE_MIXED;
-        in->health = SHM_HEALTH_HEALTHY;
-        __atomic_store_n(&in->state, SHM_SLOT_LIVE, __ATOMIC_RELEASE);
-        slots[i] = (uint16_t)s;
-    }
-    cr_assert_eq(shm_publish_views(&seg), 0);
-    shm_wunlock(&seg);
-    row = shm_dp_claim(&seg, getpid(), 0);
-    cr_assert_geq(row, 0);
+    dp_fixture_open(&fx, "pol", slots, N, 8000);
     cfg.waiting_weight = 1;
 }
 
 static void teardown(void)
 {
-    shm_detach(&seg);
-    shm_destroy(name);
+    dp_fixture_close(&fx);
 }
 
 static pol_ctx_t ctx(const pol_prompt_t *prompt)
 {
-    return (pol_ctx_t){.seg = &seg,
+    return (pol_ctx_t){.seg = &fx.seg,
                        .cfg = &cfg,
                        .role = SHM_ROLE_MIXED,
                        .slots = slots,
@@ -66,7 +43,7 @@ static pol_ctx_t ctx(const pol_prompt_t *prompt)
 static void load(int i, int requests, uint64_t tokens)
 {
     for (int k = 0; k < requests; k++)
-        shm_dp_inc(&seg, row, slots[i], k == 0 ? tokens : 0);
+        shm_dp_inc(&fx.seg, fx.row, slots[i], k == 0 ? tokens : 0);
 }
 
 TestSuite(policy, .init = setup, .fini = teardown, .timeout = 10);

@@ -11,69 +11,46 @@
 #include <unistd.h>
 
 #include "dataplane/policy/pol.h"
+#include "tests/unit/test_dp_fixture.h"
 
 #define N       3
 #define MAX_AGE 5000u
 
-static shm_seg_t seg;
-static char name[64];
+static dp_fixture_t fx;
 static uint16_t slots[N];
-static int row;
 static uint64_t rng = 7;
 static shm_config_t cfg;
 
 static void setup(void)
 {
-    static int k;
-    char err[256];
-    shm_open_result_t how;
-    snprintf(name, sizeof(name), "/fd-router-test-rms-%d-%d", getpid(), k++);
-    cr_assert_eq(shm_open_cp(&seg, name, true, &how, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(shm_wlock(&seg), 0);
-    for (int i = 0; i < N; i++) {
-        int s = shm_slot_alloc(&seg);
-        cr_assert_geq(s, 0);
-        shm_instance_t *in = shm_instance(&seg, (unsigned)s);
-        snprintf(in->url, sizeof(in->url), "http://127.0.0.1:%d", 8100 + i);
-        snprintf(in->host, sizeof(in->host), "127.0.0.1");
-        in->port = (uint16_t)(8100 + i);
-        in->role = SHM_ROLE_MIXED;
-        in->health = SHM_HEALTH_HEALTHY;
-        __atomic_store_n(&in->state, SHM_SLOT_LIVE, __ATOMIC_RELEASE);
-        slots[i] = (uint16_t)s;
-    }
-    cr_assert_eq(shm_publish_views(&seg), 0);
-    shm_wunlock(&seg);
-    row = shm_dp_claim(&seg, getpid(), 0);
-    cr_assert_geq(row, 0);
+    dp_fixture_open(&fx, "rms", slots, N, 8100);
     cfg.waiting_weight = 1;
     cfg.metrics_max_age_ms = MAX_AGE;
 }
 
 static void teardown(void)
 {
-    shm_detach(&seg);
-    shm_destroy(name);
+    dp_fixture_close(&fx);
 }
 
 TestSuite(remote_metrics, .init = setup, .fini = teardown, .timeout = 10);
 
 static size_t choose(void)
 {
-    pol_ctx_t c = {.seg = &seg, .cfg = &cfg, .role = SHM_ROLE_MIXED, .slots = slots, .n = N, .rng = &rng};
+    pol_ctx_t c = {.seg = &fx.seg, .cfg = &cfg, .role = SHM_ROLE_MIXED, .slots = slots, .n = N, .rng = &rng};
     return pol_fd_remote_metrics_score.select(&c);
 }
 
 static void local_load(int i, int requests)
 {
     for (int k = 0; k < requests; k++)
-        shm_dp_inc(&seg, row, slots[i], 0);
+        shm_dp_inc(&fx.seg, fx.row, slots[i], 0);
 }
 
 /* Metrics of candidate i polled `age_ms` ago (negative: in the future). */
 static void remote(int i, double running, double waiting, int64_t age_ms)
 {
-    shm_metrics_store(shm_instance(&seg, slots[i]), running, waiting, 100,
+    shm_metrics_store(shm_instance(&fx.seg, slots[i]), running, waiting, 100,
                       (uint64_t)((int64_t)shm_now_ms() - age_ms));
 }
 
@@ -140,9 +117,9 @@ Test(remote_metrics, invalid_metrics_fall_back_to_local_counters)
     remote(1, 5, 0, 0);
     remote(2, 5, 0, 0);
     cr_assert_eq(choose(), 0);
-    shm_metrics_invalidate(shm_instance(&seg, slots[0]));
+    shm_metrics_invalidate(shm_instance(&fx.seg, slots[0]));
     cr_assert_eq(choose(), 0, "local 2 still beats remote 5");
-    shm_metrics_invalidate(shm_instance(&seg, slots[1]));
+    shm_metrics_invalidate(shm_instance(&fx.seg, slots[1]));
     cr_assert_eq(choose(), 1, "local 2, local 1, remote 5");
     remote(1, 7, 0, 0);
     cr_assert_eq(choose(), 0, "a successful poll after a failure is used again: local 2, remote 7, remote 5");
@@ -179,7 +156,7 @@ static pol_explain_t explain_remote(pol_cand_info_t *cand, const char *text)
     cfg.hit_ratio_weight = 1;
     cfg.load_balance_weight = 1;
     cfg.cache_block_size = 4;
-    pol_ctx_t c = {.seg = &seg,
+    pol_ctx_t c = {.seg = &fx.seg,
                    .cfg = &cfg,
                    .role = SHM_ROLE_MIXED,
                    .slots = slots,
