@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/reply.h"
 #include "tools/fd-sim/sim.h"
 
 #define TIMER_SLOTS   64
@@ -111,51 +112,14 @@ typedef struct {
 
 /* ---- small response helpers ---- */
 
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Status";
-    }
-}
-
-static void send_text(h2o_req_t *req, int status, const char *type, const char *body, size_t len)
-{
-    req->res.status = status;
-    req->res.reason = reason_of(status);
-    req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type, strlen(type));
-    h2o_send_inline(req, body, len);
-}
-
 /* Sends and frees a malloc'd JSON body (h2o_send_inline copies it into the pool). */
 static void send_json(h2o_req_t *req, int status, char *body, size_t len)
 {
     if (!body) {
-        send_text(req, 500, "text/plain", "out of memory\n", 14);
+        fd_reply(req, 500, "text/plain", "out of memory\n", 14);
         return;
     }
-    send_text(req, status, "application/json", body, len);
+    fd_reply(req, status, "application/json", body, len);
     free(body);
 }
 
@@ -168,7 +132,7 @@ static void send_error(h2o_req_t *req, int status, const char *message, const ch
 
 static void send_ok(h2o_req_t *req)
 {
-    send_text(req, 200, "application/json", "{\"ok\":true}", 11);
+    fd_reply(req, 200, "application/json", "{\"ok\":true}", 11);
 }
 
 static int fd_of(h2o_req_t *req)
@@ -201,7 +165,7 @@ static void drop_connection(h2o_req_t *req, h2o_generator_t *gen, bool started)
     req->http1_is_persistent = 0;
     if (!started) {
         req->res.status = 503;
-        req->res.reason = reason_of(503);
+        req->res.reason = fd_http_reason(503);
         h2o_start_response(req, gen);
     }
     h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
@@ -384,7 +348,7 @@ static void stream_head(sim_call_t *c)
 {
     h2o_req_t *req = c->req;
     req->res.status = 200;
-    req->res.reason = reason_of(200);
+    req->res.reason = fd_http_reason(200);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("text/event-stream"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
@@ -416,7 +380,7 @@ static void call_send_response(sim_call_t *c)
         return;
     }
     c->req->res.status = 200;
-    c->req->res.reason = reason_of(200);
+    c->req->res.reason = fd_http_reason(200);
     c->req->res.content_length = len;
     h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json"));
@@ -956,7 +920,7 @@ static void handle_abort(sim_server_t *srv, h2o_req_t *req)
     sim_abort_req_t a;
     if (sim_parse_abort(req->entity.base, req->entity.base ? req->entity.len : 0, &a) != 0) {
         static const char usage[] = "{\"error\":\"" SIM_ABORT_USAGE "\"}";
-        send_text(req, 400, "application/json", usage, sizeof(usage) - 1);
+        fd_reply(req, 400, "application/json", usage, sizeof(usage) - 1);
         return;
     }
     json_object *aborted = json_object_new_array(), *not_found = json_object_new_array();
@@ -998,17 +962,17 @@ static void handle_metrics(sim_server_t *srv, h2o_req_t *req)
     char buf[SIM_METRICS_CAP];
     sim_engine_load_t load;
     size_t len = sim_state_metrics_text(srv->st, engine_load(srv, &load), buf, sizeof(buf));
-    send_text(req, 200, "text/plain; version=0.0.4", buf, len);
+    fd_reply(req, 200, "text/plain; version=0.0.4", buf, len);
 }
 
 static void handle_health(sim_server_t *srv, h2o_req_t *req)
 {
     if (starting(srv))
-        send_text(req, 503, "application/json", "{\"status\":\"starting\"}", 21);
+        fd_reply(req, 503, "application/json", "{\"status\":\"starting\"}", 21);
     else if (atomic_load(&srv->st->healthy))
-        send_text(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
+        fd_reply(req, 200, "application/json", "{\"status\":\"ok\"}", 15);
     else
-        send_text(req, 503, "application/json", "{\"status\":\"unhealthy\"}", 22);
+        fd_reply(req, 503, "application/json", "{\"status\":\"unhealthy\"}", 22);
 }
 
 typedef int (*control_fn)(sim_state_t *, const char *, size_t, char *, size_t);
