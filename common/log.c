@@ -9,16 +9,33 @@
  */
 #include "common/log.h"
 
+#include <stdbool.h>
+
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 8192
 
 static int g_level = FD_LOG_INFO;
+
+/* file mode (fd_log_to_file); g_file < 0 = stdout/stderr */
+static struct {
+    int fd;
+    int day; /* yyyymmdd of the lines in the current file */
+    char path[PATH_MAX];
+    char dir[PATH_MAX];
+    pthread_mutex_t lock;
+} g_file = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *const level_tag[] = {"[ERROR] ", "[WARN] ", "[INFO] ", "[DEBUG] "};
 
@@ -58,6 +75,146 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
+static int day_of(time_t t)
+{
+    struct tm tm;
+    localtime_r(&t, &tm);
+    return (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+}
+
+static int open_log(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+int fd_log_to_file(const char *path)
+{
+    int fd = open_log(path);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    pthread_mutex_lock(&g_file.lock);
+    snprintf(g_file.path, sizeof(g_file.path), "%s", path);
+    snprintf(g_file.dir, sizeof(g_file.dir), "%s", path);
+    char *slash = strrchr(g_file.dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(g_file.dir, sizeof(g_file.dir), ".");
+    /* a file left from an earlier day is archived at the first line of today */
+    g_file.day = fstat(fd, &st) == 0 && st.st_size > 0 ? day_of(st.st_mtime) : day_of(time(NULL));
+    if (g_file.fd >= 0) {
+        dup2(fd, g_file.fd);
+        close(fd);
+    } else {
+        __atomic_store_n(&g_file.fd, fd, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&g_file.lock);
+    return 0;
+}
+
+/* A new day: archive the current file unless another process already did, then reopen. */
+static void rotate(int today)
+{
+    pthread_mutex_lock(&g_file.lock);
+    if (g_file.day != today) {
+        struct stat mine, at_path;
+        bool ours = fstat(g_file.fd, &mine) == 0 && stat(g_file.path, &at_path) == 0 &&
+                    mine.st_ino == at_path.st_ino && mine.st_dev == at_path.st_dev;
+        if (ours) {
+            char archive[PATH_MAX + 32];
+            snprintf(archive, sizeof(archive), "%s/router-%04d-%02d-%02d.log", g_file.dir, g_file.day / 10000,
+                     g_file.day / 100 % 100, g_file.day % 100);
+            for (int k = 1; access(archive, F_OK) == 0 && k < 100; k++)
+                snprintf(archive, sizeof(archive), "%s/router-%04d-%02d-%02d.%d.log", g_file.dir,
+                         g_file.day / 10000, g_file.day / 100 % 100, g_file.day % 100, k);
+            rename(g_file.path, archive);
+        }
+        int fd = open_log(g_file.path);
+        if (fd >= 0) { /* same descriptor number: a thread writing right now never hits a reused one */
+            dup2(fd, g_file.fd);
+            close(fd);
+        }
+        __atomic_store_n(&g_file.day, today, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&g_file.lock);
+}
+
+static void emit(fd_log_level_t lvl, const char *buf, size_t len, time_t now)
+{
+    if (__atomic_load_n(&g_file.fd, __ATOMIC_ACQUIRE) < 0) {
+        write_all(lvl == FD_LOG_ERROR ? STDERR_FILENO : STDOUT_FILENO, buf, len);
+        return;
+    }
+    int today = day_of(now);
+    if (today != __atomic_load_n(&g_file.day, __ATOMIC_RELAXED))
+        rotate(today);
+    write_all(__atomic_load_n(&g_file.fd, __ATOMIC_ACQUIRE), buf, len);
+}
+
+typedef struct {
+    char name[NAME_MAX + 1];
+    time_t mtime;
+    off_t size;
+} archive_t;
+
+static int by_age(const void *a, const void *b)
+{
+    const archive_t *x = a, *y = b;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
+}
+
+int fd_log_cleanup(int max_age_days, int max_total_mb)
+{
+    if (g_file.fd < 0)
+        return 0;
+    DIR *d = opendir(g_file.dir);
+    if (!d)
+        return 0;
+    archive_t *list = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        struct stat st;
+        char full[PATH_MAX + NAME_MAX + 2];
+        snprintf(full, sizeof(full), "%s/%s", g_file.dir, e->d_name);
+        if (strncmp(e->d_name, "router-", 7) != 0 || len < 11 || strcmp(e->d_name + len - 4, ".log") != 0 ||
+            stat(full, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (n == cap) {
+            archive_t *grown = realloc(list, (cap = cap ? cap * 2 : 16) * sizeof(*list));
+            if (!grown)
+                break;
+            list = grown;
+        }
+        snprintf(list[n].name, sizeof(list[n].name), "%s", e->d_name);
+        list[n].mtime = st.st_mtime;
+        list[n++].size = st.st_size;
+    }
+    closedir(d);
+    qsort(list, n, sizeof(*list), by_age);
+    struct stat cur;
+    long long total = stat(g_file.path, &cur) == 0 ? cur.st_size : 0;
+    for (size_t i = 0; i < n; i++)
+        total += list[i].size;
+    time_t oldest_kept = time(NULL) - (time_t)max_age_days * 86400;
+    int deleted = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool too_old = list[i].mtime<oldest_kept, too_big = total>(long long) max_total_mb * 1024 * 1024;
+        if (!too_old && !too_big)
+            break; /* sorted by age: the rest are younger, and the total fits */
+        char full[PATH_MAX + NAME_MAX + 2];
+        snprintf(full, sizeof(full), "%s/%s", g_file.dir, list[i].name);
+        if (unlink(full) == 0) {
+            total -= list[i].size;
+            deleted++;
+        }
+    }
+    free(list);
+    return deleted;
+}
+
 void fd_log_write(fd_log_level_t lvl, const char *file, int line, const char *fmt, ...)
 {
     if (lvl < FD_LOG_ERROR || lvl > FD_LOG_DEBUG || !fd_log_enabled(lvl))
@@ -90,6 +247,6 @@ void fd_log_write(fd_log_level_t lvl, const char *file, int line, const char *fm
     /* Like Go's log package: a newline is added unless the message ends with one. */
     if (len == 0 || buf[len - 1] != '\n')
         buf[len++] = '\n';
-    write_all(lvl == FD_LOG_ERROR ? STDERR_FILENO : STDOUT_FILENO, buf, len);
+    emit(lvl, buf, len, now);
     errno = saved_errno;
 }

@@ -16,6 +16,19 @@ int fd_log_enabled(fd_log_level_t lvl);
 void fd_log_write(fd_log_level_t lvl, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * log.output: file (the Go router's file mode). Every line goes to `path` (appended) instead of
+ * stdout/stderr. At the first line of a new day the file is renamed to router-YYYY-MM-DD.log
+ * (the day it covers) beside it and a new one is started; several processes may share the file
+ * (the CP and its DP): whoever notices the new day first renames, the others reopen. Returns 0,
+ * or -1 with errno.
+ */
+int fd_log_to_file(const char *path);
+/* The control plane's periodic clean-up of the archives beside the log file: those older than
+ * max_age_days go, then the oldest while all archives and the current file exceed max_total_mb
+ * (the current file itself is never deleted). Returns how many were deleted. */
+int fd_log_cleanup(int max_age_days, int max_total_mb);
+
 #define LOG_ERROR(...) fd_log_write(FD_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_WARN(...)  fd_log_write(FD_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_INFO(...)  fd_log_write(FD_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)

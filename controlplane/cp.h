@@ -20,6 +20,7 @@
  *   metrics_poll.c  the periodic /metrics polls, published into shm for the remote policies
  *   stats.c      the Go router's periodic [stats] log line
  *   evict.c      the prefix tree's TTL eviction and free-node headroom
+ *   logfiles.c   log.output: file - the log file, passed to the DPs, and its archives' clean-up
  *   health_generate.c  GET /health_generate: probe every prefill and decode instance now
  *   supervise.c  spawning, watching, restarting and adopting the data plane processes
  *   upgrade.c    the hot upgrade: start a new DP, wait until it serves, drain the old one
@@ -172,6 +173,8 @@ struct cp {
     char config_path[PATH_MAX];
     char shm_name[64];
     char control_socket[PATH_MAX];
+    char log_file[PATH_MAX]; /* log.output: file: the absolute path (the DPs write it too); "" otherwise */
+    cp_timer_t log_cleanup_timer;
     char dp_binary[PATH_MAX];         /* the configured binary (flag, config, default); SIGHUP uses it */
     char dp_binary_running[PATH_MAX]; /* what the current DP runs; restarts after a crash use it */
     unsigned dp_drain_secs;           /* --dp_drain_secs: drain time of a SIGHUP upgrade (0 = DP default) */
@@ -366,6 +369,12 @@ void cp_metrics_stop(cp_t *cp);
 
 int cp_stats_start(cp_t *cp);
 void cp_stats_stop(cp_t *cp);
+
+/* ---- log.output: file (logfiles.c) ---- */
+
+int cp_logfiles_open(cp_t *cp); /* at start, before anything else is logged to stdout */
+int cp_logfiles_start(cp_t *cp);
+void cp_logfiles_stop(cp_t *cp);
 
 /* ---- GET /health_generate (health_generate.c) ---- */
 

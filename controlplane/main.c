@@ -99,6 +99,8 @@ static int load_config(cp_t *cp, const cp_args_t *a)
         cp->dp_drain_secs = (unsigned)v;
     }
     fd_log_set_level_name(cp->cfg.log_level);
+    if (cp_logfiles_open(cp) != 0)
+        return -1;
     return resolve_names(cp, a);
 }
 
@@ -279,7 +281,7 @@ static int start_services(cp_t *cp, const cp_orphans_t *o)
     if (cp->cfg.register_path[0] != '\0')
         cp_register_load_file(cp, cp->cfg.register_path);
     if (cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_stats_start(cp) != 0 ||
-        cp_evict_start(cp) != 0)
+        cp_evict_start(cp) != 0 || cp_logfiles_start(cp) != 0)
         return -1;
     int rc = o->current || o->nstop || o->ndraining ? cp_dp_adopt(cp, o, err, sizeof(err)) : 0;
     if (rc == 0 && o->current == 0)
@@ -297,6 +299,7 @@ static void shutdown_cp(cp_t *cp)
     cp_metrics_stop(cp);
     cp_stats_stop(cp);
     cp_evict_stop(cp);
+    cp_logfiles_stop(cp);
     if (cp->prober_ready)
         cp_register_abort_all(cp);
     cp_upgrade_abort(cp, "the control plane stopped during the upgrade");

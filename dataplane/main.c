@@ -13,6 +13,7 @@
  * gives its counter row back and exits. The CP sends the upgrade's drain time with the signal
  * (sigqueue value, in seconds); a plain SIGTERM uses --drain_secs.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,7 +36,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: fd-router-dp --shm_name NAME --listen_fd FD --control_socket PATH\n"
-            "                    [--threads N] [--drain_secs S] [--drain_idle_ms MS]\n"
+            "                    [--threads N] [--drain_secs S] [--drain_idle_ms MS] [--log_level L]\n"
+            "                    [--log_file PATH]\n"
             "  Normally started by fd-router-cp, which owns the listening socket and the shared memory.\n"
             "  --shm_name NAME        shared memory segment to attach (created by the control plane)\n"
             "  --listen_fd FD         inherited listening socket\n"
@@ -43,6 +45,8 @@ static void usage(FILE *f)
             "  --threads N            event-loop threads (default: router.dp-threads, 0 = one per core)\n"
             "  --drain_secs S         on SIGTERM, how long in-flight requests may take to finish (default "
             "600)\n"
+            "  --log_level L          debug, info, warn (else errors only), as log.level (default info)\n"
+            "  --log_file PATH        write the log there (log.output: file), rotated daily\n"
             "  --drain_idle_ms MS     while draining, close keep-alive connections idle this long (default "
             "1000)\n");
 }
@@ -55,6 +59,8 @@ static int parse_args(int argc, char **argv, char *shm_name, size_t shm_len)
                                          {"threads", required_argument, 0, 't'},
                                          {"drain_secs", required_argument, 0, 'd'},
                                          {"drain_idle_ms", required_argument, 0, 'i'},
+                                         {"log_level", required_argument, 0, 'L'},
+                                         {"log_file", required_argument, 0, 'F'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -80,6 +86,13 @@ static int parse_args(int argc, char **argv, char *shm_name, size_t shm_len)
             break;
         case 'i':
             dp.drain_idle_ms = (unsigned)atoi(optarg);
+            break;
+        case 'L':
+            fd_log_set_level_name(optarg);
+            break;
+        case 'F':
+            if (optarg[0] && fd_log_to_file(optarg) != 0)
+                LOG_ERROR("cannot open log file %s: %s (logging to stdout)", optarg, strerror(errno));
             break;
         case 'h':
             usage(stdout);

@@ -674,3 +674,87 @@ Test(names, control_socket_in_the_units_runtime_directory)
     snprintf(want, sizeof want, "%s/control.sock", dir);
     cr_assert_str_eq(p, want, "fdctl must find the socket of the systemd unit's control plane");
 }
+
+/* ---- log.output: file ---- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    static char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void remove_dir(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void set_mtime(const char *path, time_t t)
+{
+    struct timespec ts[2] = {{.tv_sec = t}, {.tv_sec = t}};
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+Test(logfile, lines_go_to_the_file_and_a_new_day_archives_it)
+{
+    char dir[] = "/tmp/fdlogXXXXXX", path[128], archive[160];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/router.log", dir);
+    FILE *f = fopen(path, "w");
+    fputs("[INFO] yesterday's line\n", f);
+    fclose(f);
+    time_t yesterday = time(NULL) - 86400;
+    set_mtime(path, yesterday);
+    cr_assert_eq(fd_log_to_file(path), 0);
+    LOG_ERROR("today %d", 42);
+    struct tm tm;
+    localtime_r(&yesterday, &tm);
+    snprintf(archive, sizeof archive, "%s/router-%04d-%02d-%02d.log", dir, tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday);
+    char *old = slurp(archive);
+    cr_assert_not_null(old, "yesterday's file archived as %s", archive);
+    cr_assert(strstr(old, "yesterday's line") && !strstr(old, "today 42"));
+    char *cur = slurp(path);
+    cr_assert(cur && strstr(cur, ": today 42\n") && strncmp(cur, "[ERROR] ", 8) == 0, "%s",
+              cur ? cur : "(none)");
+    cr_assert_null(strstr(cur, "yesterday"));
+    remove_dir(dir);
+}
+
+Test(logfile, cleanup_by_age_then_total_size)
+{
+    char dir[] = "/tmp/fdlogXXXXXX", path[128], p[160];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/router.log", dir);
+    cr_assert_eq(fd_log_to_file(path), 0);
+    LOG_ERROR("current");
+    time_t now = time(NULL);
+    const int ages[] = {20, 5, 3, 1}; /* days */
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/router-2026-01-%02d.log", dir, 10 + i);
+        FILE *f = fopen(p, "w");
+        for (int k = 0; k < 600 * 1024; k++)
+            fputc('x', f);
+        fclose(f);
+        set_mtime(p, now - ages[i] * 86400);
+    }
+    snprintf(p, sizeof p, "%s/other.log", dir);
+    fclose(fopen(p, "w"));
+    /* max age 7 days: the 20-day one goes; then 3 x 600 KiB > 1 MiB: the oldest go until it fits */
+    cr_assert_eq(fd_log_cleanup(7, 1), 3);
+    snprintf(p, sizeof p, "%s/router-2026-01-13.log", dir);
+    cr_assert_eq(access(p, F_OK), 0, "the newest archive stays");
+    snprintf(p, sizeof p, "%s/router-2026-01-11.log", dir);
+    cr_assert_neq(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/other.log", dir);
+    cr_assert_eq(access(p, F_OK), 0, "only router archives are touched");
+    cr_assert_eq(access(path, F_OK), 0, "the current file is never deleted");
+    remove_dir(dir);
+}
