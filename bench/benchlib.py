@@ -126,13 +126,14 @@ class Bench:
         self.cpus = {"proxy": str(n - 1), "backend": "0-%d" % (n - 2), "load": "0-%d" % (n - 2)}
 
     def spawn(self, name, argv, expect=None, role=None):
+        expect = expect or os.path.basename(argv[0])  # what the pid runs once taskset has exec'd it
         argv = self.pinned(role, argv)
         self.seq += 1
         out = open(os.path.join(self.tmp, "%s-%d.log" % (name, self.seq)), "w")
         p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.close()
         p.log_path = out.name
-        self.procs.append((p, expect or os.path.basename(argv[0])))
+        self.procs.append((p, expect))
         return p
 
     def stop(self, p, timeout=5):
