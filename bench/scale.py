@@ -133,7 +133,6 @@ set ylabel "req/s as a fraction of the same run's direct req/s"
 set yrange [0:*]
 plot for [i=2:{n}] "{data}" using 1:i with linespoints title word("{pols}", i-1)
 set ylabel "added latency, 1 connection, p50 (us)"
-set yrange [*:*]
 plot for [i={n1}:{n2}] "{data}" using 1:i with linespoints title word("{pols}", i-{n})
 unset multiplot
 """
