@@ -162,7 +162,11 @@ static int on_body(h2o_http1client_t *client, const char *err)
     if (err) {
         p->client = NULL; /* the library closes or pools it after we return */
         p->upstream_done = 1;
-        p->upstream_broken = err != h2o_http1client_error_is_eos;
+        /* h2o 2.2's client reports a chunked body whose connection closed between two chunks as a
+         * normal end (a browser habit); without the terminating chunk it is a truncated answer.
+         * The real end arrives with the terminator's bytes; a close arrives with none. */
+        p->upstream_broken =
+            err != h2o_http1client_error_is_eos || (p->upstream_chunked && client->sock->bytes_read == 0);
         timer_set(p, NULL);
     } else if (p->recv->size > DP_MAX_BUFFERED) {
         /* slow client: stop reading the instance until h2o asks for more (proceed) */
@@ -177,12 +181,16 @@ static int on_body(h2o_http1client_t *client, const char *err)
     return 0;
 }
 
-static void copy_response_headers(h2o_req_t *req, const h2o_header_t *headers, size_t n)
+static void copy_response_headers(dp_proxy_t *p, const h2o_header_t *headers, size_t n)
 {
+    h2o_req_t *req = p->req;
     for (size_t i = 0; i < n; i++) {
         const h2o_header_t *h = headers + i;
         if (h2o_iovec_is_token(h->name)) {
             const h2o_token_t *tok = (const h2o_token_t *)h->name;
+            if (tok == H2O_TOKEN_TRANSFER_ENCODING)
+                p->upstream_chunked =
+                    h2o_contains_token(h->value.base, h->value.len, H2O_STRLIT("chunked"), ',');
             if (tok == H2O_TOKEN_CONTENT_LENGTH) {
                 req->res.content_length = h2o_strtosize(h->value.base, h->value.len);
                 continue;
@@ -263,7 +271,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     h2o_req_t *req = p->req;
     req->res.status = status;
     req->res.reason = h2o_strdup(&req->pool, msg.base, msg.len).base;
-    copy_response_headers(req, headers, n);
+    copy_response_headers(p, headers, n);
     p->state = DP_ST_BODY;
     if (p->ops->may_respond && !p->ops->may_respond(p))
         p->held = 1;

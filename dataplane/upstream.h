@@ -61,8 +61,8 @@ struct dp_proxy {
 
     dp_proxy_state_t state;
     int attempts;
-    unsigned responded : 1, upstream_done : 1, upstream_broken : 1, timed_out : 1, paused : 1, finished : 1,
-        held : 1;
+    unsigned responded : 1, upstream_done : 1, upstream_broken : 1, upstream_chunked : 1, timed_out : 1,
+        paused : 1, finished : 1, held : 1;
 };
 
 /* "METHOD path" request head for an upstream: the client's end-to-end headers when given
