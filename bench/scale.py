@@ -45,6 +45,8 @@ def parse_args():
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--duration", type=int, default=3, help="seconds of each wrk run")
     p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--health-interval", type=float, default=5,
+                   help="manager.health-check-interval-secs (5, the default: 200 probes/s at 1,000 instances)")
     p.add_argument("--selection-scale", type=float, default=0.3, help="bench_selection --budget-scale (0: skip)")
     return p.parse_args()
 
@@ -102,7 +104,7 @@ def main():
             for port in ports[:n]:
                 f.write("  - {role: mixed, host_ip: 127.0.0.1, port: %d, metrics_port: %d}\n" % (port, port))
         for pol in policies:
-            r = b.start_router(pol, {"manager": {"health-check-interval-secs": 5}}, register_path=reg)
+            r = b.start_router(pol, {"manager": {"health-check-interval-secs": a.health_interval}}, register_path=reg)
             try:
                 r.wait_selectable(n, timeout=120)
                 d_rps = b.wrk(direct_url, lua, a.connections, a.duration)
