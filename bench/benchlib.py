@@ -265,7 +265,7 @@ class Bench:
         """Run gnuplot on script (with {data} and {png} substituted); returns the PNG path or None."""
         data_path = self.write(png.replace(".png", ".dat"), data)
         png_path = os.path.join(self.results, png)
-        gp = self.write(png.replace(".png", ".gp"), script.format(data=data_path, png=png_path))
+        gp = self.write(png.replace(".png", ".gp"), script.format(data=data_path, png=png_path, histogram=HISTOGRAM))
         if not shutil.which("gnuplot"):
             log("gnuplot not found: no chart (the data is in %s)" % data_path)
             return None
@@ -348,6 +348,17 @@ def machine_line():
     m = machine()
     return "machine: %d CPUs, %s, Linux %s, load %s, %s" % (m["nproc"], m["cpu"], m["kernel"], " ".join(m["loadavg"]),
                                                            m["date"])
+
+
+# gnuplot settings shared by the clustered-bar charts (CHART templates take it as {histogram})
+HISTOGRAM = """set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set key outside top center horizontal
+set grid ytics
+set yrange [0:*]
+"""
 
 
 def fmt_table(header, rows):

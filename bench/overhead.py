@@ -172,14 +172,7 @@ def spread(xs, fmt):
 CHART = """set terminal pngcairo size 1200,760 font ",9" noenhanced
 set output "{png}"
 set multiplot layout 2,1 title "proxy overhead: fd-router per policy and direct, next to nginx as a reverse proxy\\n"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.9
-set xtics rotate by -25 scale 0
-set key outside top center horizontal
-set grid ytics
-set yrange [0:*]
+{histogram}set xtics rotate by -25 scale 0
 set ylabel "req/s with {conns} connections / nginx proxy's"
 plot for [i=2:{n}:2] "{data}" using i:xtic(1) title word("{scen}", i/2), 1 with lines lc rgb "black" dt 2 title "nginx = 1"
 set ylabel "added latency, 1 connection, p50 (microseconds)"

@@ -194,14 +194,7 @@ def spread_table(rows, runs):
 CHART = """set terminal pngcairo size 1200,800 font ",9" noenhanced
 set output "{png}"
 set multiplot layout 2,2 title "routing quality: {title}\\n"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.9
-set xtics rotate by -30 scale 0
-set key outside top center horizontal
-set grid ytics
-set yrange [0:*]
+{histogram}set xtics rotate by -30 scale 0
 set ylabel "prefix-cache hit rate (%)"
 plot for [i=2:{n}:4] "{data}" using i:xtic(1) title columnheader(i)
 set ylabel "TTFT p50 (ms)"
