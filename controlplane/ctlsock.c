@@ -48,20 +48,6 @@ void cp_respond_msg(h2o_req_t *req, int status, const char *msg)
     json_object_put(o);
 }
 
-static const char *dp_state_name(uint32_t s)
-{
-    switch (s) {
-    case SHM_DP_STARTING:
-        return "starting";
-    case SHM_DP_SERVING:
-        return "serving";
-    case SHM_DP_DRAINING:
-        return "draining";
-    default:
-        return "free";
-    }
-}
-
 static struct json_object *status_cp(cp_t *cp)
 {
     uint64_t now = shm_now_ms();
@@ -102,7 +88,8 @@ static struct json_object *status_dps(cp_t *cp)
         json_object_object_add(o, "pid", json_object_new_int64(pid));
         json_object_object_add(o, "row", json_object_new_int((int)i));
         json_object_object_add(
-            o, "state", json_object_new_string(dp_state_name(__atomic_load_n(&r->state, __ATOMIC_RELAXED))));
+            o, "state",
+            json_object_new_string(shm_dp_state_name(__atomic_load_n(&r->state, __ATOMIC_RELAXED))));
         json_object_object_add(o, "started_at_ms", json_object_new_int64((int64_t)r->started_at_ms));
         json_object_object_add(
             o, "requests_total",

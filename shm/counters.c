@@ -131,3 +131,19 @@ uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
 {
     return sum_rows(s, offsetof(shm_dp_row_t, tokens), slot);
 }
+
+const char *shm_dp_state_name(uint32_t state)
+{
+    switch (state) {
+    case SHM_DP_FREE:
+        return "free";
+    case SHM_DP_STARTING:
+        return "starting";
+    case SHM_DP_SERVING:
+        return "serving";
+    case SHM_DP_DRAINING:
+        return "draining";
+    default:
+        return "invalid";
+    }
+}

@@ -175,6 +175,9 @@ static inline void shm_dp_inc(shm_seg_t *s, int row, unsigned slot, uint64_t tok
  * positive (a counter never wraps). Tokens may be released separately (release_request = false). */
 void shm_dp_dec(shm_seg_t *s, int row, unsigned slot, uint32_t gen, bool release_request, uint64_t tokens);
 
+/* "free" / "starting" / "serving" / "draining" (SHM_DP_*), for status views. */
+const char *shm_dp_state_name(uint32_t state);
+
 /* Sums over the rows of live DPs. */
 uint64_t shm_inflight(const shm_seg_t *s, unsigned slot);
 uint64_t shm_tokens(const shm_seg_t *s, unsigned slot);

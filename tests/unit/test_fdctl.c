@@ -44,8 +44,8 @@ Test(format, names)
     cr_assert_str_eq(fdctl_health_name(SHM_HEALTH_UNHEALTHY), "unhealthy");
     cr_assert_str_eq(fdctl_health_name(77), "invalid");
     cr_assert_str_eq(fdctl_slot_state_name(SHM_SLOT_RETIRED), "retired");
-    cr_assert_str_eq(fdctl_dp_state_name(SHM_DP_SERVING), "serving");
-    cr_assert_str_eq(fdctl_dp_state_name(SHM_DP_DRAINING), "draining");
+    cr_assert_str_eq(shm_dp_state_name(SHM_DP_SERVING), "serving");
+    cr_assert_str_eq(shm_dp_state_name(SHM_DP_DRAINING), "draining");
 }
 
 static fdctl_instance_t sample(const char *url, uint32_t state, uint32_t health)

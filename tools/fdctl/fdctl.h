@@ -93,7 +93,6 @@ void fdctl_snapshot_status(shm_seg_t *seg, int reader, fdctl_status_t *out);
 
 const char *fdctl_health_name(uint32_t health);    /* "unknown" / "healthy" / "unhealthy" */
 const char *fdctl_slot_state_name(uint32_t state); /* "free" / "live" / "retired" */
-const char *fdctl_dp_state_name(uint32_t state);   /* "free" / "starting" / "serving" / "draining" */
 /* Age `now - then` in ms; 0 when `then` is unset (0) or in the future. */
 uint64_t fdctl_age_ms(uint64_t now_ms, uint64_t then_ms);
 /* Compact human duration: "850ms", "12.3s", "4m05s", "2h03m", "3d04h"; "-" when ms is UINT64_MAX. */

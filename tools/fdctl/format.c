@@ -40,22 +40,6 @@ const char *fdctl_slot_state_name(uint32_t state)
     }
 }
 
-const char *fdctl_dp_state_name(uint32_t state)
-{
-    switch (state) {
-    case SHM_DP_FREE:
-        return "free";
-    case SHM_DP_STARTING:
-        return "starting";
-    case SHM_DP_SERVING:
-        return "serving";
-    case SHM_DP_DRAINING:
-        return "draining";
-    default:
-        return "invalid";
-    }
-}
-
 uint64_t fdctl_age_ms(uint64_t now_ms, uint64_t then_ms)
 {
     return then_ms && now_ms > then_ms ? now_ms - then_ms : 0;
@@ -174,7 +158,7 @@ static json_object *dp_json(const fdctl_dp_t *d)
     add(o, "pid", json_object_new_int(d->pid));
     add(o, "row", json_object_new_int((int)d->row));
     add(o, "alive", json_object_new_boolean(d->alive));
-    add(o, "state", json_object_new_string(fdctl_dp_state_name(d->state)));
+    add(o, "state", json_object_new_string(shm_dp_state_name(d->state)));
     add(o, "requests_total", json_object_new_int64((int64_t)d->requests_total));
     add(o, "started_at_ms", json_object_new_int64((int64_t)d->started_at_ms));
     char build[24];
@@ -244,8 +228,8 @@ void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms)
         age_text(a, sizeof a, now_ms, d->started_at_ms);
         fprintf(f,
                 "data plane     pid %d (row %u), %s%s, up %s, %" PRIu64 " requests, build %012" PRIx64 "\n",
-                d->pid, d->row, fdctl_dp_state_name(d->state), d->alive ? "" : ", DEAD (row not reaped yet)",
-                a, d->requests_total, d->build >> 16);
+                d->pid, d->row, shm_dp_state_name(d->state), d->alive ? "" : ", DEAD (row not reaped yet)", a,
+                d->requests_total, d->build >> 16);
     }
     if (st->splitwise)
         fprintf(f, "policy         splitwise: prefill %s, decode %s\n",

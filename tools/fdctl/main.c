@@ -223,7 +223,10 @@ static void print_json(json_object *o)
     json_object_put(o);
 }
 
-static int cmd_registered(const fdctl_args_t *a, shm_seg_t *seg, int reader)
+typedef enum { VIEW_REGISTERED, VIEW_HEALTH, VIEW_STATS } view_t;
+
+/* The instance views: one snapshot of the slots, rendered as `view` in JSON or as a table. */
+static int show_instances(const fdctl_args_t *a, shm_seg_t *seg, int reader, view_t view)
 {
     fdctl_instance_t *list = calloc(SHM_MAX_INSTANCES, sizeof *list);
     if (!list) {
@@ -233,41 +236,32 @@ static int cmd_registered(const fdctl_args_t *a, shm_seg_t *seg, int reader)
     unsigned n = fdctl_snapshot_instances(seg, reader, list, SHM_MAX_INSTANCES);
     uint64_t now = shm_now_ms();
     if (a->json)
-        print_json(fdctl_instances_json(list, n, now));
-    else
+        print_json(view == VIEW_REGISTERED ? fdctl_instances_json(list, n, now)
+                   : view == VIEW_HEALTH   ? fdctl_health_json(list, n, now)
+                                           : fdctl_stats_json(list, n, now));
+    else if (view == VIEW_REGISTERED)
         fdctl_instances_table(stdout, list, n, now);
+    else if (view == VIEW_HEALTH)
+        fdctl_health_table(stdout, list, n, now);
+    else
+        fdctl_stats_table(stdout, list, n);
     free(list);
     return 0;
 }
 
-/* Instances for health and stats: snapshot, then render with `json` or `table`. */
-static int cmd_instances(const fdctl_args_t *a, shm_seg_t *seg, int reader, bool stats)
+static int cmd_registered(const fdctl_args_t *a, shm_seg_t *seg, int reader)
 {
-    fdctl_instance_t *list = calloc(SHM_MAX_INSTANCES, sizeof *list);
-    if (!list) {
-        fprintf(stderr, "fdctl: out of memory\n");
-        return 1;
-    }
-    unsigned n = fdctl_snapshot_instances(seg, reader, list, SHM_MAX_INSTANCES);
-    uint64_t now = shm_now_ms();
-    if (a->json)
-        print_json(stats ? fdctl_stats_json(list, n, now) : fdctl_health_json(list, n, now));
-    else if (stats)
-        fdctl_stats_table(stdout, list, n);
-    else
-        fdctl_health_table(stdout, list, n, now);
-    free(list);
-    return 0;
+    return show_instances(a, seg, reader, VIEW_REGISTERED);
 }
 
 static int cmd_health(const fdctl_args_t *a, shm_seg_t *seg, int reader)
 {
-    return cmd_instances(a, seg, reader, false);
+    return show_instances(a, seg, reader, VIEW_HEALTH);
 }
 
 static int cmd_stats(const fdctl_args_t *a, shm_seg_t *seg, int reader)
 {
-    return cmd_instances(a, seg, reader, true);
+    return show_instances(a, seg, reader, VIEW_STATS);
 }
 
 static int cmd_status(const fdctl_args_t *a, shm_seg_t *seg, int reader)
