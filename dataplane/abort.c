@@ -15,6 +15,7 @@
 #include "dataplane/leg.h"
 #include "dataplane/pools.h"
 #include "dataplane/request.h"
+#include "dataplane/select.h"
 
 #define DP_ABORT_TIMEOUT_MS 5000
 #define MAX_ANSWER          (256 * 1024)
@@ -198,23 +199,27 @@ typedef struct {
     uint32_t gen;
 } addr_t;
 
+typedef struct {
+    addr_t *out;
+    size_t n;
+} addrs_t;
+
+static void copy_addr(const shm_instance_t *in, unsigned slot, void *arg)
+{
+    addrs_t *a = arg;
+    addr_t *o = &a->out[a->n++];
+    memcpy(o->url, in->url, sizeof(in->url));
+    memcpy(o->host, in->host, sizeof(in->host));
+    o->port = in->port;
+    o->slot = (uint16_t)slot;
+    o->gen = __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE);
+}
+
 static size_t live_instances(dp_thread_t *t, addr_t *out)
 {
-    size_t n = 0;
-    shm_read_enter(&dp.seg, t->reader);
-    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
-        const shm_instance_t *in = shm_instance(&dp.seg, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
-            continue;
-        memcpy(out[n].url, in->url, sizeof(in->url));
-        memcpy(out[n].host, in->host, sizeof(in->host));
-        out[n].port = in->port;
-        out[n].slot = (uint16_t)i;
-        out[n].gen = in->generation;
-        n++;
-    }
-    shm_read_exit(&dp.seg, t->reader);
-    return n;
+    addrs_t a = {out, 0};
+    dp_for_each_slot(t, false, copy_addr, &a);
+    return a.n;
 }
 
 int dp_handle_abort(h2o_req_t *req)

@@ -11,6 +11,7 @@
 
 #include "common/instance_info.h"
 #include "dataplane/pools.h"
+#include "dataplane/select.h"
 #include "dataplane/upstream.h"
 
 static void send_object(h2o_req_t *req, json_object *o)
@@ -59,21 +60,9 @@ static json_object *worker_info(const shm_instance_t *in)
     return o;
 }
 
-/* Calls f for every LIVE slot, inside a read-side critical section: slot identity cannot be
- * rewritten while we are in it (a slot is freed only after a grace period). */
-static void for_each_live(dp_thread_t *t, void (*f)(const shm_instance_t *, void *), void *arg)
+static void add_worker(const shm_instance_t *in, unsigned slot, void *arg)
 {
-    shm_read_enter(&dp.seg, t->reader);
-    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
-        const shm_instance_t *in = shm_instance(&dp.seg, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->role < SHM_ROLE_COUNT)
-            f(in, arg);
-    }
-    shm_read_exit(&dp.seg, t->reader);
-}
-
-static void add_worker(const shm_instance_t *in, void *arg)
-{
+    (void)slot;
     json_object **lists = arg;
     json_object_array_add(lists[in->role], worker_info(in));
 }
@@ -83,7 +72,7 @@ int dp_handle_registered(h2o_req_t *req)
     json_object *lists[SHM_ROLE_COUNT];
     for (int r = 0; r < SHM_ROLE_COUNT; r++)
         lists[r] = json_object_new_array();
-    for_each_live(dp_self(req), add_worker, lists);
+    dp_for_each_slot(dp_self(req), false, add_worker, lists);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "code", json_object_new_int(200));
     json_object_object_add(o, "msg", json_object_new_string("success"));
@@ -94,15 +83,16 @@ int dp_handle_registered(h2o_req_t *req)
     return 0;
 }
 
-static void count_worker(const shm_instance_t *in, void *arg)
+static void count_worker(const shm_instance_t *in, unsigned slot, void *arg)
 {
+    (void)slot;
     ((int *)arg)[in->role]++;
 }
 
 int dp_handle_registered_number(h2o_req_t *req)
 {
     int n[SHM_ROLE_COUNT] = {0};
-    for_each_live(dp_self(req), count_worker, n);
+    dp_for_each_slot(dp_self(req), false, count_worker, n);
     char buf[96];
     int len = snprintf(buf, sizeof(buf), "{\"mixed\":%d,\"prefill\":%d,\"decode\":%d}", n[SHM_ROLE_MIXED],
                        n[SHM_ROLE_PREFILL], n[SHM_ROLE_DECODE]);
@@ -171,7 +161,7 @@ static void cp_fail(dp_proxy_t *p, int attempts, bool timed_out)
     dp_send_json(p->req, 503, H2O_STRLIT("{\"code\":503,\"msg\":\"control plane unavailable\"}"));
 }
 
-static const dp_proxy_ops_t register_ops = {
+static const dp_proxy_ops_t cp_forward_ops = {
     .pick = cp_pick,
     .attempt_failed = cp_noop_failed,
     .on_head = cp_noop_head,
@@ -180,9 +170,9 @@ static const dp_proxy_ops_t register_ops = {
 };
 
 /* POST /register and GET /health_generate belong to the control plane: relayed as they are */
-int dp_handle_register(h2o_req_t *req)
+int dp_handle_to_cp(h2o_req_t *req)
 {
-    dp_proxy_t *p = dp_proxy_new(req, &register_ops, NULL, req->path_normalized, req->entity);
+    dp_proxy_t *p = dp_proxy_new(req, &cp_forward_ops, NULL, req->path_normalized, req->entity);
     dp_proxy_start(p);
     return 0;
 }

@@ -121,7 +121,7 @@ int dp_handle_completions(h2o_req_t *req, const char *upstream_path);
 int dp_handle_registered(h2o_req_t *req);
 int dp_handle_registered_number(h2o_req_t *req);
 int dp_handle_health(h2o_req_t *req);
-int dp_handle_register(h2o_req_t *req);
+int dp_handle_to_cp(h2o_req_t *req);
 int dp_handle_metrics(h2o_req_t *req);
 int dp_handle_ready(h2o_req_t *req);
 int dp_handle_abort(h2o_req_t *req);

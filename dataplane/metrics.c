@@ -13,6 +13,7 @@
 #include "common/instance_info.h"
 #include "common/reply.h"
 #include "dataplane/dp.h"
+#include "dataplane/select.h"
 #include "shm/radix.h"
 
 typedef struct {
@@ -56,18 +57,24 @@ static void put_requests_total(out_t *o, const shm_instance_t *in)
     }
 }
 
+/* A family's samples: one line per registered instance (dp_for_each_slot). */
 typedef void (*per_instance_fn)(out_t *, const shm_instance_t *, unsigned slot);
 
-static void for_each_live(dp_thread_t *t, out_t *o, per_instance_fn f)
+typedef struct {
+    out_t *o;
+    per_instance_fn f;
+} family_walk_t;
+
+static void put_one(const shm_instance_t *in, unsigned slot, void *arg)
 {
-    shm_read_enter(&dp.seg, t->reader);
-    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
-        const shm_instance_t *in = shm_instance(&dp.seg, i);
-        uint32_t st = __atomic_load_n(&in->state, __ATOMIC_ACQUIRE);
-        if ((st == SHM_SLOT_LIVE || st == SHM_SLOT_RETIRED) && in->role < SHM_ROLE_COUNT)
-            f(o, in, i);
-    }
-    shm_read_exit(&dp.seg, t->reader);
+    family_walk_t *w = arg;
+    w->f(w->o, in, slot);
+}
+
+static void for_each_instance(dp_thread_t *t, out_t *o, per_instance_fn f)
+{
+    family_walk_t w = {o, f};
+    dp_for_each_slot(t, true, put_one, &w);
 }
 
 static void put_status_counts(out_t *o, const shm_instance_t *in, unsigned slot)
@@ -181,18 +188,18 @@ int dp_handle_metrics(h2o_req_t *req)
     h2o_buffer_init(&o.buf, &h2o_socket_buffer_prototype);
     family(&o, "inference_requests_total", "counter",
            "Proxied inference requests by instance and upstream status");
-    for_each_live(t, &o, put_status_counts);
+    for_each_instance(t, &o, put_status_counts);
     family(&o, "fd_router_instance_inflight_requests", "gauge",
            "Requests in flight per instance, all data planes");
-    for_each_live(t, &o, put_inflight);
+    for_each_instance(t, &o, put_inflight);
     family(&o, "fd_router_instance_inflight_tokens", "gauge",
            "Estimated prompt tokens in flight per instance");
-    for_each_live(t, &o, put_tokens);
+    for_each_instance(t, &o, put_tokens);
     family(&o, "fd_router_instance_healthy", "gauge", "1 if the instance is healthy and registered");
-    for_each_live(t, &o, put_healthy);
+    for_each_instance(t, &o, put_healthy);
     family(&o, "fd_router_instance_upstream_failures_total", "counter",
            "Attempts that failed before the instance answered (connect, reset, timeout)");
-    for_each_live(t, &o, put_failures);
+    for_each_instance(t, &o, put_failures);
     put_process(&o);
     put_cache(&o);
     fd_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", o.buf->bytes, o.buf->size);

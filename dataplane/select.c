@@ -80,3 +80,15 @@ void dp_count_status(const dp_choice_t *c, unsigned status)
     if (!status)
         __atomic_add_fetch(&in->failures_total, 1, __ATOMIC_RELAXED);
 }
+
+void dp_for_each_slot(dp_thread_t *t, bool with_retired, dp_slot_fn f, void *arg)
+{
+    shm_read_enter(&dp.seg, t->reader);
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        const shm_instance_t *in = shm_instance(&dp.seg, i);
+        uint32_t st = __atomic_load_n(&in->state, __ATOMIC_ACQUIRE);
+        if ((st == SHM_SLOT_LIVE || (with_retired && st == SHM_SLOT_RETIRED)) && in->role < SHM_ROLE_COUNT)
+            f(in, i, arg);
+    }
+    shm_read_exit(&dp.seg, t->reader);
+}

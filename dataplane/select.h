@@ -39,6 +39,12 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
 /* Give back what dp_select took (safe after the slot was removed: the generation check). */
 void dp_release(const dp_choice_t *c);
 
+/* Calls f for every registered slot (LIVE, and RETIRED ones still draining when with_retired),
+ * inside one read-side critical section: a slot's identity cannot be rewritten meanwhile (a slot
+ * is freed only after a grace period). f must not keep pointers into shared memory. */
+typedef void (*dp_slot_fn)(const shm_instance_t *in, unsigned slot, void *arg);
+void dp_for_each_slot(dp_thread_t *t, bool with_retired, dp_slot_fn f, void *arg);
+
 /* Count a proxied request's upstream status (0 = failed before a head) on the chosen instance. */
 void dp_count_status(const dp_choice_t *c, unsigned status);
 

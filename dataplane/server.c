@@ -139,7 +139,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (is_route(req, "GET", "/health"))
         return dp_handle_health(req);
     if (is_route(req, "POST", "/register") || is_route(req, "GET", "/health_generate"))
-        return dp_handle_register(req);
+        return dp_handle_to_cp(req);
     if (is_route(req, "GET", "/metrics"))
         return dp_handle_metrics(req);
     fd_reply(req, 404, "text/plain", H2O_STRLIT("404 page not found"));
