@@ -170,6 +170,27 @@ static int format_segment(shm_seg_t *s, const char *name, char *err, size_t errl
     return 0;
 }
 
+/* A segment we did not create ourselves could have been planted by another local user, who
+ * could then rewrite the table under a root router: the CP reuses only a segment that belongs
+ * to its effective uid and that nobody else may open. Never unlinked or rebuilt: it is not ours. */
+static int check_owner(int fd, const char *name, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return fail(err, errlen, "fstat(%s): %s", name, strerror(errno));
+    if (st.st_uid != geteuid())
+        return fail(err, errlen,
+                    "shared memory %s belongs to uid %u, not to us (uid %u); refusing to use it "
+                    "(remove it if it is not another router's: rm /dev/shm%s)",
+                    name, (unsigned)st.st_uid, (unsigned)geteuid(), name);
+    if (st.st_mode & 077)
+        return fail(err, errlen,
+                    "shared memory %s has mode %03o: group or others may open it; refusing to use it "
+                    "(remove it: rm /dev/shm%s)",
+                    name, (unsigned)(st.st_mode & 0777), name);
+    return 0;
+}
+
 /* 1: created, 0: exists already (EEXIST), -1: error. */
 static int create_segment(shm_seg_t *s, const char *name, char *err, size_t errlen)
 {
@@ -218,6 +239,10 @@ int shm_open_cp(shm_seg_t *s, const char *name, bool rebuild, shm_open_result_t 
             if (errno == ENOENT)
                 continue; /* unlinked between our two opens: create again */
             return fail(err, errlen, "shm_open(%s): %s", name, strerror(errno));
+        }
+        if (check_owner(fd, name, err, errlen) < 0) {
+            close(fd);
+            return -1;
         }
         char why[128];
         if (map_existing(s, fd, why, sizeof why) == 0) {

@@ -4,6 +4,7 @@
  */
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "test_shm_util.h"
 
@@ -124,6 +125,39 @@ Test(segment, wrong_size_is_refused_unless_rebuild)
 Test(segment, missing_magic_is_refused_unless_rebuild)
 {
     check_refused_then_rebuilt((off_t)seg.size);
+}
+
+/* A segment another local user could write (planted by them, or opened up to them) is refused
+ * by the CP even with rebuild, and left in place: it is not ours to remove. */
+static void check_foreign_refused(uid_t uid, mode_t mode, const char *why)
+{
+    int fd = shm_open(seg_name, O_RDWR, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(fchown(fd, uid, (gid_t)-1), 0);
+    cr_assert_eq(fchmod(fd, mode), 0);
+    close(fd);
+    for (int rebuild = 0; rebuild < 2; rebuild++) {
+        shm_seg_t other;
+        shm_open_result_t how;
+        char err[256] = "";
+        cr_assert_eq(shm_open_cp(&other, seg_name, rebuild, &how, err, sizeof err), -1, "rebuild=%d",
+                     rebuild);
+        cr_assert(strstr(err, why), "%s", err);
+    }
+    cr_assert_neq(shm_slot_find(&seg, "http://10.0.0.1:8000"), -1, "the refused segment was changed");
+}
+
+Test(segment, segment_of_another_uid_is_refused)
+{
+    add_instance(&seg, "http://10.0.0.1:8000", SHM_ROLE_MIXED, SHM_HEALTH_HEALTHY);
+    check_foreign_refused(geteuid() + 1, 0600, "belongs to uid");
+}
+
+Test(segment, segment_open_to_group_or_others_is_refused)
+{
+    add_instance(&seg, "http://10.0.0.1:8000", SHM_ROLE_MIXED, SHM_HEALTH_HEALTHY);
+    check_foreign_refused(geteuid(), 0604, "group or others");
+    check_foreign_refused(geteuid(), 0660, "group or others");
 }
 
 Test(segment, default_name_follows_port)
