@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "common/log.h"
@@ -32,7 +34,8 @@
 #define CFG_MAX_FILE_BYTES (1u << 20)
 #define CFG_MAX_DEPTH      64
 #define CFG_MAX_EVENTS     100000
-#define CFG_MAX_SECS       1e6 /* keeps every timeout in uint32 milliseconds */
+#define CFG_MAX_SECS       1e6  /* keeps every timeout in uint32 milliseconds */
+#define CFG_MIN_PERIOD     0.01 /* a periodic timer firing faster only floods the log and the CPU */
 
 static const char *const policy_names[SHM_POL_COUNT] = {
     [SHM_POL_RANDOM] = "random",
@@ -150,7 +153,7 @@ static const char *check_socket_path(const char *v)
 
 /* ---- the key table ---- */
 
-typedef enum { K_STR, K_LOWER, K_PORT, K_BOOL, K_INT, K_DBL, K_POLICY, K_IGNORED } kind_t;
+typedef enum { K_STR, K_LOWER, K_PORT, K_BOOL, K_INT, K_DBL, K_POLICY, K_ACL, K_IGNORED } kind_t;
 
 typedef struct {
     const char *section;
@@ -171,8 +174,10 @@ typedef struct {
 #define DBL(s, k, field, lo, hi, x) {s, k, K_DBL, F(field), lo, hi, x, NULL}
 #define SECS(s, k, field, lo, x)    DBL(s, k, field, lo, CFG_MAX_SECS, x)
 #define NUM(s, k, field)            DBL(s, k, field, 0, 1e12, false)
+#define PERIOD(s, k, field)         DBL(s, k, field, CFG_MIN_PERIOD, CFG_MAX_SECS, false)
 #define BOOL(s, k, field)           {s, k, K_BOOL, F(field), 0, 0, false, NULL}
 #define POLICY(s, k, field)         {s, k, K_POLICY, F(field), 0, 0, false, NULL}
+#define ACL(s, k, field)            {s, k, K_ACL, F(field), 0, 0, false, NULL}
 /* clang-format on */
 
 static const key_spec_t key_specs[] = {
@@ -187,22 +192,22 @@ static const key_spec_t key_specs[] = {
     STR("log", "output", log_output, check_output),
     INT("log", "max-age-days", log_max_age_days, 1, INT_MAX),
     INT("log", "max-total-size-mb", log_max_total_size_mb, 1, INT_MAX),
-    SECS("log", "cleanup-interval-secs", log_cleanup_interval_secs, 0, true),
+    PERIOD("log", "cleanup-interval-secs", log_cleanup_interval_secs),
 
     STR("manager", "register-path", register_path, NULL),
     INT("manager", "health-failure-threshold", health_failure_threshold, 1, 1000),
     INT("manager", "health-success-threshold", health_success_threshold, 1, 1000),
     SECS("manager", "health-check-timeout-secs", health_check_timeout_secs, 0, true),
-    SECS("manager", "health-check-interval-secs", health_check_interval_secs, 0, true),
+    PERIOD("manager", "health-check-interval-secs", health_check_interval_secs),
     STR("manager", "health-check-endpoint", health_check_endpoint, check_endpoint),
     SECS("manager", "unhealthy-removal-secs", unhealthy_removal_secs, 0, false),
-    SECS("manager", "metrics-poll-interval-secs", metrics_poll_interval_secs, 0, true),
+    PERIOD("manager", "metrics-poll-interval-secs", metrics_poll_interval_secs),
     SECS("manager", "metrics-max-age-secs", metrics_max_age_secs, 0, true),
 
     POLICY("scheduler", "policy", policy),
     POLICY("scheduler", "prefill-policy", prefill_policy),
     POLICY("scheduler", "decode-policy", decode_policy),
-    SECS("scheduler", "eviction-interval-secs", eviction_interval_secs, 0, true),
+    PERIOD("scheduler", "eviction-interval-secs", eviction_interval_secs),
     DBL("scheduler", "eviction-duration-mins", eviction_duration_mins, 0, CFG_MAX_SECS / 60, true),
     INT("scheduler", "cache-block-size", cache_block_size, 1, 1 << 20),
     INT("scheduler", "radix-capacity-nodes", radix_capacity_nodes, 0, (int)SHM_RADIX_MAX_NODES),
@@ -213,7 +218,7 @@ static const key_spec_t key_specs[] = {
     NUM("scheduler", "hit-ratio-weight", hit_ratio_weight),
     NUM("scheduler", "load-balance-weight", load_balance_weight),
     NUM("scheduler", "waiting-weight", waiting_weight),
-    SECS("scheduler", "stats-interval-secs", stats_interval_secs, 0, true),
+    PERIOD("scheduler", "stats-interval-secs", stats_interval_secs),
     {"scheduler", "interval-cleanup-secs", K_IGNORED, 0, 0, 0, 0, false, NULL},
 
     SECS("proxy", "connect-timeout-secs", connect_timeout_secs, 0, true),
@@ -226,9 +231,12 @@ static const key_spec_t key_specs[] = {
     STR("router", "shm-name", shm_name, check_shm_name),
     STR("router", "control-socket", control_socket, check_socket_path),
     STR("router", "dp-binary", dp_binary, NULL),
+
+    ACL("auth", "register-allow", register_allow),
+    ACL("auth", "instance-allow", instance_allow),
 };
 
-static const char *const sections[] = {"server", "log", "manager", "scheduler", "proxy", "router"};
+static const char *const sections[] = {"server", "log", "manager", "scheduler", "proxy", "router", "auth"};
 
 /* ---- loader state ---- */
 
@@ -383,6 +391,33 @@ static int set_policy(loader_t *L, const key_spec_t *k, const yaml_node_t *v, sh
     return 0;
 }
 
+/* A CIDR list: a YAML list of entries, or one string of comma-separated entries. */
+static int set_acl(loader_t *L, const key_spec_t *k, const yaml_node_t *v, fd_acl_t *dst)
+{
+    char text[FD_ACL_MAX * 48 + 64] = "", why[128];
+    size_t used = 0;
+    if (v->type == YAML_SCALAR_NODE) {
+        used = (size_t)snprintf(text, sizeof text, "%s", scalar(v));
+    } else if (v->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+            const yaml_node_t *e = yaml_document_get_node(L->doc, *it);
+            if (e == NULL || e->type != YAML_SCALAR_NODE)
+                return fail(L, L->key, k->section, k->key, "list entries must be addresses or CIDR blocks");
+            used +=
+                (size_t)snprintf(text + used, used < sizeof text ? sizeof text - used : 0, "%s,", scalar(e));
+            if (used >= sizeof text)
+                break;
+        }
+    } else {
+        return fail(L, L->key, k->section, k->key, "expected a list of CIDR blocks, found a mapping");
+    }
+    if (used >= sizeof text)
+        return fail(L, L->key, k->section, k->key, "more than %d entries", FD_ACL_MAX);
+    if (fd_acl_parse(dst, text, why, sizeof why) != 0)
+        return fail(L, L->key, k->section, k->key, "%s", why);
+    return 0;
+}
+
 static int set_value(loader_t *L, const key_spec_t *k, const yaml_node_t *v)
 {
     if (k->kind == K_IGNORED) {
@@ -392,6 +427,8 @@ static int set_value(loader_t *L, const key_spec_t *k, const yaml_node_t *v)
     }
     if (is_null(v))
         return 0;
+    if (k->kind == K_ACL)
+        return set_acl(L, k, v, (fd_acl_t *)((char *)L->cfg + k->off));
     if (v->type != YAML_SCALAR_NODE)
         return fail(L, L->key, k->section, k->key, "expected a single value, found a %s",
                     v->type == YAML_MAPPING_NODE ? "mapping" : "list");
@@ -412,6 +449,7 @@ static int set_value(loader_t *L, const key_spec_t *k, const yaml_node_t *v)
             return fail(L, L->key, k->section, k->key, "must be true/false (or yes/no, on/off), got '%s'",
                         scalar(v));
         return 0;
+    case K_ACL:
     case K_IGNORED:
         break;
     }
@@ -552,20 +590,44 @@ static int prescan(FILE *f, const char *path, char *err, size_t errlen)
 
 static FILE *open_config(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    char why[128];
+    int fd = fd_open_regular(path, why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
         return NULL;
     }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
-        snprintf(err, errlen, "%s: not a regular file", path);
-    else if (st.st_size > CFG_MAX_FILE_BYTES)
+    FILE *f = NULL;
+    if (fstat(fd, &st) != 0 || st.st_size > CFG_MAX_FILE_BYTES)
         snprintf(err, errlen, "%s: larger than %u bytes", path, CFG_MAX_FILE_BYTES);
-    else
-        return f;
-    fclose(f);
-    return NULL;
+    else if ((f = fdopen(fd, "rb")) == NULL)
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    if (f == NULL)
+        close(fd);
+    return f;
+}
+
+int fd_open_regular(const char *path, char *why, size_t whylen)
+{
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, whylen, "not a regular file");
+        close(fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 int fd_config_load(fd_config_t *c, const char *path, char *err, size_t errlen)

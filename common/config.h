@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/netacl.h"
 #include "shm/layout.h"
 
 typedef struct {
@@ -75,6 +76,10 @@ typedef struct {
     char shm_name[64];
     char control_socket[PATH_MAX];
     char dp_binary[PATH_MAX];
+
+    /* auth (fd-router): unset lists allow everything (FastDeploy's open router) */
+    fd_acl_t register_allow; /* who may POST /register */
+    fd_acl_t instance_allow; /* which host_ip an instance may have */
 } fd_config_t;
 
 void fd_config_defaults(fd_config_t *c);
@@ -82,6 +87,11 @@ void fd_config_defaults(fd_config_t *c);
 /* Load `path` over the defaults. Returns 0, or -1 with "file:line: key: reason" in err.
  * Warnings (unknown keys) are logged. */
 int fd_config_load(fd_config_t *c, const char *path, char *err, size_t errlen);
+
+/* Open a file the router reads at start (config.yaml, register.yaml, the admin token) for
+ * reading; a FIFO, device or directory is refused without blocking. Returns the fd, or -1 with
+ * the reason in why. */
+int fd_open_regular(const char *path, char *why, size_t whylen);
 
 /* Policy names <-> enum. Returns -1 for an unknown name. */
 int fd_policy_from_name(const char *name);

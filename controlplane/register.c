@@ -92,11 +92,31 @@ static void start_probe(reg_job_t *job)
                                 on_probe_done, job);
 }
 
+/* host_ip rules on top of the payload validation: the router probes and proxies to whatever
+ * is registered, so an address class no inference server can have (or one outside
+ * auth.instance-allow) would turn it into a prober of the operator's network. 0 or 400. */
+static int host_allowed(const cp_t *cp, const fd_instance_info_t *info, char *msg, size_t msglen)
+{
+    const char *why = fd_host_refusal(info->host);
+    if (why != NULL) {
+        snprintf(msg, msglen, "invalid InstanceInfo format:host_ip %s is a %s address", info->host, why);
+        return 400;
+    }
+    if (!fd_acl_allows(&cp->cfg.instance_allow, info->host)) {
+        snprintf(msg, msglen, "invalid InstanceInfo format:host_ip %s is outside auth.instance-allow",
+                 info->host);
+        return 400;
+    }
+    return 0;
+}
+
 void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len)
 {
     fd_instance_info_t info;
     char msg[256];
     int status = fd_instance_parse_body(body, len, cp->splitwise, &info, msg, sizeof(msg));
+    if (status == 0)
+        status = host_allowed(cp, &info, msg, sizeof(msg));
     if (status != 0) {
         LOG_ERROR("Failed to register instance: %s", msg);
         cp_respond_msg(req, status, msg);
@@ -340,11 +360,9 @@ cp_register_yaml_rc_t cp_register_yaml_read(const char *path, struct json_object
                                             size_t errlen)
 {
     *items = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s", strerror(errno));
+    int fd = fd_open_regular(path, err, errlen);
+    if (fd < 0)
         return CP_RY_READ_ERROR;
-    }
     /* read(2) directly: its errno is the syscall's own (stdio's can be clobbered by the time
      * ferror() is checked) */
     char *buf = h2o_mem_alloc(REGISTER_YAML_MAX_BYTES + 1);
@@ -385,7 +403,8 @@ static void register_static(cp_t *cp, size_t idx, struct json_object *item)
             idx);
         return;
     }
-    if (fd_instance_parse_object(item, cp->splitwise, &info, msg, sizeof(msg)) != 0) {
+    if (fd_instance_parse_object(item, cp->splitwise, &info, msg, sizeof(msg)) != 0 ||
+        host_allowed(cp, &info, msg, sizeof(msg)) != 0) {
         LOG_ERROR("Failed to register instance from index %zu: %s", idx, msg);
         return;
     }

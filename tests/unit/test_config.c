@@ -343,7 +343,7 @@ Test(config, range_errors_name_file_line_and_key)
     expect_error("manager:\n\n  health-check-timeout-secs: -1\n",
                  "3: manager.health-check-timeout-secs: must be > 0, got -1");
     expect_error("manager:\n  health-check-interval-secs: 0\n",
-                 "2: manager.health-check-interval-secs: must be > 0, got 0");
+                 "2: manager.health-check-interval-secs: must be >= 0.01, got 0");
     expect_error("manager:\n  unhealthy-removal-secs: -0.5\n",
                  "2: manager.unhealthy-removal-secs: must be >= 0, got -0.5");
     expect_error("scheduler:\n  cache-block-size: 0\n",
@@ -491,6 +491,64 @@ Test(config, missing_file_is_an_error)
     cr_assert_str_eq(err, "/nonexistent/fd-router.yaml: No such file or directory");
     cr_assert_eq(fd_config_load(&c, "/tmp", err, sizeof err), -1);
     cr_assert_str_eq(err, "/tmp: not a regular file");
+}
+
+/* Test(.timeout) fails a loader that waits for a FIFO's writer. */
+Test(config, fifo_is_refused_without_blocking, .timeout = 5.0)
+{
+    char dir[] = "/tmp/fdcfg-fifo-XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    fd_config_t c;
+    char err[256];
+    fd_config_defaults(&c);
+    int rc = fd_config_load(&c, path, err, sizeof err);
+    unlink(path);
+    rmdir(dir);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err, "not a regular file"), "%s", err);
+}
+
+Test(config, periodic_intervals_have_a_minimum)
+{
+    expect_error("scheduler:\n  stats-interval-secs: 1e-300\n",
+                 "2: scheduler.stats-interval-secs: must be >= 0.01, got 1e-300");
+    expect_error("manager:\n  metrics-poll-interval-secs: 0.001\n",
+                 "2: manager.metrics-poll-interval-secs: must be >= 0.01, got 0.001");
+    expect_error("log:\n  cleanup-interval-secs: 0.000001\n",
+                 "2: log.cleanup-interval-secs: must be >= 0.01, got 0.000001");
+    expect_error("scheduler:\n  eviction-interval-secs: 0\n",
+                 "2: scheduler.eviction-interval-secs: must be >= 0.01, got 0");
+    fd_config_t c;
+    char err[256];
+    cr_assert_eq(load("manager:\n  health-check-interval-secs: 0.01\n", &c, err, sizeof err), 0, "%s", err);
+}
+
+Test(config, auth_lists_take_yaml_lists_or_strings)
+{
+    fd_config_t c;
+    char err[256];
+    cr_assert_eq(
+        load("auth:\n  register-allow: [10.0.0.0/8, \"::1\"]\n  instance-allow: 10.1.0.0/16, 127.0.0.1\n", &c,
+             err, sizeof err),
+        0, "%s", err);
+    cr_assert_eq(c.register_allow.n, 2);
+    cr_assert(fd_acl_allows(&c.register_allow, "10.9.9.9"));
+    cr_assert(fd_acl_allows(&c.register_allow, "::1"));
+    cr_assert_not(fd_acl_allows(&c.register_allow, "11.0.0.1"));
+    cr_assert_eq(c.instance_allow.n, 2);
+    cr_assert(fd_acl_allows(&c.instance_allow, "127.0.0.1"));
+    cr_assert_eq(load("auth:\n  register-allow:\n", &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(c.register_allow.n, 0, "unset by default: open, as FastDeploy's router");
+    expect_error(
+        "auth:\n  register-allow: [10.0.0.0/8, 10.0.0.1/8]\n",
+        "2: auth.register-allow: \"10.0.0.1/8\" is not an address or CIDR block (address/prefix, host "
+        "bits zero)");
+    expect_error("auth:\n  instance-allow: {a: 1}\n",
+                 "2: auth.instance-allow: expected a list of CIDR blocks, found a mapping");
+    expect_error("auth:\n  instance-allow: [[10.0.0.0/8]]\n",
+                 "2: auth.instance-allow: list entries must be addresses or CIDR blocks");
 }
 
 static void load_with_unknown_keys(void)

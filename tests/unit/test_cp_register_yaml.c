@@ -7,6 +7,7 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/instance_info.h"
@@ -154,5 +155,20 @@ Test(cp_register_yaml, read_file)
     cr_assert_eq(cp_register_yaml_read(path, &items, err, sizeof(err)), CP_RY_READ_ERROR);
     cr_assert(strstr(err, "No such file") != NULL, "%s", err);
     cr_assert_eq(cp_register_yaml_read("/tmp", &items, err, sizeof(err)), CP_RY_READ_ERROR);
-    cr_assert(strstr(err, "directory") != NULL, "%s", err);
+    cr_assert(strstr(err, "not a regular file") != NULL, "%s", err);
+}
+
+Test(cp_register_yaml, fifo_is_refused_without_blocking, .timeout = 5.0)
+{
+    char dir[] = "/tmp/fdreg-fifo-XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/register.yaml", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    struct json_object *items;
+    char err[256] = "";
+    cp_register_yaml_rc_t rc = cp_register_yaml_read(path, &items, err, sizeof err);
+    unlink(path);
+    rmdir(dir);
+    cr_assert_eq(rc, CP_RY_READ_ERROR);
+    cr_assert_str_eq(err, "not a regular file");
 }
