@@ -1,14 +1,27 @@
 /*
- * dataplane/request.c - parsing of completion bodies: validity, `stream`, and the prompt text
- * for the policies that weigh it. json-c is used with its strict mode plus an explicit check
- * that nothing follows the object (json-c otherwise accepts `{} trailing`).
+ * dataplane/request.c - the one pass over a completion body: validity, `stream`, `request_id`,
+ * `model`, the closing brace (where splitwise mode splices), and the prompt text for the policies
+ * that weigh it.
+ *
+ * Our own small strict scanner rather than json-c (a tree of the whole document, one allocation
+ * per value) or jsmn (zero-allocation, but it needs a token array sized to the document, i.e. one
+ * token per value of a 64 KiB body, and it validates loosely). The scanner validates the whole
+ * body once (RFC 8259 grammar, nesting bounded at 64 levels like the json-c parser it replaces)
+ * and records, for the few top-level keys the router reads, where their values lie. Only those
+ * spans are read again: the prompt's strings are unescaped straight into one buffer sized by
+ * their raw length (the only allocation, and only when the policy wants the prompt).
+ *
+ * Where the same key appears twice, the last one counts (as with json-c and Go's decoder). Keys
+ * are compared after unescaping, up to an escaped NUL (json-c keeps keys as C strings). String
+ * unescaping matches json-c's output byte for byte: \uXXXX to UTF-8, surrogate pairs joined, a
+ * lone surrogate replaced by U+FFFD. Raw control characters inside strings are accepted, as json-c
+ * did; what json-c accepted beyond JSON (NaN, Infinity, 00, -01, 1., single-quoted keys) is not.
  */
-#include <json-c/json.h>
 #include <string.h>
 
 #include "dataplane/request.h"
 
-#define MAX_DEPTH 64
+#define MAX_DEPTH 64 /* nesting levels, the top-level object included */
 
 size_t dp_codepoints(const char *s, size_t len)
 {
@@ -18,90 +31,434 @@ size_t dp_codepoints(const char *s, size_t len)
     return n;
 }
 
+/* ---- validation ---- */
+
+typedef struct {
+    const char *p, *end;
+} scan_t;
+
+typedef struct {
+    const char *p, *end; /* a value's text; p == NULL when absent */
+} span_t;
+
+static void skip_ws(scan_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* A string from its opening quote; *escaped tells whether it holds a backslash. */
+static int scan_string(scan_t *s, bool *escaped)
+{
+    const char *p = s->p + 1, *end = s->end;
+    *escaped = false;
+    for (;;) {
+        while (p < end && *p != '"' && *p != '\\' && *p != '\0')
+            p++;
+        if (p >= end || *p == '\0')
+            return -1;
+        if (*p == '"')
+            break;
+        *escaped = true;
+        if (end - p < 2)
+            return -1;
+        char e = p[1];
+        if (e == 'u') {
+            if (end - p < 6)
+                return -1;
+            for (int i = 2; i < 6; i++)
+                if (hexval(p[i]) < 0)
+                    return -1;
+            p += 6;
+        } else if (strchr("\"\\/bfnrt", e) && e) {
+            p += 2;
+        } else {
+            return -1;
+        }
+    }
+    s->p = p + 1;
+    return 0;
+}
+
+static bool is_digit(const char *p, const char *end)
+{
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+static int scan_number(scan_t *s)
+{
+    const char *p = s->p, *end = s->end;
+    if (p < end && *p == '-')
+        p++;
+    if (!is_digit(p, end))
+        return -1;
+    if (*p == '0')
+        p++;
+    else
+        while (is_digit(p, end))
+            p++;
+    if (p < end && *p == '.') {
+        if (!is_digit(++p, end))
+            return -1;
+        while (is_digit(p, end))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (!is_digit(p, end))
+            return -1;
+        while (is_digit(p, end))
+            p++;
+    }
+    s->p = p;
+    return 0;
+}
+
+static int scan_literal(scan_t *s, const char *word, size_t n)
+{
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return -1;
+    s->p += n;
+    return 0;
+}
+
+static int scan_value(scan_t *s, int depth);
+
+typedef struct top top_t;
+static void record(top_t *t, const char *key, const char *key_end, const char *val, const char *end);
+
+/*
+ * The members of an object or elements of an array, from its opening bracket. With `top`, the
+ * object's members are recorded as they are validated (the top level: one pass).
+ */
+static int scan_container(scan_t *s, int depth, top_t *top)
+{
+    char close = *s->p == '{' ? '}' : ']';
+    bool object = close == '}', escaped;
+    if (depth > MAX_DEPTH)
+        return -1;
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        const char *key = s->p, *key_end = s->p;
+        if (object) {
+            if (s->p >= s->end || *s->p != '"' || scan_string(s, &escaped) != 0)
+                return -1;
+            key_end = s->p;
+            skip_ws(s);
+            if (s->p >= s->end || *s->p++ != ':')
+                return -1;
+        }
+        skip_ws(s);
+        const char *val = s->p;
+        if (scan_value(s, depth) != 0)
+            return -1;
+        if (top)
+            record(top, key, key_end, val, s->p);
+        skip_ws(s);
+        if (s->p >= s->end)
+            return -1;
+        char c = *s->p++;
+        if (c == close)
+            return 0;
+        if (c != ',')
+            return -1;
+        skip_ws(s);
+    }
+}
+
+/* One value after optional whitespace; containers inside it are at depth + 1. */
+static int scan_value(scan_t *s, int depth)
+{
+    bool escaped;
+    skip_ws(s);
+    if (s->p >= s->end)
+        return -1;
+    switch (*s->p) {
+    case '{':
+    case '[':
+        return scan_container(s, depth + 1, NULL);
+    case '"':
+        return scan_string(s, &escaped);
+    case 't':
+        return scan_literal(s, "true", 4);
+    case 'f':
+        return scan_literal(s, "false", 5);
+    case 'n':
+        return scan_literal(s, "null", 4);
+    default:
+        return scan_number(s);
+    }
+}
+
+/* ---- unescaping (json-c's output) ---- */
+
+static char *put_utf8(char *o, uint32_t u)
+{
+    if (u < 0x80) {
+        *o++ = (char)u;
+    } else if (u < 0x800) {
+        *o++ = (char)(0xC0 | (u >> 6));
+        *o++ = (char)(0x80 | (u & 0x3F));
+    } else if (u < 0x10000) {
+        *o++ = (char)(0xE0 | (u >> 12));
+        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (u & 0x3F));
+    } else {
+        *o++ = (char)(0xF0 | (u >> 18));
+        *o++ = (char)(0x80 | ((u >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (u & 0x3F));
+    }
+    return o;
+}
+
+#define REPLACEMENT 0xFFFD
+#define IS_HIGH(u)  ((u) >= 0xD800 && (u) <= 0xDBFF)
+#define IS_LOW(u)   ((u) >= 0xDC00 && (u) <= 0xDFFF)
+
+static char simple_escape(char e)
+{
+    switch (e) {
+    case 'b':
+        return '\b';
+    case 'f':
+        return '\f';
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    default:
+        return e; /* " \ / */
+    }
+}
+
+/*
+ * The contents of a validated string literal (quotes excluded) into dst, which holds at least
+ * their raw length (unescaped text is never longer). Returns the bytes written.
+ */
+static size_t unescape(char *dst, const char *p, const char *end)
+{
+    char *o = dst;
+    uint32_t high = 0; /* a high surrogate waiting for its low half */
+    while (p < end) {
+        if (*p != '\\' || p[1] != 'u') {
+            if (high)
+                o = put_utf8(o, REPLACEMENT), high = 0;
+            if (*p == '\\') {
+                *o++ = simple_escape(p[1]);
+                p += 2;
+                continue;
+            }
+            const char *q = p;
+            while (q < end && *q != '\\')
+                q++;
+            memcpy(o, p, (size_t)(q - p));
+            o += q - p;
+            p = q;
+            continue;
+        }
+        uint32_t u = (uint32_t)(hexval(p[2]) << 12 | hexval(p[3]) << 8 | hexval(p[4]) << 4 | hexval(p[5]));
+        p += 6;
+        if (high) {
+            if (IS_LOW(u)) {
+                o = put_utf8(o, 0x10000 + ((high - 0xD800) << 10) + (u - 0xDC00));
+                high = 0;
+                continue;
+            }
+            o = put_utf8(o, REPLACEMENT), high = 0;
+        }
+        if (IS_HIGH(u))
+            high = u;
+        else
+            o = put_utf8(o, IS_LOW(u) ? REPLACEMENT : u);
+    }
+    if (high)
+        o = put_utf8(o, REPLACEMENT);
+    return (size_t)(o - dst);
+}
+
+/* ---- reading the recorded spans ---- */
+
+static bool is_string(span_t v)
+{
+    return v.p && *v.p == '"';
+}
+
+/* Whether a string literal equals `want` as json-c compares keys: unescaped, up to a NUL. */
+static bool str_is(span_t v, const char *want)
+{
+    size_t n = strlen(want), raw = (size_t)(v.end - v.p) - 2;
+    if (!memchr(v.p + 1, '\\', raw))
+        return raw == n && memcmp(v.p + 1, want, n) == 0;
+    char buf[128 + 8]; /* unescaping may run one escape (< 8 bytes) past the cut */
+    if (raw > 128)
+        raw = 128; /* a longer literal unescapes past any `want` unless a NUL ends it early */
+    size_t got = unescape(buf, v.p + 1, v.p + 1 + raw);
+    char *nul = memchr(buf, '\0', got);
+    if (nul)
+        got = (size_t)(nul - buf);
+    return got == n && memcmp(buf, want, n) == 0;
+}
+
+/* Iteration over a validated container's members (objects) or elements (arrays). */
+typedef struct {
+    scan_t s;
+    bool object;
+} iter_t;
+
+static bool iter_open(iter_t *it, span_t v, char open)
+{
+    if (!v.p || *v.p != open)
+        return false;
+    it->s = (scan_t){v.p + 1, v.end - 1};
+    it->object = open == '{';
+    return true;
+}
+
+static bool iter_next(iter_t *it, span_t *key, span_t *val)
+{
+    bool escaped;
+    skip_ws(&it->s);
+    if (it->s.p < it->s.end && *it->s.p == ',')
+        it->s.p++, skip_ws(&it->s);
+    if (it->s.p >= it->s.end)
+        return false;
+    if (it->object) {
+        key->p = it->s.p;
+        scan_string(&it->s, &escaped);
+        key->end = it->s.p;
+        skip_ws(&it->s);
+        it->s.p++; /* ':' */
+        skip_ws(&it->s);
+    }
+    val->p = it->s.p;
+    scan_value(&it->s, 0);
+    val->end = it->s.p;
+    return true;
+}
+
+/* The last value of `key` in a validated object span. */
+static span_t member(span_t obj, const char *key)
+{
+    span_t k, v, found = {0};
+    iter_t it;
+    if (iter_open(&it, obj, '{'))
+        while (iter_next(&it, &k, &v))
+            if (str_is(k, key))
+                found = v;
+    return found;
+}
+
+/* ---- the prompt ---- */
+
+typedef struct {
+    char *buf;
+    size_t len;
+} text_acc_t;
+
 static bool is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-typedef struct {
-    h2o_mem_pool_t *pool;
-    char *buf;
-    size_t len, cap;
-} text_acc_t;
-
-static void acc_piece(text_acc_t *a, const char *s, size_t len)
+/* A string piece, trimmed; empty ones dropped, the others joined with one space. */
+static void acc_string(text_acc_t *a, span_t v)
 {
-    while (len && is_space(*s))
-        s++, len--;
-    while (len && is_space(s[len - 1]))
-        len--;
-    if (!len)
+    if (!is_string(v))
         return;
-    size_t need = a->len + (a->len ? 1 : 0) + len;
-    if (need > a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 256;
-        while (cap < need)
-            cap *= 2;
-        char *nb = h2o_mem_alloc_pool(a->pool, cap);
-        if (a->len)
-            memcpy(nb, a->buf, a->len);
-        a->buf = nb;
-        a->cap = cap;
-    }
+    const char *raw = v.p + 1;
+    size_t rawlen = (size_t)(v.end - v.p) - 2;
+    char *at = a->buf + a->len + (a->len ? 1 : 0);
+    size_t n = unescape(at, raw, raw + rawlen), lead = 0;
+    while (lead < n && is_space(at[lead]))
+        lead++;
+    while (n > lead && is_space(at[n - 1]))
+        n--;
+    if (n == lead)
+        return;
+    memmove(at, at + lead, n - lead);
     if (a->len)
         a->buf[a->len++] = ' ';
-    memcpy(a->buf + a->len, s, len);
-    a->len += len;
+    a->len += n - lead;
 }
 
-static void acc_string(text_acc_t *a, json_object *o)
+static void acc_content(text_acc_t *a, span_t content)
 {
-    if (json_object_is_type(o, json_type_string))
-        acc_piece(a, json_object_get_string(o), (size_t)json_object_get_string_len(o));
-}
-
-static void acc_content(text_acc_t *a, json_object *content)
-{
-    if (json_object_is_type(content, json_type_string)) {
+    span_t k, part;
+    iter_t it;
+    if (is_string(content)) {
         acc_string(a, content);
         return;
     }
-    if (!json_object_is_type(content, json_type_array))
+    if (!iter_open(&it, content, '['))
         return;
-    size_t n = json_object_array_length(content);
-    for (size_t i = 0; i < n; i++) {
-        json_object *part = json_object_array_get_idx(content, i), *type, *text;
-        if (json_object_object_get_ex(part, "type", &type) && json_object_is_type(type, json_type_string) &&
-            strcmp(json_object_get_string(type), "text") == 0 &&
-            json_object_object_get_ex(part, "text", &text))
-            acc_string(a, text);
+    while (iter_next(&it, &k, &part)) {
+        span_t type = member(part, "type");
+        if (is_string(type) && str_is(type, "text"))
+            acc_string(a, member(part, "text"));
     }
 }
 
-static void extract_prompt(h2o_mem_pool_t *pool, json_object *root, pol_prompt_t *out)
+static void acc_prompt(text_acc_t *a, span_t messages, span_t prompt)
 {
-    text_acc_t a = {.pool = pool};
-    json_object *v;
-    if (json_object_object_get_ex(root, "messages", &v) && json_object_is_type(v, json_type_array)) {
-        size_t n = json_object_array_length(v);
-        for (size_t i = 0; i < n; i++) {
-            json_object *msg = json_object_array_get_idx(v, i), *content;
-            if (json_object_is_type(msg, json_type_object) &&
-                json_object_object_get_ex(msg, "content", &content))
-                acc_content(&a, content);
-        }
-    } else if (json_object_object_get_ex(root, "prompt", &v)) {
-        if (json_object_is_type(v, json_type_array)) {
-            size_t n = json_object_array_length(v);
-            for (size_t i = 0; i < n; i++)
-                acc_string(&a, json_object_array_get_idx(v, i));
-        } else {
-            acc_string(&a, v);
-        }
+    span_t k, v;
+    iter_t it;
+    if (iter_open(&it, messages, '[')) {
+        while (iter_next(&it, &k, &v))
+            acc_content(a, member(v, "content"));
+    } else if (iter_open(&it, prompt, '[')) {
+        while (iter_next(&it, &k, &v))
+            acc_string(a, v);
+    } else {
+        acc_string(a, prompt);
     }
-    out->text = a.buf;
+}
+
+/*
+ * One walk over the prompt's spans, unescaping into one buffer as long as the span it comes from:
+ * unescaped text is never longer than its literal, and each piece's quotes pay for its separator.
+ */
+static void extract_prompt(h2o_mem_pool_t *pool, span_t messages, span_t prompt, pol_prompt_t *out)
+{
+    span_t from = messages.p && *messages.p == '[' ? messages : prompt;
+    if (!from.p)
+        return;
+    text_acc_t a = {h2o_mem_alloc_pool(pool, (size_t)(from.end - from.p)), 0};
+    acc_prompt(&a, messages, prompt);
+    out->text = a.len ? a.buf : NULL;
     out->len = a.len;
     out->codepoints = dp_codepoints(a.buf, a.len);
+}
+
+/* A string value's text: the body's own bytes when unescaped, else a copy unescaped in the pool. */
+static h2o_iovec_t string_of(h2o_mem_pool_t *pool, span_t v)
+{
+    if (!is_string(v))
+        return h2o_iovec_init(NULL, 0);
+    const char *raw = v.p + 1;
+    size_t len = (size_t)(v.end - v.p) - 2;
+    if (!memchr(raw, '\\', len))
+        return h2o_iovec_init(raw, len);
+    char *buf = h2o_mem_alloc_pool(pool, len);
+    return h2o_iovec_init(buf, unescape(buf, raw, raw + len));
 }
 
 static uint64_t fnv1a(const char *s, size_t len)
@@ -113,45 +470,65 @@ static uint64_t fnv1a(const char *s, size_t len)
 }
 
 /* session_id: top level if a non-empty string, else extra_body.session_id (the Go router's rule) */
-static uint64_t session_of(json_object *root)
+static uint64_t session_of(h2o_mem_pool_t *pool, span_t session, span_t extra)
 {
-    json_object *v, *extra;
-    if (!(json_object_object_get_ex(root, "session_id", &v) && json_object_is_type(v, json_type_string) &&
-          json_object_get_string_len(v) > 0) &&
-        !(json_object_object_get_ex(root, "extra_body", &extra) &&
-          json_object_object_get_ex(extra, "session_id", &v) && json_object_is_type(v, json_type_string) &&
-          json_object_get_string_len(v) > 0))
-        return 0;
-    return fnv1a(json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    h2o_iovec_t s = string_of(pool, session);
+    if (!s.len)
+        s = string_of(pool, member(extra, "session_id"));
+    return s.len ? fnv1a(s.base, s.len) : 0;
+}
+
+/* ---- the entry point ---- */
+
+struct top {
+    dp_body_t *out;
+    span_t stream, request_id, model, messages, prompt, session_id, extra_body;
+};
+
+static void record(top_t *t, const char *key, const char *key_end, const char *val, const char *end)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } keys[] = {
+        {"stream", offsetof(top_t, stream)},         {"request_id", offsetof(top_t, request_id)},
+        {"model", offsetof(top_t, model)},           {"messages", offsetof(top_t, messages)},
+        {"prompt", offsetof(top_t, prompt)},         {"session_id", offsetof(top_t, session_id)},
+        {"extra_body", offsetof(top_t, extra_body)},
+    };
+    t->out->members++;
+    span_t ks = {key, key_end};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
+        if (str_is(ks, keys[i].name)) {
+            *(span_t *)((char *)t + keys[i].off) = (span_t){val, end};
+            return;
+        }
+}
+
+/* Validate the whole body in one pass, recording the top-level values the router reads. */
+static int scan_top(const char *body, size_t len, top_t *t)
+{
+    scan_t s = {body, body + len};
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{' || scan_container(&s, 1, t) != 0)
+        return -1;
+    t->out->close = (size_t)(s.p - 1 - body);
+    skip_ws(&s);
+    return s.p == s.end ? 0 : -1;
 }
 
 int dp_parse_body(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_prompt, dp_body_t *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!body || !len)
+    top_t t = {.out = out};
+    if (!body || scan_top(body, len, &t) != 0)
         return -1;
-    json_tokener *tok = json_tokener_new_ex(MAX_DEPTH);
-    if (!tok)
-        return -1;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    json_object *root = json_tokener_parse_ex(tok, body, (int)len);
-    size_t end = json_tokener_get_parse_end(tok);
-    bool ok = root && json_tokener_get_error(tok) == json_tokener_success;
-    json_tokener_free(tok);
-    while (ok && end < len && is_space(body[end]))
-        end++;
-    ok = ok && end == len && json_object_is_type(root, json_type_object);
-    if (ok) {
-        json_object *s;
-        out->stream = json_object_object_get_ex(root, "stream", &s) &&
-                      json_object_is_type(s, json_type_boolean) && json_object_get_boolean(s);
-        out->has_request_id = json_object_object_get_ex(root, "request_id", NULL);
-        out->members = (size_t)json_object_object_length(root);
-        if (want_prompt) {
-            extract_prompt(pool, root, &out->prompt);
-            out->prompt.session = session_of(root);
-        }
+    out->stream = t.stream.p && *t.stream.p == 't';
+    out->has_request_id = t.request_id.p != NULL;
+    out->model = string_of(pool, t.model);
+    if (want_prompt) {
+        extract_prompt(pool, t.messages, t.prompt, &out->prompt);
+        out->prompt.session = session_of(pool, t.session_id, t.extra_body);
     }
-    json_object_put(root);
-    return ok ? 0 : -1;
+    return 0;
 }

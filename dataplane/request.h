@@ -14,15 +14,20 @@
 typedef struct {
     bool stream;
     bool has_request_id; /* a top-level "request_id" key, of any JSON type */
-    size_t members;      /* top-level keys */
+    size_t members;      /* top-level members as written (a repeated key counts each time) */
+    size_t close;        /* offset of the object's closing brace (where splitwise mode splices) */
+    h2o_iovec_t model;   /* the top-level "model" string unescaped, {NULL, 0} when absent or not a string;
+                            points into the body unless it held escapes (then into the pool) */
     pol_prompt_t prompt; /* text allocated in the request's pool */
 } dp_body_t;
 
 /*
- * Parse `body` as one JSON object (trailing data rejected). With want_prompt, extract the prompt
+ * Scan `body` as one JSON object (trailing data rejected) in one pass, no tree, no allocation per
+ * field. This signature is stable (a libFuzzer target calls it). With want_prompt, extract the prompt
  * text as the Go router does (reference 4.1): chat `messages[].content` strings and `text` parts,
  * or completion `prompt` string / list of strings; each piece trimmed, empty ones dropped, joined
- * with one space. Returns 0, or -1 when the body is not a JSON object.
+ * with one space; a repeated key counts its last value. Returns 0, or -1 when the body is not one
+ * JSON object or nests deeper than 64 levels.
  */
 int dp_parse_body(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_prompt, dp_body_t *out);
 

@@ -94,3 +94,88 @@ Test(request, long_prompt_is_assembled_whole)
     cr_assert_eq(b.prompt.codepoints, n);
     free(body);
 }
+
+Test(request, escapes_unescape_as_json_c_does)
+{
+    dp_body_t b = parse_ok("{\"prompt\":\"a\\/b\\\"c\\\\d\\n\\u00e9\\u4f60\\ud83d\\ude00e\"}");
+    assert_prompt(&b, "a/b\"c\\d\n\xc3\xa9\xe4\xbd\xa0\xf0\x9f\x98\x80"
+                      "e");
+    cr_assert_eq(b.prompt.codepoints, 12);
+    /* lone surrogates (high then text, high then high, low alone, high at the end) become U+FFFD */
+    b = parse_ok("{\"prompt\":\"\\ud800x\\ud800\\ud801\\udc00 \\udc00 \\ud800\"}");
+    assert_prompt(&b, "\xef\xbf\xbdx\xef\xbf\xbd\xf0\x90\x90\x80 \xef\xbf\xbd \xef\xbf\xbd");
+    b = parse_ok("{\"prompt\":\"\\ud800\\n\"}");
+    assert_prompt(&b, "\xef\xbf\xbd");
+    b = parse_ok("{\"prompt\":\"\\t\\f\\u000b x \\r\"}");
+    assert_prompt(&b, "x");
+}
+
+Test(request, keys_compare_unescaped_and_the_last_one_counts)
+{
+    dp_body_t b = parse_ok("{\"\\u0073tream\":true,\"prompt\":\"a\",\"prompt\":\"b\"}");
+    cr_assert(b.stream);
+    assert_prompt(&b, "b");
+    b = parse_ok("{\"stream\":true,\"stream\":false}");
+    cr_assert_not(b.stream);
+    b = parse_ok("{\"messages\":[{\"content\":\"x\",\"content\":\"y\"}],\"messages\":7,\"prompt\":\"p\"}");
+    assert_prompt(&b, "p");
+    b = parse_ok("{\"messages\":[{\"content\":[{\"type\":\"text\\u0000x\",\"text\":\"t\"}]}]}");
+    assert_prompt(&b, "t"); /* json-c compares as C strings */
+}
+
+Test(request, model_request_id_members_and_close)
+{
+    const char *j = "{\"model\":\"m\\u00e9\",\"request_id\":null, \"x\":{\"model\":1} } ";
+    dp_body_t b = parse_ok(j);
+    cr_assert_eq(b.model.len, 3);
+    cr_assert(memcmp(b.model.base, "m\xc3\xa9", 3) == 0);
+    cr_assert(b.has_request_id);
+    cr_assert_eq(b.members, 3);
+    cr_assert_eq(j[b.close], '}');
+    cr_assert_eq(b.close, strlen(j) - 2);
+    b = parse_ok("{\"model\":\"plain\"}");
+    cr_assert_eq(b.model.len, 5);
+    b = parse_ok("{\"model\":5}");
+    cr_assert_null(b.model.base);
+    cr_assert_not(parse_ok("{}").has_request_id);
+}
+
+Test(request, session_id_top_level_or_extra_body)
+{
+    dp_body_t a = parse_ok("{\"session_id\":\"s1\"}"),
+              b = parse_ok("{\"extra_body\":{\"session_id\":\"s1\"}}");
+    dp_body_t c = parse_ok("{\"session_id\":\"\",\"extra_body\":{\"session_id\":\"s\\u0031\"}}");
+    cr_assert_neq(a.prompt.session, 0);
+    cr_assert_eq(a.prompt.session, b.prompt.session);
+    cr_assert_eq(a.prompt.session, c.prompt.session);
+    cr_assert_eq(parse_ok("{\"session_id\":3}").prompt.session, 0);
+}
+
+Test(request, rejects_bad_grammar_and_deep_nesting)
+{
+    const char *bad[] = {
+        "{\"a\":01}",  "{\"a\":.5}",       "{\"a\":1e}", "{\"a\":-}",     "{\"a\":True}",
+        "{\"a\":nul}", "{\"a\":\"\\x\"}",  "{'a':1}",    "{\v\"a\":1}",   "{\"a\":[1,]}",
+        "{,}",         "{\"a\"}",          "{1:2}",      "{\"a\":1}/**/", "{\"a\":\"\\u00zz\"}",
+        "{\"a\":NaN}", "{\"a\":Infinity}", "{\"a\":00}", "{\"a\":-01}",   "{\"a\":1.}",
+        "{\"a\":+1}",  "{\"a\":truex}",    "{\"a\":\"x", "{\"a\":\"\\",   "{\"a\":\"\\u12"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        dp_body_t b;
+        cr_expect_eq(dp_parse_body(&pool, bad[i], strlen(bad[i]), true, &b), -1, "accepted: %s", bad[i]);
+    }
+    const char nul[] = "{\"a\":\"x\0y\"}", nul_after[] = "{\"a\":1}\0";
+    dp_body_t b;
+    cr_expect_eq(dp_parse_body(&pool, nul, sizeof(nul) - 1, true, &b), -1);
+    cr_expect_eq(dp_parse_body(&pool, nul_after, sizeof(nul_after) - 1, true, &b), -1);
+    char deep[256];
+    for (int d = 63; d <= 64; d++) { /* 64 levels with the top-level object, not 65 */
+        int n = sprintf(deep, "{\"a\":");
+        memset(deep + n, '[', (size_t)d), n += d;
+        memset(deep + n, ']', (size_t)d), n += d;
+        deep[n++] = '}';
+        cr_expect_eq(dp_parse_body(&pool, deep, (size_t)n, true, &b), d == 63 ? 0 : -1, "depth %d", d + 1);
+    }
+    cr_assert_eq(
+        parse_ok("{\"a\":[-0,1.5e3,1E+5,-1.5E-3,0.0,1e05,123456789012345678901234567890,\"\t\"]}").members,
+        1);
+}
