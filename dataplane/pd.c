@@ -197,7 +197,7 @@ static void pd_start(h2o_req_t *req, pd_req_t *r)
     char rid[DP_UUID_LEN + 1] = "";
     if (!r->body.has_request_id)
         dp_uuid4(&t->rng, rid);
-    h2o_iovec_t body = dp_pd_body(&req->pool, req->entity, r->body.members, shm_instance(&dp.seg, r->p.slot),
+    h2o_iovec_t body = dp_pd_body(&req->pool, req->entity, &r->body, shm_instance(&dp.seg, r->p.slot),
                                   shm_instance(&dp.seg, r->d.slot), rid);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-prefill-url"), 0,
                           "X-Router-Prefill-URL", r->p.url, strlen(r->p.url));

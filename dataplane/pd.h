@@ -7,6 +7,7 @@
 
 #include <h2o.h>
 
+#include "dataplane/request.h"
 #include "shm/layout.h"
 
 #define DP_UUID_LEN 36
@@ -24,9 +25,10 @@ size_t dp_disaggregate_info(char *out, size_t cap, const shm_instance_t *p, cons
  * The body to send to both instances: the client's JSON object text with "disaggregate_info"
  * (and "request_id" when `request_id` is non-empty) appended as last members, so they win over
  * any client-sent field of the same name in every JSON parser that keeps the last duplicate.
- * `members` is the object's key count (0: no comma needed). Allocated in `pool`.
+ * `scan` is dp_parse_body's result for `body`: where the closing brace is, whether a comma is needed;
+ * the body is not read again. One copy, allocated in `pool`, shared by both legs.
  */
-h2o_iovec_t dp_pd_body(h2o_mem_pool_t *pool, h2o_iovec_t body, size_t members, const shm_instance_t *p,
+h2o_iovec_t dp_pd_body(h2o_mem_pool_t *pool, h2o_iovec_t body, const dp_body_t *scan, const shm_instance_t *p,
                        const shm_instance_t *d, const char *request_id);
 
 #endif

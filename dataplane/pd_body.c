@@ -126,19 +126,15 @@ size_t dp_disaggregate_info(char *out, size_t cap, const shm_instance_t *p, cons
     return s.len;
 }
 
-h2o_iovec_t dp_pd_body(h2o_mem_pool_t *pool, h2o_iovec_t body, size_t members, const shm_instance_t *p,
+h2o_iovec_t dp_pd_body(h2o_mem_pool_t *pool, h2o_iovec_t body, const dp_body_t *scan, const shm_instance_t *p,
                        const shm_instance_t *d, const char *request_id)
 {
     size_t info_len = dp_disaggregate_info(NULL, 0, p, d);
-    size_t close = body.len; /* the object's closing brace; only whitespace may follow it */
-    while (close > 0 && body.base[close - 1] != '}')
-        close--;
-    if (close > 0)
-        close--;
+    size_t close = scan->close;
     size_t cap = close + info_len + DP_UUID_LEN + 64;
     sb_t s = {h2o_mem_alloc_pool(pool, cap), cap, 0};
     sb_putn(&s, body.base, close);
-    if (members)
+    if (scan->members)
         sb_putn(&s, ",", 1);
     sb_puts(&s, "\"disaggregate_info\":");
     s.len += dp_disaggregate_info(s.buf + s.len, cap - s.len, p, d);

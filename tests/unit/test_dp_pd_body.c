@@ -112,10 +112,18 @@ Test(pd_body, absent_lists_are_null_and_tp_at_least_one)
     json_object_put(o);
 }
 
-static json_object *spliced(const char *body, size_t members, const char *rid)
+/* the body as production builds it: scanned once, then spliced where the scan found the brace */
+static h2o_iovec_t splice(const char *body, const char *rid)
 {
     shm_instance_t p = inst("10.0.0.1", 1, 0, 1), d = inst("10.0.0.2", 2, 0, 1);
-    h2o_iovec_t out = dp_pd_body(&pool, h2o_iovec_init(body, strlen(body)), members, &p, &d, rid);
+    dp_body_t scan;
+    cr_assert_eq(dp_parse_body(&pool, body, strlen(body), false, &scan), 0, "not a JSON object: %s", body);
+    return dp_pd_body(&pool, h2o_iovec_init(body, strlen(body)), &scan, &p, &d, rid);
+}
+
+static json_object *spliced(const char *body, const char *rid)
+{
+    h2o_iovec_t out = splice(body, rid);
     char *z = strndup(out.base, out.len);
     json_object *o = json_tokener_parse(z);
     cr_assert_not_null(o, "not JSON: %s", z);
@@ -126,12 +134,11 @@ static json_object *spliced(const char *body, size_t members, const char *rid)
 Test(pd_body, splice_keeps_the_client_text_and_adds_members)
 {
     const char *body = "{\"model\":\"m\",\"big\":12345678901234567890,\"x\":0.70} \n";
-    shm_instance_t p = inst("10.0.0.1", 1, 0, 1), d = inst("10.0.0.2", 2, 0, 1);
-    h2o_iovec_t out = dp_pd_body(&pool, h2o_iovec_init(body, strlen(body)), 3, &p, &d, "abc");
+    h2o_iovec_t out = splice(body, "abc");
     const char *prefix = "{\"model\":\"m\",\"big\":12345678901234567890,\"x\":0.70";
     cr_assert(out.len > strlen(prefix) && memcmp(out.base, prefix, strlen(prefix)) == 0,
               "client text must be kept verbatim (no float64 round trip)");
-    json_object *o = spliced(body, 3, "abc");
+    json_object *o = spliced(body, "abc");
     cr_assert_str_eq(str(o, "request_id"), "abc");
     cr_assert_str_eq(str(o, "model"), "m");
     json_object *di;
@@ -142,7 +149,7 @@ Test(pd_body, splice_keeps_the_client_text_and_adds_members)
 
 Test(pd_body, splice_into_empty_object_and_without_request_id)
 {
-    json_object *o = spliced("{}", 0, "");
+    json_object *o = spliced("{}", "");
     cr_assert(json_object_object_get_ex(o, "disaggregate_info", NULL));
     cr_assert_not(json_object_object_get_ex(o, "request_id", NULL), "no id added when the client had one");
     json_object_put(o);
