@@ -328,8 +328,22 @@ class Router:
         wait_until(lambda: self.selectable() >= n, timeout, "%d selectable instances" % n)
 
 
+def commit():
+    """The commit measured: run_all.sh's (FD_BENCH_COMMIT, one for the whole run), else git's."""
+    c = os.environ.get("FD_BENCH_COMMIT")
+    if c:
+        return c
+    try:
+        c = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                           timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD"], timeout=10).returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (c + "+uncommitted" if dirty else c) or "unknown"
+
+
 def machine():
-    """A dict describing this machine and its load now."""
+    """A dict describing this machine, its load now and the commit measured."""
     model = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -340,14 +354,14 @@ def machine():
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "loadavg": open("/proc/loadavg").read().split()[:3],
+            "loadavg": open("/proc/loadavg").read().split()[:3], "commit": commit(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def machine_line():
     m = machine()
-    return "machine: %d CPUs, %s, Linux %s, load %s, %s" % (m["nproc"], m["cpu"], m["kernel"], " ".join(m["loadavg"]),
-                                                           m["date"])
+    return "commit %s; machine: %d CPUs, %s, Linux %s, load %s, %s" % (
+        m["commit"], m["nproc"], m["cpu"], m["kernel"], " ".join(m["loadavg"]), m["date"])
 
 
 # gnuplot settings shared by the clustered-bar charts (CHART templates take it as {histogram})

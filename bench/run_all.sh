@@ -13,8 +13,17 @@ RESULTS=${1:-bench/results}
 BIN=${2:-}
 [ -n "$BIN" ] || { [ -x build-bench2/bin/fd-router ] && BIN=build-bench2/bin || BIN=build/bin; }
 mkdir -p "$RESULTS"
-for q in overhead routing_quality scale upgrade; do
-  echo "== $q: start $(date -u '+%F %T UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS/run_all.log"
+# the commit measured, named in the log and in every table generated from this run
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+uncommitted"
+export FD_BENCH_COMMIT=$COMMIT
+STEPS=(overhead routing_quality scale upgrade)
+echo "== run_all: commit $COMMIT, binaries $BIN, ${#STEPS[@]} steps, results in $RESULTS" | tee -a "$RESULTS/run_all.log"
+step=0
+for q in "${STEPS[@]}"; do
+  step=$((step + 1))
+  echo "== [$step/${#STEPS[@]}] $q: start $(date -u '+%F %T UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS/run_all.log"
   python3 "bench/$q.py" --bin "$BIN" --results "$RESULTS"
-  echo "== $q: end $(date -u '+%F %T UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS/run_all.log"
+  echo "== [$step/${#STEPS[@]}] $q: end $(date -u '+%F %T UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RESULTS/run_all.log"
 done
+echo "== run_all: done at $(date -u '+%F %T UTC'), commit $COMMIT" | tee -a "$RESULTS/run_all.log"
