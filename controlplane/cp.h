@@ -37,6 +37,8 @@
 
 #include <h2o.h>
 
+#include "common/uclient.h"
+
 #include "common/config.h"
 #include "common/instance_info.h"
 #include "shm/shm.h"
@@ -96,12 +98,8 @@ typedef struct cp_probe cp_probe_t;
 typedef struct {
     h2o_loop_t *loop;
     unsigned timeout_ms;
-    h2o_http1client_ctx_t client_ctx;
-    h2o_timeout_t io_timeout; /* per read/write/connect step, inside h2o's client */
-    h2o_timeout_t deadline;   /* whole probe */
-    h2o_timeout_t deferred;   /* 0 ms: completions that must not run inside cp_probe_start */
-    h2o_multithread_queue_t *queue;
-    h2o_multithread_receiver_t getaddr_receiver; /* IPv6 literals go through h2o's resolver */
+    h2o_timeout_t deadline; /* whole probe */
+    h2o_timeout_t deferred; /* 0 ms: completions that must not run inside cp_probe_start */
     h2o_linklist_t probes;
 } cp_prober_t;
 

@@ -3,11 +3,11 @@
  * iff the answer is 200 and its whole body can be read, all within the prober's timeout.
  *
  * Used by /register (the success-threshold probes before an upsert), by the health timer, and,
- * keeping the body (cp_fetch_start), by the remote-metrics poller. Built on h2o's http1client on
+ * keeping the body (cp_fetch_start), by the remote-metrics poller. Built on common/uclient.h on
  * the CP loop, so a slow or dead instance never blocks the CP: the Go router ran these probes
  * synchronously inside the /register handler and scraped /metrics inside request selection.
  *
- * h2o's client may report a connect failure synchronously from inside the connect call; such a
+ * The client may report a connect failure synchronously from inside the connect call; such a
  * completion is deferred to the next loop turn so a caller never sees its callback run before
  * cp_probe_start has returned the handle.
  */
@@ -21,7 +21,7 @@
 struct cp_probe {
     cp_prober_t *prober;
     h2o_linklist_t link;
-    h2o_http1client_t *client; /* non-NULL while h2o holds a client for us */
+    uc_client_t *client; /* non-NULL while an exchange runs for us */
     h2o_timeout_entry_t deadline;
     h2o_timeout_entry_t deferred;
     h2o_iovec_t reqbuf;
@@ -109,7 +109,7 @@ static void keep(cp_probe_t *pr, const char *bytes, size_t n)
     pr->body[pr->body_bytes + n] = '\0';
 }
 
-static int on_body(h2o_http1client_t *client, const char *errstr)
+static int on_body(uc_client_t *client, const char *errstr)
 {
     cp_probe_t *pr = client->data;
     size_t got = client->sock->input->size;
@@ -122,20 +122,19 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
         keep(pr, client->sock->input->bytes, got);
     pr->body_bytes += got;
     h2o_buffer_consume(&client->sock->input, got);
-    if (errstr == h2o_http1client_error_is_eos)
+    if (errstr == uc_error_is_eos)
         finish(pr, true, NULL);
     else if (errstr != NULL)
         finish(pr, false, errstr);
     return 0;
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version,
-                                       int status, h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers,
-                                       int rlen)
+static uc_body_cb on_head(uc_client_t *client, const char *errstr, int minor_version, int status,
+                          h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers)
 {
-    (void)minor_version, (void)msg, (void)headers, (void)num_headers, (void)rlen;
+    (void)minor_version, (void)msg, (void)headers, (void)num_headers;
     cp_probe_t *pr = client->data;
-    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+    if (errstr != NULL && errstr != uc_error_is_eos) {
         finish(pr, false, errstr);
         return NULL;
     }
@@ -146,15 +145,15 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         finish(pr, false, why);
         return NULL;
     }
-    if (errstr == h2o_http1client_error_is_eos) {
+    if (errstr == uc_error_is_eos) {
         finish(pr, true, NULL);
         return NULL;
     }
     return on_body;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
-                                          h2o_iovec_t **reqbufs, size_t *reqbufcnt, int *method_is_head)
+static uc_head_cb on_connect(uc_client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
+                             size_t *reqbufcnt, int *method_is_head)
 {
     cp_probe_t *pr = client->data;
     if (errstr != NULL) {
@@ -171,7 +170,7 @@ static void on_deadline(h2o_timeout_entry_t *e)
 {
     cp_probe_t *pr = H2O_STRUCT_FROM_MEMBER(cp_probe_t, deadline, e);
     if (pr->client != NULL)
-        h2o_http1client_cancel(pr->client);
+        uc_cancel(pr->client);
     char why[48];
     snprintf(why, sizeof(why), "timeout after %u ms", pr->prober->timeout_ms);
     finish(pr, false, why);
@@ -182,14 +181,8 @@ int cp_prober_init(cp_prober_t *p, h2o_loop_t *loop, unsigned timeout_ms)
     memset(p, 0, sizeof(*p));
     p->loop = loop;
     p->timeout_ms = timeout_ms ? timeout_ms : 1;
-    h2o_timeout_init(loop, &p->io_timeout, p->timeout_ms);
     h2o_timeout_init(loop, &p->deadline, p->timeout_ms);
     h2o_timeout_init(loop, &p->deferred, 0);
-    p->queue = h2o_multithread_create_queue(loop);
-    h2o_multithread_register_receiver(p->queue, &p->getaddr_receiver, h2o_hostinfo_getaddr_receiver);
-    p->client_ctx.loop = loop;
-    p->client_ctx.getaddr_receiver = &p->getaddr_receiver;
-    p->client_ctx.io_timeout = &p->io_timeout;
     h2o_linklist_init_anchor(&p->probes);
     return 0;
 }
@@ -198,12 +191,8 @@ void cp_prober_dispose(cp_prober_t *p)
 {
     while (!h2o_linklist_is_empty(&p->probes))
         cp_probe_cancel(H2O_STRUCT_FROM_MEMBER(cp_probe_t, link, p->probes.next));
-    h2o_timeout_dispose(p->loop, &p->io_timeout);
     h2o_timeout_dispose(p->loop, &p->deadline);
     h2o_timeout_dispose(p->loop, &p->deferred);
-    h2o_multithread_unregister_receiver(p->queue, &p->getaddr_receiver);
-    h2o_multithread_destroy_queue(p->queue);
-    p->queue = NULL;
 }
 
 static h2o_iovec_t build_request(const char *host, uint16_t port, const char *path)
@@ -238,8 +227,10 @@ static cp_probe_t *start(cp_prober_t *p, const char *host, uint16_t port, const 
     h2o_linklist_insert(&p->probes, &pr->link);
     h2o_timeout_link(p->loop, &p->deadline, &pr->deadline);
     pr->starting = true;
-    h2o_http1client_connect(&pr->client, pr, &p->client_ctx, h2o_iovec_init(host, strlen(host)), port, 0,
-                            on_connect);
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    bool ip = uc_make_addr(host, port, &ss, &sslen) == 0;
+    uc_connect_addr(&pr->client, pr, p->loop, ip ? (struct sockaddr *)&ss : NULL, sslen, on_connect);
     pr->starting = false;
     return pr;
 }
@@ -259,7 +250,7 @@ cp_probe_t *cp_fetch_start(cp_prober_t *p, const char *host, uint16_t port, cons
 void cp_probe_cancel(cp_probe_t *pr)
 {
     if (pr->client != NULL)
-        h2o_http1client_cancel(pr->client);
+        uc_cancel(pr->client);
     probe_free(pr);
 }
 

@@ -30,6 +30,8 @@
 
 #include <h2o.h>
 
+#include "common/uclient.h"
+
 #include "shm/shm.h"
 
 /* Outcomes of inference requests, counted per DP process in memory and exported by /metrics. */
@@ -56,9 +58,7 @@ typedef struct dp_thread {
     int reader; /* reader slot in shm */
     uint64_t rng;
 
-    /* upstream client: io_timeout is only a backstop, our own timers enforce the configured ones */
-    h2o_http1client_ctx_t client_ctx;
-    h2o_timeout_t io_timeout;
+    /* upstream timeouts, enforced by each exchange's own timer (common/uclient.h has none) */
     h2o_timeout_t connect_timeout;
     h2o_timeout_t first_byte_timeout;
     h2o_timeout_t idle_timeout;

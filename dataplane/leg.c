@@ -43,11 +43,11 @@ static void on_timer(h2o_timeout_entry_t *entry)
         end(l, l->deferred_err, false);
         return;
     }
-    h2o_http1client_cancel(l->client);
+    uc_cancel(l->client);
     end(l, "timeout", true);
 }
 
-static int on_body(h2o_http1client_t *client, const char *err)
+static int on_body(uc_client_t *client, const char *err)
 {
     dp_leg_t *l = client->data;
     h2o_buffer_t **in = &client->sock->input;
@@ -55,20 +55,20 @@ static int on_body(h2o_http1client_t *client, const char *err)
         l->ops->on_data(l, (*in)->bytes, (*in)->size);
     h2o_buffer_consume(in, (*in)->size);
     if (err) {
-        end(l, err == h2o_http1client_error_is_eos ? NULL : err, false);
+        end(l, err == uc_error_is_eos ? NULL : err, false);
         return 0;
     }
     timer_set(l, &l->t->idle_timeout);
     return 0;
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *err, int minor, int status,
-                                       h2o_iovec_t msg, h2o_header_t *headers, size_t n, int rlen)
+static uc_body_cb on_head(uc_client_t *client, const char *err, int minor, int status, h2o_iovec_t msg,
+                          h2o_header_t *headers, size_t n)
 {
-    (void)minor, (void)msg, (void)headers, (void)n, (void)rlen;
+    (void)minor, (void)msg, (void)headers, (void)n;
     dp_leg_t *l = client->data;
     timer_set(l, NULL);
-    if (err && err != h2o_http1client_error_is_eos) {
+    if (err && err != uc_error_is_eos) {
         end(l, err, false);
         return NULL;
     }
@@ -83,8 +83,8 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     return on_body;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *err, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head)
+static uc_head_cb on_connect(uc_client_t *client, const char *err, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                             int *method_is_head)
 {
     dp_leg_t *l = client->data;
     timer_set(l, NULL);
@@ -121,7 +121,7 @@ dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h
     l->timer.cb = on_timer;
     timer_set(l, &t->connect_timeout);
     l->starting = true;
-    h2o_http1client_connect_with_pool(&l->client, l, &t->client_ctx, &pool->sp, on_connect);
+    uc_connect(&l->client, l, &pool->up, on_connect);
     l->starting = false;
     return l;
 }
@@ -129,6 +129,6 @@ dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h
 void dp_leg_cancel(dp_leg_t *l)
 {
     if (l->client)
-        h2o_http1client_cancel(l->client);
+        uc_cancel(l->client);
     leg_free(l);
 }

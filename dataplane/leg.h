@@ -24,7 +24,7 @@ struct dp_leg {
     dp_thread_t *t;
     const dp_leg_ops_t *ops;
     void *data; /* the starter's */
-    h2o_http1client_t *client;
+    uc_client_t *client;
     dp_pool_t *pool;
     h2o_timeout_entry_t timer;
     h2o_iovec_t reqbufs[2];

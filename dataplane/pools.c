@@ -1,7 +1,6 @@
 /*
  * dataplane/pools.c - per-thread upstream socket pools (see pools.h for why per thread).
  */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,35 +14,14 @@ static dp_pool_t *pool_new(dp_thread_t *t, struct sockaddr *sa, socklen_t salen)
     dp_pool_t *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    h2o_socketpool_init_by_address(&p->sp, sa, salen, 0, SIZE_MAX);
-    h2o_socketpool_set_timeout(&p->sp, t->ctx.loop, DP_POOL_IDLE_MS);
+    uc_pool_init(&p->up, sa, salen, t->ctx.loop, DP_POOL_IDLE_MS, DP_POOL_MAX_IDLE);
     return p;
 }
 
 static void pool_free(dp_pool_t *p)
 {
-    h2o_socketpool_dispose(&p->sp);
+    uc_pool_dispose(&p->up);
     free(p);
-}
-
-static int make_addr(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
-{
-    memset(ss, 0, sizeof(*ss));
-    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(port);
-        *len = sizeof(*v4);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(port);
-        *len = sizeof(*v6);
-        return 0;
-    }
-    return -1;
 }
 
 dp_pool_t *dp_pool_acquire(dp_thread_t *t, unsigned slot, uint32_t gen, const char *host, uint16_t port)
@@ -58,7 +36,7 @@ dp_pool_t *dp_pool_acquire(dp_thread_t *t, unsigned slot, uint32_t gen, const ch
     if (!p) {
         struct sockaddr_storage ss;
         socklen_t len;
-        if (make_addr(host, port, &ss, &len) != 0) {
+        if (uc_make_addr(host, port, &ss, &len) != 0) {
             LOG_ERROR("not an IP literal: %s", host);
             return NULL;
         }

@@ -15,7 +15,7 @@
 #include "dataplane/dp.h"
 
 struct dp_pool {
-    h2o_socketpool_t sp;
+    uc_pool_t up;
     uint32_t generation;
     unsigned refs;
     int stale; /* replaced by a newer generation; dispose when refs drop to 0 */
@@ -30,7 +30,9 @@ dp_pool_t *dp_pool_acquire_addr(dp_thread_t *t, dp_pool_t **slot, struct sockadd
 dp_pool_t *dp_pool_acquire_cp(dp_thread_t *t);
 void dp_pool_release(dp_pool_t *p);
 
-/* Idle keep-alive sockets are closed after this long: below the usual 5 s of uvicorn-based
+/* At most this many idle keep-alive sockets per instance and thread; more are closed. */
+#define DP_POOL_MAX_IDLE 256
+/* Idle keep-alive sockets are not reused after this long: below the usual 5 s of uvicorn-based
  * instances, so we never reuse a socket the instance is about to close. */
 #define DP_POOL_IDLE_MS 2000
 

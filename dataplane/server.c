@@ -195,12 +195,6 @@ static void thread_init(dp_thread_t *t)
     h2o_timeout_init(t->ctx.loop, &t->watch_timeout, 250);
     h2o_timeout_init(t->ctx.loop, &t->abort_timeout, 5000);
     h2o_timeout_init(t->ctx.loop, &t->tokenizer_timeout, c->tokenizer_timeout_ms);
-    /* h2o's own per-phase timer: a backstop behind ours, never the one that fires first */
-    uint64_t backstop = c->connect_timeout_ms + c->first_byte_timeout_ms + c->idle_timeout_ms + 1000;
-    h2o_timeout_init(t->ctx.loop, &t->io_timeout, backstop);
-    t->client_ctx.loop = t->ctx.loop;
-    t->client_ctx.getaddr_receiver = &t->ctx.receivers.hostinfo_getaddr;
-    t->client_ctx.io_timeout = &t->io_timeout;
     t->pools = calloc(SHM_MAX_INSTANCES, sizeof(*t->pools));
     /* request ids are drawn from it: seed from the kernel so no two processes or runs collide */
     if (getrandom(&t->rng, sizeof(t->rng), 0) != sizeof(t->rng) || !t->rng)

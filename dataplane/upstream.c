@@ -1,5 +1,5 @@
 /*
- * dataplane/upstream.c - the proxy generator over h2o_http1client (see upstream.h for the
+ * dataplane/upstream.c - the proxy generator over common/uclient.h (see upstream.h for the
  * guarantees). h2o 2.2's client has one io_timeout per context for every phase; we keep it as a
  * backstop only and enforce connect, first-byte and idle timeouts with our own timer, one entry
  * per proxy, linked to the h2o_timeout_t of the current phase.
@@ -11,8 +11,8 @@
 #include "dataplane/pools.h"
 #include "dataplane/upstream.h"
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *err, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head);
+static uc_head_cb on_connect(uc_client_t *client, const char *err, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                             int *method_is_head);
 static void do_send(dp_proxy_t *p);
 
 static void timer_set(dp_proxy_t *p, h2o_timeout_t *which)
@@ -52,7 +52,7 @@ static void finish(dp_proxy_t *p, dp_outcome_t outcome)
 static void cancel_client(dp_proxy_t *p)
 {
     if (p->client) {
-        h2o_http1client_cancel(p->client);
+        uc_cancel(p->client);
         p->client = NULL;
     }
 }
@@ -68,7 +68,7 @@ static void attempt(dp_proxy_t *p)
     p->attempts++;
     p->state = DP_ST_CONNECTING;
     timer_set(p, &p->t->connect_timeout);
-    h2o_http1client_connect_with_pool(&p->client, p, &p->t->client_ctx, &p->pool->sp, on_connect);
+    uc_connect(&p->client, p, &p->pool->up, on_connect);
 }
 
 /* Before any byte reached the client, an attempt that failed is retried on the next target. */
@@ -149,7 +149,7 @@ h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t method, h2o_iovec_
     return head;
 }
 
-static int on_body(h2o_http1client_t *client, const char *err)
+static int on_body(uc_client_t *client, const char *err)
 {
     dp_proxy_t *p = client->data;
     h2o_buffer_t **in = &client->sock->input;
@@ -165,8 +165,7 @@ static int on_body(h2o_http1client_t *client, const char *err)
         /* h2o 2.2's client reports a chunked body whose connection closed between two chunks as a
          * normal end (a browser habit); without the terminating chunk it is a truncated answer.
          * The real end arrives with the terminator's bytes; a close arrives with none. */
-        p->upstream_broken =
-            err != h2o_http1client_error_is_eos || (p->upstream_chunked && client->sock->bytes_read == 0);
+        p->upstream_broken = err != uc_error_is_eos || (p->upstream_chunked && client->sock->bytes_read == 0);
         timer_set(p, NULL);
     } else if (p->recv->size > DP_MAX_BUFFERED) {
         /* slow client: stop reading the instance until h2o asks for more (proceed) */
@@ -257,13 +256,13 @@ static void on_watch(h2o_timeout_entry_t *entry)
     h2o_send(p->req, NULL, 0, H2O_SEND_STATE_ERROR); /* nothing in flight: nothing was sent yet */
 }
 
-static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *err, int minor, int status,
-                                       h2o_iovec_t msg, h2o_header_t *headers, size_t n, int rlen)
+static uc_body_cb on_head(uc_client_t *client, const char *err, int minor, int status, h2o_iovec_t msg,
+                          h2o_header_t *headers, size_t n)
 {
-    (void)minor, (void)rlen;
+    (void)minor;
     dp_proxy_t *p = client->data;
     timer_set(p, NULL);
-    if (err && err != h2o_http1client_error_is_eos) {
+    if (err && err != uc_error_is_eos) {
         attempt_failed(p, err); /* closed or broken before a head: nothing sent yet, try the next */
         return NULL;
     }
@@ -287,8 +286,8 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     return on_body;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *err, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head)
+static uc_head_cb on_connect(uc_client_t *client, const char *err, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                             int *method_is_head)
 {
     dp_proxy_t *p = client->data;
     if (err) {

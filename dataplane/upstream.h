@@ -52,7 +52,7 @@ struct dp_proxy {
     h2o_iovec_t authority;
     h2o_iovec_t reqbufs[2];
 
-    h2o_http1client_t *client;
+    uc_client_t *client;
     h2o_socket_cb upstream_reader; /* saved while reading is paused */
     h2o_timeout_entry_t timer;
     h2o_timeout_entry_t watch; /* before the response starts: notices a client that went away */
