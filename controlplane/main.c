@@ -11,8 +11,13 @@
  * (upgrade.c), the same as `fdctl upgrade`.
  *
  * Shutdown (SIGINT/SIGTERM through a signalfd): the DP gets SIGTERM and a bounded time to drain,
- * the sockets close, the control socket file is removed. The shared-memory segment is kept: the
- * registry, views and counters survive a restart of the router.
+ * the sockets close, the control socket file is removed. The shared-memory segment is kept (and
+ * the log says so): the registry, drain flags and counters survive a restart of the router. A
+ * start that fails removes the segment if it created it; a reused one is left as it was found.
+ *
+ * A segment reused with no data plane alive on it is the last run's: its health states are
+ * stale, so every instance starts UNKNOWN (not selectable) and its first probe decides. With a
+ * data plane still serving (adoption) the table is current and is kept as it is.
  */
 #include <errno.h>
 #include <signal.h>
@@ -190,6 +195,27 @@ static int open_shm(cp_t *cp, shm_open_result_t *how)
     return 0;
 }
 
+/* Instances of the last run start UNKNOWN; one probe (either way) decides, whatever the thresholds. */
+static void mark_stale_unknown(cp_t *cp)
+{
+    unsigned n = 0;
+    uint64_t now = shm_now_ms();
+    int ok = cp->cfg.health_success_threshold, fail = cp->cfg.health_failure_threshold;
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        shm_instance_t *in = shm_instance(&cp->seg, i);
+        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
+            continue;
+        cp_registry_set_health(cp, i, SHM_HEALTH_UNKNOWN, now);
+        in->consecutive_ok = ok > 1 ? (uint32_t)ok - 1 : 0;
+        in->consecutive_fail = fail > 1 ? (uint32_t)fail - 1 : 0;
+        n++;
+    }
+    if (n > 0)
+        LOG_INFO(
+            "Shared memory %s: %u instance(s) of the last run are unknown until their first health check",
+            cp->shm_name, n);
+}
+
 /* With an adopted DP the socket is taken back from it; otherwise (or if that fails) bound anew. */
 static int open_listener(cp_t *cp, const cp_orphans_t *o)
 {
@@ -350,6 +376,8 @@ static int run(cp_t *cp)
     shm_open_result_t how;
     if (open_shm(cp, &how) != 0)
         return 1;
+    if (how == SHM_OPEN_REUSED && !dp_alive(&cp->seg))
+        mark_stale_unknown(cp);
     cp->loop = h2o_evloop_create();
     cp_orphans_t orphans;
     memset(&orphans, 0, sizeof(orphans));
@@ -357,6 +385,10 @@ static int run(cp_t *cp)
         cp_dp_find_orphans(cp, &orphans);
     if (setup_signals(cp) != 0 || open_listener(cp, &orphans) != 0 || start_services(cp, &orphans) != 0) {
         shutdown_cp(cp);
+        if (how != SHM_OPEN_REUSED && shm_destroy(cp->shm_name) == 0)
+            LOG_INFO("Shared memory %s: removed (created by this failed start)", cp->shm_name);
+        else if (how == SHM_OPEN_REUSED)
+            LOG_INFO("Shared memory %s: kept as found (it holds an earlier run's registry)", cp->shm_name);
         return 1;
     }
     LOG_INFO("fd-router control plane ready: port %u, %s mode, shm %s, control socket %s, pid %d", cp->port,
@@ -364,7 +396,10 @@ static int run(cp_t *cp)
     while (!cp->stopping)
         h2o_evloop_run(cp->loop, INT32_MAX);
     shutdown_cp(cp);
-    LOG_INFO("Control plane stopped");
+    LOG_INFO(
+        "Control plane stopped; shared memory %s kept: the next start reuses its registry, drain flags and "
+        "counters (rm /dev/shm%s to start empty)",
+        cp->shm_name, cp->shm_name);
     return 0;
 }
 

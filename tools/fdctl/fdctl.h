@@ -81,6 +81,7 @@ typedef struct {
     bool splitwise;
     int32_t wlock_owner; /* pid holding the writer lock now, 0 if free */
     uint64_t wlock_recovered;
+    bool running; /* a control plane or a data plane is alive on the segment */
 } fdctl_status_t;
 
 /* ---- snapshot.c: reads shared memory (the caller holds reader slot `reader`) ---- */
@@ -88,6 +89,9 @@ typedef struct {
 /* Copies up to `max` instances (LIVE and RETIRED), sorted by URL; returns how many. */
 unsigned fdctl_snapshot_instances(shm_seg_t *seg, int reader, fdctl_instance_t *out, unsigned max);
 void fdctl_snapshot_status(shm_seg_t *seg, int reader, fdctl_status_t *out);
+/* Whether a control plane or a data plane process is alive on the segment. A segment outlives a
+ * clean stop (the next start reuses it); with neither alive, what it holds is the last run's. */
+bool fdctl_router_running(const shm_seg_t *seg);
 
 /* ---- format.c: pure rendering; `now_ms` is the wall clock ages are computed against ---- */
 

@@ -197,6 +197,7 @@ static json_object *config_json(const fdctl_status_t *st)
 json_object *fdctl_status_json(const fdctl_status_t *st, uint64_t now_ms)
 {
     json_object *o = json_object_new_object();
+    add(o, "running", json_object_new_boolean(st->running));
     add(o, "cp", cp_json(st, now_ms));
     json_object *dps = json_object_new_array();
     for (unsigned i = 0; i < st->n_dps; i++)
@@ -218,9 +219,17 @@ void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms)
     char a[32], b[32];
     age_text(a, sizeof a, now_ms, st->cp_started_at_ms);
     age_text(b, sizeof b, now_ms, st->cp_heartbeat_ms);
-    fprintf(f, "control plane  pid %d, %s, port %u, up %s, last heartbeat %s ago\n", st->cp_pid,
-            st->cp_alive ? "running" : "NOT RUNNING (data plane serves the last table)", st->listen_port, a,
-            b);
+    if (!st->running)
+        fprintf(
+            f,
+            "router         STOPPED: no control plane or data plane is running; below is what its last run "
+            "left in shared memory\n");
+    if (st->cp_alive)
+        fprintf(f, "control plane  pid %d, running, port %u, up %s, last heartbeat %s ago\n", st->cp_pid,
+                st->listen_port, a, b);
+    else
+        fprintf(f, "control plane  NOT RUNNING%s, port %u, last started %s ago, last heartbeat %s ago\n",
+                st->running ? " (data plane serves the last table)" : "", st->listen_port, a, b);
     if (st->n_dps == 0)
         fprintf(f, "data plane     none running\n");
     for (unsigned i = 0; i < st->n_dps; i++) {

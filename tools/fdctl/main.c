@@ -8,8 +8,8 @@
  * back before exiting (a killed fdctl's slot is reaped by the control plane). Actions go to the
  * control plane's control socket (ctl.c; fd_default_control_socket(port) or --control_socket).
  *
- * Exit status: 0 success, 1 runtime error (no router, shared memory unreadable, action refused
- * or failed), 2 usage error.
+ * Exit status: 0 success, 1 runtime error (no router, router stopped, shared memory unreadable,
+ * action refused or failed), 2 usage error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,8 +77,9 @@ static void usage(FILE *f)
             "                          time + 120)\n"
             "  -h, --help              this text\n"
             "\n"
-            "Exit status: 0 success, 1 error (no router on that port, action refused, upgrade failed),\n"
-            "2 usage error.\n");
+            "Exit status: 0 success, 1 error (no router on that port, router stopped - registered,\n"
+            "health, stats and status still show what its last run left - action refused, upgrade\n"
+            "failed), 2 usage error.\n");
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -216,6 +217,20 @@ static bool attach(const fdctl_args_t *a, shm_seg_t *seg)
     return false;
 }
 
+/* After a clean stop the segment is kept (the next start reuses it): its views are the last
+ * run's. Said on stderr; the caller exits 1. */
+static bool report_stopped(const fdctl_args_t *a, const shm_seg_t *seg)
+{
+    if (fdctl_router_running(seg))
+        return false;
+    if (a->port)
+        fprintf(stderr, "fdctl: fd-router on port %u is stopped; shown: what its last run left in %s\n",
+                a->port, a->shm_name);
+    else
+        fprintf(stderr, "fdctl: fd-router is stopped; shown: what its last run left in %s\n", a->shm_name);
+    return true;
+}
+
 static void print_json(json_object *o)
 {
     printf("%s\n",
@@ -246,7 +261,7 @@ static int show_instances(const fdctl_args_t *a, shm_seg_t *seg, int reader, vie
     else
         fdctl_stats_table(stdout, list, n);
     free(list);
-    return 0;
+    return report_stopped(a, seg) ? 1 : 0;
 }
 
 static int cmd_registered(const fdctl_args_t *a, shm_seg_t *seg, int reader)
@@ -273,7 +288,7 @@ static int cmd_status(const fdctl_args_t *a, shm_seg_t *seg, int reader)
         print_json(fdctl_status_json(&st, now));
     else
         fdctl_status_text(stdout, &st, now);
-    return 0;
+    return st.running ? 0 : 1;
 }
 
 static int cmd_cache(const fdctl_args_t *a, shm_seg_t *seg, int reader)

@@ -92,6 +92,21 @@ unsigned fdctl_snapshot_instances(shm_seg_t *seg, int reader, fdctl_instance_t *
     return n;
 }
 
+bool fdctl_router_running(const shm_seg_t *seg)
+{
+    const shm_header_t *h = seg->hdr;
+    int32_t cp = __atomic_load_n(&h->cp_pid, __ATOMIC_ACQUIRE);
+    if (cp > 0 && shm_proc_alive(cp, load64(&h->cp_start_time)))
+        return true;
+    for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
+        const shm_dp_row_t *r = shm_dp_row(seg, i);
+        int32_t pid = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
+        if (pid > 0 && shm_proc_alive(pid, __atomic_load_n(&r->start_time, __ATOMIC_ACQUIRE)))
+            return true;
+    }
+    return false;
+}
+
 static void snapshot_dps(const shm_seg_t *seg, fdctl_status_t *out)
 {
     out->n_dps = 0;
@@ -140,6 +155,9 @@ void fdctl_snapshot_status(shm_seg_t *seg, int reader, fdctl_status_t *out)
     out->table_updated_ms = load64(&h->table_updated_ms);
     snapshot_dps(seg, out);
     count_slots(seg, out);
+    out->running = out->cp_alive;
+    for (unsigned i = 0; i < out->n_dps; i++)
+        out->running |= out->dps[i].alive;
     /* glibc keeps the owner's thread id in the mutex (the CP is single-threaded: its pid) */
     int32_t owner = __atomic_load_n(&seg->hdr->wlock.__data.__owner, __ATOMIC_RELAXED);
     out->wlock_owner = owner > 0 && owner != 0x7fffffff ? owner : 0;
