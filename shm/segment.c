@@ -6,7 +6,9 @@
  * across a CP restart); DPs and fdctl only attach. Section offsets are a pure function of the
  * layout constants, so a segment is compatible iff its magic, layout version, header size,
  * offsets and size all equal what this build computes. The magic is written last, with release
- * order, so an attacher that sees it also sees a fully initialised segment.
+ * order, so an attacher that sees it also sees a fully initialised segment. A new segment's pages
+ * are all allocated before it is used (posix_fallocate), so a /dev/shm too small for it fails the
+ * start with the size it needs instead of a SIGBUS later.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,7 +38,7 @@ static seg_layout_t compute_layout(void)
     seg_layout_t l;
     l.readers_off = ALIGN_UP(sizeof(shm_header_t), SHM_CACHELINE);
     l.dps_off = ALIGN_UP(l.readers_off + SHM_MAX_READERS * sizeof(shm_reader_t), SHM_CACHELINE);
-    l.instances_off = ALIGN_UP(l.dps_off + SHM_MAX_DPS * sizeof(shm_dp_row_t), SHM_CACHELINE);
+    l.instances_off = ALIGN_UP(l.dps_off + (SHM_MAX_DPS + 1) * sizeof(shm_dp_row_t), SHM_CACHELINE);
     l.radix_off = ALIGN_UP(l.instances_off + SHM_MAX_INSTANCES * sizeof(shm_instance_t), SHM_CACHELINE);
     l.radix_buckets_off = ALIGN_UP(l.radix_off + sizeof(shm_radix_hdr_t), SHM_CACHELINE);
     /* page-aligned: nodes never straddle a page, and untouched pages cost no memory */
@@ -191,6 +194,23 @@ static int check_owner(int fd, const char *name, char *err, size_t errlen)
     return 0;
 }
 
+/* Every page of the segment is allocated now: a sparse segment on a /dev/shm too small for it
+ * would kill the router with SIGBUS at the first write to a page the filesystem cannot supply. */
+static int reserve(int fd, uint64_t size, const char *name, char *err, size_t errlen)
+{
+    if (ftruncate(fd, (off_t)size) != 0)
+        return fail(err, errlen, "cannot size %s: %s", name, strerror(errno));
+    int e = posix_fallocate(fd, 0, (off_t)size);
+    if (e == 0)
+        return 0;
+    struct statvfs vfs;
+    unsigned long long avail = fstatvfs(fd, &vfs) == 0 ? (unsigned long long)vfs.f_bavail * vfs.f_frsize : 0;
+    return fail(err, errlen,
+                "cannot reserve %s: it needs %llu MiB in /dev/shm, %llu MiB are free (%s); give /dev/shm "
+                "more room (docker run --shm-size=128m, or a larger tmpfs)",
+                name, (unsigned long long)(size >> 20), avail >> 20, strerror(e));
+}
+
 /* 1: created, 0: exists already (EEXIST), -1: error. */
 static int create_segment(shm_seg_t *s, const char *name, char *err, size_t errlen)
 {
@@ -198,14 +218,17 @@ static int create_segment(shm_seg_t *s, const char *name, char *err, size_t errl
     if (fd < 0)
         return errno == EEXIST ? 0 : fail(err, errlen, "shm_open(%s): %s", name, strerror(errno));
     seg_layout_t l = compute_layout();
-    void *p = MAP_FAILED;
-    if (ftruncate(fd, (off_t)l.size) == 0)
-        p = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (reserve(fd, l.size, name, err, errlen) < 0) {
+        close(fd);
+        shm_unlink(name);
+        return -1;
+    }
+    void *p = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         int e = errno;
         close(fd);
         shm_unlink(name);
-        return fail(err, errlen, "cannot size or map %s: %s", name, strerror(e));
+        return fail(err, errlen, "cannot map %s: %s", name, strerror(e));
     }
     s->hdr = p;
     s->size = l.size;
