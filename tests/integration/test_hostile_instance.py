@@ -1,0 +1,175 @@
+"""tests/integration/test_hostile_instance.py - an instance that breaks HTTP/1.1 in its answers
+must fail only the exchanges it takes part in: the data plane and the control plane keep their
+pids (h2o 2.2's client aborted the process on a malformed Content-Length), the client gets a 502
+or a broken stream, and other instances keep serving. Includes the crash-loop repro: a health
+endpoint answering `Content-Length: -1` used to kill the control plane at every probe.
+"""
+
+import http.client
+import json
+import socket
+import threading
+
+import fdharness
+from fdharness import HOST, FdTestCase, wait_until
+
+OK_HEALTH = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+# answers to a completion request, each one a protocol violation
+BAD_ANSWERS = {
+    "cl_negative": b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}",
+    "cl_alpha": b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}",
+    "cl_trailing_space": b"HTTP/1.1 200 OK\r\nContent-Length: 2 \r\n\r\n{}",
+    "cl_plus": b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n{}",
+    "cl_hex": b"HTTP/1.1 200 OK\r\nContent-Length: 0x2\r\n\r\n{}",
+    "cl_empty": b"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n{}",
+    "cl_list": b"HTTP/1.1 200 OK\r\nContent-Length: 2,2\r\n\r\n{}",
+    "cl_minus_zero": b"HTTP/1.1 200 OK\r\nContent-Length: -0\r\n\r\n{}",
+    "cl_huge": b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n{}",
+    "cl_twice": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    "cl_and_chunked": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    "te_gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+    "switching": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    "garbage": b"\x00\x01garbage that is not HTTP\r\n\r\n",
+    "truncated_head": b"HTTP/1.1 200 OK\r\nContent-Ty",
+    "huge_head": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (4 * 1024 * 1024) + b"\r\nContent-Length: 2\r\n\r\n{}",
+}
+# answers that break after the head: the client's response must not end as if complete
+BROKEN_BODIES = {
+    "short_body": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial\":",
+    "bad_chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    "chunk_cut": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+}
+
+
+class Hostile:
+    """A listener on 127.0.0.1 that answers /health with `health` and anything else with
+    `answer`, then closes the connection."""
+
+    def __init__(self, health=OK_HEALTH):
+        self.health = health
+        self.answer = BAD_ANSWERS["cl_negative"]
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.completions = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        conn.settimeout(5)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            while len(rest) < length:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+            if head.startswith(b"GET /health"):
+                conn.sendall(self.health)
+            else:
+                self.completions += 1
+                conn.sendall(self.answer)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+
+
+def chat_outcome(router):
+    """'502', 'broken', or the status of a complete answer."""
+    c = http.client.HTTPConnection(HOST, router.port, timeout=15)
+    try:
+        c.request("POST", "/v1/chat/completions", body=json.dumps(fdharness.chat_body("hi")).encode(),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        try:
+            r.read()
+        except (http.client.IncompleteRead, ConnectionError):
+            return "broken"
+        return str(r.status)
+    except (http.client.RemoteDisconnected, ConnectionError):
+        return "broken"
+    finally:
+        c.close()
+
+
+class HostileInstanceTest(FdTestCase):
+    def start(self, hostile):
+        self.addCleanup(hostile.close)
+        router = self.h.start_router()
+        r = router.register({"role": "mixed", "host_ip": HOST, "port": hostile.port})
+        self.assertEqual(r.status, 200, r)
+        wait_until(lambda: len(router.selectable_urls()) == 1, 10, what="the hostile instance selectable")
+        return router
+
+    def test_protocol_violations_fail_the_request_only(self):
+        hostile = Hostile()
+        router = self.start(hostile)
+        cp, dps = router.cp_pid, router.dp_pids()
+        for name, answer in BAD_ANSWERS.items():
+            with self.subTest(answer=name):
+                hostile.answer = answer
+                self.assertEqual(chat_outcome(router), "502", name)
+        for name, answer in BROKEN_BODIES.items():
+            with self.subTest(answer=name):
+                hostile.answer = answer
+                self.assertEqual(chat_outcome(router), "broken", name)
+        self.assertEqual(router.cp_pid, cp, "the control plane survived")
+        self.assertEqual(router.dp_pids(), dps, "the data plane survived")
+        router.wait_inflight_zero()
+
+        # a well-behaved instance next to it serves every request: the broken answers before a
+        # head are retried on it
+        sim = self.h.start_sim(name="good", router=router)
+        wait_until(lambda: len(router.selectable_urls()) == 2, 10, what="both selectable")
+        hostile.answer = BAD_ANSWERS["cl_alpha"]
+        for _ in range(10):
+            self.assertEqual(chat_outcome(router), "200")
+        self.assertGreater(sim.stats()["requests"], 0)
+        self.assertEqual(router.dp_pids(), dps)
+        router.wait_inflight_zero()
+
+    def test_bad_health_answer_does_not_kill_the_control_plane(self):
+        hostile = Hostile(health=b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}")
+        self.addCleanup(hostile.close)
+        router = self.h.start_router()
+        cp = router.cp_pid
+        r = router.register({"role": "mixed", "host_ip": HOST, "port": hostile.port})
+        self.assertNotEqual(r.status, 200, "a health check that breaks HTTP is a failed check")
+        # each /register probes it again (the crash came at the probe)
+        r = router.register({"role": "mixed", "host_ip": HOST, "port": hostile.port})
+        self.assertNotEqual(r.status, 200)
+        self.assertEqual(router.cp_pid, cp)
+        self.assertTrue(fdharness.pid_alive(cp), "the control plane is alive")
+        self.assertEqual(router.selectable_urls(), [])
+
+
+if __name__ == "__main__":
+    fdharness.main()
