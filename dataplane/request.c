@@ -25,8 +25,14 @@
 
 size_t dp_codepoints(const char *s, size_t len)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
+    size_t n = 0, i = 0;
+    for (; i + 8 <= len; i += 8) { /* continuation bytes (10xxxxxx) have bit 7 set and bit 6 clear */
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t cont = (w & ~(w << 1) & 0x8080808080808080ULL) >> 7; /* 1 per continuation byte */
+        n += 8 - (size_t)((cont * 0x0101010101010101ULL) >> 56);      /* their sum, in the top byte */
+    }
+    for (; i < len; i++)
         n += ((unsigned char)s[i] & 0xC0) != 0x80;
     return n;
 }
@@ -56,14 +62,37 @@ static int hexval(char c)
     return -1;
 }
 
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* bytes of v that are zero: their high bit set (exact up to the first one) */
+static inline uint64_t zero_bytes(uint64_t v)
+{
+    return (v - ONES) & ~v & HIGHS;
+}
+
+/* The first '"', '\\' or NUL in [p, end), or end: eight bytes at a time (strings are most of a body). */
+static const char *string_stop(const char *p, const char *end)
+{
+    for (; end - p >= 8; p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t m = zero_bytes(w ^ (ONES * '"')) | zero_bytes(w ^ (ONES * '\\')) | zero_bytes(w);
+        if (m)
+            return p + __builtin_ctzll(m) / 8; /* little-endian: the lowest flagged byte comes first */
+    }
+    while (p < end && *p != '"' && *p != '\\' && *p != '\0')
+        p++;
+    return p;
+}
+
 /* A string from its opening quote; *escaped tells whether it holds a backslash. */
 static int scan_string(scan_t *s, bool *escaped)
 {
     const char *p = s->p + 1, *end = s->end;
     *escaped = false;
     for (;;) {
-        while (p < end && *p != '"' && *p != '\\' && *p != '\0')
-            p++;
+        p = string_stop(p, end);
         if (p >= end || *p == '\0')
             return -1;
         if (*p == '"')
@@ -79,7 +108,8 @@ static int scan_string(scan_t *s, bool *escaped)
                 if (hexval(p[i]) < 0)
                     return -1;
             p += 6;
-        } else if (strchr("\"\\/bfnrt", e) && e) {
+        } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' ||
+                   e == 't') {
             p += 2;
         } else {
             return -1;
@@ -267,9 +297,9 @@ static size_t unescape(char *dst, const char *p, const char *end)
                 p += 2;
                 continue;
             }
-            const char *q = p;
-            while (q < end && *q != '\\')
-                q++;
+            const char *q = memchr(p, '\\', (size_t)(end - p));
+            if (!q)
+                q = end;
             memcpy(o, p, (size_t)(q - p));
             o += q - p;
             p = q;
@@ -355,16 +385,52 @@ static bool iter_next(iter_t *it, span_t *key, span_t *val)
     return true;
 }
 
-/* The last value of `key` in a validated object span. */
+/* From a validated object's '{': the last value of each of keys[0..n) in found[], s left past '}'. */
+static void obj_walk(scan_t *s, const char *const *keys, span_t *found, size_t n)
+{
+    iter_t it = {{s->p + 1, s->end}, true};
+    span_t k, v;
+    memset(found, 0, n * sizeof(*found));
+    for (;;) {
+        skip_ws(&it.s);
+        if (*it.s.p == '}')
+            break;
+        iter_next(&it, &k, &v);
+        for (size_t i = 0; i < n; i++)
+            if (str_is(k, keys[i]))
+                found[i] = v;
+    }
+    s->p = it.s.p + 1;
+}
+
+/* The last value of `key` in a validated object span (absent when it is not an object). */
 static span_t member(span_t obj, const char *key)
 {
-    span_t k, v, found = {0};
-    iter_t it;
-    if (iter_open(&it, obj, '{'))
-        while (iter_next(&it, &k, &v))
-            if (str_is(k, key))
-                found = v;
+    span_t found = {0};
+    scan_t s = {obj.p, obj.end};
+    if (obj.p && *obj.p == '{')
+        obj_walk(&s, &key, &found, 1);
     return found;
+}
+
+/*
+ * The next element of an array iteration, read once: when it is an object, the last value of
+ * each of keys[0..n) in found[] (else all absent). Returns false past the last element.
+ */
+static bool next_elem_members(iter_t *it, const char *const *keys, span_t *found, size_t n)
+{
+    skip_ws(&it->s);
+    if (it->s.p < it->s.end && *it->s.p == ',')
+        it->s.p++, skip_ws(&it->s);
+    if (it->s.p >= it->s.end)
+        return false;
+    if (*it->s.p == '{') {
+        obj_walk(&it->s, keys, found, n);
+    } else {
+        memset(found, 0, n * sizeof(*found));
+        scan_value(&it->s, 0);
+    }
+    return true;
 }
 
 /* ---- the prompt ---- */
@@ -402,7 +468,8 @@ static void acc_string(text_acc_t *a, span_t v)
 
 static void acc_content(text_acc_t *a, span_t content)
 {
-    span_t k, part;
+    static const char *const keys[] = {"type", "text"};
+    span_t part[2];
     iter_t it;
     if (is_string(content)) {
         acc_string(a, content);
@@ -410,20 +477,19 @@ static void acc_content(text_acc_t *a, span_t content)
     }
     if (!iter_open(&it, content, '['))
         return;
-    while (iter_next(&it, &k, &part)) {
-        span_t type = member(part, "type");
-        if (is_string(type) && str_is(type, "text"))
-            acc_string(a, member(part, "text"));
-    }
+    while (next_elem_members(&it, keys, part, 2))
+        if (is_string(part[0]) && str_is(part[0], "text"))
+            acc_string(a, part[1]);
 }
 
 static void acc_prompt(text_acc_t *a, span_t messages, span_t prompt)
 {
+    static const char *const content_key[] = {"content"};
     span_t k, v;
     iter_t it;
     if (iter_open(&it, messages, '[')) {
-        while (iter_next(&it, &k, &v))
-            acc_content(a, member(v, "content"));
+        while (next_elem_members(&it, content_key, &v, 1))
+            acc_content(a, v);
     } else if (iter_open(&it, prompt, '[')) {
         while (iter_next(&it, &k, &v))
             acc_string(a, v);
