@@ -13,7 +13,7 @@
  *   +------------------------------+  hdr.readers_off
  *   | shm_reader_t [SHM_MAX_READERS]  one cache line each: {pid, start time, active epoch}
  *   +------------------------------+  hdr.dps_off
- *   | shm_dp_row_t [SHM_MAX_DPS]   |  per-DP-process load counters, one row per live DP
+ *   | shm_dp_row_t [SHM_MAX_DPS+1] |  per-DP-process load counters, one row per live DP, + totals
  *   +------------------------------+  hdr.instances_off
  *   | shm_instance_t [SHM_MAX_INSTANCES]  fixed instance slots with generations
  *   +------------------------------+  hdr.radix_off
@@ -42,10 +42,11 @@
  *    RETIRED; the CP frees it (generation + 1) only when no DP row counts it any more and a
  *    grace period has passed. Mutable fields (health, remote metrics, drain flag) are
  *    single-writer (CP) atomics or seqcount-protected.
- *  - Load counters: a DP increments and decrements only its own row with relaxed atomics;
- *    readers sum the rows of live DPs. A request remembers (slot, generation) and decrements
- *    only if the generation still matches, so a counter can never wrap below zero. When a DP
- *    dies the CP zeroes its row.
+ *  - Load counters: a DP increments and decrements only its own row with relaxed atomics, and
+ *    by the same amounts the totals row (the extra row after the SHM_MAX_DPS DP rows, never
+ *    claimed), which readers load: one load per slot whatever the number of DPs. A request remembers (slot,
+ * generation) and decrements only if the generation still matches, so a counter can never wrap below zero.
+ * When a DP dies the CP zeroes its row, taking each counter out of the totals as it clears it.
  *  - The prefix tree (shm/radix.h) follows the same rules with its own node arena: lookups are
  *    lock-free, every change is made under hdr.wlock, unlinked nodes wait in the tree's limbo
  *    list for a grace period. Its nodes are touched only as they are first used, so the
@@ -59,7 +60,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 4u
+#define SHM_LAYOUT_VERSION 5u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
@@ -151,7 +152,8 @@ typedef struct {
     uint64_t start_time; /* field 22 of /proc/pid/stat: detects pid reuse */
 } shm_reader_t;
 
-/* Load counters of one DP process. Row i counts requests this DP has in flight to slot i. */
+/* Load counters of one DP process: inflight[i] counts requests this DP has in flight to slot i.
+ * Row SHM_MAX_DPS holds the totals over every DP row (its pid stays 0). */
 typedef struct {
     _Alignas(SHM_CACHELINE) int32_t pid; /* 0 = row free */
     uint32_t state;                      /* SHM_DP_* */

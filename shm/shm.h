@@ -166,10 +166,13 @@ int shm_reap_dead(shm_seg_t *s);
 
 static inline void shm_dp_inc(shm_seg_t *s, int row, unsigned slot, uint64_t tokens)
 {
-    shm_dp_row_t *r = shm_dp_row(s, (unsigned)row);
+    shm_dp_row_t *r = shm_dp_row(s, (unsigned)row), *total = shm_dp_row(s, SHM_MAX_DPS);
     __atomic_add_fetch(&r->inflight[slot], 1, __ATOMIC_RELAXED);
-    if (tokens)
+    __atomic_add_fetch(&total->inflight[slot], 1, __ATOMIC_RELAXED);
+    if (tokens) {
         __atomic_add_fetch(&r->tokens[slot], tokens, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&total->tokens[slot], tokens, __ATOMIC_RELAXED);
+    }
 }
 /* Release what shm_dp_inc took, only if the slot still has generation `gen` and the counters are
  * positive (a counter never wraps). Tokens may be released separately (release_request = false). */
@@ -178,7 +181,7 @@ void shm_dp_dec(shm_seg_t *s, int row, unsigned slot, uint32_t gen, bool release
 /* "free" / "starting" / "serving" / "draining" (SHM_DP_*), for status views. */
 const char *shm_dp_state_name(uint32_t state);
 
-/* Sums over the rows of live DPs. */
+/* Totals over the DP rows (one load each: the totals row, kept alongside the rows). */
 uint64_t shm_inflight(const shm_seg_t *s, unsigned slot);
 uint64_t shm_tokens(const shm_seg_t *s, unsigned slot);
 

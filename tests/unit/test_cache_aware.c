@@ -57,20 +57,26 @@ static size_t pick(const char *prompt)
     return pick_n(prompt, N);
 }
 
+/* a counter in the DP's row and in the totals row (which shm_dp_inc keeps equal to the rows' sum) */
+static void set_load(size_t counter_off, uint64_t a, uint64_t b, uint64_t c)
+{
+    const unsigned rows[] = {(unsigned)fx.row, SHM_MAX_DPS};
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t *v = (uint64_t *)((char *)shm_dp_row(&fx.seg, rows[i]) + counter_off);
+        v[slots[0]] = a;
+        v[slots[1]] = b;
+        v[slots[2]] = c;
+    }
+}
+
 static void loads(uint64_t a, uint64_t b, uint64_t c)
 {
-    shm_dp_row_t *r = shm_dp_row(&fx.seg, (unsigned)fx.row);
-    r->inflight[slots[0]] = a;
-    r->inflight[slots[1]] = b;
-    r->inflight[slots[2]] = c;
+    set_load(offsetof(shm_dp_row_t, inflight), a, b, c);
 }
 
 static void tokens(uint64_t a, uint64_t b, uint64_t c)
 {
-    shm_dp_row_t *r = shm_dp_row(&fx.seg, (unsigned)fx.row);
-    r->tokens[slots[0]] = a;
-    r->tokens[slots[1]] = b;
-    r->tokens[slots[2]] = c;
+    set_load(offsetof(shm_dp_row_t, tokens), a, b, c);
 }
 
 /* Put `prompt` on candidate i's path, as an earlier selection would have. */
@@ -94,7 +100,8 @@ static const char *P = "You are a helpful assistant. Summarise the following tex
 
 Test(cache_aware, imbalance_test_at_and_around_the_thresholds)
 {
-    remember(P, 2); /* scoring picks C whenever it runs; process_tokens picks A (no tokens) */
+    remember(P, 2); /* scoring picks C whenever it runs; process_tokens picks A (fewest tokens) */
+    tokens(0, 1, 1);
     struct {
         uint64_t a, b, c;
         size_t want;
@@ -123,6 +130,7 @@ Test(cache_aware, thresholds_come_from_the_configuration)
 {
     remember(P, 2);
     loads(2, 0, 0);
+    tokens(0, 1, 1);
     cfg.balance_abs_threshold = 2; /* diff 2 is no longer > 2 */
     cr_assert_eq(pick(P), 2);
     cfg.balance_abs_threshold = 1;
@@ -161,16 +169,28 @@ Test(cache_aware, partial_hits_score_by_their_ratio)
     cr_assert_eq(pick(q2), 1, "A: (100 - 75) / 100 + 0.8 = 1.05 loses to B: 1 + 0");
 }
 
-Test(cache_aware, exact_ties_go_to_a_later_candidate_only_with_fewer_tokens)
+Test(cache_aware, exact_ties_go_to_fewer_tokens_then_in_turn)
 {
     /* distinct first blocks (block 4), no hits, no load: every score is 1 */
-    cr_assert_eq(pick("one tie breaker"), 0, "all equal: the first");
+    char prompt[32];
+    int seen[N] = {0};
+    for (int k = 0; k < 3 * N; k++) {
+        snprintf(prompt, sizeof prompt, "%02d: tie breaker", k);
+        seen[pick(prompt)]++;
+    }
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(seen[i], 3, "all equal: each in turn (%d chosen %d times)", i, seen[i]);
     tokens(10, 5, 5);
-    cr_assert_eq(pick("two tie breaker"), 1, "B has fewer tokens; C only as many as B");
+    int b = 0, c = 0;
+    for (int k = 0; k < 4; k++) {
+        snprintf(prompt, sizeof prompt, "%02d:two tie breaker", k);
+        size_t got = pick(prompt);
+        cr_assert_neq(got, 0, "A has more tokens");
+        b += got == 1, c += got == 2;
+    }
+    cr_assert(b == 2 && c == 2, "B and C tie on tokens too: in turn (%d, %d)", b, c);
     tokens(5, 5, 1);
     cr_assert_eq(pick("three tie breaker"), 2);
-    tokens(5, 5, 5);
-    cr_assert_eq(pick("four tie breaker"), 0);
 }
 
 Test(cache_aware, the_choice_is_recorded_at_selection)
@@ -180,7 +200,8 @@ Test(cache_aware, the_choice_is_recorded_at_selection)
     cr_assert_eq(first, 1, "no hits: least loaded");
     cr_assert_eq(stats().lookups_hit, 0);
     loads(1, 1, 0); /* C is now the least loaded, but B holds the prefix */
-    cr_assert_eq(pick(P), 1, "B: 0 + 1 beats C: 1 + 0? a tie at 1, B is earlier");
+    tokens(0, 0, 1);
+    cr_assert_eq(pick(P), 1, "B: 0 + 1 ties with C: 1 + 0; B has fewer tokens in flight");
     cfg.load_balance_weight = 0.5;
     cr_assert_eq(pick(P), 1, "B: 0 + 0.5 beats C: 1 + 0");
     radix_stats_t st = stats();
@@ -190,7 +211,7 @@ Test(cache_aware, the_choice_is_recorded_at_selection)
 
 Test(cache_aware, no_prompt_falls_back_to_process_tokens)
 {
-    tokens(9, 3, 3);
+    tokens(9, 3, 4);
     cr_assert_eq(pick(NULL), 1);
     cr_assert_eq(pick(""), 1);
     radix_stats_t st = stats();

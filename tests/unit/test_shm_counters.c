@@ -89,10 +89,53 @@ Test(counters, rows_run_out_and_dead_rows_are_reaped_on_claim)
     shm_dp_row_t *r = shm_dp_row(&seg, 4);
     r->pid = pid; /* row 4 now belongs to a dead DP with load */
     r->start_time = 1;
-    r->inflight[9] = 3;
+    for (int k = 0; k < 3; k++)
+        shm_dp_inc(&seg, 4, 9, 5);
     cr_assert_eq(shm_inflight(&seg, 9), 3);
     cr_assert_eq(shm_dp_claim(&seg, getpid(), 0), 4);
     cr_assert_eq(shm_inflight(&seg, 9), 0);
+    cr_assert_eq(shm_tokens(&seg, 9), 0, "the dead row's tokens leave the totals too");
+}
+
+typedef struct {
+    int row;
+    int rounds;
+} churn_t;
+
+/* one DP thread: take and release load on a few slots; leaves 1 request and 3 tokens per slot */
+static void *churn(void *arg)
+{
+    const churn_t *c = arg;
+    for (int k = 0; k < c->rounds; k++) {
+        unsigned slot = (unsigned)(k % 4);
+        shm_dp_inc(&seg, c->row, slot, 3);
+        if (k + 4 < c->rounds)
+            shm_dp_dec(&seg, c->row, slot, shm_instance(&seg, slot)->generation, true, 3);
+    }
+    return NULL;
+}
+
+Test(counters, totals_equal_the_sum_of_rows_under_concurrent_updates)
+{
+    int r1 = shm_dp_claim(&seg, getpid(), 0), r2 = shm_dp_claim(&seg, getpid(), 0);
+    churn_t c[4] = {{r1, 20000}, {r1, 20000}, {r2, 20000}, {r2, 20000}};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, churn, &c[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (unsigned slot = 0; slot < 4; slot++) {
+        uint64_t rows =
+            shm_dp_row(&seg, (unsigned)r1)->inflight[slot] + shm_dp_row(&seg, (unsigned)r2)->inflight[slot];
+        cr_assert_eq(rows, 4, "each thread left one request on slot %u", slot);
+        cr_assert_eq(shm_inflight(&seg, slot), rows);
+        cr_assert_eq(shm_tokens(&seg, slot), 12);
+    }
+    shm_dp_release(&seg, r1);
+    for (unsigned slot = 0; slot < 4; slot++) {
+        cr_assert_eq(shm_inflight(&seg, slot), 2, "a released row leaves the totals");
+        cr_assert_eq(shm_tokens(&seg, slot), 6);
+    }
 }
 
 TestSuite(metrics, .init = seg_setup, .fini = seg_teardown, .timeout = 10.0);
