@@ -30,11 +30,8 @@
 
 #include "common/log.h"
 #include "common/names.h"
+#include "common/version.h"
 #include "controlplane/cp.h"
-
-#ifndef FD_ROUTER_VERSION
-#define FD_ROUTER_VERSION "0.1.0"
-#endif
 
 #define DP_STOP_TIMEOUT_MS 10000
 

@@ -6,12 +6,19 @@
  * router's own families (fd_router_*) add what an operator needs to see the load and the health
  * of each instance, the request outcomes, and how old the published table is (it keeps being
  * served while the control plane is down).
+ *
+ * The latency histograms (fd_router_time_to_first_byte_seconds, fd_router_request_duration_seconds)
+ * are the per-instance histograms of shared memory (stats.h), so they too survive upgrades and DP
+ * crashes. Their buckets are every fourth of the 80 log-scaled ones, whose bounds are exactly
+ * 2^k ms: no count is moved across a Prometheus bucket bound. FastDeploy's session counters
+ * keep their names and are also given under the fd_router_ prefix.
  */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "common/instance_info.h"
 #include "common/reply.h"
+#include "common/version.h"
 #include "dataplane/dp.h"
 #include "dataplane/select.h"
 #include "shm/radix.h"
@@ -113,6 +120,46 @@ static void put_failures(out_t *o, const shm_instance_t *in, unsigned slot)
         (unsigned long long)__atomic_load_n(&in->failures_total, __ATOMIC_RELAXED));
 }
 
+/* Cumulative buckets at le = 2^k ms: shm bucket 4k holds latencies in (2^(k-1/4), 2^k] ms. */
+static void put_histogram(out_t *o, const char *name, const shm_instance_t *in, const uint64_t *hist,
+                          const uint64_t *sum_ms)
+{
+    const char *role = fd_role_name((shm_role_t)in->role);
+    uint64_t cum = 0;
+    for (unsigned b = 0; b < SHM_LAT_BUCKETS; b++) {
+        cum += __atomic_load_n(&hist[b], __ATOMIC_RELAXED);
+        if (b % 4 == 0 && b < SHM_LAT_BUCKETS - 1)
+            put(o, "%s_bucket{url=\"%s\",role=\"%s\",le=\"%g\"} %llu\n", name, in->url, role,
+                (double)(1ull << (b / 4)) / 1000.0, (unsigned long long)cum);
+    }
+    put(o, "%s_bucket{url=\"%s\",role=\"%s\",le=\"+Inf\"} %llu\n", name, in->url, role,
+        (unsigned long long)cum);
+    put(o, "%s_sum" LABELS " %.3f\n", name, in->url, role,
+        (double)__atomic_load_n(sum_ms, __ATOMIC_RELAXED) / 1000.0);
+    put(o, "%s_count" LABELS " %llu\n", name, in->url, role, (unsigned long long)cum);
+}
+
+static void put_ttfb(out_t *o, const shm_instance_t *in, unsigned slot)
+{
+    (void)slot;
+    put_histogram(o, "fd_router_time_to_first_byte_seconds", in, in->ttfb_hist, &in->ttfb_sum_ms);
+}
+
+static void put_duration(out_t *o, const shm_instance_t *in, unsigned slot)
+{
+    (void)slot;
+    put_histogram(o, "fd_router_request_duration_seconds", in, in->total_hist, &in->total_sum_ms);
+}
+
+static void put_build_info(out_t *o)
+{
+    family(o, "fd_router_build_info", "gauge",
+           "1, labelled with the release, this data plane's build and the shared-memory layout");
+    uint64_t build = __atomic_load_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->version_hash, __ATOMIC_RELAXED);
+    put(o, "fd_router_build_info{version=\"%s\",build=\"%012llx\",layout=\"%u\"} 1\n", FD_ROUTER_VERSION,
+        (unsigned long long)(build >> 16), (unsigned)SHM_LAYOUT_VERSION);
+}
+
 static const char *const outcome_name[DP_OUT_COUNT] = {
     [DP_OUT_OK] = "ok",
     [DP_OUT_BAD_REQUEST] = "bad_request",
@@ -153,10 +200,15 @@ static void put_cache(out_t *o)
 {
     radix_stats_t st;
     radix_stats(&dp.seg, &st);
-    put_counter(o, "router_cache_hit_total",
-                "Session requests routed to the instance of the session's previous request", st.session_hits);
-    put_counter(o, "router_cache_request_total", "Cache-scored decisions that carried a session_id",
-                st.session_requests);
+    static const char *const prefix[] = {"", "fd_"};
+    for (unsigned i = 0; i < 2; i++) {
+        char hit[64], total[64];
+        snprintf(hit, sizeof hit, "%srouter_cache_hit_total", prefix[i]);
+        snprintf(total, sizeof total, "%srouter_cache_request_total", prefix[i]);
+        put_counter(o, hit, "Session requests routed to the instance of the session's previous request",
+                    st.session_hits);
+        put_counter(o, total, "Cache-scored decisions that carried a session_id", st.session_requests);
+    }
     family(o, "fd_router_cache_nodes", "gauge", "Prefix tree nodes in use (reachable and waiting for reuse)");
     put(o, "fd_router_cache_nodes{state=\"reachable\"} %u\nfd_router_cache_nodes{state=\"limbo\"} %u\n",
         st.nodes, st.limbo);
@@ -200,6 +252,14 @@ int dp_handle_metrics(h2o_req_t *req)
     family(&o, "fd_router_instance_upstream_failures_total", "counter",
            "Attempts that failed before the instance answered (connect, reset, timeout)");
     for_each_instance(t, &o, put_failures);
+    family(&o, "fd_router_time_to_first_byte_seconds", "histogram",
+           "From the request's arrival to the instance's response head, per instance, all data planes");
+    for_each_instance(t, &o, put_ttfb);
+    family(
+        &o, "fd_router_request_duration_seconds", "histogram",
+        "From the request's arrival to the end of the relayed answer (successful exchanges), per instance");
+    for_each_instance(t, &o, put_duration);
+    put_build_info(&o);
     put_process(&o);
     put_cache(&o);
     fd_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", o.buf->bytes, o.buf->size);
