@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common/admintoken.h"
 #include "common/log.h"
 
 #define CFG_MAX_FILE_BYTES (1u << 20)
@@ -234,6 +235,7 @@ static const key_spec_t key_specs[] = {
 
     ACL("auth", "register-allow", register_allow),
     ACL("auth", "instance-allow", instance_allow),
+    STR("auth", "admin-token-file", admin_token_file, NULL),
 };
 
 static const char *const sections[] = {"server", "log", "manager", "scheduler", "proxy", "router", "auth"};
@@ -630,6 +632,20 @@ int fd_open_regular(const char *path, char *why, size_t whylen)
     return fd;
 }
 
+_Static_assert(sizeof(((fd_config_t *)0)->admin_token) == FD_ADMIN_TOKEN_MAX, "admin token buffer");
+
+static int load_admin_token(fd_config_t *c, const char *path, char *err, size_t errlen)
+{
+    char why[160];
+    c->admin_token[0] = '\0';
+    if (c->admin_token_file[0] == '\0')
+        return 0;
+    if (fd_admin_token_read(c->admin_token_file, c->admin_token, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "%s: auth.admin-token-file: %s: %s", path, c->admin_token_file, why);
+    return -1;
+}
+
 int fd_config_load(fd_config_t *c, const char *path, char *err, size_t errlen)
 {
     char dummy[8];
@@ -654,6 +670,8 @@ int fd_config_load(fd_config_t *c, const char *path, char *err, size_t errlen)
         } else {
             loader_t L = {.path = path, .doc = &doc, .cfg = c, .err = err, .errlen = errlen};
             rc = load_root(&L);
+            if (rc == 0)
+                rc = load_admin_token(c, path, err, errlen);
             yaml_document_delete(&doc);
         }
         yaml_parser_delete(&p);

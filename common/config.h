@@ -80,6 +80,8 @@ typedef struct {
     /* auth (fd-router): unset lists allow everything (FastDeploy's open router) */
     fd_acl_t register_allow; /* who may POST /register */
     fd_acl_t instance_allow; /* which host_ip an instance may have */
+    char admin_token_file[PATH_MAX];
+    char admin_token[256]; /* FD_ADMIN_TOKEN_MAX; read from admin_token_file by fd_config_load; "" = none */
 } fd_config_t;
 
 void fd_config_defaults(fd_config_t *c);

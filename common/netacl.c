@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+
 static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* IP literal -> 16 bytes; *is_v4 says whether it was (or maps) an IPv4 address. */
@@ -140,4 +142,18 @@ const char *fd_host_refusal(const char *ip)
     if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
         return "link-local";
     return NULL;
+}
+
+void fd_acl_warn_if_register_open(const char *listen_addr, const fd_acl_t *register_allow)
+{
+    uint8_t a[16];
+    bool v4;
+    if (register_allow->n != 0)
+        return;
+    bool loopback =
+        to_bytes(listen_addr, a, &v4) && (v4 ? a[12] == 127 : (memcmp(a, (uint8_t[16]){[15] = 1}, 16) == 0));
+    if (!loopback)
+        LOG_WARN("POST /register is open to every client that reaches %s: anyone can add instances; set "
+                 "auth.register-allow (docs/security.md)",
+                 listen_addr[0] ? listen_addr : "every interface");
 }

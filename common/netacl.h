@@ -15,6 +15,10 @@
 
 #define FD_ACL_MAX 32
 
+/* The client address the data plane attaches to what it forwards to the control socket (where
+ * only our own processes can connect); any copy a client sent is removed first. */
+#define FD_CLIENT_ADDR_HEADER "x-fd-client-addr"
+
 typedef struct {
     uint8_t addr[16]; /* IPv4 as ::ffff:a.b.c.d */
     unsigned bits;    /* prefix length over the 128-bit form */
@@ -35,6 +39,9 @@ bool fd_acl_allows(const fd_acl_t *acl, const char *ip);
 
 /* Same for an address already in 16-byte form (IPv4 as ::ffff:a.b.c.d). */
 bool fd_acl_allows_bytes(const fd_acl_t *acl, const uint8_t addr[16]);
+
+/* The start-up WARN of docs/security.md: /register open to everyone on a public address. */
+void fd_acl_warn_if_register_open(const char *listen_addr, const fd_acl_t *register_allow);
 
 /* Why `ip` may never be an instance's address - "unspecified", "broadcast", "multicast",
  * "link-local" - or NULL when its class is fine. */

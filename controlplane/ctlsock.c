@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/admintoken.h"
 #include "common/log.h"
 #include "common/reply.h"
 #include "controlplane/cp.h"
@@ -351,6 +352,9 @@ static int bind_socket(const char *path, struct stat *st, char *err, size_t errl
 
 static void init_server(cp_t *cp)
 {
+    /* once per process, before any data plane is started: DPs inherit the token */
+    fd_acl_warn_if_register_open(cp->cfg.listen, &cp->cfg.register_allow);
+    fd_admin_token_export(cp->cfg.admin_token);
     h2o_config_init(&cp->ctl.conf);
     cp->ctl.conf.max_request_entity_size = CTL_MAX_BODY;
     cp->ctl.conf.server_name = h2o_iovec_init(H2O_STRLIT("fd-router-cp"));

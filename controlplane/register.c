@@ -110,10 +110,33 @@ static int host_allowed(const cp_t *cp, const fd_instance_info_t *info, char *ms
     return 0;
 }
 
+/* auth.register-allow, judged on the address the DP saw (FD_CLIENT_ADDR_HEADER). A request
+ * without it comes straight from a local process on the private control socket (fdctl). */
+static bool client_allowed(const cp_t *cp, h2o_req_t *req, char *msg, size_t msglen)
+{
+    if (cp->cfg.register_allow.n == 0)
+        return true;
+    ssize_t at = h2o_find_header_by_str(&req->headers, H2O_STRLIT(FD_CLIENT_ADDR_HEADER), -1);
+    if (at < 0)
+        return true;
+    h2o_iovec_t v = req->headers.entries[at].value;
+    char ip[64];
+    snprintf(ip, sizeof ip, "%.*s", (int)(v.len < sizeof ip ? v.len : sizeof ip - 1), v.base);
+    if (fd_acl_allows(&cp->cfg.register_allow, ip))
+        return true;
+    snprintf(msg, msglen, "registration from %s is not allowed (auth.register-allow)", ip);
+    return false;
+}
+
 void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len)
 {
     fd_instance_info_t info;
     char msg[256];
+    if (!client_allowed(cp, req, msg, sizeof(msg))) {
+        LOG_WARN("Refused registration: %s", msg);
+        cp_respond_msg(req, 403, msg);
+        return;
+    }
     int status = fd_instance_parse_body(body, len, cp->splitwise, &info, msg, sizeof(msg));
     if (status == 0)
         status = host_allowed(cp, &info, msg, sizeof(msg));

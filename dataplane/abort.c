@@ -6,12 +6,14 @@
  * router forgets mixed instances); the answer aggregates what each instance reported: the
  * aborted requests with their token counts, the ids no instance knew, and the instances that
  * did not answer (within DP_ABORT_TIMEOUT_MS). A stream being aborted ends the way the instance
- * ends it, relayed like any other stream.
+ * ends it, relayed like any other stream. With auth.admin-token-file set, only a request with
+ * the admin token gets this far (401 otherwise, docs/security.md).
  */
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/admintoken.h"
 #include "dataplane/leg.h"
 #include "dataplane/pools.h"
 #include "dataplane/request.h"
@@ -224,6 +226,8 @@ static size_t live_instances(dp_thread_t *t, addr_t *out)
 
 int dp_handle_abort(h2o_req_t *req)
 {
+    if (!fd_admin_authorize(req))
+        return 0;
     if (!valid_body(req->entity.base, req->entity.len)) {
         dp_send_json(req, 400, H2O_STRLIT("{\"error\":\"must provide abort_all=true or req_ids\"}"));
         return 0;

@@ -4,12 +4,15 @@
  *   GET  /registered_number  {"mixed":n,"prefill":n,"decode":n}
  *   GET  /health             the router's own liveness
  *   POST /register           forwarded verbatim to the control plane's control socket; the CP's
- *   GET  /health_generate    answer is relayed (503 when no control plane answers)
+ *   GET  /health_generate    answer is relayed (503 when no control plane answers), with the
+ *                            client's address in FD_CLIENT_ADDR_HEADER for auth.register-allow
  */
+#include <arpa/inet.h>
 #include <json-c/json.h>
 #include <string.h>
 
 #include "common/instance_info.h"
+#include "common/netacl.h"
 #include "dataplane/pools.h"
 #include "dataplane/select.h"
 #include "dataplane/upstream.h"
@@ -169,9 +172,33 @@ static const dp_proxy_ops_t cp_forward_ops = {
     .fail = cp_fail,
 };
 
-/* POST /register and GET /health_generate belong to the control plane: relayed as they are */
+/* Replace whatever FD_CLIENT_ADDR_HEADER the client sent by the address it connects from: the CP
+ * judges auth.register-allow by it, and believes it because only we reach the control socket. */
+static void set_client_addr(h2o_req_t *req)
+{
+    ssize_t at;
+    while ((at = h2o_find_header_by_str(&req->headers, H2O_STRLIT(FD_CLIENT_ADDR_HEADER), -1)) >= 0)
+        h2o_delete_header(&req->headers, at);
+    struct sockaddr_storage ss;
+    char ip[INET6_ADDRSTRLEN] = "";
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (len != 0 && ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
+    else if (len != 0 && ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
+    else
+        snprintf(ip, sizeof ip, "unknown"); /* outside every auth.register-allow list */
+    size_t n = strlen(ip);
+    char *v = h2o_mem_alloc_pool(&req->pool, n);
+    memcpy(v, ip, n);
+    h2o_add_header_by_str(&req->pool, &req->headers, H2O_STRLIT(FD_CLIENT_ADDR_HEADER), 0, NULL, v, n);
+}
+
+/* POST /register and GET /health_generate belong to the control plane: relayed as they are,
+ * plus the client's address */
 int dp_handle_to_cp(h2o_req_t *req)
 {
+    set_client_addr(req);
     dp_proxy_t *p = dp_proxy_new(req, &cp_forward_ops, NULL, req->path_normalized, req->entity);
     dp_proxy_start(p);
     return 0;
