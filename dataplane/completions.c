@@ -128,7 +128,7 @@ int dp_handle_completions(h2o_req_t *req, const char *upstream_path)
 {
     completion_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
     memset(c, 0, sizeof(*c));
-    c->path = h2o_iovec_init(upstream_path, strlen(upstream_path));
+    c->path = dp_upstream_path(req, upstream_path);
     bool want_prompt = dp_role_policy(SHM_ROLE_MIXED)->needs_prompt;
     if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &c->body) != 0) {
         dp_count_outcome(DP_OUT_BAD_REQUEST);

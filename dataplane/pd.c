@@ -228,7 +228,7 @@ int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path)
 {
     pd_req_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
     memset(r, 0, sizeof(*r));
-    r->path = h2o_iovec_init(upstream_path, strlen(upstream_path));
+    r->path = dp_upstream_path(req, upstream_path);
     bool want_prompt = dp_role_policy(SHM_ROLE_PREFILL)->needs_prompt;
     if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &r->body) != 0) {
         dp_count_outcome(DP_OUT_BAD_REQUEST);

@@ -129,6 +129,15 @@ static void append_request_headers(const h2o_headers_t *headers, h2o_iovec_t *ou
     }
 }
 
+h2o_iovec_t dp_upstream_path(h2o_req_t *req, const char *upstream_path)
+{
+    h2o_iovec_t path = h2o_iovec_init(upstream_path, strlen(upstream_path));
+    if (req->query_at == SIZE_MAX || req->query_at >= req->path.len)
+        return path;
+    h2o_iovec_t query = h2o_iovec_init(req->path.base + req->query_at, req->path.len - req->query_at);
+    return h2o_concat(&req->pool, path, query);
+}
+
 h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t method, h2o_iovec_t path, h2o_iovec_t authority,
                             size_t body_len, const h2o_headers_t *client_headers)
 {

@@ -65,6 +65,10 @@ struct dp_proxy {
         paused : 1, finished : 1, held : 1;
 };
 
+/* The path to send upstream: upstream_path followed by the client's "?query" as it sent it
+ * (FastDeploy instances read query parameters too). */
+h2o_iovec_t dp_upstream_path(h2o_req_t *req, const char *upstream_path);
+
 /* "METHOD path" request head for an upstream: the client's end-to-end headers when given
  * (hop-by-hop ones, host, content-length and expect dropped), else content-type: application/json. */
 h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t method, h2o_iovec_t path, h2o_iovec_t authority,
