@@ -189,11 +189,29 @@ static int on_body(uc_client_t *client, const char *err)
     return 0;
 }
 
+/* Is this response header hop-by-hop (RFC 9110 7.6.1): a fixed one, or named in Connection? */
+static bool hop_by_hop(const h2o_header_t *h, const h2o_header_t *headers, size_t n)
+{
+    static const h2o_iovec_t fixed[] = {{H2O_STRLIT("connection")},       {H2O_STRLIT("keep-alive")},
+                                        {H2O_STRLIT("proxy-connection")}, {H2O_STRLIT("te")},
+                                        {H2O_STRLIT("trailer")},          {H2O_STRLIT("upgrade")}};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (h2o_memis(h->name->base, h->name->len, fixed[i].base, fixed[i].len))
+            return true;
+    for (size_t i = 0; i < n; i++)
+        if (headers[i].name == &H2O_TOKEN_CONNECTION->buf &&
+            h2o_contains_token(headers[i].value.base, headers[i].value.len, h->name->base, h->name->len, ','))
+            return true;
+    return false;
+}
+
 static void copy_response_headers(dp_proxy_t *p, const h2o_header_t *headers, size_t n)
 {
     h2o_req_t *req = p->req;
     for (size_t i = 0; i < n; i++) {
         const h2o_header_t *h = headers + i;
+        if (hop_by_hop(h, headers, n))
+            continue;
         if (h2o_iovec_is_token(h->name)) {
             const h2o_token_t *tok = (const h2o_token_t *)h->name;
             if (tok == H2O_TOKEN_TRANSFER_ENCODING)

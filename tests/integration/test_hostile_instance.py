@@ -9,6 +9,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 
 import fdharness
 from fdharness import HOST, FdTestCase, wait_until
@@ -55,6 +56,7 @@ class Hostile:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.completions = 0
+        self.drip = False  # send the answer a byte every 50 ms
         self.stopping = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -91,11 +93,21 @@ class Hostile:
                 conn.sendall(self.health)
             else:
                 self.completions += 1
-                conn.sendall(self.answer)
+                self.send(conn, self.answer)
         except OSError:
             pass
         finally:
             conn.close()
+
+    def send(self, conn, answer):
+        if not self.drip:
+            conn.sendall(answer)
+            return
+        for i in range(len(answer)):
+            if self.stopping:
+                return
+            conn.sendall(answer[i:i + 1])
+            time.sleep(0.05)  # the slowness under test, not a wait for a condition
 
     def close(self):
         self.stopping = True
@@ -121,9 +133,9 @@ def chat_outcome(router):
 
 
 class HostileInstanceTest(FdTestCase):
-    def start(self, hostile):
+    def start(self, hostile, config=None):
         self.addCleanup(hostile.close)
-        router = self.h.start_router()
+        router = self.h.start_router(config=config)
         r = router.register({"role": "mixed", "host_ip": HOST, "port": hostile.port})
         self.assertEqual(r.status, 200, r)
         wait_until(lambda: len(router.selectable_urls()) == 1, 10, what="the hostile instance selectable")
@@ -155,6 +167,28 @@ class HostileInstanceTest(FdTestCase):
         self.assertGreater(sim.stats()["requests"], 0)
         self.assertEqual(router.dp_pids(), dps)
         router.wait_inflight_zero()
+
+    def test_hop_by_hop_response_headers_are_not_relayed(self):
+        hostile = Hostile()
+        router = self.start(hostile)
+        hostile.answer = (b"HTTP/1.1 200 OK\r\nConnection: x-secret, keep-alive\r\nX-Secret: 1\r\n"
+                          b"Keep-Alive: timeout=5\r\nUpgrade: h2c\r\nX-Kept: 2\r\nContent-Length: 2\r\n\r\n{}")
+        r = router.chat(fdharness.chat_body("hi"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers.get("x-kept"), "2", "an end-to-end header is relayed")
+        for name in ("x-secret", "keep-alive", "upgrade"):
+            self.assertIsNone(r.headers.get(name), name)
+
+    def test_slow_drip_head_is_cut_by_the_first_byte_timeout(self):
+        hostile = Hostile()
+        hostile.drip = True
+        hostile.answer = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100 + b"\r\nContent-Length: 2\r\n\r\n{}"
+        router = self.start(hostile, config={"proxy": {"first-byte-timeout-secs": 1}})
+        cp, dps = router.cp_pid, router.dp_pids()
+        t0 = time.monotonic()
+        self.assertIn(chat_outcome(router), ("502", "504"))
+        self.assertLess(time.monotonic() - t0, 5, "cut by the first-byte timeout, not by the drip's end")
+        self.assertEqual((router.cp_pid, router.dp_pids()), (cp, dps))
 
     def test_bad_health_answer_does_not_kill_the_control_plane(self):
         hostile = Hostile(health=b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}")
