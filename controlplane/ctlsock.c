@@ -23,6 +23,7 @@
 
 #include "common/admintoken.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "common/reply.h"
 #include "controlplane/cp.h"
 
@@ -328,6 +329,8 @@ static int bind_socket(const char *path, struct stat *st, char *err, size_t errl
         snprintf(err, errlen, "control socket path too long: %s", path);
         return -1;
     }
+    if (fd_prepare_socket_dir(path, err, errlen) != 0)
+        return -1;
     if (cp_ctlsock_in_use(path)) {
         snprintf(err, errlen, "control socket %s is in use by another running fd-router-cp", path);
         return -1;

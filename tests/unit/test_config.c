@@ -711,8 +711,11 @@ Test(names, control_socket_follows_runtime_dir)
     cr_assert_str_eq(p, "/run/user/1000/fd-router-9000.sock");
     unsetenv("XDG_RUNTIME_DIR");
     fd_default_control_socket(p, sizeof p, 8080);
-    const char *want =
-        access("/run", W_OK | X_OK) == 0 ? "/run/fd-router-8080.sock" : "/tmp/fd-router-8080.sock";
+    char want[96];
+    if (access("/run", W_OK | X_OK) == 0)
+        snprintf(want, sizeof want, "/run/fd-router-8080.sock");
+    else
+        snprintf(want, sizeof want, "/tmp/fd-router-%u/fd-router-8080.sock", (unsigned)geteuid());
     cr_assert_str_eq(p, want);
     setenv("XDG_RUNTIME_DIR", "relative/dir", 1); /* the XDG spec says to ignore a relative path */
     fd_default_control_socket(p, sizeof p, 8080);
@@ -731,6 +734,33 @@ Test(names, control_socket_in_the_units_runtime_directory)
     char want[96];
     snprintf(want, sizeof want, "%s/control.sock", dir);
     cr_assert_str_eq(p, want, "fdctl must find the socket of the systemd unit's control plane");
+}
+
+/* The /tmp fallback directory: created private, refused when another user could have made it
+ * (here: opened to others, or replaced by a symlink). Paths elsewhere are left alone. */
+Test(names, private_tmp_dir_is_created_and_checked)
+{
+    char dir[64], sock[128], err[400] = "";
+    fd_private_tmp_dir(dir, sizeof dir);
+    snprintf(sock, sizeof sock, "%s/fd-router-1.sock", dir);
+    struct stat st;
+    bool existed = lstat(dir, &st) == 0;
+    cr_assert_eq(fd_prepare_socket_dir(sock, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(lstat(dir, &st), 0);
+    cr_assert(S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700 && st.st_uid == geteuid());
+    cr_assert_eq(chmod(dir, 0777), 0);
+    int rc = fd_prepare_socket_dir(sock, err, sizeof err);
+    cr_assert_eq(chmod(dir, 0700), 0);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err, "not a private directory"), "%s", err);
+    if (!existed) {
+        cr_assert_eq(rmdir(dir), 0);
+        cr_assert_eq(symlink("/tmp", dir), 0);
+        rc = fd_prepare_socket_dir(sock, err, sizeof err);
+        unlink(dir);
+        cr_assert_eq(rc, -1, "a symlink is refused, not followed");
+    }
+    cr_assert_eq(fd_prepare_socket_dir("/tmp/fd-router-elsewhere.sock", err, sizeof err), 0);
 }
 
 /* ---- log.output: file ---- */
