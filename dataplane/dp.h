@@ -90,7 +90,6 @@ typedef struct {
     pthread_mutex_t drain_lock;
     pthread_cond_t drain_cond;
     unsigned drained; /* threads done draining */
-    uint64_t outcomes[DP_OUT_COUNT];
     uint64_t started_at_ms;
 } dp_global_t;
 
@@ -126,9 +125,10 @@ int dp_handle_metrics(h2o_req_t *req);
 int dp_handle_ready(h2o_req_t *req);
 int dp_handle_abort(h2o_req_t *req);
 
+/* Counted in shared memory: /metrics' fd_router_requests_total survives upgrades and crashes. */
 static inline void dp_count_outcome(dp_outcome_t o)
 {
-    __atomic_add_fetch(&dp.outcomes[o], 1, __ATOMIC_RELAXED);
+    shm_count_outcome(&dp.seg, (unsigned)o);
 }
 
 #endif

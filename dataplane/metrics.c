@@ -2,7 +2,8 @@
  * dataplane/metrics.c - GET /metrics, Prometheus text format.
  *
  * FastDeploy's inference_requests_total (same name and labels) comes from the per-instance
- * status buckets in shared memory, so it survives DP restarts and sums every DP process. The
+ * status buckets in shared memory, so it survives DP restarts and sums every DP process; so do
+ * fd_router_requests_total (outcome counters in the segment's header) and the histograms. The
  * router's own families (fd_router_*) add what an operator needs to see the load and the health
  * of each instance, the request outcomes, and how old the published table is (it keeps being
  * served while the control plane is down).
@@ -172,11 +173,12 @@ static const char *const outcome_name[DP_OUT_COUNT] = {
 
 static void put_process(out_t *o)
 {
+    _Static_assert(DP_OUT_COUNT <= SHM_OUTCOMES, "shared memory counts every outcome");
     family(o, "fd_router_requests_total", "counter",
-           "Inference requests by outcome, this data plane process");
+           "Inference requests by outcome, every data plane since the segment was created");
     for (int i = 0; i < DP_OUT_COUNT; i++)
         put(o, "fd_router_requests_total{outcome=\"%s\"} %llu\n", outcome_name[i],
-            (unsigned long long)__atomic_load_n(&dp.outcomes[i], __ATOMIC_RELAXED));
+            (unsigned long long)shm_outcome_total(&dp.seg, (unsigned)i));
     uint64_t now = shm_now_ms();
     const shm_header_t *h = dp.seg.hdr;
     uint64_t table = __atomic_load_n(&h->table_updated_ms, __ATOMIC_RELAXED);

@@ -135,6 +135,17 @@ uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
     return slot < SHM_MAX_INSTANCES ? __atomic_load_n(&totals(s)->tokens[slot], __ATOMIC_RELAXED) : 0;
 }
 
+void shm_count_outcome(shm_seg_t *s, unsigned outcome)
+{
+    if (outcome < SHM_OUTCOMES)
+        __atomic_add_fetch(&s->hdr->outcomes_total[outcome], 1, __ATOMIC_RELAXED);
+}
+
+uint64_t shm_outcome_total(const shm_seg_t *s, unsigned outcome)
+{
+    return outcome < SHM_OUTCOMES ? __atomic_load_n(&s->hdr->outcomes_total[outcome], __ATOMIC_RELAXED) : 0;
+}
+
 const char *shm_dp_state_name(uint32_t state)
 {
     switch (state) {

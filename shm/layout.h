@@ -60,7 +60,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 5u
+#define SHM_LAYOUT_VERSION 6u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
@@ -75,6 +75,7 @@
 /* Latency histograms per instance: bucket b holds latencies up to 2^(b/4) ms, i.e.
  * b = ceil(4 * log2(ms)) (0 for 1 ms or less); the last bucket takes everything longer. */
 #define SHM_LAT_BUCKETS 80
+#define SHM_OUTCOMES    8 /* request outcome counters in the header (at least dp_outcome_t's count) */
 
 #define SHM_ARENA_BLOCK_SIZE 4096u
 #define SHM_ARENA_BLOCKS     256u
@@ -373,6 +374,10 @@ typedef struct {
 
     /* shared round-robin cursors, one per role */
     _Alignas(SHM_CACHELINE) uint64_t rr_cursor[SHM_ROLE_COUNT];
+
+    /* Inference requests by outcome (the data plane's dp_outcome_t), counted by every data plane
+     * of every run on this segment with atomic adds: monotonic across upgrades and DP crashes. */
+    _Alignas(SHM_CACHELINE) uint64_t outcomes_total[SHM_OUTCOMES];
 } shm_header_t;
 
 #endif

@@ -185,6 +185,11 @@ const char *shm_dp_state_name(uint32_t state);
 uint64_t shm_inflight(const shm_seg_t *s, unsigned slot);
 uint64_t shm_tokens(const shm_seg_t *s, unsigned slot);
 
+/* Request outcome counters of the segment (any process, lock-free; `outcome` < SHM_OUTCOMES,
+ * others ignored / 0). They are never reset: they add up every data plane of every run. */
+void shm_count_outcome(shm_seg_t *s, unsigned outcome);
+uint64_t shm_outcome_total(const shm_seg_t *s, unsigned outcome);
+
 /* ---- instance slots (instance.c); writer lock held for the mutating ones ---- */
 
 int shm_slot_find(const shm_seg_t *s, const char *url); /* LIVE slot with that URL, or -1 */

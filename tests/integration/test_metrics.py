@@ -3,8 +3,8 @@
   * Every metric the dashboard (deploy/grafana/fd-router-dashboard.json) queries exists in
     /metrics of a router that served a few requests.
   * The latency histograms by instance: cumulative buckets, _count equal to the requests the
-    instance answered, and they are kept across an upgrade and a data plane's kill -9 (they live
-    in shared memory).
+    instance answered; they and fd_router_requests_total are kept across an upgrade and a data
+    plane's kill -9 (they live in shared memory).
   * fd_router_build_info, and FastDeploy's cache counters also under the fd_router_ prefix.
 """
 
@@ -83,6 +83,7 @@ class MetricsTest(FdTestCase):
 
     def check_histograms(self, n):
         s = scrape(self.router)
+        self.assertEqual(s[("fd_router_requests_total", '{outcome="ok"}')], n, "requests counted, every DP")
         for name in ("fd_router_time_to_first_byte_seconds", "fd_router_request_duration_seconds"):
             buckets, count = histogram(s, name, self.sim.url)
             self.assertEqual(count, n, name)
@@ -90,7 +91,7 @@ class MetricsTest(FdTestCase):
             values = [v for _, v in buckets]
             self.assertEqual(values, sorted(values), "%s buckets are cumulative" % name)
 
-    def test_histograms_survive_an_upgrade_and_a_data_plane_kill_9(self):
+    def test_counters_survive_an_upgrade_and_a_data_plane_kill_9(self):
         self.serve(4)
         self.check_histograms(4)
         rc, doc, err = upgrade(self.router)

@@ -224,3 +224,21 @@ Test(metrics, status_counts_from_two_processes_add_up)
         used += in->status[i].code != 0;
     cr_assert_eq(used, 4, "each code claimed exactly one bucket");
 }
+
+Test(counters, outcome_totals_outlive_dp_rows)
+{
+    int r = shm_dp_claim(&seg, getpid(), 1);
+    cr_assert(r >= 0);
+    shm_count_outcome(&seg, 0);
+    shm_count_outcome(&seg, 0);
+    shm_count_outcome(&seg, 3);
+    shm_count_outcome(&seg, SHM_OUTCOMES); /* out of range: ignored */
+    shm_dp_release(&seg, r);
+    r = shm_dp_claim(&seg, getpid(), 2); /* the next data plane starts from the same totals */
+    cr_assert(r >= 0);
+    shm_count_outcome(&seg, 0);
+    cr_assert_eq(shm_outcome_total(&seg, 0), 3);
+    cr_assert_eq(shm_outcome_total(&seg, 3), 1);
+    cr_assert_eq(shm_outcome_total(&seg, 1), 0);
+    cr_assert_eq(shm_outcome_total(&seg, SHM_OUTCOMES), 0);
+}
