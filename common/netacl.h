@@ -15,10 +15,6 @@
 
 #define FD_ACL_MAX 32
 
-/* The client address the data plane attaches to what it forwards to the control socket (where
- * only our own processes can connect); any copy a client sent is removed first. */
-#define FD_CLIENT_ADDR_HEADER "x-fd-client-addr"
-
 typedef struct {
     uint8_t addr[16]; /* IPv4 as ::ffff:a.b.c.d */
     unsigned bits;    /* prefix length over the 128-bit form */

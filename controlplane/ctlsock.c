@@ -22,12 +22,11 @@
 #include <unistd.h>
 
 #include "common/admintoken.h"
+#include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/names.h"
 #include "common/reply.h"
 #include "controlplane/cp.h"
-
-#define CTL_MAX_BODY (1u << 20)
 
 struct ctl_handler {
     h2o_handler_t super;
@@ -359,7 +358,7 @@ static void init_server(cp_t *cp)
     fd_acl_warn_if_register_open(cp->cfg.listen, &cp->cfg.register_allow);
     fd_admin_token_export(cp->cfg.admin_token);
     h2o_config_init(&cp->ctl.conf);
-    cp->ctl.conf.max_request_entity_size = CTL_MAX_BODY;
+    cp->ctl.conf.max_request_entity_size = FD_CTL_MAX_BODY;
     cp->ctl.conf.server_name = h2o_iovec_init(H2O_STRLIT("fd-router-cp"));
     cp->ctl.conf.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "common/ctlproto.h"
 #include "common/log.h"
 #include "controlplane/cp.h"
 

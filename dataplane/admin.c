@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "common/instance_info.h"
-#include "common/netacl.h"
+#include "common/ctlproto.h"
 #include "dataplane/pools.h"
 #include "dataplane/select.h"
 #include "dataplane/upstream.h"
@@ -198,6 +198,13 @@ static void set_client_addr(h2o_req_t *req)
  * plus the client's address */
 int dp_handle_to_cp(h2o_req_t *req)
 {
+    if (req->entity.len > FD_CTL_MAX_BODY) {
+        char buf[96];
+        int n = snprintf(buf, sizeof buf, "{\"code\":413,\"msg\":\"request body larger than %u bytes\"}",
+                         FD_CTL_MAX_BODY);
+        dp_send_json(req, 413, buf, (size_t)n);
+        return 0;
+    }
     set_client_addr(req);
     dp_proxy_t *p = dp_proxy_new(req, &cp_forward_ops, NULL, req->path_normalized, req->entity);
     dp_proxy_start(p);

@@ -63,6 +63,13 @@ class RegisterAllowTest(FdTestCase):
             self.assertIn("127.0.0.1", r.json()["msg"])
         self.assertEqual(router.registered_urls(), [])
 
+    def test_oversized_registration_gets_413(self):
+        router = self.h.start_router()
+        r = router.post("/register", b'{"role":"mixed","pad":"' + b"x" * (1 << 20) + b'"}')
+        self.assertEqual(r.status, 413, r)
+        self.assertEqual(r.json()["code"], 413)
+        self.assertEqual(router.get("/health").status, 200)
+
     def test_registration_from_inside_the_list_is_served(self):
         router = self.h.start_router(config={"auth": {"register-allow": "10.0.0.0/8, 127.0.0.0/8"}})
         sim = self.h.start_sim()
