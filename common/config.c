@@ -553,41 +553,46 @@ static void syntax_error(const yaml_parser_t *p, const char *path, char *err, si
 }
 
 /* Event pass: syntax, nesting depth, size of the event stream and number of documents. */
+fd_yaml_bound_t fd_yaml_prescan(struct yaml_parser_s *p, int max_depth, size_t max_events, size_t *line)
+{
+    int depth = 0, docs = 0;
+    for (size_t events = 0;; events++) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(p, &ev))
+            return FD_YB_SYNTAX;
+        yaml_event_type_t t = ev.type;
+        *line = ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT)
+            return FD_YB_OK;
+        depth += (t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT);
+        depth -= (t == YAML_MAPPING_END_EVENT || t == YAML_SEQUENCE_END_EVENT);
+        if (t == YAML_DOCUMENT_START_EVENT && ++docs > 1)
+            return FD_YB_DOCS;
+        if (depth > max_depth)
+            return FD_YB_DEPTH;
+        if (events > max_events)
+            return FD_YB_EVENTS;
+    }
+}
+
 static int prescan(FILE *f, const char *path, char *err, size_t errlen)
 {
     yaml_parser_t p;
     yaml_parser_initialize(&p);
     yaml_parser_set_input_file(&p, f);
-    int depth = 0, docs = 0, rc = 0;
-    for (size_t events = 0;; events++) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&p, &ev)) {
-            syntax_error(&p, path, err, errlen);
-            rc = -1;
-            break;
-        }
-        yaml_event_type_t t = ev.type;
-        size_t line = ev.start_mark.line + 1;
-        yaml_event_delete(&ev);
-        if (t == YAML_STREAM_END_EVENT)
-            break;
-        depth += (t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT);
-        depth -= (t == YAML_MAPPING_END_EVENT || t == YAML_SEQUENCE_END_EVENT);
-        if (t == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
-            snprintf(err, errlen, "%s:%zu: more than one YAML document in the file", path, line);
-            rc = -1;
-        } else if (depth > CFG_MAX_DEPTH) {
-            snprintf(err, errlen, "%s:%zu: nested deeper than %d levels", path, line, CFG_MAX_DEPTH);
-            rc = -1;
-        } else if (events > CFG_MAX_EVENTS) {
-            snprintf(err, errlen, "%s:%zu: more than %d YAML nodes", path, line, CFG_MAX_EVENTS);
-            rc = -1;
-        }
-        if (rc)
-            break;
-    }
+    size_t line = 0;
+    fd_yaml_bound_t b = fd_yaml_prescan(&p, CFG_MAX_DEPTH, CFG_MAX_EVENTS, &line);
+    if (b == FD_YB_SYNTAX)
+        syntax_error(&p, path, err, errlen);
+    else if (b == FD_YB_DOCS)
+        snprintf(err, errlen, "%s:%zu: more than one YAML document in the file", path, line);
+    else if (b == FD_YB_DEPTH)
+        snprintf(err, errlen, "%s:%zu: nested deeper than %d levels", path, line, CFG_MAX_DEPTH);
+    else if (b == FD_YB_EVENTS)
+        snprintf(err, errlen, "%s:%zu: more than %d YAML nodes", path, line, CFG_MAX_EVENTS);
     yaml_parser_delete(&p);
-    return rc;
+    return b == FD_YB_OK ? 0 : -1;
 }
 
 static FILE *open_config(const char *path, char *err, size_t errlen)

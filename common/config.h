@@ -95,6 +95,13 @@ int fd_config_load(fd_config_t *c, const char *path, char *err, size_t errlen);
  * the reason in why. */
 int fd_open_regular(const char *path, char *why, size_t whylen);
 
+/* One event pass over a YAML stream that stops at the first sign of a hostile file, before any
+ * document is built: more than one document, nesting deeper than max_depth, more than
+ * max_events events. *line is where it stopped (1-based). Shared by config.yaml and register.yaml. */
+typedef enum { FD_YB_OK, FD_YB_SYNTAX, FD_YB_DOCS, FD_YB_DEPTH, FD_YB_EVENTS } fd_yaml_bound_t;
+struct yaml_parser_s;
+fd_yaml_bound_t fd_yaml_prescan(struct yaml_parser_s *p, int max_depth, size_t max_events, size_t *line);
+
 /* Policy names <-> enum. Returns -1 for an unknown name. */
 int fd_policy_from_name(const char *name);
 const char *fd_policy_name(shm_policy_t p);

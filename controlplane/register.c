@@ -356,10 +356,35 @@ static cp_register_yaml_rc_t doc_to_items(yaml_document_t *doc, struct json_obje
     return CP_RY_OK;
 }
 
+/* Bounds first, in one event pass that stops early: libyaml's loader is quadratic in nesting
+ * depth, so a deep file must be refused before it is loaded. */
+static int prescan(const char *text, size_t len, char *err, size_t errlen)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    size_t line = 0;
+    fd_yaml_bound_t b = fd_yaml_prescan(&parser, YAML_MAX_DEPTH + 2, 2 * YAML_MAX_NODES + 16, &line);
+    if (b == FD_YB_SYNTAX)
+        snprintf(err, errlen, "%s at line %zu column %zu", parser.problem ? parser.problem : "invalid YAML",
+                 parser.problem_mark.line + 1, parser.problem_mark.column + 1);
+    else if (b == FD_YB_DOCS)
+        snprintf(err, errlen, "line %zu: more than one YAML document", line);
+    else if (b != FD_YB_OK)
+        snprintf(err, errlen, "line %zu: document nested too deep or too large", line);
+    yaml_parser_delete(&parser);
+    return b == FD_YB_OK ? 0 : -1;
+}
+
 cp_register_yaml_rc_t cp_register_yaml_parse(const char *text, size_t len, struct json_object **items,
                                              char *err, size_t errlen)
 {
     *items = NULL;
+    if (prescan(text, len, err, errlen) != 0)
+        return CP_RY_PARSE_ERROR;
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) {

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -171,4 +172,32 @@ Test(cp_register_yaml, fifo_is_refused_without_blocking, .timeout = 5.0)
     rmdir(dir);
     cr_assert_eq(rc, CP_RY_READ_ERROR);
     cr_assert_str_eq(err, "not a regular file");
+}
+
+/* 100,000 levels took libyaml's loader ~20 s; refused after a few dozen events now. The suite
+ * timeout fails a parser that still loads the whole thing first. */
+Test(cp_register_yaml, deep_nesting_is_refused_while_parsing, .timeout = 3.0)
+{
+    const size_t depth = 100000;
+    char *y = malloc(depth * 2 + 32);
+    cr_assert_not_null(y);
+    size_t n = (size_t)sprintf(y, "instances:\n  - a: ");
+    memset(y + n, '[', depth);
+    memset(y + n + depth, ']', depth);
+    y[n + 2 * depth] = '\0';
+    struct json_object *items;
+    char err[256] = "";
+    cr_assert_eq(cp_register_yaml_parse(y, strlen(y), &items, err, sizeof err), CP_RY_PARSE_ERROR);
+    free(y);
+    cr_assert(strstr(err, "too deep") != NULL, "%s", err);
+    cr_assert_null(items);
+}
+
+Test(cp_register_yaml, one_document_only)
+{
+    struct json_object *items;
+    char err[256] = "";
+    const char *y = "instances:\n  - {role: mixed, host_ip: 127.0.0.1, port: 9001}\n---\ninstances: []\n";
+    cr_assert_eq(parse(y, &items, err), CP_RY_PARSE_ERROR);
+    cr_assert(strstr(err, "more than one YAML document") != NULL, "%s", err);
 }
