@@ -3,7 +3,7 @@
  *
  * One representation for both sources of registrations: the POST /register JSON body and the
  * items of register.yaml (converted to JSON objects first, so both go through the same rules).
- * Accepted forms and error messages are FastDeploy's (reference section 3.3): ports and list
+ * Accepted forms and error messages are FastDeploy's (docs/fastdeploy.md 5): ports and list
  * items may be ints or numeric strings, unknown fields are ignored, role may be a
  * case-insensitive name or 0/1/2.
  */

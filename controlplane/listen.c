@@ -3,7 +3,7 @@
  *
  * Bound once by the CP and kept for its whole life; every DP polls it (inherited at spawn), so
  * replacing a DP never drops a queued connection. Deliberately not SO_REUSEPORT: separate
- * reuseport sockets lose the connections queued on the one that closes (stack-notes section 4).
+ * reuseport sockets lose the connections queued on the one that closes (docs/architecture.md, "Processes").
  */
 #include <errno.h>
 #include <netdb.h>

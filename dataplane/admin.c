@@ -111,7 +111,8 @@ int dp_handle_health(h2o_req_t *req)
 
 /*
  * Readiness: in splitwise mode at least one selectable prefill and one selectable decode
- * instance; in mixed mode at least one selectable mixed instance. 200 or 503, G4's shape.
+ * instance; in mixed mode at least one selectable mixed instance. 200 or 503, the shape of newer
+ * FastDeploy builds (docs/fastdeploy.md 4).
  */
 int dp_handle_ready(h2o_req_t *req)
 {

@@ -17,7 +17,7 @@ int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path);
 /* A random (version 4) UUID, lowercase 8-4-4-4-12, from the thread's generator. */
 void dp_uuid4(uint64_t *rng, char out[DP_UUID_LEN + 1]);
 
-/* disaggregate_info for the pair, as JSON text with FastDeploy's keys and types (reference 6.2),
+/* disaggregate_info for the pair, as JSON text with FastDeploy's keys and types (docs/fastdeploy.md 12),
  * keys in the Go router's (sorted) order. Returns its length, or the length needed if > cap. */
 size_t dp_disaggregate_info(char *out, size_t cap, const shm_instance_t *p, const shm_instance_t *d);
 

@@ -24,7 +24,7 @@ typedef struct {
 /*
  * Scan `body` as one JSON object (trailing data rejected) in one pass, no tree, no allocation per
  * field. This signature is stable (a libFuzzer target calls it). With want_prompt, extract the prompt
- * text as the Go router does (reference 4.1): chat `messages[].content` strings and `text` parts,
+ * text as the Go router does (docs/fastdeploy.md 8): chat `messages[].content` strings and `text` parts,
  * or completion `prompt` string / list of strings; each piece trimmed, empty ones dropped, joined
  * with one space; a repeated key counts its last value. Returns 0, or -1 when the body is not one
  * JSON object or nests deeper than 64 levels.

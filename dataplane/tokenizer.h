@@ -4,7 +4,7 @@
  * code points. The call is asynchronous from the event loop (a leg with its own deadline,
  * scheduler.tokenizer-timeout-secs); any failure falls back to code points, as in the Go router.
  *
- * URL rules (reference 4.9): "http://" is added when there is no scheme, "/tokenize" when there
+ * URL rules (docs/fastdeploy.md 10): "http://" is added when there is no scheme, "/tokenize" when there
  * is no path; the query is kept. Request {"text":m,"prompt":m,"message":m}, answer
  * {"input_ids":[int, ...]} (non-empty) with a status below 300.
  */

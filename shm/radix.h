@@ -24,8 +24,8 @@
  * recently used nodes go first, together with their subtrees (a node is never accessed later
  * than its parent, so this removes LRU leaves and subtrees, never the fresh part of the tree).
  *
- * The hit-ratio rule, the block hashing and the eviction rule are the Go router's (reference
- * 4.9 and 4.10); its deadlock under capacity pressure (reference 8.1) cannot happen here since
+ * The hit-ratio rule, the block hashing and the eviction rule are the Go router's (docs/fastdeploy.md
+ * 10); its deadlock under capacity pressure (docs/fastdeploy.md 15) cannot happen here since
  * eviction runs inside the insert's own critical section and never retakes the lock.
  */
 #ifndef FD_SHM_RADIX_H
@@ -112,7 +112,7 @@ size_t radix_hash_text(uint64_t seed, const char *text, size_t len, uint32_t blo
 size_t radix_match(const shm_seg_t *s, const uint64_t *h, size_t n, uint32_t *node);
 
 /*
- * Per-candidate hit ratio (0..100), reference 4.9 step 6: from the node where the match ends,
+ * Per-candidate hit ratio (0..100), docs/fastdeploy.md 10: from the node where the match ends,
  * walk toward the root; at each node every tag naming a candidate (slot and its current
  * generation `gens[i]`) gives it L * 100 / n (kept at its max); stop at the first node where a
  * candidate got one; one level up, L becomes that node's depth. Returns the matched length L.

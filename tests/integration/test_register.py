@@ -9,7 +9,7 @@ from fdharness import FdTestCase
 
 DECODE_PREFIX = "Invalid InstanceInfo JSON format: "
 INVALID_PREFIX = "invalid InstanceInfo format:"
-# the Go router's WorkerInfo (reference section 3.3) plus G4's tp_size
+# the Go router's WorkerInfo (docs/fastdeploy.md 5) plus newer builds' tp_size
 WORKER_INFO_KEYS = {"url", "worker_type", "connector_port", "engine_worker_queue_port", "metrics_port",
                     "transfer_protocol", "rdma_ports", "device_ids", "tp_size"}
 
@@ -20,10 +20,10 @@ class RegisterTest(FdTestCase):
         self.assertEqual(r.headers.get("content-type", "").split(";")[0], "application/json")
         self.assertEqual(r.json(), {"code": status, "msg": msg})
 
-    def test_reference_payload_with_mixed_int_and_string_forms(self):
+    def test_fastdeploy_payload_with_mixed_int_and_string_forms(self):
         router = self.h.start_router()
         sim = self.h.start_sim()
-        # Reference section 3.3: ports and list items as ints or numeric strings, unknown fields
+        # docs/fastdeploy.md 5: ports and list items as ints or numeric strings, unknown fields
         # (tp_size, version, is_paused, connected_decodes) ignored, role case-insensitive.
         payload = {
             "role": "MIXED",
@@ -77,7 +77,7 @@ class RegisterTest(FdTestCase):
         self.assertIsNone(w2["device_ids"])
         self.assertEqual(router.get("/registered_number").json(), {"mixed": 2, "prefill": 0, "decode": 0})
 
-    def test_invalid_fields_get_the_reference_messages(self):
+    def test_invalid_fields_get_fastdeploy_messages(self):
         router = self.h.start_router()
         base = {"role": "mixed", "host_ip": "127.0.0.1", "port": 18000}
 

@@ -1,6 +1,6 @@
 /*
  * tests/unit/test_cache_aware.c - the cache_aware policy (dataplane/policy/cache_aware.c) on a
- * real segment, against hand-computed cases of the reference's algorithm (4.9): the imbalance
+ * real segment, against hand-computed cases of FastDeploy's algorithm (docs/fastdeploy.md 10): the imbalance
  * test at and around its thresholds, the score with its two weights, the tie-breaks, the
  * record of each choice on the prompt's path, the fallbacks and their counters, short and
  * over-long prompts, and a re-registered instance losing its predecessor's hits.

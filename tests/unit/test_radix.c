@@ -1,7 +1,7 @@
 /*
  * tests/unit/test_radix.c - the shared prefix tree (shm/radix.c) on a real segment: block
  * hashing against values computed by hand (an independent FNV-1a-64), insert / split / match,
- * hit ratios by the reference's walk-up rule, generation-invalidated tags and purge, TTL
+ * hit ratios by FastDeploy's walk-up rule (docs/fastdeploy.md 10), generation-invalidated tags and purge, TTL
  * eviction of whole subtrees, capacity eviction (least recently used first, never above the
  * capacity), limbo held by a reader, and repair after a writer died mid-change. The invariant
  * checker (test_radix_check.h) runs after every kind of change.
@@ -191,7 +191,7 @@ Test(radix, long_edges_are_chains_of_nodes)
     check();
 }
 
-/* ---- hit ratios (reference 4.9 step 6) ---- */
+/* ---- hit ratios (docs/fastdeploy.md 10) ---- */
 
 Test(radix, hit_ratio_from_the_deepest_tagged_node)
 {

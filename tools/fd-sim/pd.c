@@ -1,8 +1,8 @@
 /*
  * tools/fd-sim/pd.c - the pure parts of fd-sim's prefill/decode roles and of abort: a decode
- * instance's check of the disaggregate_info the router adds (reference section 6.2, the Go
+ * instance's check of the disaggregate_info the router adds (docs/fastdeploy.md 12, the Go
  * router's keys and types, and no other key, so a router that drifts is caught), the request key
- * abort requests match, and the parsing of a /v1/abort_requests body (reference section 3.8).
+ * abort requests match, and the parsing of a /v1/abort_requests body (docs/fastdeploy.md 13).
  */
 #include <json-c/json.h>
 #include <stdlib.h>

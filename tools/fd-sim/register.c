@@ -1,6 +1,6 @@
 /*
  * tools/fd-sim/register.c - the registration heartbeat of fd-sim, as newest FastDeploy does it
- * (reference section 7.1): a background thread POSTs the register payload to
+ * (docs/fastdeploy.md 13): a background thread POSTs the register payload to
  * http://<router>/register right after the server listens and then every interval, each attempt
  * bounded by a 5 s timeout. It uses the blocking client of common/hclient.h because it runs on
  * its own thread, away from the event loops. Failures go to stderr; outcomes are counted in the

@@ -1,6 +1,7 @@
 /*
  * tools/fd-sim/server.c - fd-sim's HTTP server on libh2o-evloop: one h2o context and evloop per
- * thread, each polling a dup() of the listening socket(s), as in stack-notes section 1.1.
+ * thread, each polling a dup() of the listening socket(s), as the router does
+ * (docs/architecture.md, "Processes").
  *
  * A completion request becomes a sim_call_t living in the request's memory pool. Without the
  * engine model its tokens are paced by h2o timers (never blocking the loop); one h2o_timeout_t
