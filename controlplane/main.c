@@ -162,7 +162,9 @@ static int open_shm(cp_t *cp, shm_open_result_t *how)
     char err[256];
     if (shm_open_cp(&cp->seg, cp->shm_name, cp->rebuild_shm, how, err, sizeof(err)) != 0) {
         LOG_ERROR("Failed to open shared memory %s: %s%s", cp->shm_name, err,
-                  cp->rebuild_shm ? "" : " (an incompatible segment is replaced only with --rebuild_shm)");
+                  cp->rebuild_shm || !strstr(err, "incompatible")
+                      ? ""
+                      : " (an incompatible segment is replaced only with --rebuild_shm)");
         return -1;
     }
     shm_config_t sc;

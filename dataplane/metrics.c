@@ -121,35 +121,41 @@ static void put_failures(out_t *o, const shm_instance_t *in, unsigned slot)
         (unsigned long long)__atomic_load_n(&in->failures_total, __ATOMIC_RELAXED));
 }
 
+static const char *const route_name[SHM_ROUTES] = {"/v1/chat/completions", "/v1/completions"};
+
 /* Cumulative buckets at le = 2^k ms: shm bucket 4k holds latencies in (2^(k-1/4), 2^k] ms. */
-static void put_histogram(out_t *o, const char *name, const shm_instance_t *in, const uint64_t *hist,
-                          const uint64_t *sum_ms)
+static void put_histogram(out_t *o, const char *name, const shm_instance_t *in, unsigned route,
+                          const uint64_t *hist, const uint64_t *sum_ms)
 {
-    const char *role = fd_role_name((shm_role_t)in->role);
+    char labels[160];
+    snprintf(labels, sizeof labels, "url=\"%s\",role=\"%s\",route=\"%s\"", in->url,
+             fd_role_name((shm_role_t)in->role), route_name[route]);
     uint64_t cum = 0;
     for (unsigned b = 0; b < SHM_LAT_BUCKETS; b++) {
         cum += __atomic_load_n(&hist[b], __ATOMIC_RELAXED);
         if (b % 4 == 0 && b < SHM_LAT_BUCKETS - 1)
-            put(o, "%s_bucket{url=\"%s\",role=\"%s\",le=\"%g\"} %llu\n", name, in->url, role,
-                (double)(1ull << (b / 4)) / 1000.0, (unsigned long long)cum);
+            put(o, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, (double)(1ull << (b / 4)) / 1000.0,
+                (unsigned long long)cum);
     }
-    put(o, "%s_bucket{url=\"%s\",role=\"%s\",le=\"+Inf\"} %llu\n", name, in->url, role,
-        (unsigned long long)cum);
-    put(o, "%s_sum" LABELS " %.3f\n", name, in->url, role,
-        (double)__atomic_load_n(sum_ms, __ATOMIC_RELAXED) / 1000.0);
-    put(o, "%s_count" LABELS " %llu\n", name, in->url, role, (unsigned long long)cum);
+    put(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
+    put(o, "%s_sum{%s} %.3f\n", name, labels, (double)__atomic_load_n(sum_ms, __ATOMIC_RELAXED) / 1000.0);
+    put(o, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cum);
 }
 
 static void put_ttfb(out_t *o, const shm_instance_t *in, unsigned slot)
 {
     (void)slot;
-    put_histogram(o, "fd_router_time_to_first_byte_seconds", in, in->ttfb_hist, &in->ttfb_sum_ms);
+    for (unsigned r = 0; r < SHM_ROUTES; r++)
+        put_histogram(o, "fd_router_time_to_first_byte_seconds", in, r, in->ttfb_hist[r],
+                      &in->ttfb_sum_ms[r]);
 }
 
 static void put_duration(out_t *o, const shm_instance_t *in, unsigned slot)
 {
     (void)slot;
-    put_histogram(o, "fd_router_request_duration_seconds", in, in->total_hist, &in->total_sum_ms);
+    for (unsigned r = 0; r < SHM_ROUTES; r++)
+        put_histogram(o, "fd_router_request_duration_seconds", in, r, in->total_hist[r],
+                      &in->total_sum_ms[r]);
 }
 
 static void put_build_info(out_t *o)
@@ -255,11 +261,12 @@ int dp_handle_metrics(h2o_req_t *req)
            "Attempts that failed before the instance answered (connect, reset, timeout)");
     for_each_instance(t, &o, put_failures);
     family(&o, "fd_router_time_to_first_byte_seconds", "histogram",
-           "From the request's arrival to the instance's response head, per instance, all data planes");
+           "From the request's arrival to the instance's response head, per instance and route, all data "
+           "planes");
     for_each_instance(t, &o, put_ttfb);
-    family(
-        &o, "fd_router_request_duration_seconds", "histogram",
-        "From the request's arrival to the end of the relayed answer (successful exchanges), per instance");
+    family(&o, "fd_router_request_duration_seconds", "histogram",
+           "From the request's arrival to the end of the relayed answer (successful exchanges), per instance "
+           "and route");
     for_each_instance(t, &o, put_duration);
     put_build_info(&o);
     put_process(&o);

@@ -23,6 +23,12 @@ static uint64_t since_ms(const h2o_req_t *req)
     return us > 0 ? (uint64_t)us / 1000 : 0;
 }
 
+/* SHM_ROUTES' index of the request's route (the proxies serve only the two completion routes) */
+static unsigned route_of(const h2o_req_t *req)
+{
+    return h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/v1/completions"));
+}
+
 static shm_instance_t *slot_of(const dp_choice_t *c)
 {
     shm_instance_t *in = shm_instance(&dp.seg, c->slot);
@@ -35,8 +41,9 @@ void dp_stats_head(const dp_choice_t *c, h2o_req_t *req)
     if (in == NULL)
         return;
     uint64_t ms = since_ms(req);
-    __atomic_add_fetch(&in->ttfb_hist[dp_stats_bucket(ms)], 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&in->ttfb_sum_ms, ms, __ATOMIC_RELAXED);
+    unsigned r = route_of(req);
+    __atomic_add_fetch(&in->ttfb_hist[r][dp_stats_bucket(ms)], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&in->ttfb_sum_ms[r], ms, __ATOMIC_RELAXED);
 }
 
 void dp_stats_done(const dp_choice_t *c, h2o_req_t *req, dp_outcome_t outcome)
@@ -45,6 +52,7 @@ void dp_stats_done(const dp_choice_t *c, h2o_req_t *req, dp_outcome_t outcome)
     if (in == NULL)
         return;
     uint64_t ms = since_ms(req);
-    __atomic_add_fetch(&in->total_hist[dp_stats_bucket(ms)], 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&in->total_sum_ms, ms, __ATOMIC_RELAXED);
+    unsigned r = route_of(req);
+    __atomic_add_fetch(&in->total_hist[r][dp_stats_bucket(ms)], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&in->total_sum_ms[r], ms, __ATOMIC_RELAXED);
 }

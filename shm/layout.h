@@ -60,7 +60,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 6u
+#define SHM_LAYOUT_VERSION 7u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
@@ -75,6 +75,7 @@
 /* Latency histograms per instance: bucket b holds latencies up to 2^(b/4) ms, i.e.
  * b = ceil(4 * log2(ms)) (0 for 1 ms or less); the last bucket takes everything longer. */
 #define SHM_LAT_BUCKETS 80
+#define SHM_ROUTES      2 /* latency histograms per route: 0 /v1/chat/completions, 1 /v1/completions */
 #define SHM_OUTCOMES    8 /* request outcome counters in the header (at least dp_outcome_t's count) */
 
 #define SHM_ARENA_BLOCK_SIZE 4096u
@@ -231,11 +232,11 @@ typedef struct {
     shm_status_bucket_t status[SHM_STATUS_BUCKETS];
     uint64_t failures_total; /* upstream attempts that failed before a head */
 
-    /* latencies of requests proxied to this instance, added by DPs (dataplane/stats.c) */
-    uint64_t ttfb_hist[SHM_LAT_BUCKETS];  /* request received -> upstream head */
-    uint64_t total_hist[SHM_LAT_BUCKETS]; /* request received -> answer relayed to its end */
-    uint64_t ttfb_sum_ms;
-    uint64_t total_sum_ms;
+    /* latencies of requests proxied to this instance, by route, added by DPs (dataplane/stats.c) */
+    uint64_t ttfb_hist[SHM_ROUTES][SHM_LAT_BUCKETS];  /* request received -> upstream head */
+    uint64_t total_hist[SHM_ROUTES][SHM_LAT_BUCKETS]; /* request received -> answer relayed to its end */
+    uint64_t ttfb_sum_ms[SHM_ROUTES];
+    uint64_t total_sum_ms[SHM_ROUTES];
 } shm_instance_t;
 
 /* A published view: the selectable slots of one role, sorted by URL (the Go router's order). */

@@ -2,8 +2,8 @@
 
   * Every metric the dashboard (deploy/grafana/fd-router-dashboard.json) queries exists in
     /metrics of a router that served a few requests.
-  * The latency histograms by instance: cumulative buckets, _count equal to the requests the
-    instance answered; they and fd_router_requests_total are kept across an upgrade and a data
+  * The latency histograms by instance and route: cumulative buckets, _count equal to the
+    requests the instance answered on that route; they and fd_router_requests_total are kept across an upgrade and a data
     plane's kill -9 (they live in shared memory).
   * fd_router_build_info, and FastDeploy's cache counters also under the fd_router_ prefix.
 """
@@ -45,11 +45,13 @@ def dashboard_metrics():
     return names
 
 
-def histogram(samples, name, url):
-    lab = 'url="%s"' % url
+def histogram(samples, name, url, route):
+    def mine(k):
+        return 'url="%s"' % url in k[1] and 'route="%s"' % route in k[1]
+
     buckets = sorted(((float(re.search(r'[{,]le="([^"]+)"', k[1]).group(1).replace("+Inf", "inf")), v)
-                      for k, v in samples.items() if k[0] == name + "_bucket" and lab in k[1]))
-    count = [v for k, v in samples.items() if k[0] == name + "_count" and lab in k[1]]
+                      for k, v in samples.items() if k[0] == name + "_bucket" and mine(k)))
+    count = [v for k, v in samples.items() if k[0] == name + "_count" and mine(k)]
     return buckets, count[0] if count else None
 
 
@@ -82,16 +84,20 @@ class MetricsTest(FdTestCase):
             self.assertEqual(s[(name, "")], s[("fd_" + name, "")])
 
     def check_histograms(self, n):
+        """n chat requests and one /v1/completions request were answered, in all."""
         s = scrape(self.router)
-        self.assertEqual(s[("fd_router_requests_total", '{outcome="ok"}')], n, "requests counted, every DP")
+        self.assertEqual(s[("fd_router_requests_total", '{outcome="ok"}')], n + 1, "requests counted, every DP")
         for name in ("fd_router_time_to_first_byte_seconds", "fd_router_request_duration_seconds"):
-            buckets, count = histogram(s, name, self.sim.url)
-            self.assertEqual(count, n, name)
-            self.assertEqual(buckets[-1], (float("inf"), n), name)
-            values = [v for _, v in buckets]
-            self.assertEqual(values, sorted(values), "%s buckets are cumulative" % name)
+            for route, want in (("/v1/chat/completions", n), ("/v1/completions", 1)):
+                buckets, count = histogram(s, name, self.sim.url, route)
+                self.assertEqual(count, want, "%s %s" % (name, route))
+                self.assertEqual(buckets[-1], (float("inf"), want), name)
+                values = [v for _, v in buckets]
+                self.assertEqual(values, sorted(values), "%s buckets are cumulative" % name)
 
     def test_counters_survive_an_upgrade_and_a_data_plane_kill_9(self):
+        r = self.router.post("/v1/completions", {"model": "default", "prompt": "hello"})
+        self.assertEqual(r.status, 200, r)
         self.serve(4)
         self.check_histograms(4)
         rc, doc, err = upgrade(self.router)

@@ -44,11 +44,15 @@ static void copy_slot(const shm_instance_t *src, fdctl_instance_t *dst)
         dst->status[i].count = load64(&src->status[i].count);
     }
     for (unsigned i = 0; i < SHM_LAT_BUCKETS; i++) {
-        dst->ttfb_hist[i] = load64(&src->ttfb_hist[i]);
-        dst->total_hist[i] = load64(&src->total_hist[i]);
+        for (unsigned r = 0; r < SHM_ROUTES; r++) { /* fdctl stats: all routes together */
+            dst->ttfb_hist[i] += load64(&src->ttfb_hist[r][i]);
+            dst->total_hist[i] += load64(&src->total_hist[r][i]);
+        }
     }
-    dst->ttfb_sum_ms = load64(&src->ttfb_sum_ms);
-    dst->total_sum_ms = load64(&src->total_sum_ms);
+    for (unsigned r = 0; r < SHM_ROUTES; r++) {
+        dst->ttfb_sum_ms += load64(&src->ttfb_sum_ms[r]);
+        dst->total_sum_ms += load64(&src->total_sum_ms[r]);
+    }
     dst->has_remote = shm_metrics_load(src, &dst->remote);
 }
 
