@@ -116,6 +116,16 @@ class FdctlActionsTest(FdTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("is not registered", r.stderr)
 
+    def test_url_without_scheme(self):
+        router, a, b = self.fleet()
+        bare = a.url[len("http://"):]
+        r = ctl(router, "drain", bare)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(router.selectable_urls(), [b.url])
+        r = ctl(router, "undrain", bare)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: len(router.selectable_urls()) == 2, 5, what="selectable again")
+
     def test_health_and_stats(self):
         router, a, b = self.fleet()
         for i in range(10):

@@ -66,8 +66,11 @@ static void print_refusal(const hc_response_t *r)
 
 int fdctl_ctl_action(const fdctl_ctl_t *c, const char *action, const char *url)
 {
+    /* instances are registered as http://host:port; "host:port" names the same one */
+    char full[SHM_URL_LEN + 16];
+    snprintf(full, sizeof full, "%s%s", strstr(url, "://") ? "" : "http://", url);
     json_object *req = json_object_new_object();
-    json_object_object_add(req, "url", json_object_new_string(url));
+    json_object_object_add(req, "url", json_object_new_string(full));
     char path[64];
     snprintf(path, sizeof path, "/instances/%s", action);
     hc_response_t r;

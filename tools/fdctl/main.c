@@ -185,7 +185,7 @@ static int parse_args(int argc, char **argv, fdctl_args_t *a)
     bool wants_url =
         !strcmp(a->command, "drain") || !strcmp(a->command, "undrain") || !strcmp(a->command, "remove");
     if (wants_url && optind + 1 >= argc)
-        return usage_error("%s needs the instance's URL (http://host:port)", a->command);
+        return usage_error("%s needs the instance's URL (http://host:port, or host:port)", a->command);
     if (wants_url)
         a->url = argv[optind + 1];
     if (!strcmp(a->command, "explain") && !a->body)
