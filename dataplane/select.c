@@ -40,22 +40,27 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
               size_t nexclude, dp_choice_t *out)
 {
     uint16_t cand[SHM_VIEW_MAX_SLOTS];
+    const uint16_t *slots = cand;
     size_t n = 0;
     int rc = -1;
     shm_read_enter(&dp.seg, t->reader);
     const shm_view_t *v = shm_view(&dp.seg, role);
-    for (uint32_t i = 0; v && i < v->count; i++)
+    if (v && !nexclude) { /* the common case: the published view itself, no copy */
+        slots = v->slot;
+        n = v->count;
+    }
+    for (uint32_t i = 0; v && nexclude && i < v->count; i++)
         if (!excluded(v->slot[i], exclude, nexclude))
             cand[n++] = v->slot[i];
     if (n) {
         pol_ctx_t c = {.seg = &dp.seg,
                        .cfg = &dp.cfg,
                        .role = role,
-                       .slots = cand,
+                       .slots = slots,
                        .n = n,
                        .prompt = prompt,
                        .rng = &t->rng};
-        uint16_t slot = cand[dp_role_policy(role)->select(&c)];
+        uint16_t slot = slots[dp_role_policy(role)->select(&c)];
         copy_choice(shm_instance(&dp.seg, slot), slot, out);
         /* the Go router's estimate: 2 x code points, for the roles that process the prompt */
         out->tokens = role == SHM_ROLE_DECODE || !prompt ? 0 : 2 * (uint64_t)prompt->codepoints;

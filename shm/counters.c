@@ -125,16 +125,6 @@ void shm_dp_dec(shm_seg_t *s, int row, unsigned slot, uint32_t gen, bool release
         sub_saturating(&t->tokens[slot], n);
 }
 
-uint64_t shm_inflight(const shm_seg_t *s, unsigned slot)
-{
-    return slot < SHM_MAX_INSTANCES ? __atomic_load_n(&totals(s)->inflight[slot], __ATOMIC_RELAXED) : 0;
-}
-
-uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
-{
-    return slot < SHM_MAX_INSTANCES ? __atomic_load_n(&totals(s)->tokens[slot], __ATOMIC_RELAXED) : 0;
-}
-
 void shm_count_outcome(shm_seg_t *s, unsigned outcome)
 {
     if (outcome < SHM_OUTCOMES)

@@ -181,9 +181,20 @@ void shm_dp_dec(shm_seg_t *s, int row, unsigned slot, uint32_t gen, bool release
 /* "free" / "starting" / "serving" / "draining" (SHM_DP_*), for status views. */
 const char *shm_dp_state_name(uint32_t state);
 
-/* Totals over the DP rows (one load each: the totals row, kept alongside the rows). */
-uint64_t shm_inflight(const shm_seg_t *s, unsigned slot);
-uint64_t shm_tokens(const shm_seg_t *s, unsigned slot);
+/* Totals over the DP rows: one load each, from the totals row kept alongside the rows (inline:
+ * a policy reads one per candidate). */
+static inline uint64_t shm_inflight(const shm_seg_t *s, unsigned slot)
+{
+    return slot < SHM_MAX_INSTANCES
+               ? __atomic_load_n(&shm_dp_row(s, SHM_MAX_DPS)->inflight[slot], __ATOMIC_RELAXED)
+               : 0;
+}
+static inline uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
+{
+    return slot < SHM_MAX_INSTANCES
+               ? __atomic_load_n(&shm_dp_row(s, SHM_MAX_DPS)->tokens[slot], __ATOMIC_RELAXED)
+               : 0;
+}
 
 /* Request outcome counters of the segment (any process, lock-free; `outcome` < SHM_OUTCOMES,
  * others ignored / 0). They are never reset: they add up every data plane of every run. */
