@@ -215,7 +215,8 @@ int fd_log_cleanup(int max_age_days, int max_total_mb)
     return deleted;
 }
 
-void fd_log_write(fd_log_level_t lvl, const char *file, int line, const char *fmt, ...)
+static void write_line(fd_log_level_t lvl, const char *file, int line, unsigned long long suppressed,
+                       const char *fmt, va_list ap)
 {
     if (lvl < FD_LOG_ERROR || lvl > FD_LOG_DEBUG || !fd_log_enabled(lvl))
         return;
@@ -234,19 +235,53 @@ void fd_log_write(fd_log_level_t lvl, const char *file, int line, const char *fm
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, base, line);
     size_t len = n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap);
 
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(buf + len, cap + 1 - len, fmt, ap);
-    va_end(ap);
-    if (m > 0 && (size_t)m > cap - len) {
-        len = cap; /* truncated: mark it visibly */
+    char tail[48] = "";
+    if (suppressed)
+        snprintf(tail, sizeof tail, " (%llu similar suppressed)", suppressed);
+    size_t room = cap - len - strlen(tail);
+    int m = vsnprintf(buf + len, room + 1, fmt, ap);
+    if (m > 0 && (size_t)m > room) {
+        len += room; /* truncated: mark it visibly */
         memcpy(buf + len - 3, "...", 3);
     } else if (m > 0) {
         len += (size_t)m;
     }
-    /* Like Go's log package: a newline is added unless the message ends with one. */
-    if (len == 0 || buf[len - 1] != '\n')
-        buf[len++] = '\n';
+    if (len > 0 && buf[len - 1] == '\n')
+        len--;
+    memcpy(buf + len, tail, strlen(tail));
+    len += strlen(tail);
+    /* Like Go's log package: a newline ends every line. */
+    buf[len++] = '\n';
     emit(lvl, buf, len, now);
     errno = saved_errno;
+}
+
+void fd_log_write(fd_log_level_t lvl, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(lvl, file, line, 0, fmt, ap);
+    va_end(ap);
+}
+
+void fd_log_write_limited(fd_log_limit_t *lim, fd_log_level_t lvl, const char *file, int line,
+                          const char *fmt, ...)
+{
+    if (!fd_log_enabled(lvl))
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + FD_LOG_LIMIT_MS;
+    uint64_t last = __atomic_load_n(&lim->last_ms, __ATOMIC_RELAXED);
+    /* +FD_LOG_LIMIT_MS above: the first line (last_ms 0) always passes, even right after boot */
+    if (now - last < FD_LOG_LIMIT_MS ||
+        !__atomic_compare_exchange_n(&lim->last_ms, &last, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        __atomic_fetch_add(&lim->suppressed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    unsigned long long n = __atomic_exchange_n(&lim->suppressed, 0, __ATOMIC_RELAXED);
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(lvl, file, line, n, fmt, ap);
+    va_end(ap);
 }

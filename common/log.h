@@ -7,6 +7,8 @@
 #ifndef FD_COMMON_LOG_H
 #define FD_COMMON_LOG_H
 
+#include <stdint.h>
+
 typedef enum { FD_LOG_ERROR = 0, FD_LOG_WARN = 1, FD_LOG_INFO = 2, FD_LOG_DEBUG = 3 } fd_log_level_t;
 
 /* "debug" / "info" / "warn"; anything else prints errors only (the Go router's rule). */
@@ -28,6 +30,24 @@ int fd_log_to_file(const char *path);
  * max_age_days go, then the oldest while all archives and the current file exceed max_total_mb
  * (the current file itself is never deleted). Returns how many were deleted. */
 int fd_log_cleanup(int max_age_days, int max_total_mb);
+
+/*
+ * Rate-limited lines, for what an attacker or a failing fleet can repeat at request rate ("no
+ * selectable instance", a failed poll): at most one line per call site every FD_LOG_LIMIT_MS;
+ * the next line that passes ends with "(N similar suppressed)". Lock-free, no allocation.
+ */
+#define FD_LOG_LIMIT_MS 1000u
+typedef struct {
+    uint64_t last_ms;
+    uint64_t suppressed;
+} fd_log_limit_t;
+void fd_log_write_limited(fd_log_limit_t *lim, fd_log_level_t lvl, const char *file, int line,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define LOG_RATELIMITED(lvl, ...)                                                                            \
+    do {                                                                                                     \
+        static fd_log_limit_t fd_log_limit_;                                                                 \
+        fd_log_write_limited(&fd_log_limit_, lvl, __FILE__, __LINE__, __VA_ARGS__);                          \
+    } while (0)
 
 #define LOG_ERROR(...) fd_log_write(FD_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_WARN(...)  fd_log_write(FD_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)

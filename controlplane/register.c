@@ -134,7 +134,7 @@ void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len)
     fd_instance_info_t info;
     char msg[256];
     if (!client_allowed(cp, req, msg, sizeof(msg))) {
-        LOG_WARN("Refused registration: %s", msg);
+        LOG_RATELIMITED(FD_LOG_WARN, "Refused registration: %s", msg);
         cp_respond_msg(req, 403, msg);
         return;
     }

@@ -90,7 +90,7 @@ static void comp_done(dp_proxy_t *p, dp_outcome_t outcome)
 static void comp_fail(dp_proxy_t *p, int attempts, bool timed_out)
 {
     if (!attempts) {
-        LOG_ERROR("Failed to select worker: no healthy workers available");
+        LOG_RATELIMITED(FD_LOG_ERROR, "Failed to select worker: no healthy workers available");
         dp_send_error(p->req, 502, "Failed to select worker");
     } else if (timed_out) {
         dp_send_error(p->req, 504, "Upstream timed out");

@@ -173,7 +173,7 @@ static const dp_proxy_ops_t pd_ops = {
 
 static void no_pair(h2o_req_t *req)
 {
-    LOG_ERROR("Failed to select worker pair: no available prefill/decode workers");
+    LOG_RATELIMITED(FD_LOG_ERROR, "Failed to select worker pair: no available prefill/decode workers");
     dp_count_outcome(DP_OUT_NO_INSTANCE);
     dp_send_error(req, 503, "No available prefill/decode workers");
 }

@@ -690,6 +690,54 @@ static void log_long(void)
     LOG_INFO("%s", big);
 }
 
+static void log_storm(void)
+{
+    for (int i = 0; i < 1000; i++)
+        LOG_RATELIMITED(FD_LOG_ERROR, "no selectable instance %d", i);
+    struct timespec ts = {.tv_sec = FD_LOG_LIMIT_MS / 1000, .tv_nsec = 50 * 1000000L};
+    nanosleep(&ts, NULL); /* the limiter's window is wall time by design */
+    LOG_RATELIMITED(FD_LOG_ERROR, "never shown: another call site");
+    for (int i = 0; i < 3; i++)
+        LOG_RATELIMITED(FD_LOG_ERROR, "site two %d\n", i);
+}
+
+Test(log, repeated_lines_are_rate_limited_with_a_count)
+{
+    static char out[8192];
+    capture(2, log_storm, out, sizeof out);
+    cr_assert(strstr(out, "no selectable instance 0\n"), "%s", out);
+    cr_assert_null(strstr(out, "no selectable instance 1"), "%s", out);
+    cr_assert(strstr(out, "never shown: another call site\n"), "each call site has its own window: %s", out);
+    cr_assert(strstr(out, "site two 0\n"), "%s", out);
+    cr_assert_null(strstr(out, "site two 1"), "%s", out);
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    cr_assert_eq(lines, 3, "%s", out);
+}
+
+static void log_after_storm(void)
+{
+    for (int i = 0; i < 5; i++)
+        LOG_RATELIMITED(FD_LOG_ERROR, "poll failed %d", i);
+    struct timespec ts = {.tv_sec = FD_LOG_LIMIT_MS / 1000, .tv_nsec = 50 * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void log_storm_site(void)
+{
+    for (int i = 0; i < 2; i++)
+        log_after_storm();
+}
+
+Test(log, the_next_line_counts_what_was_suppressed)
+{
+    static char out[8192];
+    capture(2, log_storm_site, out, sizeof out);
+    cr_assert(strstr(out, "poll failed 0\n"), "%s", out);
+    cr_assert(strstr(out, "poll failed 0 (4 similar suppressed)\n"), "%s", out);
+}
+
 Test(log, long_lines_are_truncated_in_one_line)
 {
     static char out[32768];
