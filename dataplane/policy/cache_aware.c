@@ -13,8 +13,8 @@
  *     Unicode code points, hashed in chained blocks of cache-block-size;
  *  5. hit ratio per candidate from the longest matching prefix (radix_hit_ratios);
  *  6. score = (100 - hit) / 100 x hit-ratio-weight + load / maxLoad x load-balance-weight,
- *     lowest wins; on an exact tie a later candidate wins only with strictly fewer tokens in
- *     flight;
+ *     lowest wins; on an exact tie fewer tokens in flight, then the tied candidates
+ *     in turn (pol_tie_turn) where the Go router took the first URL;
  *  7. the choice is recorded on the prompt's path at once (insert + tag), before the request
  *     is sent, as the Go router does.
  *
@@ -63,22 +63,30 @@ static double score(unsigned hit, uint64_t load, uint64_t max_load, const shm_co
     return s;
 }
 
-/* Lowest score; on an exact tie the later candidate needs strictly fewer tokens in flight. */
+/* Lowest score; on an exact tie fewer tokens in flight, then the tied candidates in turn
+ * (pol_tie_turn). */
 static size_t best_score(const pol_ctx_t *c, size_t n, const uint8_t *hit, const uint64_t *load,
                          uint64_t max_load, pol_explain_t *ex)
 {
-    size_t best = 0;
-    double best_s = 0;
+    double s[SHM_VIEW_MAX_SLOTS], tied[SHM_VIEW_MAX_SLOTS], best = 0;
+    uint64_t tok[SHM_VIEW_MAX_SLOTS], few = UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
-        double s = score(hit[i], load[i], max_load, c->cfg);
+        s[i] = score(hit[i], load[i], max_load, c->cfg);
+        tok[i] = pol_tokens(c, i); /* read once: it moves under us */
         if (ex)
-            ex->cand[i].hit = hit[i], ex->cand[i].score = s;
-        if (i == 0 || s < best_s || (s == best_s && pol_tokens(c, i) < pol_tokens(c, best))) {
-            best = i;
-            best_s = s;
-        }
+            ex->cand[i].hit = hit[i], ex->cand[i].score = s[i];
+        if (i == 0 || s[i] < best)
+            best = s[i];
     }
-    return best;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == best && tok[i] < few)
+            few = tok[i];
+    size_t ntied = 0;
+    for (size_t i = 0; i < n; i++) {
+        tied[i] = s[i] == best && tok[i] == few;
+        ntied += tied[i] != 0;
+    }
+    return pol_nth_equal(tied, n, 1, pol_tie_turn(c, ntied));
 }
 
 /* Token ids from the tokenizer service when the data plane got them, else code points. */

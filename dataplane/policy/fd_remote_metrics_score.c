@@ -1,6 +1,7 @@
 /*
  * dataplane/policy/fd_remote_metrics_score.c - score = running + waiting x waiting-weight from the
- * instances' own /metrics; lowest wins, first in URL order on a tie (the Go router's rule).
+ * instances' own /metrics; lowest wins; ties are taken in turn (pol_tie_turn) where the Go router took the
+ * first URL.
  *
  * The numbers come from shared memory, where the control plane publishes each instance's last
  * /metrics poll with its time (controlplane/metrics_poll.c): the Go router scraped every
@@ -21,17 +22,7 @@ static double score(const pol_ctx_t *c, size_t i, uint64_t now_ms)
 
 static size_t select_fd_remote_metrics_score(const pol_ctx_t *c)
 {
-    uint64_t now = shm_now_ms();
-    size_t best = 0;
-    double best_score = score(c, 0, now);
-    for (size_t i = 1; i < c->n; i++) {
-        double s = score(c, i, now);
-        if (s < best_score) {
-            best_score = s;
-            best = i;
-        }
-    }
-    return best;
+    return pol_argmin(c, score, shm_now_ms());
 }
 
 const pol_t pol_fd_remote_metrics_score = {

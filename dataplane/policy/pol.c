@@ -20,18 +20,48 @@ const pol_t *pol_get(shm_policy_t p)
     return (unsigned)p < SHM_POL_COUNT ? table[p] : NULL;
 }
 
-size_t pol_argmin(const pol_ctx_t *c, uint64_t (*f)(const pol_ctx_t *, size_t))
+size_t pol_tie_turn(const pol_ctx_t *c, size_t ntied)
 {
-    size_t best = 0;
-    uint64_t best_v = f(c, 0);
-    for (size_t i = 1; i < c->n; i++) {
-        uint64_t v = f(c, i);
-        if (v < best_v) {
-            best_v = v;
-            best = i;
-        }
+    if (ntied < 2)
+        return 0;
+    uint64_t *cur = &c->seg->hdr->rr_cursor[c->role];
+    uint64_t k =
+        c->dry_run ? __atomic_load_n(cur, __ATOMIC_RELAXED) : __atomic_fetch_add(cur, 1, __ATOMIC_RELAXED);
+    return (size_t)(k % ntied);
+}
+
+size_t pol_argmin(const pol_ctx_t *c, double (*f)(const pol_ctx_t *, size_t, uint64_t), uint64_t arg)
+{
+    /* the values are kept: loads move under us, a second read could miss every tie */
+    double v[SHM_VIEW_MAX_SLOTS], best = 0;
+    size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS, ntied = 0;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = f(c, i, arg);
+        if (i == 0 || v[i] < best)
+            best = v[i], ntied = 0;
+        ntied += v[i] == best;
     }
-    return best;
+    return pol_nth_equal(v, n, best, pol_tie_turn(c, ntied));
+}
+
+size_t pol_nth_equal(const double *v, size_t n, double x, size_t k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == x && k-- == 0)
+            return i;
+    return 0;
+}
+
+double pol_inflight_key(const pol_ctx_t *c, size_t i, uint64_t unused)
+{
+    (void)unused;
+    return (double)pol_inflight(c, i);
+}
+
+double pol_tokens_key(const pol_ctx_t *c, size_t i, uint64_t unused)
+{
+    (void)unused;
+    return (double)pol_tokens(c, i);
 }
 
 /* Distance either way: a wall clock stepped back must not make old numbers look fresh. */
@@ -47,8 +77,11 @@ bool pol_remote_metrics(const pol_ctx_t *c, size_t i, uint64_t now_ms, shm_remot
            fresh(m->at_ms, now_ms, c->cfg->metrics_max_age_ms);
 }
 
-void pol_explain(const pol_t *p, const pol_ctx_t *c, pol_explain_t *ex)
+void pol_explain(const pol_t *p, const pol_ctx_t *live, pol_explain_t *ex)
 {
+    pol_ctx_t dry = *live;
+    dry.dry_run = true;
+    const pol_ctx_t *c = &dry;
     for (size_t i = 0; i < c->n; i++) {
         ex->cand[i].load = pol_inflight(c, i);
         ex->cand[i].tokens = pol_tokens(c, i);
@@ -63,6 +96,6 @@ void pol_explain(const pol_t *p, const pol_ctx_t *c, pol_explain_t *ex)
     } else if (p == &pol_round_robin) { /* the next turn, without taking it */
         ex->choice = (long)(__atomic_load_n(&c->seg->hdr->rr_cursor[c->role], __ATOMIC_RELAXED) % c->n);
     } else {
-        ex->choice = (long)p->select(c); /* the other policies only read */
+        ex->choice = (long)p->select(c); /* the other policies only read (and rotate ties) */
     }
 }

@@ -1,9 +1,11 @@
 /*
  * dataplane/policy/pol.h - the interface every selection policy implements, one policy per file.
  *
- * A policy receives the candidates (instance slots of one role, in URL order - the Go router's
- * sorted order, which decides every tie) and the request's features, and returns the index of
- * its choice. It runs inside a shared-memory read-side critical section, so it must not block,
+ * A policy receives the candidates (instance slots of one role, in URL order) and the request's
+ * features, and returns the index of its choice. Ties between equally good candidates are not
+ * decided by URL order (the Go router's strict `<` over sorted URLs sends every tie to the first
+ * instance): the tied candidates are taken in turn (pol_tie_turn), so a run of tied decisions
+ * spreads evenly over them. It runs inside a shared-memory read-side critical section, so it must not block,
  * must not allocate, and must not keep anything from shm after returning. Loads are read through
  * the accessors below (sums over the live DPs' counter rows); no policy ever makes a network call.
  */
@@ -32,6 +34,7 @@ typedef struct {
     size_t n;              /* >= 1 */
     const pol_prompt_t *prompt;
     uint64_t *rng; /* the calling thread's generator state */
+    bool dry_run;  /* set by pol_explain: change nothing in shm, not even the tie rotation */
 } pol_ctx_t;
 
 /* What a policy weighed for one candidate, for `fdctl explain`. */
@@ -90,8 +93,22 @@ static inline uint64_t pol_rand(uint64_t *s)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-/* Index of the first candidate with the strictly smallest value of f (the Go router's scan). */
-size_t pol_argmin(const pol_ctx_t *c, uint64_t (*f)(const pol_ctx_t *, size_t));
+/* Which of ntied equally good candidates to take (0..ntied-1): the role's shared cursor (shm
+ * rr_cursor, which only round_robin otherwise uses, and a role runs one policy) modulo ntied,
+ * advanced once per tied decision, so sequential tied decisions from every thread and DP process
+ * take the tied candidates in turn. A dry run reads the cursor without advancing it. */
+size_t pol_tie_turn(const pol_ctx_t *c, size_t ntied);
+
+/* Index of the smallest value of f(c, i, arg); among equal values, the tied candidates in turn
+ * (pol_tie_turn). */
+size_t pol_argmin(const pol_ctx_t *c, double (*f)(const pol_ctx_t *, size_t, uint64_t), uint64_t arg);
+
+/* Index of the k-th (from 0) of v[0..n) equal to x; 0 when there is none. */
+size_t pol_nth_equal(const double *v, size_t n, double x, size_t k);
+
+/* pol_argmin's usual keys */
+double pol_inflight_key(const pol_ctx_t *c, size_t i, uint64_t unused);
+double pol_tokens_key(const pol_ctx_t *c, size_t i, uint64_t unused);
 
 extern const pol_t pol_random, pol_round_robin, pol_power_of_two, pol_request_num, pol_process_tokens,
     pol_fd_metrics_score, pol_fd_remote_metrics_score, pol_cache_aware, pol_remote_cache_aware;

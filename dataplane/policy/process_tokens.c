@@ -8,7 +8,7 @@
 
 static size_t select_process_tokens(const pol_ctx_t *c)
 {
-    return pol_argmin(c, pol_tokens);
+    return pol_argmin(c, pol_tokens_key, 0);
 }
 
 const pol_t pol_process_tokens = {

@@ -179,7 +179,7 @@ class PdTest(FdTestCase):
         group_a = "group a shares this long system prompt about gardening; " * 3
         group_b = "Sailing is what another long system prompt is about; " * 3  # no block in common with a
 
-        # a request held on the first prefill (all idle: the first URL wins the tie) ...
+        # a request held on one prefill (all idle: the tie's turn decides which) ...
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             held = pool.submit(router.chat, fdharness.chat_body("hold", sim_first_token_delay_ms=2000), 20)
             first = wait_until(lambda: next((u for u in prefills if router.inflight().get(u) == 1), None), 5,
@@ -189,12 +189,12 @@ class PdTest(FdTestCase):
             self.assertNotEqual(a0, first)
             self.assertEqual(held.result().status, 200)
         router.wait_inflight_zero()
-        for q in range(1, 4):  # idle again: without the tree these would go to the first URL
+        for q in range(1, 4):  # idle again: without the tree these would take the prefills in turn
             r = router.chat(fdharness.chat_body(group_a + "question %d" % q))
             self.assertEqual(r.headers["x-router-prefill-url"], a0, "group a stays on its prefill")
         b = {router.chat(fdharness.chat_body(group_b + "question %d" % q)).headers["x-router-prefill-url"]
              for q in range(3)}
-        self.assertEqual(b, {first}, "group b, new and idle, goes to the first URL and stays there")
+        self.assertEqual(len(b), 1, "group b, new and idle, goes to one prefill and stays there: %s" % b)
 
     def test_abort_ends_a_stream_and_aggregates(self):
         router, p, d = self.start_pd(d_tokens=100000, d_delay=50)

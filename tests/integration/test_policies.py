@@ -2,7 +2,8 @@
 load. Load is created by holding long streaming requests open; since a policy chooses among
 registered instances, instances are registered one at a time so that each held request lands
 where the test wants it whatever the policy (the only candidate, or the clearly least loaded).
-Instances are named s0, s1, s2 in URL order, the order that decides every tie.
+Instances are named s0, s1, s2 in URL order. Ties do not follow that order (the Go router's
+first-URL rule sends every tie to one instance): tied instances are taken in turn.
 """
 
 import collections
@@ -72,24 +73,39 @@ class PolicyTest(FdTestCase):
         self.register(s2)
         self.assertEqual(self.router.inflight(), {s0.url: 2, s1.url: 1, s2.url: 0})
 
-    def check_least_loaded_with_url_ties(self):
+    def check_least_loaded_ties_in_turn(self):
         s0, s1, s2 = self.sims
         self.load_2_1_0()
         self.assertEqual(self.quick(3), [self.name_of(s2)] * 3, "least loaded wins")
         self.hold(expect=s2)  # loads 2,1,1: tie between s1 and s2
-        self.assertEqual(self.quick(2), [self.name_of(s1)] * 2, "ties go to the first URL")
+        self.assertEqual(sorted(self.quick(4)), sorted([self.name_of(s1), self.name_of(s2)] * 2),
+                         "the tied s1 and s2 in turn")
         self.hold(expect=s1)  # 2,2,1
         self.assertEqual(self.quick(), [self.name_of(s2)])
         self.hold(expect=s2)  # 2,2,2
-        self.assertEqual(self.quick(2), [self.name_of(s0)] * 2, "all tied: the first URL")
+        self.assertEqual(sorted(self.quick(6)), sorted([self.name_of(s) for s in self.sims] * 2), "all tied: in turn")
 
-    def test_request_num_picks_least_loaded_first_url_on_ties(self):
+    def test_request_num_picks_least_loaded_ties_in_turn(self):
         self.setup_policy("request_num")
-        self.check_least_loaded_with_url_ties()
+        self.check_least_loaded_ties_in_turn()
 
     def test_fd_metrics_score_behaves_like_request_num(self):
         self.setup_policy("fd_metrics_score")
-        self.check_least_loaded_with_url_ties()
+        self.check_least_loaded_ties_in_turn()
+
+    def test_sequential_requests_over_idle_instances_spread(self):
+        """30 requests one after the other over 3 idle instances: every one is a tie, and each
+        instance gets at least 8 (the Go router sent all 30 to the first URL). cache_aware gets
+        distinct prompts shorter than a block, so no prefix is shared."""
+        for policy in ("request_num", "process_tokens", "fd_metrics_score", "cache_aware"):
+            with self.subTest(policy=policy):
+                sims = self.setup_policy(policy)
+                for s in sims:
+                    self.register(s)
+                counts = collections.Counter(self.quick(1, content="q%d" % k)[0] for k in range(30))
+                self.assertEqual(set(counts), {self.name_of(s) for s in sims}, counts)
+                self.assertTrue(all(c >= 8 for c in counts.values()), "%s: %s" % (policy, counts))
+                self.router.proc.stop()
 
     def test_process_tokens_balances_by_prompt_size_in_mixed_mode(self):
         s0, s1, s2 = self.setup_policy("process_tokens")

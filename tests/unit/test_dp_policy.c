@@ -1,7 +1,7 @@
 /*
  * Unit tests of the selection policies (dataplane/policy/) on a real shared-memory segment:
- * each policy's choice on a known load, the Go router's tie-breaks (first in URL order), and the
- * spread of the randomised ones.
+ * each policy's choice on a known load, ties spread in turn over the tied candidates (not the
+ * Go router's first URL), and the spread of the randomised ones.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -48,38 +48,67 @@ static void load(int i, int requests, uint64_t tokens)
 
 TestSuite(policy, .init = setup, .fini = teardown, .timeout = 10);
 
-Test(policy, request_num_least_loaded_first_on_tie)
+/* k decisions of policy p on unchanged loads; counts per candidate in seen */
+static void tally(const pol_t *p, int k, int *seen)
 {
     pol_ctx_t c = ctx(NULL);
-    cr_assert_eq(pol_request_num.select(&c), 0, "all idle: first in URL order");
+    memset(seen, 0, N * sizeof *seen);
+    for (int j = 0; j < k; j++)
+        seen[p->select(&c)]++;
+}
+
+Test(policy, request_num_least_loaded_ties_in_turn)
+{
+    int seen[N];
+    tally(&pol_request_num, 4 * N, seen);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(seen[i], 4, "all idle: each candidate in turn (%d: %d)", i, seen[i]);
     load(0, 3, 0);
     load(1, 1, 0);
     load(2, 1, 0);
     load(3, 2, 0);
-    cr_assert_eq(pol_request_num.select(&c), 1, "least loaded, first of the tied 1 and 2");
+    tally(&pol_request_num, 10, seen);
+    cr_assert(seen[1] == 5 && seen[2] == 5, "least loaded, the tied 1 and 2 in turn: %d %d", seen[1],
+              seen[2]);
     load(1, 1, 0);
+    pol_ctx_t c = ctx(NULL);
     cr_assert_eq(pol_request_num.select(&c), 2);
 }
 
 Test(policy, fd_metrics_score_follows_local_running)
 {
-    pol_ctx_t c = ctx(NULL);
+    int seen[N];
     load(0, 2, 0);
     load(1, 2, 0);
     load(2, 1, 0);
     load(3, 1, 0);
-    cr_assert_eq(pol_fd_metrics_score.select(&c), 2);
+    tally(&pol_fd_metrics_score, 8, seen);
+    cr_assert(seen[2] == 4 && seen[3] == 4, "the tied 2 and 3 in turn: %d %d", seen[2], seen[3]);
 }
 
 Test(policy, process_tokens_least_tokens)
 {
-    pol_ctx_t c = ctx(NULL);
+    int seen[N];
     load(0, 1, 500);
     load(1, 1, 100);
     load(2, 1, 300);
     load(3, 5, 100);
-    cr_assert_eq(pol_process_tokens.select(&c), 1, "fewest tokens, first of the tied 1 and 3");
+    tally(&pol_process_tokens, 6, seen);
+    cr_assert(seen[1] == 3 && seen[3] == 3, "fewest tokens, the tied 1 and 3 in turn: %d %d", seen[1],
+              seen[3]);
     cr_assert(pol_process_tokens.needs_prompt);
+}
+
+Test(policy, dry_run_does_not_rotate)
+{
+    pol_ctx_t c = ctx(NULL);
+    c.dry_run = true;
+    size_t first = pol_request_num.select(&c);
+    for (int k = 0; k < 5; k++)
+        cr_assert_eq(pol_request_num.select(&c), first, "a dry run leaves the rotation where it was");
+    c.dry_run = false;
+    cr_assert_eq(pol_request_num.select(&c), first, "the live decision takes the turn the dry run showed");
+    cr_assert_neq(pol_request_num.select(&c), first);
 }
 
 Test(policy, round_robin_cycles_through_all)
