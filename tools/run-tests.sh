@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: build (warnings are errors), run every unit and integration test, then
-# build again with AddressSanitizer + UndefinedBehaviorSanitizer and run everything once more.
+# build again with AddressSanitizer + UndefinedBehaviorSanitizer and run everything once more, then
+# run every libFuzzer target of tests/fuzz for 30 s (tools/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup-deps.sh
@@ -18,3 +19,5 @@ run_suite build
 echo "=== build and test (ASan + UBSan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite build-asan -DFD_SANITIZE=ON
+echo "=== fuzz: every tests/fuzz target for 30 s (ASan + UBSan, build-fuzz)"
+tools/fuzz.sh 30
