@@ -6,12 +6,25 @@
  *            it stays registered and health-checked, and the flag survives re-registration
  *   undrain  it is selectable again (when healthy)
  *   remove   it is retired like an instance that failed its health checks for too long: out of
- *            /registered at once, its slot freed once its in-flight requests are done
+ *            /registered at once, its slot freed once its in-flight requests are done. Refused
+ *            (409) for an instance that still registers itself (it re-registered within the last
+ *            HEARTBEAT_WINDOW_MS): its next heartbeat would bring it back at once; the answer
+ *            says to drain it, or to stop it first.
  */
 #include <string.h>
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+
+#define HEARTBEAT_WINDOW_MS 60000
+
+static bool still_heartbeats(const shm_instance_t *in, uint64_t now_ms, uint64_t *age_ms)
+{
+    uint64_t first = in->registered_at_ms;
+    uint64_t last = __atomic_load_n(&in->last_register_ms, __ATOMIC_RELAXED);
+    *age_ms = now_ms > last ? now_ms - last : 0;
+    return last > first && *age_ms < HEARTBEAT_WINDOW_MS;
+}
 
 int cp_instance_action(cp_t *cp, cp_action_t act, const char *url, char *msg, size_t msglen)
 {
@@ -19,6 +32,16 @@ int cp_instance_action(cp_t *cp, cp_action_t act, const char *url, char *msg, si
     if (slot < 0) {
         snprintf(msg, msglen, "instance %s is not registered", url);
         return 404;
+    }
+    uint64_t age_ms;
+    if (act == CP_ACT_REMOVE &&
+        still_heartbeats(shm_instance(&cp->seg, (unsigned)slot), shm_now_ms(), &age_ms)) {
+        snprintf(
+            msg, msglen,
+            "instance %s still registers itself (last heartbeat %.1f s ago): removed, it would be back at "
+            "its next heartbeat; drain it to stop sending it requests (fdctl drain), or stop it first",
+            url, (double)age_ms / 1000.0);
+        return 409;
     }
     if (act == CP_ACT_REMOVE) {
         cp_registry_retire(cp, (unsigned)slot);

@@ -126,6 +126,18 @@ class FdctlActionsTest(FdTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         wait_until(lambda: len(router.selectable_urls()) == 2, 5, what="selectable again")
 
+    def test_remove_refused_while_it_heartbeats(self):
+        router = self.h.start_router()
+        sim = self.h.start_sim(name="hb", router=router, register_interval_secs=0.2)
+        wait_until(lambda: sim.stats()["register_ok"] >= 2, 10, what="two heartbeats")
+        r = ctl(router, "remove", sim.url)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn("still registers itself", r.stderr)
+        self.assertIn("(HTTP 409)", r.stderr)
+        self.assertEqual(router.registered_urls(), [sim.url], "refused: nothing changed")
+        self.assertEqual(ctl(router, "drain", sim.url).returncode, 0)
+        self.assertEqual(router.selectable_urls(), [])
+
     def test_health_and_stats(self):
         router, a, b = self.fleet()
         for i in range(10):
