@@ -1,6 +1,6 @@
 /*
- * common/config.h - the router's configuration: config.yaml (the Go router's keys, reference
- * section 2.1, plus fd-router's own), loaded strictly by the control plane.
+ * common/config.h - the router's configuration: config.yaml (the Go router's keys, docs/fastdeploy.md
+ * 2, plus fd-router's own), loaded strictly by the control plane.
  *
  * Strictness (a deliberate difference from the Go router, see docs/compat.md): a value of the
  * wrong type or out of range, a duplicate key, or an unknown policy name is a startup error

@@ -2,7 +2,7 @@
  * controlplane/register.c - instance registration: POST /register (public, forwarded by the DP
  * to the control socket verbatim) and the static list in register.yaml.
  *
- * /register keeps FastDeploy's validation, messages and statuses (reference 3.3). FastDeploy
+ * /register keeps FastDeploy's validation, messages and statuses (docs/fastdeploy.md 5). FastDeploy
  * instances repeat their registration every 5 s as a heartbeat; an instance that is already
  * LIVE, HEALTHY and unchanged is answered at once, without a probe (the Go router ran a blocking
  * health check for every heartbeat). Anything else must pass health-success-threshold probes in

@@ -1,7 +1,7 @@
 /*
  * dataplane/policy/cache_aware.c - send a prompt where its prefix was sent before (that
  * instance holds its KV cache), unless the loads are too uneven. The Go router's algorithm
- * (reference 4.9) over the shared prefix tree of shm/radix.h:
+ * (docs/fastdeploy.md 10) over the shared prefix tree of shm/radix.h:
  *
  *  1. loads = requests in flight per candidate (summed over every live DP); remote_cache_aware
  *     takes each instance's own running count from its last /metrics poll instead, falling
