@@ -106,10 +106,24 @@ static void on_timer(h2o_timeout_entry_t *entry)
     }
 }
 
+/* Headers the client named in its Connection header are hop-by-hop too (RFC 9110 7.6.1). */
+static bool named_in_connection(const h2o_headers_t *headers, const h2o_header_t *h)
+{
+    ssize_t i = -1;
+    while ((i = h2o_find_header(headers, H2O_TOKEN_CONNECTION, i)) != -1) {
+        const h2o_iovec_t *v = &headers->entries[i].value;
+        if (h2o_contains_token(v->base, v->len, h->name->base, h->name->len, ','))
+            return true;
+    }
+    return false;
+}
+
 static void append_request_headers(const h2o_headers_t *headers, h2o_iovec_t *out, size_t cap)
 {
     for (size_t i = 0; i < headers->size; i++) {
         const h2o_header_t *h = headers->entries + i;
+        if (named_in_connection(headers, h))
+            continue;
         if (h2o_iovec_is_token(h->name)) {
             const h2o_token_t *tok = (const h2o_token_t *)h->name;
             if (tok->proxy_should_drop_for_req || tok == H2O_TOKEN_HOST || tok == H2O_TOKEN_CONTENT_LENGTH ||
