@@ -77,12 +77,6 @@ void dp_send_error(h2o_req_t *req, int status, const char *msg)
     dp_send_json(req, status, buf, (size_t)n);
 }
 
-static int is_route(h2o_req_t *req, const char *method, const char *path)
-{
-    return h2o_memis(req->method.base, req->method.len, method, strlen(method)) &&
-           h2o_memis(req->path_normalized.base, req->path_normalized.len, path, strlen(path));
-}
-
 static void on_req_dispose(void *p)
 {
     conn_t *c = *(conn_t **)p;
@@ -118,31 +112,57 @@ static void track_request(h2o_req_t *req)
         req->http1_is_persistent = 0;
 }
 
+static int completions(h2o_req_t *req, const char *path)
+{
+    return dp.cfg.splitwise ? dp_handle_pd_completions(req, path) : dp_handle_completions(req, path);
+}
+static int chat_completions(h2o_req_t *req)
+{
+    return completions(req, "/v1/chat/completions");
+}
+static int text_completions(h2o_req_t *req)
+{
+    return completions(req, "/v1/completions");
+}
+
+/* The public routes, one method each: a known path asked with another method gets 405. */
+static const struct {
+    const char *method, *path;
+    int (*handle)(h2o_req_t *req);
+} routes[] = {
+    {"POST", "/v1/chat/completions", chat_completions},
+    {"POST", "/v1/completions", text_completions},
+    {"POST", "/v1/abort_requests", dp_handle_abort},
+    {"GET", "/ready", dp_handle_ready},
+    {"GET", "/registered", dp_handle_registered},
+    {"GET", "/registered_number", dp_handle_registered_number},
+    {"GET", "/health", dp_handle_health},
+    {"POST", "/register", dp_handle_to_cp},
+    {"GET", "/health_generate", dp_handle_to_cp},
+    {"GET", "/metrics", dp_handle_metrics},
+};
+
+/* Every answer of the route table itself is JSON, errors included (404, 405 with Allow). */
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     track_request(req);
-    if (is_route(req, "POST", "/v1/chat/completions"))
-        return dp.cfg.splitwise ? dp_handle_pd_completions(req, "/v1/chat/completions")
-                                : dp_handle_completions(req, "/v1/chat/completions");
-    if (is_route(req, "POST", "/v1/completions"))
-        return dp.cfg.splitwise ? dp_handle_pd_completions(req, "/v1/completions")
-                                : dp_handle_completions(req, "/v1/completions");
-    if (is_route(req, "POST", "/v1/abort_requests"))
-        return dp_handle_abort(req);
-    if (is_route(req, "GET", "/ready"))
-        return dp_handle_ready(req);
-    if (is_route(req, "GET", "/registered"))
-        return dp_handle_registered(req);
-    if (is_route(req, "GET", "/registered_number"))
-        return dp_handle_registered_number(req);
-    if (is_route(req, "GET", "/health"))
-        return dp_handle_health(req);
-    if (is_route(req, "POST", "/register") || is_route(req, "GET", "/health_generate"))
-        return dp_handle_to_cp(req);
-    if (is_route(req, "GET", "/metrics"))
-        return dp_handle_metrics(req);
-    fd_reply(req, 404, "text/plain", H2O_STRLIT("404 page not found"));
+    int known = -1;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const char *p = routes[i].path;
+        if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, p, strlen(p)))
+            continue;
+        if (h2o_memis(req->method.base, req->method.len, routes[i].method, strlen(routes[i].method)))
+            return routes[i].handle(req);
+        known = (int)i;
+    }
+    if (known >= 0) {
+        const char *m = routes[known].method;
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, m, strlen(m));
+        dp_send_error(req, 405, "method not allowed");
+        return 0;
+    }
+    dp_send_error(req, 404, "404 page not found");
     return 0;
 }
 
