@@ -10,6 +10,7 @@
  * earlier wait in the socket's input buffer.
  */
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,40 @@ int uc_make_addr(const char *host, uint16_t port, struct sockaddr_storage *ss, s
     return -1;
 }
 
+/* Exchanges and idle records are made and freed on one loop thread: they are recycled through
+ * a small per-thread cache instead of a malloc and a free per request. */
+#define UC_CACHE_MAX 64
+typedef struct uc_cached {
+    struct uc_cached *next;
+} uc_cached_t;
+typedef struct {
+    uc_cached_t *head;
+    unsigned n;
+} uc_cache_t;
+static __thread uc_cache_t client_cache, idle_cache;
+
+static void *cache_get(uc_cache_t *c, size_t size)
+{
+    if (!c->head)
+        return malloc(size);
+    uc_cached_t *e = c->head;
+    c->head = e->next;
+    c->n--;
+    return e;
+}
+
+static void cache_put(uc_cache_t *c, void *p)
+{
+    if (c->n >= UC_CACHE_MAX) {
+        free(p);
+        return;
+    }
+    uc_cached_t *e = p;
+    e->next = c->head;
+    c->head = e;
+    c->n++;
+}
+
 /* ---- pool ---- */
 
 static void idle_close(uc_idle_t *e)
@@ -54,7 +89,7 @@ static void idle_close(uc_idle_t *e)
     h2o_linklist_unlink(&e->link);
     e->pool->nidle--;
     h2o_socket_close(e->sock);
-    free(e);
+    cache_put(&idle_cache, e);
 }
 
 /* An idle socket became readable: the peer closed it, or sent what nobody asked for. */
@@ -95,7 +130,7 @@ static h2o_socket_t *pool_take(uc_pool_t *p)
         h2o_socket_t *sock = e->sock;
         h2o_linklist_unlink(&e->link);
         p->nidle--;
-        free(e);
+        cache_put(&idle_cache, e);
         return sock;
     }
     return NULL;
@@ -103,7 +138,7 @@ static h2o_socket_t *pool_take(uc_pool_t *p)
 
 static void pool_put(uc_pool_t *p, h2o_socket_t *sock)
 {
-    uc_idle_t *e = p->nidle < p->max_idle ? malloc(sizeof(*e)) : NULL;
+    uc_idle_t *e = p->nidle < p->max_idle ? cache_get(&idle_cache, sizeof(*e)) : NULL;
     if (!e) {
         h2o_socket_close(sock);
         return;
@@ -128,7 +163,7 @@ static void client_free(uc_client_t *c, bool reuse)
             h2o_socket_close(c->sock);
         c->sock = NULL;
     }
-    free(c);
+    cache_put(&client_cache, c);
 }
 
 void uc_cancel(uc_client_t *c)
@@ -329,9 +364,11 @@ static void on_connected(h2o_socket_t *sock, const char *err)
 static uc_client_t *client_new(uc_client_t **out, void *data, h2o_loop_t *loop, uc_pool_t *pool,
                                uc_connect_cb cb)
 {
-    uc_client_t *c = calloc(1, sizeof(*c));
+    uc_client_t *c = cache_get(&client_cache, sizeof(*c));
     if (!c)
         h2o_fatal("no memory");
+    /* the header arrays are written before they are read: only the state before them is reset */
+    memset(c, 0, offsetof(uc_client_t, headers));
     c->data = data;
     c->loop = loop;
     c->pool = pool;
