@@ -60,7 +60,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 7u
+#define SHM_LAYOUT_VERSION 8u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
@@ -77,6 +77,11 @@
 #define SHM_LAT_BUCKETS 80
 #define SHM_ROUTES      2 /* latency histograms per route: 0 /v1/chat/completions, 1 /v1/completions */
 #define SHM_OUTCOMES    8 /* request outcome counters in the header (at least dp_outcome_t's count) */
+/* Models an instance serves (its GET /v1/models, polled by controlplane/models_poll.c) */
+#define SHM_INSTANCE_MODELS 8   /* ids kept per instance; a longer list leaves its models unknown */
+#define SHM_MODEL_ID_LEN    128 /* longest id kept, NUL included; a longer one leaves them unknown */
+#define SHM_MODEL_OWNER_LEN 64  /* owned_by, NUL included */
+#define SHM_MODELS_INDEX    64  /* distinct ids the header's model index holds */
 
 #define SHM_ARENA_BLOCK_SIZE 4096u
 #define SHM_ARENA_BLOCKS     256u
@@ -193,6 +198,37 @@ typedef struct {
     uint64_t count;
 } shm_status_bucket_t;
 
+/*
+ * The models an instance serves, as its GET /v1/models listed them (seqcount-protected: odd seq =
+ * being written; the CP is the only writer). known = 0 until a poll succeeded, and for an
+ * instance without /v1/models: such an instance accepts every model name.
+ */
+typedef struct {
+    uint32_t seq;
+    uint32_t known;
+    uint32_t count;
+    uint32_t pad;
+    uint64_t at_ms;                       /* wall clock of the poll that listed them */
+    uint64_t hash[SHM_INSTANCE_MODELS];   /* shm_model_hash of each id: the request path compares these */
+    int64_t created[SHM_INSTANCE_MODELS]; /* the instance's "created" (0 when it gave none) */
+    char id[SHM_INSTANCE_MODELS][SHM_MODEL_ID_LEN];
+    char owned_by[SHM_INSTANCE_MODELS][SHM_MODEL_OWNER_LEN];
+} shm_models_t;
+
+/*
+ * The distinct model ids of every LIVE instance whose models are known, rebuilt by the CP after
+ * each poll (seqcount). The data plane filters by model only when it holds two or more ids (a
+ * fleet serving one model accepts any name, as FastDeploy does) and refuses with 404 a model
+ * absent from it when no LIVE instance has unknown models.
+ */
+typedef struct {
+    uint32_t seq;
+    uint32_t count;    /* distinct ids in hash[] */
+    uint32_t overflow; /* more distinct ids than SHM_MODELS_INDEX: absence proves nothing */
+    uint32_t unknown;  /* LIVE instances whose models are not known */
+    uint64_t hash[SHM_MODELS_INDEX];
+} shm_models_index_t;
+
 /* One instance slot. Identity fields are immutable while the slot is not FREE. */
 typedef struct {
     _Alignas(SHM_CACHELINE) uint32_t generation; /* bumped each time the slot is freed */
@@ -219,6 +255,7 @@ typedef struct {
     char transfer_protocol[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
     char rdma_ports[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
     char device_ids[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
+    uint64_t url_hash; /* XXH3-64 of url: the instance's weight in rendezvous placement */
 
     uint64_t registered_at_ms;
     uint64_t last_register_ms; /* last /register heartbeat */
@@ -231,12 +268,18 @@ typedef struct {
     shm_remote_metrics_t metrics;
     shm_status_bucket_t status[SHM_STATUS_BUCKETS];
     uint64_t failures_total; /* upstream attempts that failed before a head */
+    /* Prompt units (code points or tokens) this router sent the instance to prefill beyond what
+     * it was predicted to hold in cache, added by DPs at each cache_aware decision: how much new
+     * content has gone through its cache, the clock by which a prefix tag ages (shm/radix.h). */
+    uint64_t cache_inflow;
 
     /* latencies of requests proxied to this instance, by route, added by DPs (dataplane/stats.c) */
     uint64_t ttfb_hist[SHM_ROUTES][SHM_LAT_BUCKETS];  /* request received -> upstream head */
     uint64_t total_hist[SHM_ROUTES][SHM_LAT_BUCKETS]; /* request received -> answer relayed to its end */
     uint64_t ttfb_sum_ms[SHM_ROUTES];
     uint64_t total_sum_ms[SHM_ROUTES];
+
+    shm_models_t models; /* CP writes (models_poll.c), DPs read (shm_models_accepts) */
 } shm_instance_t;
 
 /* A published view: the selectable slots of one role, sorted by URL (the Go router's order). */
@@ -285,7 +328,8 @@ enum { SHM_BLK_FREE = 0, SHM_BLK_USED = 1, SHM_BLK_LIMBO = 2 };
 #define SHM_RADIX_TAG_VALID (1ULL << 63)
 typedef struct {
     uint64_t ident;   /* 0 = empty, else VALID | generation << 16 | slot */
-    uint64_t last_ms; /* last time it was chosen for this prefix (writers only) */
+    uint32_t last_ds; /* when it was last chosen for this prefix: 0.1 s since the tree's creation (writers only) */
+    uint32_t stamp;   /* the instance's cache_inflow / RADIX_STAMP_UNIT then (atomic: lookups read it) */
 } shm_radix_tag_t;
 
 enum { SHM_RADIX_FREE = 0, SHM_RADIX_USED = 1, SHM_RADIX_LIMBO = 2 };
@@ -309,7 +353,7 @@ typedef struct {
 } shm_radix_node_t;
 
 typedef struct {
-    uint64_t seed; /* random at creation: the start of every block-hash chain */
+    uint64_t bucket_key; /* random at creation: mixed into every hash-chain bucket index */
     uint64_t created_at_ms;
     uint32_t max_nodes; /* SHM_RADIX_MAX_NODES when formatted */
     uint32_t capacity;  /* nodes allowed (reachable + limbo), root excluded */
@@ -379,6 +423,9 @@ typedef struct {
     /* Inference requests by outcome (the data plane's dp_outcome_t), counted by every data plane
      * of every run on this segment with atomic adds: monotonic across upgrades and DP crashes. */
     _Alignas(SHM_CACHELINE) uint64_t outcomes_total[SHM_OUTCOMES];
+
+    /* every model the LIVE instances serve (CP writes, DPs read) */
+    _Alignas(SHM_CACHELINE) shm_models_index_t models;
 } shm_header_t;
 
 #endif

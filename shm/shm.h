@@ -11,6 +11,7 @@
  *   shm/view.c      building and publishing the per-role views of selectable instances
  *   shm/counters.c  per-DP rows: claim, release, inc/dec with generation check, sums
  *   shm/instance.c  slot lookup / allocation / retirement, metrics, status buckets
+ *   shm/models.c    the models each instance serves, and the fleet's index of them
  *   shm/proc.c      process identity (pid + start time) and liveness
  *
  * Errors: functions returning int return 0 (or an index >= 0) on success and -1 on failure,
@@ -223,6 +224,31 @@ bool shm_metrics_load(const shm_instance_t *in, shm_remote_metrics_t *out);
 /* Count one proxied request by upstream status (0 = transport failure); bucket rules are in
  * layout.h (shm_status_bucket_t). */
 void shm_count_status(shm_instance_t *in, unsigned code);
+
+/* ---- models (models.c): CP writes, anyone reads without a lock ---- */
+
+/* One model as an instance lists it, in process memory. */
+typedef struct {
+    char id[SHM_MODEL_ID_LEN];
+    char owned_by[SHM_MODEL_OWNER_LEN];
+    int64_t created;
+} shm_model_info_t;
+
+uint64_t shm_model_hash(const char *id, size_t len); /* never 0 */
+/* CP: the instance serves these n (at most SHM_INSTANCE_MODELS) models. */
+void shm_models_store(shm_instance_t *in, const shm_model_info_t *models, unsigned n, uint64_t at_ms);
+/* CP: its models are not known (any more): it accepts every model. */
+void shm_models_forget(shm_instance_t *in);
+/* Copy up to max models; returns how many, or -1 when they are not known. */
+int shm_models_load(const shm_instance_t *in, shm_model_info_t *out, unsigned max);
+/* True if the instance serves model `id` (len bytes, hash = shm_model_hash), or if its models are
+ * not known. Allocation-free, for the request path. */
+bool shm_models_accepts(const shm_instance_t *in, uint64_t hash, const char *id, size_t len);
+/* CP: rebuild hdr.models from the LIVE slots (written only when it changed). */
+void shm_models_index_publish(shm_seg_t *s);
+/* Copy the index; false when it stayed mid-write (treat as "nothing known"). */
+bool shm_models_index_read(const shm_seg_t *s, shm_models_index_t *out);
+bool shm_models_index_has(const shm_models_index_t *x, uint64_t hash);
 
 /* ---- processes (proc.c) ---- */
 uint64_t shm_proc_start_time(int pid); /* 0 if no such process */
