@@ -255,7 +255,6 @@ typedef struct {
     char transfer_protocol[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
     char rdma_ports[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
     char device_ids[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
-    uint64_t url_hash; /* XXH3-64 of url: the instance's weight in rendezvous placement */
 
     uint64_t registered_at_ms;
     uint64_t last_register_ms; /* last /register heartbeat */
@@ -268,10 +267,6 @@ typedef struct {
     shm_remote_metrics_t metrics;
     shm_status_bucket_t status[SHM_STATUS_BUCKETS];
     uint64_t failures_total; /* upstream attempts that failed before a head */
-    /* Prompt units (code points or tokens) this router sent the instance to prefill beyond what
-     * it was predicted to hold in cache, added by DPs at each cache_aware decision: how much new
-     * content has gone through its cache, the clock by which a prefix tag ages (shm/radix.h). */
-    uint64_t cache_inflow;
 
     /* latencies of requests proxied to this instance, by route, added by DPs (dataplane/stats.c) */
     uint64_t ttfb_hist[SHM_ROUTES][SHM_LAT_BUCKETS];  /* request received -> upstream head */
@@ -328,8 +323,7 @@ enum { SHM_BLK_FREE = 0, SHM_BLK_USED = 1, SHM_BLK_LIMBO = 2 };
 #define SHM_RADIX_TAG_VALID (1ULL << 63)
 typedef struct {
     uint64_t ident;   /* 0 = empty, else VALID | generation << 16 | slot */
-    uint32_t last_ds; /* when it was last chosen for this prefix: 0.1 s since the tree's creation (writers only) */
-    uint32_t stamp;   /* the instance's cache_inflow / RADIX_STAMP_UNIT then (atomic: lookups read it) */
+    uint64_t last_ms; /* last time it was chosen for this prefix (writers only) */
 } shm_radix_tag_t;
 
 enum { SHM_RADIX_FREE = 0, SHM_RADIX_USED = 1, SHM_RADIX_LIMBO = 2 };
@@ -353,7 +347,7 @@ typedef struct {
 } shm_radix_node_t;
 
 typedef struct {
-    uint64_t bucket_key; /* random at creation: mixed into every hash-chain bucket index */
+    uint64_t seed; /* random at creation: the start of every block-hash chain */
     uint64_t created_at_ms;
     uint32_t max_nodes; /* SHM_RADIX_MAX_NODES when formatted */
     uint32_t capacity;  /* nodes allowed (reachable + limbo), root excluded */
