@@ -297,14 +297,15 @@ int cp_registry_heartbeat(cp_t *cp, const fd_instance_info_t *info);
 typedef enum {
     CP_UPSERT_REFRESHED, /* same URL and metadata: marked `health` */
     CP_UPSERT_INSERTED,  /* new slot */
-    CP_UPSERT_REPLACED,  /* new slot, the old one with that URL retired */
+    CP_UPSERT_UPDATED,   /* same URL, new metadata: the slot rewritten in place */
     CP_UPSERT_KEPT,      /* keep_existing and the same instance was already there */
 } cp_upsert_kind_t;
 
 /*
- * Under the writer lock: insert or refresh `info` with `health` and republish the views. With
- * keep_existing (register.yaml), an identical LIVE slot is left exactly as it is. Returns the slot
- * or -1 with a reason (table full, lock unrecoverable, arena exhausted).
+ * Under the writer lock: insert or refresh `info` with `health` and republish the views. A known
+ * URL keeps its slot (new metadata is written in place), so only a new URL can find the table
+ * full. With keep_existing (register.yaml), an identical LIVE slot is left exactly as it is.
+ * Returns the slot or -1 with a reason (table full, lock unrecoverable).
  */
 int cp_registry_upsert(cp_t *cp, const fd_instance_info_t *info, shm_health_t health, bool keep_existing,
                        cp_upsert_kind_t *kind, char *err, size_t errlen);

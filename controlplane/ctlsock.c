@@ -28,6 +28,14 @@
 #include "common/reply.h"
 #include "controlplane/cp.h"
 
+/* A unix socket whose backlog is full refuses connect() at once (EAGAIN), and the DP answers
+ * that /register with 503: a fleet restarting together sends every instance's registration at
+ * the same moment (of 1,000 at once, over half were refused with a backlog of 128). The kernel
+ * caps this at net.core.somaxconn. */
+#define CTL_BACKLOG 4096
+/* Connections taken per wake-up: a burst drains quickly without starving the loop's other work. */
+#define CTL_ACCEPT_BATCH 256
+
 struct ctl_handler {
     h2o_handler_t super;
     cp_t *cp;
@@ -288,7 +296,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     cp_t *cp = listener->data;
     if (err != NULL)
         return;
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < CTL_ACCEPT_BATCH; i++) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             break;
@@ -343,7 +351,7 @@ static int bind_socket(const char *path, struct stat *st, char *err, size_t errl
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(path, 0660) != 0 ||
-        listen(fd, 128) != 0 || stat(path, st) != 0) {
+        listen(fd, CTL_BACKLOG) != 0 || stat(path, st) != 0) {
         snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);

@@ -59,7 +59,7 @@ static void job_upsert(reg_job_t *job)
     const char *role = fd_role_name(job->info.role);
     if (kind == CP_UPSERT_INSERTED)
         LOG_INFO("Registered %s instance: %s", role, job->info.url);
-    else if (kind == CP_UPSERT_REPLACED)
+    else if (kind == CP_UPSERT_UPDATED)
         LOG_INFO("Re-registered %s instance with new metadata: %s", role, job->info.url);
     else
         LOG_INFO("Re-registered %s instance: %s (healthy)", role, job->info.url);

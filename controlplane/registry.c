@@ -1,10 +1,13 @@
 /*
  * controlplane/registry.c - the instance registry in shared memory, as the CP changes it.
  *
- * Identity is the URL "http://host:port" (the Go router's key). A slot's identity is written only
- * while it is FREE (shm/layout.h), so changed metadata for a known URL means a NEW slot: the old
- * one is retired and drains its in-flight requests while the new one takes the traffic. Every
- * change that can alter what is selectable ends with shm_publish_views under the writer lock.
+ * Identity is the URL "http://host:port" (the Go router's key). A slot's URL, host and port are
+ * written only while it is FREE (shm/layout.h). Changed FastDeploy metadata for a known URL (an
+ * instance restarted with other ports, devices or role) rewrites the same slot in place (see
+ * update_in_place): a new slot would reset what belongs to the URL - its in-flight counts, its
+ * prefix-tree entries (tagged slot + generation), its /metrics series - and a full table would
+ * refuse an instance that is already registered. Every change that can alter what is
+ * selectable ends with shm_publish_views under the writer lock.
  *
  * Only the CP writes slots, and only from its one thread, so reads here need no lock.
  */
@@ -92,8 +95,8 @@ static void apply_health(cp_t *cp, shm_instance_t *in, shm_health_t health, uint
     }
 }
 
-static int insert_new(cp_t *cp, const fd_instance_info_t *info, shm_health_t health, int old, uint64_t now,
-                      char *err, size_t errlen)
+static int insert_new(cp_t *cp, const fd_instance_info_t *info, shm_health_t health, uint64_t now, char *err,
+                      size_t errlen)
 {
     int s = shm_slot_alloc(&cp->seg);
     if (s < 0) {
@@ -105,16 +108,30 @@ static int insert_new(cp_t *cp, const fd_instance_info_t *info, shm_health_t hea
     in->registered_at_ms = now;
     in->last_register_ms = now;
     in->role = (uint32_t)info->role;
-    if (old >= 0) /* an operator's drain is about the URL: it survives new metadata */
-        in->drained = shm_instance(&cp->seg, (unsigned)old)->drained;
     __atomic_store_n(&in->health, (uint32_t)SHM_HEALTH_UNKNOWN, __ATOMIC_RELAXED);
     apply_health(cp, in, health, now);
     __atomic_store_n(&in->state, (uint32_t)SHM_SLOT_LIVE, __ATOMIC_RELEASE);
-    if (old >= 0) {
-        shm_slot_retire(&cp->seg, (unsigned)old, now);
-        cp_health_forget(cp, (unsigned)old);
-    }
     return s;
+}
+
+/*
+ * Writer lock held; the slot is LIVE with info's URL. fd_instance_to_slot rewrites url, host and
+ * port with the bytes they already hold (same URL), so the address a DP proxies to never
+ * changes under it; a new role moves the slot between views at the publication that follows.
+ * The drain flag, counters, histograms and prefix-tree tags stay with the slot. A PD request
+ * building its disaggregate_info at this very moment may read the old and the new metadata
+ * mixed, once: the instance is re-registering because it changed, so a request racing with
+ * that change reaches it in a transition either way. The remote metrics were scraped from the
+ * old metrics port: dropped until the next poll.
+ */
+static void update_in_place(cp_t *cp, shm_instance_t *in, const fd_instance_info_t *info, shm_health_t health,
+                            uint64_t now)
+{
+    fd_instance_to_slot(info, in);
+    __atomic_store_n(&in->role, (uint32_t)info->role, __ATOMIC_RELEASE);
+    in->last_register_ms = now;
+    shm_metrics_invalidate(in);
+    apply_health(cp, in, health, now);
 }
 
 int cp_registry_upsert(cp_t *cp, const fd_instance_info_t *info, shm_health_t health, bool keep_existing,
@@ -139,10 +156,15 @@ int cp_registry_upsert(cp_t *cp, const fd_instance_info_t *info, shm_health_t he
             if (was != (health == SHM_HEALTH_HEALTHY))
                 publish(cp);
         }
+    } else if (old >= 0) {
+        update_in_place(cp, shm_instance(&cp->seg, (unsigned)old), info, health, now);
+        s = old;
+        *kind = CP_UPSERT_UPDATED;
+        publish(cp);
     } else {
-        s = insert_new(cp, info, health, old, now, err, errlen);
+        s = insert_new(cp, info, health, now, err, errlen);
         if (s >= 0) {
-            *kind = old >= 0 ? CP_UPSERT_REPLACED : CP_UPSERT_INSERTED;
+            *kind = CP_UPSERT_INSERTED;
             publish(cp);
         }
     }

@@ -1,6 +1,6 @@
 /*
  * tests/unit/test_cp_registry.c - the CP's registry operations on a real segment
- * (controlplane/registry.c): insert, heartbeat, refresh, replacement with new metadata, static
+ * (controlplane/registry.c): insert, heartbeat, refresh, in-place update with new metadata, static
  * items that wait for their first health check, health changes and retirement as they show in
  * the published views, and a full slot table.
  */
@@ -112,20 +112,31 @@ Test(cp_registry, identical_upsert_refreshes_in_place)
     cr_assert(in_view(SHM_ROLE_MIXED, s));
 }
 
-Test(cp_registry, new_metadata_moves_the_url_to_a_new_slot)
+Test(cp_registry, new_metadata_updates_the_slot_in_place)
 {
     fd_instance_info_t a = info_of(A), a2 = info_of(A2);
     cp_upsert_kind_t kind;
     int s1 = upsert(&a, SHM_HEALTH_HEALTHY, false, &kind);
-    shm_instance(&cp.seg, (unsigned)s1)->drained = 1;
+    shm_instance_t *in = shm_instance(&cp.seg, (unsigned)s1);
+    in->drained = 1;
+    uint32_t gen = in->generation;
+    uint64_t registered = in->registered_at_ms;
+    in->status[0].code = 200; /* what /metrics reports for the URL stays one series */
+    in->status[0].count = 7;
     int s2 = upsert(&a2, SHM_HEALTH_HEALTHY, false, &kind);
-    cr_assert_eq(kind, CP_UPSERT_REPLACED);
-    cr_assert_neq(s1, s2);
-    cr_assert_eq(shm_instance(&cp.seg, (unsigned)s1)->state, SHM_SLOT_RETIRED);
-    cr_assert_eq(shm_instance(&cp.seg, (unsigned)s2)->metrics_port, 9101);
-    cr_assert_eq(shm_instance(&cp.seg, (unsigned)s2)->drained, 1, "an operator's drain follows the URL");
-    cr_assert_eq(shm_slot_find(&cp.seg, "http://127.0.0.1:9001"), s2);
+    cr_assert_eq(kind, CP_UPSERT_UPDATED);
+    cr_assert_eq(s1, s2, "the URL keeps its slot");
+    cr_assert_eq(in->generation, gen, "same generation: in-flight counts and prefix tags stay valid");
+    cr_assert_eq(in->state, SHM_SLOT_LIVE);
+    cr_assert_eq(in->metrics_port, 9101);
+    cr_assert_eq(in->drained, 1, "an operator's drain follows the URL");
+    cr_assert_eq(in->registered_at_ms, registered);
+    cr_assert_eq(in->status[0].count, 7);
+    cr_assert_str_eq(in->url, "http://127.0.0.1:9001");
     cr_assert_eq(cp_registry_live_count(&cp), 1);
+    /* and back: an identical registration is a refresh again */
+    cr_assert_eq(upsert(&a2, SHM_HEALTH_HEALTHY, false, &kind), s1);
+    cr_assert_eq(kind, CP_UPSERT_REFRESHED);
 }
 
 Test(cp_registry, role_change_moves_between_views)
@@ -136,7 +147,8 @@ Test(cp_registry, role_change_moves_between_views)
     cp.splitwise = true;
     fd_instance_info_t p = info_of("{\"role\":\"prefill\",\"host_ip\":\"127.0.0.1\",\"port\":9001}");
     int s2 = upsert(&p, SHM_HEALTH_HEALTHY, false, &kind);
-    cr_assert_eq(kind, CP_UPSERT_REPLACED);
+    cr_assert_eq(kind, CP_UPSERT_UPDATED);
+    cr_assert_eq(s1, s2);
     cr_assert(!in_view(SHM_ROLE_MIXED, s1));
     cr_assert(in_view(SHM_ROLE_PREFILL, s2));
 }
@@ -188,6 +200,17 @@ Test(cp_registry, full_table_is_a_clear_error)
     cr_assert_eq(cp_registry_upsert(&cp, &a, SHM_HEALTH_HEALTHY, false, &kind, err, sizeof(err)), -1);
     cr_assert(strstr(err, "full") != NULL, "%s", err);
     cr_assert_eq(shm_view(&cp.seg, SHM_ROLE_MIXED)->count, SHM_MAX_INSTANCES);
+    /* an instance already registered is never refused, with or without new metadata */
+    fd_instance_info_t known = info_of("{\"role\":\"mixed\",\"host_ip\":\"127.0.0.1\",\"port\":80}");
+    int s = cp_registry_upsert(&cp, &known, SHM_HEALTH_HEALTHY, false, &kind, err, sizeof(err));
+    cr_assert_geq(s, 0, "%s", err);
+    cr_assert_eq(kind, CP_UPSERT_REFRESHED);
+    fd_instance_info_t changed =
+        info_of("{\"role\":\"mixed\",\"host_ip\":\"127.0.0.1\",\"port\":80,\"metrics_port\":81}");
+    cr_assert_eq(cp_registry_upsert(&cp, &changed, SHM_HEALTH_HEALTHY, false, &kind, err, sizeof(err)), s,
+                 "%s", err);
+    cr_assert_eq(kind, CP_UPSERT_UPDATED);
+    cr_assert_eq(cp_registry_live_count(&cp), SHM_MAX_INSTANCES);
 }
 
 Test(cp_registry, identity_compares_lists_and_absence)
