@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/reply.h"
 #include "dataplane/dp.h"
+#include "dataplane/framing.h"
 #include "dataplane/pd.h"
 
 static __thread dp_thread_t *current;
@@ -142,11 +143,34 @@ static const struct {
     {"GET", "/metrics", dp_handle_metrics},
 };
 
+/* A request with a body: its raw head is still at the start of the connection's input buffer,
+ * right before the body h2o read (h2o 2.2's HTTP/1 keeps both there until the response ends).
+ * Two framing headers are refused and the connection closed, since the bytes after the body h2o
+ * chose could be another request to a proxy in front (dataplane/framing.h). */
+static const char *framing_error(h2o_req_t *req)
+{
+    if (req->entity.base == NULL || req->version >= 0x200 || !req->conn->callbacks->get_socket)
+        return NULL; /* no Content-Length or Transfer-Encoding at all */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL)
+        return NULL;
+    const char *in = sock->input->bytes;
+    if (req->entity.base < in || req->entity.base > in + sock->input->size)
+        return "request head not found";
+    return dp_framing_error(in, (size_t)(req->entity.base - in));
+}
+
 /* Every answer of the route table itself is JSON, errors included (404, 405 with Allow). */
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     track_request(req);
+    const char *bad = framing_error(req);
+    if (bad) {
+        req->http1_is_persistent = 0;
+        dp_send_error(req, 400, bad);
+        return 0;
+    }
     int known = -1;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const char *p = routes[i].path;
