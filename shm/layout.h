@@ -60,7 +60,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 8u
+#define SHM_LAYOUT_VERSION 9u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
@@ -149,6 +149,9 @@ typedef struct {
     char tokenizer_url[256];
     uint32_t tokenizer_timeout_ms;
     uint32_t radix_capacity; /* scheduler.radix-capacity-nodes; 0 = SHM_RADIX_MAX_NODES */
+    uint32_t request_header_timeout_ms; /* a client's request head must be complete within this */
+    uint32_t request_body_timeout_ms;   /* longest pause between two reads of a request body */
+    uint64_t max_buffered_body_bytes;   /* request bodies one DP holds at once; 503 beyond */
 } shm_config_t;
 
 /* A reader slot: one per DP thread (and per fdctl invocation). */
@@ -263,6 +266,7 @@ typedef struct {
     uint64_t retired_at_ms;
     uint64_t gone_epoch; /* RETIRED: epoch of the first publication without it (0 = not yet) */
     char last_error[96]; /* last failed probe's reason, for fdctl health */
+    uint64_t protocol_errors_total; /* answers that broke HTTP/1.1 (DPs add; never reset) */
 
     shm_remote_metrics_t metrics;
     shm_status_bucket_t status[SHM_STATUS_BUCKETS];
