@@ -2,9 +2,13 @@
 """tools/loadgen/loadgen.py - fd-router's load generator (Python 3 standard library only).
 
 Replays a generated workload (workload.py) against an OpenAI-compatible endpoint - fd-router, an
-nginx proxy or an fd-sim instance directly - either open-loop (Poisson arrivals at --rate, on a
-schedule that does not wait for answers) or closed-loop (--concurrency users, each sending its
-next request when the previous one ended). Answers are streamed (client.py) and every SSE event is
+nginx proxy or an fd-sim instance directly, or several of them (--url a,b: each request goes to one,
+alternately or at random, as a load balancer in front of router replicas would send it) - either
+open-loop (--arrival poisson --rate R: jobs arrive at exponential intervals drawn from the seed, on
+a schedule that does not wait for answers; at most --max-outstanding requests in flight, an
+arrival beyond that is dropped and counted as an error, as a client that gives up would be; a chat
+job is a session whose next round starts when its previous answer ended) or closed-loop
+(--concurrency users, each sending its next request when the previous one ended). Answers are streamed (client.py) and every SSE event is
 timed, which gives time to first token, inter-token latency and end-to-end latency per request.
 report.py turns them into percentiles, throughput, errors and the fleet's prefix-cache hit rate
 (read from the instances' /metrics before and after the run).
@@ -13,7 +17,7 @@ The bench/ scripts drive it with --json and read the summary from there; a perso
 
 Examples:
   loadgen.py --url http://127.0.0.1:9000 --workload shared-prefix --groups 8 --prompts-per-group 16 \\
-             --rate 20 --discover
+             --arrival poisson --rate 20 --discover
   loadgen.py --url http://127.0.0.1:9000 --workload chat --users 32 --rounds 4 --concurrency 8 --json out.json
 """
 
@@ -36,17 +40,26 @@ import workload  # noqa: E402
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Load generator for OpenAI-compatible routers and fd-sim fleets.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--url", required=True, help="base URL of the target, http://127.0.0.1:PORT")
+    p.add_argument("--url", required=True,
+                   help="base URL of the target, http://127.0.0.1:PORT, or several, comma-separated")
+    p.add_argument("--split", choices=("alternate", "random"), default="alternate",
+                   help="with several --url: each request to the next one in turn, or to one drawn from the seed")
     p.add_argument("--api", choices=("chat", "completions"), default="chat",
                    help="POST /v1/chat/completions (messages) or /v1/completions (prompt)")
     p.add_argument("--no-stream", dest="stream", action="store_false", help="ask for whole answers, not SSE")
     w = p.add_argument_group("workload")
-    w.add_argument("--workload", choices=("shared-prefix", "chat", "unique"), default="shared-prefix")
+    w.add_argument("--workload", choices=("shared-prefix", "hot-prefix", "chat", "unique"), default="shared-prefix")
     w.add_argument("--seed", type=int, default=1, help="seed of the prompts, their order and the arrivals")
-    w.add_argument("--groups", type=int, default=8, help="shared-prefix: prefix groups")
-    w.add_argument("--prompts-per-group", type=int, default=16, help="shared-prefix: prompts per group")
-    w.add_argument("--prefix-len", type=int, default=512, help="shared-prefix: words of the shared prefix")
-    w.add_argument("--suffix-len", type=int, default=32, help="shared-prefix: words of each prompt's own suffix")
+    w.add_argument("--groups", type=int, default=8, help="shared-prefix: prefix groups; hot-prefix: cold groups")
+    w.add_argument("--prompts-per-group", type=int, default=16,
+                   help="shared-prefix: prompts per group; hot-prefix: per cold group (the hot group has as "
+                        "many prompts as all cold groups together)")
+    w.add_argument("--prefix-len", type=int, default=512, help="shared-prefix (hot-prefix: cold groups): words of "
+                                                               "the shared prefix")
+    w.add_argument("--suffix-len", type=int, default=32, help="shared-prefix (hot-prefix: cold groups): words of "
+                                                              "each prompt's own suffix")
+    w.add_argument("--hot-prefix-len", type=int, default=512, help="hot-prefix: words of the hot group's prefix")
+    w.add_argument("--hot-suffix-len", type=int, default=256, help="hot-prefix: words of each hot prompt's own suffix")
     w.add_argument("--users", type=int, default=16, help="chat: users (sessions)")
     w.add_argument("--rounds", type=int, default=4, help="chat: rounds per user; history grows each round")
     w.add_argument("--system-len", type=int, default=64, help="chat: words of the system prompt all users share")
@@ -61,8 +74,12 @@ def parse_args(argv):
                         "(answers of one length end together and make closed-loop users move in lockstep)")
     m = p.add_argument_group("load")
     g = m.add_mutually_exclusive_group()
+    m.add_argument("--arrival", choices=("closed", "poisson"),
+                   help="closed loop (--concurrency) or open loop (--rate); default: poisson with --rate")
     g.add_argument("--rate", type=float, help="open loop: Poisson arrivals per second (jobs: a chat session is one)")
     g.add_argument("--concurrency", type=int, help="closed loop: concurrent users (default 8 without --rate)")
+    m.add_argument("--max-outstanding", type=int, default=1024,
+                   help="open loop: requests in flight at most; a job arriving beyond it is dropped (one error)")
     m.add_argument("--duration", type=float, default=0, help="stop starting jobs after this many seconds (0: all)")
     m.add_argument("--timeout", type=float, default=120, help="seconds one request may take")
     m.add_argument("--connect-timeout", type=float, default=5)
@@ -76,21 +93,32 @@ def parse_args(argv):
     o.add_argument("--label", default="", help="title of the table and the JSON")
     o.add_argument("--quiet", action="store_true", help="no table on stdout")
     args = p.parse_args(argv)
-    if args.rate is None and args.concurrency is None:
+    if args.arrival is None:
+        args.arrival = "poisson" if args.rate is not None else "closed"
+    if args.arrival == "poisson" and args.rate is None:
+        p.error("--arrival poisson needs --rate")
+    if args.arrival == "closed" and args.rate is not None:
+        p.error("--arrival closed takes --concurrency, not --rate")
+    if args.arrival == "closed" and args.concurrency is None:
         args.concurrency = 8
     if (args.rate is not None and args.rate <= 0) or (args.concurrency is not None and args.concurrency < 1):
         p.error("--rate must be > 0 and --concurrency >= 1")
-    u = urllib.parse.urlsplit(args.url)
-    if u.scheme != "http" or not u.hostname:
-        p.error("--url must be http://HOST:PORT")
-    args.host, args.port = u.hostname, u.port or 80
+    if args.max_outstanding < 1:
+        p.error("--max-outstanding must be >= 1")
+    args.targets = []
+    for url in args.url.split(","):
+        u = urllib.parse.urlsplit(url)
+        if u.scheme != "http" or not u.hostname:
+            p.error("--url must be http://HOST:PORT[,http://HOST:PORT...]")
+        args.targets.append((u.hostname, u.port or 80))
     return args
 
 
 def spec_of(args):
     return workload.Spec(kind=args.workload, seed=args.seed, groups=args.groups,
                          prompts_per_group=args.prompts_per_group, prefix_len=args.prefix_len,
-                         suffix_len=args.suffix_len, users=args.users, rounds=args.rounds,
+                         suffix_len=args.suffix_len, hot_prefix_len=args.hot_prefix_len,
+                         hot_suffix_len=args.hot_suffix_len, users=args.users, rounds=args.rounds,
                          system_len=args.system_len, turn_len=args.turn_len, requests=args.requests,
                          prompt_len=args.prompt_len, output_tokens=args.output_tokens,
                          output_jitter=args.output_jitter, api=args.api,
@@ -102,18 +130,35 @@ class Runner:
         self.args = args
         self.jobs = jobs
         self.path = "/v1/chat/completions" if args.api == "chat" else "/v1/completions"
-        self.results = []  # (job index, round, Result)
-        self.pool = None
+        self.results = []  # (job index, round, target index, Result)
+        self.pools = []
         self.t0 = None
+        self.sent = 0
+        self.split_rng = random.Random(args.seed * 104729 + 3)  # apart from the prompts' and arrivals' draws
+        self.outstanding = 0
+
+    def target(self):
+        """Index of the target the next request goes to."""
+        if len(self.pools) == 1:
+            return 0
+        if self.args.split == "random":
+            return self.split_rng.randrange(len(self.pools))
+        self.sent += 1
+        return (self.sent - 1) % len(self.pools)
 
     async def run_job(self, index, job):
         gen = job()
         body = next(gen)
         rnd = 0
         while True:
-            res = await client.post(self.pool, self.path, json.dumps(body).encode(), self.args.stream,
-                                    self.args.timeout)
-            self.results.append((index, rnd, res))
+            t = self.target()
+            self.outstanding += 1
+            try:
+                res = await client.post(self.pools[t], self.path, json.dumps(body).encode(), self.args.stream,
+                                        self.args.timeout)
+            finally:
+                self.outstanding -= 1
+            self.results.append((index, rnd, t, res))
             if res.error is not None:
                 return  # a session whose round failed has no answer to carry on with
             try:
@@ -138,6 +183,11 @@ class Runner:
                 await asyncio.sleep(delay)
             if self.started_too_late():
                 break
+            if self.outstanding >= self.args.max_outstanding:
+                dropped = client.Result(time.monotonic())  # the client gives up on this job at once
+                dropped.end, dropped.error = dropped.start, "dropped"
+                self.results.append((i, 0, None, dropped))
+                continue
             tasks.append(asyncio.ensure_future(self.run_job(i, job)))
         await asyncio.gather(*tasks)
 
@@ -153,25 +203,32 @@ class Runner:
         await asyncio.gather(*(user() for _ in range(self.args.concurrency)))
 
     async def run(self):
-        self.pool = client.Pool(self.args.host, self.args.port, self.args.max_conns, self.args.connect_timeout)
+        self.pools = [client.Pool(host, port, self.args.max_conns, self.args.connect_timeout)
+                      for host, port in self.args.targets]
         self.t0 = time.monotonic()
         try:
-            if self.args.rate is not None:
+            if self.args.arrival == "poisson":
                 await self.open_loop()
             else:
                 await self.closed_loop()
         finally:
-            self.pool.close()
+            for pool in self.pools:
+                pool.close()
 
 
 def write_trace(path, runner):
     with open(path, "w") as f:
-        f.write("job,round,start_s,ttft_s,e2e_s,status,error,instance,cached_tokens\n")
-        for index, rnd, r in sorted(runner.results, key=lambda x: x[2].start):
+        f.write("job,round,start_s,ttft_s,e2e_s,status,error,instance,cached_tokens,group,target\n")
+        for index, rnd, t, r in sorted(runner.results, key=lambda x: x[3].start):
             ttft = "%.6f" % (r.token_times[0] - r.start) if r.token_times and r.error is None else ""
-            f.write("%d,%d,%.6f,%s,%.6f,%d,%s,%s,%s\n" %
+            f.write("%d,%d,%.6f,%s,%.6f,%d,%s,%s,%s,%s,%s\n" %
                     (index, rnd, r.start - runner.t0, ttft, r.end - r.start, r.status, r.error or "",
-                     r.instance or "", "" if r.cached_tokens is None else r.cached_tokens))
+                     r.instance or "", "" if r.cached_tokens is None else r.cached_tokens,
+                     runner.jobs[index].group, "" if t is None else target_url(runner.args, t)))
+
+
+def target_url(args, t):
+    return "http://%s:%d" % args.targets[t]
 
 
 def main(argv=None):
@@ -180,17 +237,17 @@ def main(argv=None):
     jobs = workload.build(spec)
     instances = [u for u in args.instances.split(",") if u]
     if args.discover:
-        instances += report.discover(args.url)
+        instances += report.discover("http://%s:%d" % args.targets[0])
     before = report.scrape(instances)
     runner = Runner(args, jobs)
     asyncio.run(runner.run())
     after = report.scrape(instances)
-    results = [r for _, _, r in runner.results]
+    results = [r for _, _, _, r in runner.results]
     wall = (min((r.start for r in results), default=0), max((r.end for r in results), default=0))
-    summary = report.summarize(results, wall)
+    summary = report.summarize(results, wall, len(instances))
     summary["fleet_hit"] = report.fleet_hit_rate(before, after) if instances else None
-    load = "rate %g/s (open loop)" % args.rate if args.rate is not None else \
-        "concurrency %d (closed loop)" % args.concurrency
+    load = "Poisson arrivals at %g/s (open loop, at most %d outstanding)" % (args.rate, args.max_outstanding) \
+        if args.arrival == "poisson" else "concurrency %d (closed loop)" % args.concurrency
     title = "%s%s -> %s, %s" % (args.label + ": " if args.label else "", workload.describe(spec), args.url, load)
     if not args.quiet:
         print(report.table(summary, title))

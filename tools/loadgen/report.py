@@ -88,8 +88,20 @@ def fleet_hit_rate(before, after):
     return {"hit_tokens": hits, "prompt_tokens": prompt, "rate": hits / prompt if prompt else 0.0}
 
 
-def summarize(results, wall):
-    """The summary dict of a run; wall is (first send, last end) in monotonic seconds."""
+def load_spread(per_instance, n_instances=0):
+    """(max / mean requests per instance, instances used); the mean is over n_instances when given
+    (the fleet, an instance that served nothing counting as 0), else over those that served.
+    (None, 0) when nothing was served."""
+    served = sum(per_instance.values())
+    n = max(n_instances, len(per_instance))
+    if not served:
+        return None, 0
+    return max(per_instance.values()) / (served / n), sum(1 for v in per_instance.values() if v)
+
+
+def summarize(results, wall, n_instances=0):
+    """The summary dict of a run; wall is (first send, last end) in monotonic seconds; n_instances
+    is the fleet's size for the load spread (0: the instances that answered)."""
     ok = [r for r in results if r.error is None]
     errors = {}
     for r in results:
@@ -108,6 +120,7 @@ def summarize(results, wall):
     for r in ok:
         if r.instance:
             per_instance[r.instance] = per_instance.get(r.instance, 0) + 1
+    spread, used = load_spread(per_instance, n_instances)
     return {
         "requests": len(results),
         "completed": len(ok),
@@ -123,6 +136,8 @@ def summarize(results, wall):
         "usage_cached_tokens": cached,
         "usage_hit_rate": cached / prompt_tokens if prompt_tokens else None,
         "per_instance": dict(sorted(per_instance.items())),
+        "load_spread": spread,
+        "instances_used": used,
     }
 
 
@@ -150,4 +165,6 @@ def table(s, title):
                      (100 * fleet["rate"], fleet["prompt_tokens"]))
     if s["per_instance"]:
         lines.append("per instance: " + " ".join("%s=%d" % kv for kv in s["per_instance"].items()))
+        lines.append("load spread (max / mean requests per instance): %.2f, %d instances used" %
+                     (s["load_spread"], s["instances_used"]))
     return "\n".join(lines)

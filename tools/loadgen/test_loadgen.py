@@ -9,14 +9,19 @@ answers), so every measured time and every error class is checked against what w
 """
 
 import asyncio
+import contextlib
+import csv
+import io
 import json
 import os
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import client  # noqa: E402
+import loadgen  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
 
@@ -171,10 +176,139 @@ class WorkloadTest(unittest.TestCase):
         exact = workload.Spec(kind="unique", requests=20, prompt_len=4, output_tokens=32)
         self.assertEqual({b["sim_tokens"] for b in self.bodies(exact)}, {32})
 
+    def test_hot_prefix_half_in_one_group_with_long_suffixes(self):
+        spec = workload.Spec(kind="hot-prefix", groups=3, prompts_per_group=4, prefix_len=20, suffix_len=5,
+                             hot_prefix_len=30, hot_suffix_len=12)
+        jobs = workload.build(spec)
+        self.assertEqual(len(jobs), 24)
+        self.assertEqual(sorted({j.group for j in jobs}), [0, 1, 2, 3])
+        by_group = {}
+        for job in jobs:
+            words = next(job())["messages"][-1]["content"].split()
+            by_group.setdefault(job.group, []).append(words)
+        hot = by_group.pop(0)
+        self.assertEqual(len(hot), 12)  # half of the requests
+        self.assertTrue(all(len(p) == 42 and p[:30] == hot[0][:30] for p in hot))
+        self.assertEqual(len({tuple(p[30:]) for p in hot}), 12)  # every suffix its own
+        for cold in by_group.values():
+            self.assertEqual(len(cold), 4)
+            self.assertTrue(all(len(p) == 25 and p[:20] == cold[0][:20] for p in cold))
+        order = [j.group for j in jobs]
+        self.assertNotEqual(order, sorted(order))  # shuffled: the hot group is not sent in one burst
+        self.assertEqual(self.bodies(spec), self.bodies(workload.Spec(**dict(vars(spec)))))
+        self.assertNotEqual(self.bodies(spec), self.bodies(workload.Spec(**dict(vars(spec), seed=2))))
+        self.assertIn("hot group 12 prompts, prefix 30 + suffix 12", workload.describe(spec))
+
+    def test_ideal_hit_counts_full_blocks_of_the_shared_prefix_but_never_the_last_token(self):
+        # 2 groups x 3 prompts of 32 + 5 words: the 2nd and 3rd prompt of each hit both prefix blocks
+        spec = workload.Spec(kind="shared-prefix", groups=2, prompts_per_group=3, prefix_len=32, suffix_len=5)
+        self.assertAlmostEqual(workload.ideal_hit(spec), 4 * 32 / (6 * 37))
+        # a prefix of 20 words fills one block; the block across the prefix's end is never shared
+        spec.prefix_len = 20
+        self.assertAlmostEqual(workload.ideal_hit(spec), 4 * 16 / (6 * 25))
+        # the same 32-word prompt again: its last token is computed, so only the first block hits
+        spec.prefix_len, spec.suffix_len = 32, 0
+        self.assertAlmostEqual(workload.ideal_hit(spec), 4 * 16 / (6 * 32))
+        self.assertEqual(workload.ideal_hit(workload.Spec(kind="unique", requests=10, prompt_len=40)), 0)
+        self.assertIsNone(workload.ideal_hit(workload.Spec(kind="chat")))
+
     def test_unique_prompts_share_no_first_words(self):
         spec = workload.Spec(kind="unique", requests=50, prompt_len=16)
         firsts = [tuple(b["messages"][-1]["content"].split()[:4]) for b in self.bodies(spec)]
         self.assertEqual(len(set(firsts)), 50)
+
+
+async def run_loadgen(argv, servers=1):
+    """Run loadgen's Runner against `servers` test servers; returns the Runner."""
+    handlers = []
+
+    def handle(reader, writer):  # kept, so the connections' ends are awaited before the loop closes
+        handlers.append(asyncio.ensure_future(serve(reader, writer)))
+
+    started = [await asyncio.start_server(handle, "127.0.0.1", 0) for _ in range(servers)]
+    urls = ",".join("http://127.0.0.1:%d" % s.sockets[0].getsockname()[1] for s in started)
+    try:
+        args = loadgen.parse_args(["--url", urls] + argv)
+        runner = loadgen.Runner(args, workload.build(loadgen.spec_of(args)))
+        await runner.run()
+        if handlers:
+            await asyncio.wait(handlers, timeout=5)  # the closed pools' connections: their handlers see EOF
+        return runner
+    finally:
+        for s in started:
+            s.close()
+            await s.wait_closed()
+
+
+class LoadTest(unittest.TestCase):
+    UNIQUE = ["--workload", "unique", "--requests", "10", "--prompt-len", "4"]
+
+    def test_open_loop_launches_without_waiting_for_answers(self):
+        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--arrival", "poisson", "--rate", "1000"]))
+        results = [r for _, _, _, r in runner.results]
+        self.assertEqual([r.error for r in results], [None] * 10)
+        # each answer takes >= 0.15 s; arrivals 1 ms apart on average: all sent before the first ended
+        self.assertLess(max(r.start for r in results), min(r.end for r in results))
+
+    def test_open_loop_arrivals_follow_the_seed(self):
+        def starts(seed):
+            runner = asyncio.run(run_loadgen(self.UNIQUE + ["--rate", "200", "--seed", seed]))
+            return sorted(r.start - runner.t0 for _, _, _, r in runner.results)
+
+        a, b = starts("3"), starts("4")
+        self.assertLess(a[-1], 1.0)  # 10 arrivals at 200/s: about 50 ms (the schedule, not the answers)
+        self.assertNotEqual([round(x, 2) for x in a], [round(x, 2) for x in b])
+
+    def test_open_loop_drops_arrivals_beyond_max_outstanding(self):
+        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--rate", "1000", "--max-outstanding", "3"]))
+        errors = sorted(str(r.error) for _, _, _, r in runner.results)
+        self.assertEqual(errors, ["None"] * 3 + ["dropped"] * 7)
+        s = report.summarize([r for _, _, _, r in runner.results], (0, 1))
+        self.assertEqual((s["completed"], s["errors"]), (3, {"dropped": 7}))
+
+    def test_open_loop_chat_rounds_wait_for_the_previous_answer(self):
+        runner = asyncio.run(run_loadgen(["--workload", "chat", "--users", "3", "--rounds", "2", "--system-len", "2",
+                                          "--turn-len", "2", "--rate", "1000"]))
+        self.assertEqual(len(runner.results), 6)
+        by_job = {}
+        for job, rnd, _, r in runner.results:
+            by_job.setdefault(job, {})[rnd] = r
+        for rounds in by_job.values():
+            self.assertGreaterEqual(rounds[1].start, rounds[0].end)
+        firsts = [rounds[0] for rounds in by_job.values()]
+        self.assertLess(max(r.start for r in firsts), min(r.end for r in firsts))  # sessions overlap
+
+    def test_closed_loop_keeps_concurrency(self):
+        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--concurrency", "2"]))
+        results = sorted((r for _, _, _, r in runner.results), key=lambda r: r.start)
+        self.assertEqual(len(results), 10)
+        self.assertGreaterEqual(results[2].start, min(results[0].end, results[1].end))
+
+    def test_several_urls_alternate_and_the_trace_names_group_and_target(self):
+        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--concurrency", "1"], servers=2))
+        self.assertEqual([t for _, _, t, _ in runner.results], [0, 1] * 5)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "trace.csv")
+            loadgen.write_trace(path, runner)
+            with open(path) as f:
+                rows = list(csv.DictReader(f))
+        self.assertEqual(sorted(int(r["group"]) for r in rows), list(range(10)))
+        self.assertEqual(len({r["target"] for r in rows}), 2)
+        self.assertEqual({r["instance"] for r in rows}, {"s1"})
+
+    def test_random_split_uses_every_url(self):
+        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--split", "random"], servers=2))
+        targets = [t for _, _, t, _ in runner.results]
+        self.assertEqual(sorted(set(targets)), [0, 1])
+
+    def test_arrival_flags(self):
+        for argv in (["--arrival", "poisson"], ["--arrival", "closed", "--rate", "5"], ["--rate", "5",
+                                                                                       "--max-outstanding", "0"]):
+            with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+                loadgen.parse_args(["--url", "http://127.0.0.1:1"] + argv)
+        a = loadgen.parse_args(["--url", "http://127.0.0.1:1,http://127.0.0.1:2", "--rate", "5"])
+        self.assertEqual((a.arrival, a.targets), ("poisson", [("127.0.0.1", 1), ("127.0.0.1", 2)]))
+        self.assertEqual(loadgen.parse_args(["--url", "http://127.0.0.1:1"]).concurrency, 8)
 
 
 class ReportTest(unittest.TestCase):
@@ -201,6 +335,15 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(s["itl_s"]["max"], 0.4)
         self.assertAlmostEqual(s["throughput_rps"], 0.5)
         self.assertAlmostEqual(s["usage_hit_rate"], 0.5)
+
+    def test_load_spread_counts_unused_instances(self):
+        self.assertEqual(report.load_spread({"a": 3, "b": 1}, 4), (3.0, 2))
+        self.assertEqual(report.load_spread({"a": 3, "b": 1}), (1.5, 2))
+        self.assertEqual(report.load_spread({}, 4), (None, 0))
+        ok = client.Result(0.0)
+        ok.end, ok.instance = 1.0, "x"
+        s = report.summarize([ok], (0.0, 1.0), 2)
+        self.assertEqual((s["load_spread"], s["instances_used"]), (2.0, 1))
 
 
 if __name__ == "__main__":
