@@ -298,7 +298,7 @@ static uint64_t select_once(dp_thread_t *thr, prompts_t *p, bool count)
     dp_choice_t choice;
     counting = count;
     uint64_t t0 = now_ns();
-    int rc = dp_select(thr, SHM_ROLE_MIXED, &prompt, NULL, 0, &choice);
+    int rc = dp_select(thr, SHM_ROLE_MIXED, &prompt, NULL, NULL, 0, &choice);
     uint64_t t1 = now_ns();
     counting = 0;
     if (rc != 0)

@@ -83,6 +83,7 @@ void fd_config_defaults(fd_config_t *c)
     c->unhealthy_removal_secs = 60;
     c->metrics_poll_interval_secs = 1;
     c->metrics_max_age_secs = 5;
+    c->models_poll_interval_secs = 30;
 
     c->policy = SHM_POL_REQUEST_NUM;
     c->prefill_policy = SHM_POL_PROCESS_TOKENS;
@@ -204,6 +205,7 @@ static const key_spec_t key_specs[] = {
     SECS("manager", "unhealthy-removal-secs", unhealthy_removal_secs, 0, false),
     PERIOD("manager", "metrics-poll-interval-secs", metrics_poll_interval_secs),
     SECS("manager", "metrics-max-age-secs", metrics_max_age_secs, 0, true),
+    PERIOD("manager", "models-poll-interval-secs", models_poll_interval_secs),
 
     POLICY("scheduler", "policy", policy),
     POLICY("scheduler", "prefill-policy", prefill_policy),

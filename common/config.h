@@ -46,6 +46,7 @@ typedef struct {
     double unhealthy_removal_secs;     /* fd-router: unhealthy this long -> removed */
     double metrics_poll_interval_secs; /* fd-router: remote /metrics polling period */
     double metrics_max_age_secs;       /* fd-router: older remote metrics fall back to local */
+    double models_poll_interval_secs;  /* fd-router: GET /v1/models polling period */
 
     /* scheduler */
     shm_policy_t policy;

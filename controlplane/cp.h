@@ -18,6 +18,7 @@
  *   registry.c   upserts, retirements and view publication in shm
  *   health.c     the periodic health checks and their threshold state machine
  *   metrics_poll.c  the periodic /metrics polls, published into shm for the remote policies
+ *   models_poll.c   the periodic GET /v1/models polls: the models each instance serves, into shm
  *   stats.c      the Go router's periodic [stats] log line
  *   evict.c      the prefix tree's TTL eviction and free-node headroom
  *   logfiles.c   log.output: file - the log file, passed to the DPs, and its archives' clean-up
@@ -120,6 +121,7 @@ size_t cp_prober_inflight(const cp_prober_t *p);
 
 struct cp_health_probe;
 struct cp_metrics_poll;
+struct cp_models_poll;
 typedef struct cp cp_t;
 
 /* A data-plane process the CP watches through a pidfd. */
@@ -211,6 +213,17 @@ struct cp {
             bool active;
         } failing[SHM_MAX_INSTANCES]; /* a streak of failed polls of (slot, generation) */
     } metrics;
+
+    struct {
+        cp_timer_t timer;
+        struct cp_models_poll *inflight[SHM_MAX_INSTANCES];
+        struct {
+            uint32_t generation; /* of the instance these fields are about */
+            bool seen;
+            uint8_t last; /* outcome of the last poll, to log only changes (models_poll.c) */
+            uint64_t due_ms;
+        } slot[SHM_MAX_INSTANCES];
+    } models;
 
     cp_timer_t stats_timer;
 
@@ -363,6 +376,23 @@ int cp_metrics_parse(const char *text, size_t len, cp_metrics_sample_t *out, cha
 
 int cp_metrics_start(cp_t *cp);
 void cp_metrics_stop(cp_t *cp);
+
+/* ---- models (models_poll.c) ---- */
+
+#define CP_MODELS_MAX_BODY (64 * 1024)
+
+/*
+ * Parse an OpenAI model list, {"object":"list","data":[{"id":..,"owned_by":..,"created":..}]}
+ * (pure, strict: one JSON object and nothing after it, "data" an array of objects each with a
+ * non-empty string "id" shorter than SHM_MODEL_ID_LEN without control characters). Repeated ids
+ * are kept once. Returns 0 with *n models (at most max), or -1 with the reason in err (a list of
+ * more than max models is one).
+ */
+int cp_models_parse(const char *text, size_t len, shm_model_info_t *out, unsigned max, unsigned *n, char *err,
+                    size_t errlen);
+
+int cp_models_start(cp_t *cp);
+void cp_models_stop(cp_t *cp);
 
 /* ---- [stats] log line (stats.c) ---- */
 

@@ -22,6 +22,7 @@
 
 typedef struct {
     dp_body_t body;
+    dp_model_t model; /* which instances may serve body.model */
     dp_choice_t cur;
     bool holding; /* cur's counters are taken */
     uint16_t tried[MAX_TRIES];
@@ -36,7 +37,7 @@ static bool comp_pick(dp_proxy_t *p)
     size_t limit = dp.cfg.retry_attempts ? dp.cfg.retry_attempts : 1;
     if (c->ntried >= limit || c->ntried >= MAX_TRIES)
         return false;
-    if (dp_select(p->t, SHM_ROLE_MIXED, &c->body.prompt, c->tried, c->ntried, &c->cur) != 0)
+    if (dp_select(p->t, SHM_ROLE_MIXED, &c->body.prompt, &c->model, c->tried, c->ntried, &c->cur) != 0)
         return false;
     c->holding = true;
     c->tried[c->ntried++] = c->cur.slot;
@@ -133,6 +134,11 @@ int dp_handle_completions(h2o_req_t *req, const char *upstream_path)
     if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &c->body) != 0) {
         dp_count_outcome(DP_OUT_BAD_REQUEST);
         dp_send_error(req, 400, "Invalid JSON format");
+        return 0;
+    }
+    if (dp_model_resolve(c->body.model, &c->model) != 0) {
+        dp_count_outcome(DP_OUT_BAD_REQUEST);
+        dp_send_model_not_found(req, c->body.model);
         return 0;
     }
     __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);

@@ -30,6 +30,7 @@
 
 typedef struct {
     dp_body_t body;
+    dp_model_t model; /* both legs go to instances that accept body.model */
     dp_choice_t p, d;
     bool holding_p, holding_d;
     bool p_answered;
@@ -181,12 +182,12 @@ static void no_pair(h2o_req_t *req)
 static void pd_start(h2o_req_t *req, pd_req_t *r)
 {
     dp_thread_t *t = dp_self(req);
-    if (dp_select(t, SHM_ROLE_PREFILL, &r->body.prompt, NULL, 0, &r->p) != 0) {
+    if (dp_select(t, SHM_ROLE_PREFILL, &r->body.prompt, &r->model, NULL, 0, &r->p) != 0) {
         no_pair(req);
         return;
     }
     r->holding_p = true;
-    if (dp_select(t, SHM_ROLE_DECODE, NULL, NULL, 0, &r->d) != 0) {
+    if (dp_select(t, SHM_ROLE_DECODE, NULL, &r->model, NULL, 0, &r->d) != 0) {
         LOG_INFO("[SelectWorkerPair] decode selection failed, releasing prefill counter url=%s", r->p.url);
         release_p(r);
         no_pair(req);
@@ -233,6 +234,11 @@ int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path)
     if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &r->body) != 0) {
         dp_count_outcome(DP_OUT_BAD_REQUEST);
         dp_send_error(req, 400, "Invalid JSON format");
+        return 0;
+    }
+    if (dp_model_resolve(r->body.model, &r->model) != 0) {
+        dp_count_outcome(DP_OUT_BAD_REQUEST);
+        dp_send_model_not_found(req, r->body.model);
         return 0;
     }
     __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "dataplane/models.h"
 #include "dataplane/select.h"
 #include "dataplane/tokenizer.h"
 
@@ -36,8 +37,8 @@ static void copy_choice(const shm_instance_t *in, uint16_t slot, dp_choice_t *ou
     memcpy(out->url, in->url, sizeof(out->url));
 }
 
-int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const uint16_t *exclude,
-              size_t nexclude, dp_choice_t *out)
+int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const dp_model_t *model,
+              const uint16_t *exclude, size_t nexclude, dp_choice_t *out)
 {
     uint16_t cand[SHM_VIEW_MAX_SLOTS];
     const uint16_t *slots = cand;
@@ -45,12 +46,13 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
     int rc = -1;
     shm_read_enter(&dp.seg, t->reader);
     const shm_view_t *v = shm_view(&dp.seg, role);
-    if (v && !nexclude) { /* the common case: the published view itself, no copy */
+    bool copy = nexclude || (model && model->filter);
+    if (v && !copy) { /* the common case: the published view itself, no copy */
         slots = v->slot;
         n = v->count;
     }
-    for (uint32_t i = 0; v && nexclude && i < v->count; i++)
-        if (!excluded(v->slot[i], exclude, nexclude))
+    for (uint32_t i = 0; v && copy && i < v->count; i++)
+        if (!excluded(v->slot[i], exclude, nexclude) && dp_model_accepts(model, v->slot[i]))
             cand[n++] = v->slot[i];
     if (n) {
         pol_ctx_t c = {.seg = &dp.seg,

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dataplane/dp.h"
+#include "dataplane/models.h"
 #include "dataplane/policy/pol.h"
 
 typedef struct {
@@ -32,9 +33,10 @@ const pol_t *dp_role_policy(shm_role_t role);
  * ask it before selecting (tokenizer.h). */
 bool dp_wants_tokens(shm_role_t role, const pol_prompt_t *prompt);
 
-/* Returns 0 and fills *out, or -1 if no candidate is left. */
-int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const uint16_t *exclude,
-              size_t nexclude, dp_choice_t *out);
+/* Returns 0 and fills *out, or -1 if no candidate is left. With a filtering model (models.h),
+ * only the instances that accept it are candidates. */
+int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const dp_model_t *model,
+              const uint16_t *exclude, size_t nexclude, dp_choice_t *out);
 
 /* Give back what dp_select took (safe after the slot was removed: the generation check). */
 void dp_release(const dp_choice_t *c);

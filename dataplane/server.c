@@ -29,6 +29,7 @@
 #include "common/reply.h"
 #include "dataplane/dp.h"
 #include "dataplane/framing.h"
+#include "dataplane/models.h"
 #include "dataplane/pd.h"
 
 static __thread dp_thread_t *current;
@@ -141,6 +142,7 @@ static const struct {
     {"POST", "/register", dp_handle_to_cp},
     {"GET", "/health_generate", dp_handle_to_cp},
     {"GET", "/metrics", dp_handle_metrics},
+    {"GET", "/v1/models", dp_handle_models},
 };
 
 /* A request with a body: its raw head is still at the start of the connection's input buffer,

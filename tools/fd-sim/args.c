@@ -19,6 +19,8 @@ static const char USAGE[] =
     "  --metrics-port P2              also serve /metrics on P2 (default: the API port only; 0 = free port)\n"
     "  --threads N                    event-loop threads (default 1, at most 64)\n"
     "  --name NAME                    instance name, in every response and chunk (default sim-<port>)\n"
+    "  --model NAME                   the model served: GET /v1/models lists it (default: no such\n"
+    "                                 route, 404, as an instance that does not say what it serves)\n"
     "\n"
     "Generation (token i, counting from 0, is sent at first-token-delay + (i+1) * token-delay):\n"
     "  --tokens N                     tokens per answer, \"tok0 tok1 ...\" (default 16, at most 100000)\n"
@@ -295,6 +297,8 @@ static int apply_option(sim_config_t *cfg, const char *name, const char *val)
         cfg->tp_size = (int)v;
     } else if (strcmp(name, "name") == 0) {
         return copy_str(cfg->name, sizeof(cfg->name), val);
+    } else if (strcmp(name, "model") == 0) {
+        return copy_str(cfg->model, sizeof(cfg->model), val);
     } else if (strcmp(name, "threads") == 0) {
         if (parse_uint(val, SIM_MAX_THREADS, &v) != 0 || v == 0)
             return -1;
@@ -340,6 +344,7 @@ static const char *const KNOWN[] = {"port",
                                     "rdma-ports",
                                     "tp-size",
                                     "name",
+                                    "model",
                                     "threads",
                                     "prefill-delay-ms",
                                     "slow-start-ms",

@@ -966,6 +966,26 @@ static void handle_metrics(sim_server_t *srv, h2o_req_t *req)
     fd_reply(req, 200, "text/plain; version=0.0.4", buf, len);
 }
 
+/* GET /v1/models: the OpenAI list of the one --model, as FastDeploy's api_server answers it. */
+static void handle_models(sim_server_t *srv, h2o_req_t *req)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "id", json_object_new_string(srv->cfg->model));
+    json_object_object_add(m, "object", json_object_new_string("model"));
+    json_object_object_add(m, "created",
+                           json_object_new_int64((int64_t)time(NULL) - (int64_t)(server_ms(srv) / 1000)));
+    json_object_object_add(m, "owned_by", json_object_new_string("FastDeploy"));
+    json_object *data = json_object_new_array();
+    json_object_array_add(data, m);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "object", json_object_new_string("list"));
+    json_object_object_add(o, "data", data);
+    size_t len;
+    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    fd_reply(req, 200, "application/json", s, len);
+    json_object_put(o);
+}
+
 static void handle_health(sim_server_t *srv, h2o_req_t *req)
 {
     if (starting(srv))
@@ -1020,8 +1040,8 @@ static void handle_reset(sim_server_t *srv, h2o_req_t *req)
 #define IS(v, lit) h2o_memis((v).base, (v).len, H2O_STRLIT(lit))
 
 static const char *const ROUTES[] = {
-    "/v1/chat/completions", "/v1/completions", "/v1/abort_requests", "/health",      "/metrics",
-    "/sim/stats",           "/sim/health",     "/sim/fail",          "/sim/metrics", "/sim/reset"};
+    "/v1/chat/completions", "/v1/completions", "/v1/abort_requests", "/health",    "/metrics",  "/sim/stats",
+    "/sim/health",          "/sim/fail",       "/sim/metrics",       "/sim/reset", "/v1/models"};
 
 static bool known_path(h2o_iovec_t p)
 {
@@ -1048,6 +1068,10 @@ static int route(sim_thread_t *th, h2o_req_t *req)
         handle_health(srv, req);
     else if (IS(p, "/metrics") && get)
         handle_metrics(srv, req);
+    else if (IS(p, "/v1/models") && get && srv->cfg->model[0])
+        handle_models(srv, req);
+    else if (IS(p, "/v1/models"))
+        send_error(req, 404, "not found", "not_found_error");
     else if (IS(p, "/sim/stats") && get)
         handle_stats(srv, req);
     else if (IS(p, "/sim/health") && post)

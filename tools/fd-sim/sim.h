@@ -57,8 +57,9 @@ typedef struct {
     sim_list_t device_ids;
     sim_list_t transfer_protocol;
     sim_list_t rdma_ports;
-    int tp_size;             /* 0 = number of device ids (at least 1) */
-    char name[SIM_NAME_LEN]; /* empty until sim_config_finalize: "sim-<port>" */
+    int tp_size;               /* 0 = number of device ids (at least 1) */
+    char name[SIM_NAME_LEN];   /* empty until sim_config_finalize: "sim-<port>" */
+    char model[SIM_MODEL_LEN]; /* --model: listed by GET /v1/models; empty = that route is 404 */
     int threads;
     unsigned prefill_delay_ms; /* role prefill: extra wait before the (first and only) token */
     unsigned slow_start_ms;    /* /health fails and completions get 503 for this long after start */
