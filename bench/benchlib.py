@@ -9,6 +9,7 @@ runs at exit, on SIGINT/SIGTERM and when a benchmark fails.
 """
 
 import atexit
+import csv
 import datetime
 import json
 import os
@@ -242,16 +243,23 @@ class Bench:
     def wrk(self, url, lua, connections, duration):
         return wrk(url, lua, connections, duration, prefix=self.pinned("load", []))
 
-    def loadgen(self, url, args, label):
-        """Run tools/loadgen on url; returns its summary dict."""
+    def loadgen(self, url, args, label, trace=False):
+        """Run tools/loadgen on url (several: comma-separated); returns its summary dict, or with
+        trace (summary, the per-request trace as a list of dicts: job, round, instance, group, ...)."""
         self.seq += 1
         out = os.path.join(self.tmp, "loadgen-%d.json" % self.seq)
+        trace_path = os.path.join(self.tmp, "loadgen-%d.csv" % self.seq)
         r = subprocess.run([sys.executable, LOADGEN, "--url", url, "--json", out, "--quiet", "--label", label] +
-                           [str(a) for a in args], capture_output=True, text=True, timeout=1800)
+                           (["--trace", trace_path] if trace else []) + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=1800)
         if not os.path.exists(out):
             raise RuntimeError("loadgen failed (%d): %s" % (r.returncode, r.stderr[-2000:]))
         with open(out) as f:
-            return json.load(f)["summary"]
+            summary = json.load(f)["summary"]
+        if not trace:
+            return summary
+        with open(trace_path, newline="") as f:
+            return summary, list(csv.DictReader(f))
 
     # -- output
 
