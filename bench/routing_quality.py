@@ -48,6 +48,7 @@ import json
 import operator
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,6 +104,8 @@ def parse_args():
     p.add_argument("--max-outstanding", type=int, default=256, help="open loop: requests in flight at most")
     p.add_argument("--no-open", dest="open", action="store_false", help="skip the open-loop run")
     p.add_argument("--replicas", type=int, default=2, help="routers of the replica run (0: skip it)")
+    p.add_argument("--split", choices=("random", "alternate"), default="random",
+                   help="replica run: each request to a router drawn from the seed, or to each in turn")
     p.add_argument("--quick", action="store_true", help="a smaller load and one seed, for trying the script out")
     a = p.parse_args()
     if a.quick:
@@ -143,17 +146,18 @@ def spec(a, name, seed):
 
 def group_placement(trace):
     """(share of groups whose completed requests all went to one instance, mean share of a group's
-    requests on its most used instance) from loadgen's per-request trace."""
+    requests on its most used instance, instances group 0 used: hot-prefix's hot group) from
+    loadgen's per-request trace."""
     by_group = {}
     for t in trace:
         if not t["error"] and t["instance"]:
             counts = by_group.setdefault(t["group"], {})
             counts[t["instance"]] = counts.get(t["instance"], 0) + 1
     if not by_group:
-        return None, None
+        return None, None, None
     single = sum(1 for c in by_group.values() if len(c) == 1) / len(by_group)
     top = sum(max(c.values()) / sum(c.values()) for c in by_group.values()) / len(by_group)
-    return single, top
+    return single, top, len(by_group.get("0", ()))
 
 
 def cache_decisions(r):
@@ -189,7 +193,7 @@ def run_one(b, a, sims, policy, section, wl, seed, load, routers=1):
             r.wait_selectable(len(sims))
         instances = ",".join("http://127.0.0.1:%d" % p for p in sims)
         s, trace = b.loadgen(",".join(r.url for r in started),
-                             workload_args(a, wl, seed) + load + ["--instances", instances, "--split", "random"],
+                             workload_args(a, wl, seed) + load + ["--instances", instances, "--split", a.split],
                              "%s %s %s" % (policy, section, wl), trace=True)
         decisions = {}
         for r in started:
@@ -199,13 +203,14 @@ def run_one(b, a, sims, policy, section, wl, seed, load, routers=1):
         for r in started:
             b.stop_router(r)
     fleet = s.get("fleet_hit") or {}
-    single, top = group_placement(trace) if wl != "unique" else (None, None)
+    single, top, hot = group_placement(trace) if wl != "unique" else (None, None, None)
     row = {"policy": label(policy), "section": section, "workload": wl, "seed": seed, "hit_rate": fleet.get("rate"),
            "ttft_p50": s["ttft_s"]["p50"], "ttft_p99": s["ttft_s"]["p99"], "e2e_p50": s["e2e_s"]["p50"],
            "itl_p50": s["itl_s"]["p50"], "rps": s["throughput_rps"], "tps": s["throughput_tokens_per_s"],
            "errors": sum(s["errors"].values()), "error_kinds": s["errors"], "completed": s["completed"],
            "per_instance": s["per_instance"], "spread": s["load_spread"], "instances_used": s["instances_used"],
-           "groups_single": single, "group_top_share": top, "cache_decisions": decisions, "load": load,
+           "groups_single": single, "group_top_share": top,
+           "hot_instances": hot if wl == "hot-prefix" else None, "cache_decisions": decisions, "load": load,
            "routers": routers}
     total = sum(decisions.values())
     row["fallback_imbalance"] = decisions.get("fallback_imbalance", 0) / total if total else None
@@ -284,6 +289,8 @@ def main_table(res, table):
     grouped = table != "unique"
     if grouped:
         header += ["groups on 1 instance"]
+    if table == "hot-prefix":
+        header += ["instances of the hot group"]
     header += ["errors", "imbalance fallbacks", "p50 / rr", "p50 / rn", "p99 / rr", "p99 / rn", "req/s / rr",
                "req/s / rn"]
     body = []
@@ -295,6 +302,8 @@ def main_table(res, table):
                 ms(mean(sel, "e2e_p50")), span(sel, "rps", lambda x: "%.1f" % x), ratio(mean(sel, "spread"))]
         if grouped:
             line.append(pct(mean(sel, "groups_single")))
+        if table == "hot-prefix":
+            line.append(span(sel, "hot_instances", lambda x: "%.3g" % x))
         line += [sum(r["errors"] for r in sel), pct(mean(sel, "fallback_imbalance"))]
         for key in ("ttft_p50", "ttft_p99", "rps"):
             for base in ("round_robin", "request_num"):
@@ -464,6 +473,7 @@ def charts(b, res, runs, commit):
 
 def main():
     a = parse_args()
+    t_start = time.monotonic()
     b = benchlib.Bench("routing_quality", a.results, a.bin)
     machine = benchlib.machine()
     benchlib.log(benchlib.machine_line())
@@ -523,13 +533,18 @@ def main():
               "counts 0); groups on 1 instance: share of prefix groups (chat: sessions) whose requests all went "
               "to one instance; imbalance fallbacks: share of cache_aware's decisions taken by process_tokens "
               "(fd_router_cache_decisions_total); ratios: of the means, to round_robin (rr) and request_num (rn)")
-    text, md = [head, sizing, legend, ""], ["Measured at commit %s. %s." % (machine["commit"], sizing), "",
-                                            legend[0].upper() + legend[1:] + ".", ""]
+    took = "%d runs in %.1f min" % (len(rows), (time.monotonic() - t_start) / 60)
+    text = [head, sizing + "; " + took, legend, ""]
+    md = ["![routing quality](img/bench-routing_quality.png)", "",
+          "Measured at commit %s (%d CPUs, %s). %s; %s." % (machine["commit"], machine["nproc"], machine["cpu"],
+                                                            sizing, took), "",
+          legend[0].upper() + legend[1:] + ".", "", "![spread](img/bench-routing_quality_spread.png)", ""]
     for table in res.tables():
         if table == REPLICAS:
             header, body = replica_table(res, a.replicas)
             title = ("%s: %d fd-router processes (own port and shared memory each) in front of the same instances, "
-                     "each request to one of them at random" % (REPLICAS, a.replicas))
+                     "each request to one of them %s" %
+                     (REPLICAS, a.replicas, "at random" if a.split == "random" else "in turn"))
         else:
             header, body = main_table(res, table)
             title = table + (" (closed loop)" if table in WORKLOADS else "")
