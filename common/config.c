@@ -104,6 +104,13 @@ void fd_config_defaults(fd_config_t *c)
     c->idle_timeout_secs = 300;
     c->max_body_mb = 32;
     c->retry_attempts = 3;
+
+    snprintf(c->registry_backend, sizeof c->registry_backend, "local");
+    snprintf(c->etcd_endpoints, sizeof c->etcd_endpoints, "http://127.0.0.1:2379");
+    snprintf(c->etcd_prefix, sizeof c->etcd_prefix, "/fd-router/default");
+    c->etcd_lease_secs = 15;
+    c->etcd_timeout_secs = 2;
+    c->etcd_retry_secs = 0.5;
 }
 
 /* ---- value checks for string keys: return a reason, or NULL when the value is fine ---- */
@@ -153,9 +160,20 @@ static const char *check_socket_path(const char *v)
                : "is longer than a unix socket path may be";
 }
 
+static const char *check_backend(const char *v)
+{
+    return strcmp(v, "local") && strcmp(v, "etcd") ? "must be local or etcd" : NULL;
+}
+
+static const char *check_etcd_prefix(const char *v)
+{
+    size_t n = strlen(v);
+    return v[0] == '/' && n > 1 && v[n - 1] != '/' ? NULL : "must start with '/' and not end with '/'";
+}
+
 /* ---- the key table ---- */
 
-typedef enum { K_STR, K_LOWER, K_PORT, K_BOOL, K_INT, K_DBL, K_POLICY, K_ACL, K_IGNORED } kind_t;
+typedef enum { K_STR, K_LOWER, K_PORT, K_BOOL, K_INT, K_DBL, K_POLICY, K_ACL, K_LIST, K_IGNORED } kind_t;
 
 typedef struct {
     const char *section;
@@ -238,9 +256,17 @@ static const key_spec_t key_specs[] = {
     ACL("auth", "register-allow", register_allow),
     ACL("auth", "instance-allow", instance_allow),
     STR("auth", "admin-token-file", admin_token_file, NULL),
+
+    STR("registry", "backend", registry_backend, check_backend),
+    {"registry", "etcd-endpoints", K_LIST, F(etcd_endpoints), 0, 0, false, NULL},
+    STR("registry", "etcd-prefix", etcd_prefix, check_etcd_prefix),
+    INT("registry", "etcd-lease-secs", etcd_lease_secs, 2, 3600),
+    SECS("registry", "etcd-timeout-secs", etcd_timeout_secs, 0, true),
+    PERIOD("registry", "etcd-retry-secs", etcd_retry_secs),
 };
 
-static const char *const sections[] = {"server", "log", "manager", "scheduler", "proxy", "router", "auth"};
+static const char *const sections[] = {"server", "log",    "manager", "scheduler",
+                                       "proxy",  "router", "auth",    "registry"};
 
 /* ---- loader state ---- */
 
@@ -422,6 +448,27 @@ static int set_acl(loader_t *L, const key_spec_t *k, const yaml_node_t *v, fd_ac
     return 0;
 }
 
+/* A YAML list of strings (or one string), kept comma-separated. */
+static int set_list(loader_t *L, const key_spec_t *k, const yaml_node_t *v, char *dst)
+{
+    if (v->type == YAML_SCALAR_NODE)
+        return set_string(L, k, v, dst);
+    if (v->type != YAML_SEQUENCE_NODE)
+        return fail(L, L->key, k->section, k->key, "expected a list, found a mapping");
+    size_t used = 0;
+    dst[0] = '\0';
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        const yaml_node_t *e = yaml_document_get_node(L->doc, *it);
+        if (e == NULL || e->type != YAML_SCALAR_NODE)
+            return fail(L, L->key, k->section, k->key, "list entries must be strings");
+        used += (size_t)snprintf(dst + used, used < k->size ? k->size - used : 0, "%s%s", used ? "," : "",
+                                 scalar(e));
+        if (used >= k->size)
+            return fail(L, L->key, k->section, k->key, "longer than %zu bytes", k->size - 1);
+    }
+    return 0;
+}
+
 static int set_value(loader_t *L, const key_spec_t *k, const yaml_node_t *v)
 {
     if (k->kind == K_IGNORED) {
@@ -433,6 +480,8 @@ static int set_value(loader_t *L, const key_spec_t *k, const yaml_node_t *v)
         return 0;
     if (k->kind == K_ACL)
         return set_acl(L, k, v, (fd_acl_t *)((char *)L->cfg + k->off));
+    if (k->kind == K_LIST)
+        return set_list(L, k, v, (char *)L->cfg + k->off);
     if (v->type != YAML_SCALAR_NODE)
         return fail(L, L->key, k->section, k->key, "expected a single value, found a %s",
                     v->type == YAML_MAPPING_NODE ? "mapping" : "list");
@@ -454,6 +503,7 @@ static int set_value(loader_t *L, const key_spec_t *k, const yaml_node_t *v)
                         scalar(v));
         return 0;
     case K_ACL:
+    case K_LIST:
     case K_IGNORED:
         break;
     }

@@ -83,6 +83,14 @@ typedef struct {
     fd_acl_t instance_allow; /* which host_ip an instance may have */
     char admin_token_file[PATH_MAX];
     char admin_token[256]; /* FD_ADMIN_TOKEN_MAX; read from admin_token_file by fd_config_load; "" = none */
+
+    /* registry (fd-router): where the fleet's registry lives (controlplane/etcd.c) */
+    char registry_backend[16]; /* "local" | "etcd" */
+    char etcd_endpoints[1024]; /* comma-separated http://IP:port */
+    char etcd_prefix[192];     /* keys live under <prefix>/ */
+    int etcd_lease_secs;       /* an instance's key outlives its last heartbeat by this */
+    double etcd_timeout_secs;  /* per etcd request */
+    double etcd_retry_secs;    /* reconnect period while etcd is unreachable */
 } fd_config_t;
 
 void fd_config_defaults(fd_config_t *c);

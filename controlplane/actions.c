@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/etcd.h"
 
 #define HEARTBEAT_WINDOW_MS 60000
 
@@ -46,6 +47,8 @@ int cp_instance_action(cp_t *cp, cp_action_t act, const char *url, char *msg, si
     if (act == CP_ACT_REMOVE) {
         cp_registry_retire(cp, (unsigned)slot);
         cp_static_remove(cp, url);
+        if (cp->etcd != NULL) /* every host of the fleet */
+            cp_etcd_action(cp, CP_ETCD_REMOVE, url);
         LOG_INFO("Instance %s removed by the operator", url);
         snprintf(msg, msglen, "instance %s removed; its in-flight requests finish", url);
         return 200;
@@ -55,6 +58,8 @@ int cp_instance_action(cp_t *cp, cp_action_t act, const char *url, char *msg, si
         snprintf(msg, msglen, "shared-memory writer lock is unrecoverable");
         return 503;
     }
+    if (cp->etcd != NULL) /* every host of the fleet */
+        cp_etcd_action(cp, drain ? CP_ETCD_DRAIN : CP_ETCD_UNDRAIN, url);
     LOG_INFO("Instance %s %s by the operator", url, drain ? "drained" : "undrained");
     snprintf(msg, msglen,
              drain ? "instance %s drained: no new requests, in-flight ones finish"

@@ -24,6 +24,7 @@
  *   logfiles.c   log.output: file - the log file, passed to the DPs, and its archives' clean-up
  *   health_generate.c  GET /health_generate: probe every prefill and decode instance now
  *   supervise.c  spawning, watching, restarting and adopting the data plane processes
+ *   etcd.c       registry.backend: etcd - the fleet's registry shared by several router hosts
  *   upgrade.c    the hot upgrade: start a new DP, wait until it serves, drain the old one
  */
 #ifndef FD_CP_CP_H
@@ -249,6 +250,8 @@ struct cp {
     } dp;
 
     cp_upgrade_t upg;
+
+    struct cp_etcd *etcd; /* registry.backend: etcd (etcd.c); NULL with the local backend */
 
     h2o_socket_t *sigsock; /* signalfd of SIGINT/SIGTERM/SIGHUP */
     sigset_t orig_sigmask; /* restored in the DP child before exec */

@@ -27,6 +27,7 @@
 #include "common/names.h"
 #include "common/reply.h"
 #include "controlplane/cp.h"
+#include "controlplane/etcd.h"
 
 /* A unix socket whose backlog is full refuses connect() at once (EAGAIN), and the DP answers
  * that /register with 503: a fleet restarting together sends every instance's registration at
@@ -114,6 +115,7 @@ struct json_object *cp_status_json(cp_t *cp)
     json_object_object_add(o, "cp", status_cp(cp));
     json_object_object_add(o, "dp", status_dps(cp));
     json_object_object_add(o, "instances", json_object_new_int((int)cp_registry_live_count(cp)));
+    json_object_object_add(o, "registry", cp_etcd_status_json(cp));
     json_object_object_add(o, "upgrade", cp->upg.id ? cp_upgrade_json(cp) : NULL);
     return o;
 }

@@ -32,6 +32,7 @@
 #include "common/names.h"
 #include "common/version.h"
 #include "controlplane/cp.h"
+#include "controlplane/etcd.h"
 
 #define DP_STOP_TIMEOUT_MS 10000
 
@@ -303,6 +304,10 @@ static int start_services(cp_t *cp, const cp_orphans_t *o)
     cp_prober_init(&cp->prober, cp->loop, t > 0 ? (unsigned)(t * 1000.0) : 5000);
     cp->prober_ready = true;
     publish_initial_views(cp);
+    if (strcmp(cp->cfg.registry_backend, "etcd") == 0 && cp_etcd_start(cp, err, sizeof(err)) != 0) {
+        LOG_ERROR("Failed to start: %s", err);
+        return -1;
+    }
     if (cp->cfg.register_path[0] != '\0')
         cp_register_load_file(cp, cp->cfg.register_path);
     if (cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_models_start(cp) != 0 ||
@@ -329,6 +334,8 @@ static void shutdown_cp(cp_t *cp)
     if (cp->prober_ready)
         cp_register_abort_all(cp);
     cp_upgrade_abort(cp, "the control plane stopped during the upgrade");
+    if (cp->etcd != NULL)
+        cp_etcd_stop(cp);
     cp_ctlsock_close(cp);
     h2o_evloop_run(cp->loop, 0); /* flush the answers just queued */
     cp_dp_stop(cp, DP_STOP_TIMEOUT_MS);

@@ -24,6 +24,7 @@
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/etcd.h"
 
 #define REGISTER_YAML_MAX_BYTES (4u << 20)
 #define YAML_MAX_DEPTH          32
@@ -63,6 +64,8 @@ static void job_upsert(reg_job_t *job)
         LOG_INFO("Re-registered %s instance with new metadata: %s", role, job->info.url);
     else
         LOG_INFO("Re-registered %s instance: %s (healthy)", role, job->info.url);
+    if (cp->etcd != NULL)
+        cp_etcd_registered(cp, &job->info, false);
     cp_respond_msg(job->req, 200, "Register success");
 }
 
@@ -148,6 +151,8 @@ void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len)
     }
     if (cp_registry_heartbeat(cp, &info) >= 0) {
         LOG_DEBUG("Heartbeat registration of %s", info.url);
+        if (cp->etcd != NULL)
+            cp_etcd_registered(cp, &info, false);
         cp_respond_msg(req, 200, "Register success");
         return;
     }
@@ -463,6 +468,8 @@ static void register_static(cp_t *cp, size_t idx, struct json_object *item)
         LOG_ERROR("Failed to register instance from index %zu: %s", idx, msg);
         return;
     }
+    if (cp->etcd != NULL)
+        cp_etcd_registered(cp, &info, true);
     LOG_INFO("Successfully registered instance from index %zu: %s %s (%s)", idx, fd_role_name(info.role),
              info.url, kind == CP_UPSERT_KEPT ? "already registered" : "health check pending");
 }

@@ -53,6 +53,46 @@ static json_object *parse(const hc_response_t *r)
     return r->body ? json_tokener_parse(r->body) : NULL;
 }
 
+json_object *fdctl_ctl_registry(const fdctl_ctl_t *c, unsigned timeout_ms)
+{
+    char target[PATH_MAX + 8];
+    hc_response_t resp;
+    snprintf(target, sizeof target, "unix:%s", c->socket);
+    if (hc_request(target, "GET", "/status", NULL, NULL, 0, timeout_ms, CTL_MAX_BODY, &resp) != 0) {
+        hc_response_free(&resp);
+        return NULL;
+    }
+    json_object *st = resp.status == 200 ? parse(&resp) : NULL, *reg = NULL;
+    if (st && json_object_object_get_ex(st, "registry", &reg))
+        json_object_get(reg);
+    json_object_put(st);
+    hc_response_free(&resp);
+    return reg;
+}
+
+void fdctl_registry_text(FILE *f, json_object *reg, uint64_t now_ms)
+{
+    json_object *v;
+    const char *backend = json_object_object_get_ex(reg, "backend", &v) ? json_object_get_string(v) : "";
+    if (strcmp(backend, "etcd") != 0)
+        return;
+    const char *state = json_object_object_get_ex(reg, "state", &v) ? json_object_get_string(v) : "?";
+    const char *ep = json_object_object_get_ex(reg, "endpoint", &v) ? json_object_get_string(v) : "?";
+    int64_t since = json_object_object_get_ex(reg, "state_since_ms", &v) ? json_object_get_int64(v) : 0;
+    int64_t rev = json_object_object_get_ex(reg, "revision", &v) ? json_object_get_int64(v) : 0;
+    char age[32];
+    fdctl_format_duration(age, sizeof age, fdctl_age_ms(now_ms, (uint64_t)since));
+    fprintf(f, "registry       etcd %s (", ep);
+    json_object *eps;
+    if (json_object_object_get_ex(reg, "endpoints", &eps))
+        for (size_t i = 0; i < json_object_array_length(eps); i++)
+            fprintf(f, "%s%s", i ? ", " : "", json_object_get_string(json_object_array_get_idx(eps, i)));
+    fprintf(f, "), %s for %s, revision %" PRId64, state, age, rev);
+    if (strcmp(state, "up") != 0 && json_object_object_get_ex(reg, "last_error", &v))
+        fprintf(f, ": %s; routing on the last table", json_object_get_string(v));
+    fprintf(f, "\n");
+}
+
 /* The "msg" of a {"code", "msg"} answer, else the raw body. */
 static void print_refusal(const hc_response_t *r)
 {

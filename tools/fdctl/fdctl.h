@@ -132,6 +132,11 @@ typedef struct {
 /* action: "drain", "undrain" or "remove". Returns the exit status. */
 int fdctl_ctl_action(const fdctl_ctl_t *c, const char *action, const char *url);
 int fdctl_ctl_upgrade(const fdctl_ctl_t *c, const fdctl_upgrade_opts_t *o);
+/* The control plane's registry state (GET /status "registry"), or NULL, quietly, when no control
+ * plane answers within timeout_ms (status then shows what shared memory holds). */
+struct json_object *fdctl_ctl_registry(const fdctl_ctl_t *c, unsigned timeout_ms);
+/* "registry       etcd ..." for fdctl status; nothing for the local backend. */
+void fdctl_registry_text(FILE *f, struct json_object *reg, uint64_t now_ms);
 /* Human rendering of an upgrade record (GET /upgrade). */
 void fdctl_upgrade_text(FILE *f, struct json_object *u);
 

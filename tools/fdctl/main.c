@@ -285,10 +285,24 @@ static int cmd_status(const fdctl_args_t *a, shm_seg_t *seg, int reader)
     fdctl_status_t st;
     fdctl_snapshot_status(seg, reader, &st);
     uint64_t now = shm_now_ms();
-    if (a->json)
-        print_json(fdctl_status_json(&st, now));
-    else
+    /* the registry backend's state lives in the control plane, not in shared memory */
+    fdctl_ctl_t c = {.port = a->port};
+    if (a->control_socket[0])
+        snprintf(c.socket, sizeof c.socket, "%s", a->control_socket);
+    else if (a->port)
+        fd_default_control_socket(c.socket, sizeof c.socket, a->port);
+    json_object *reg = st.running && c.socket[0] ? fdctl_ctl_registry(&c, 1000) : NULL;
+    if (a->json) {
+        json_object *o = fdctl_status_json(&st, now);
+        if (reg)
+            json_object_object_add(o, "registry", json_object_get(reg));
+        print_json(o);
+    } else {
         fdctl_status_text(stdout, &st, now);
+        if (reg)
+            fdctl_registry_text(stdout, reg, now);
+    }
+    json_object_put(reg);
     return st.running ? 0 : 1;
 }
 
