@@ -43,7 +43,16 @@
 typedef enum { ST_DOWN, ST_SYNCING, ST_UP } etcd_state_t;
 static const char *const state_names[] = {"down", "syncing", "up"};
 
-typedef enum { OP_RANGE, OP_WATCH, OP_GRANT, OP_PUT, OP_KEEPALIVE, OP_DELETE, OP_DRAIN_PUT } etcd_op_t;
+typedef enum {
+    OP_RANGE,
+    OP_WATCH,
+    OP_GRANT,
+    OP_PUT,
+    OP_KEEPALIVE,
+    OP_DELETE,
+    OP_DRAIN_PUT,
+    OP_PING
+} etcd_op_t;
 
 /* What this host knows of one URL in etcd and wants there. */
 typedef struct {
@@ -97,6 +106,8 @@ struct cp_etcd {
     int64_t revision;
     uint64_t state_since_ms; /* wall clock */
     uint64_t next_sync_mono;
+    uint64_t last_ok_mono; /* last answer from etcd: a quiet host pings to notice a silent etcd */
+    bool ping_busy;
     bool synced_once;
     char last_error[160];
     uint64_t puts, deletes, keepalives, grants, syncs;
@@ -581,6 +592,8 @@ static void call_free(etcd_call_t *c)
 /* The ent flags of a call that ends without its answer being applied. */
 static void call_abandon(etcd_call_t *c)
 {
+    if (c->op == OP_PING)
+        c->e->ping_busy = false;
     ent_t *en = c->url[0] ? ent_find(c->e, c->url, false) : NULL;
     if (en == NULL)
         return;
@@ -590,6 +603,17 @@ static void call_abandon(etcd_call_t *c)
         en->drain_busy = false;
     if (c->op == OP_DELETE)
         en->remove_want = true;
+}
+
+/* Nothing else asked etcd anything for a third of a lease: a count-only range, so that an etcd
+ * that went silent (no reset, as behind a partition) is noticed like one that refused. */
+static void ping(cp_etcd_t *e)
+{
+    struct json_object *b = json_object_new_object();
+    json_object_object_add(b, "key", b64(e->prefix, e->prefix_len));
+    json_object_object_add(b, "count_only", json_object_new_boolean(1));
+    e->ping_busy = true;
+    call_start(e, OP_PING, "", 0, "/v3/kv/range", b);
 }
 
 static void calls_cancel_all(cp_etcd_t *e)
@@ -608,6 +632,11 @@ static void call_done(etcd_call_t *c, struct json_object *res)
 {
     cp_etcd_t *e = c->e;
     note_revision(e, res);
+    e->last_ok_mono = cp_mono_ms();
+    if (c->op == OP_PING) {
+        e->ping_busy = false;
+        return;
+    }
     if (c->op == OP_RANGE) {
         range_done(e, res);
         return;
@@ -858,6 +887,8 @@ static void on_timer(cp_timer_t *t)
     }
     if (e->state != ST_UP)
         return;
+    if (!e->ping_busy && cp_mono_ms() - e->last_ok_mono >= (uint64_t)e->lease_secs * 1000 / 3)
+        ping(e);
     for (unsigned i = 0; i < ETCD_MAX_ENTS && e->state == ST_UP; i++)
         if (e->ents[i].used && (e->ents[i].is_static || e->ents[i].drain_want >= 0 || e->ents[i].remove_want))
             sync_ent(e, &e->ents[i]);
