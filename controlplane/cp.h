@@ -26,6 +26,7 @@
  *   supervise.c  spawning, watching, restarting and adopting the data plane processes
  *   etcd.c       registry.backend: etcd - the fleet's registry shared by several router hosts
  *   upgrade.c    the hot upgrade: start a new DP, wait until it serves, drain the old one
+ *   reload.c     config.yaml re-read at each upgrade, applied through the new DP
  */
 #ifndef FD_CP_CP_H
 #define FD_CP_CP_H
@@ -168,6 +169,7 @@ typedef struct {
 
 struct cp {
     fd_config_t cfg;
+    cp_args_t args; /* the command line (strings point into argv): a reload applies it again */
     unsigned port;
     bool splitwise;
     bool rebuild_shm;
@@ -479,6 +481,17 @@ void cp_upgrade_on_exit(cp_t *cp, cp_dp_kind_t kind, pid_t pid, const char *how)
 void cp_upgrade_on_report(cp_t *cp, pid_t pid, uint64_t drained, uint64_t cut, uint64_t idle_closed,
                           uint64_t drain_ms);
 void cp_upgrade_abort(cp_t *cp, const char *why); /* the CP stops */
+
+/* ---- configuration reload (reload.c) ---- */
+
+/* config.yaml at path ("" = none: the defaults) over the defaults, then the flags that override
+ * it (--port, --splitwise). Returns 0, or -1 with "file:line: key: reason" in err. */
+int cp_config_read(const char *path, const cp_args_t *a, fd_config_t *c, char *err, size_t errlen);
+/* Before an upgrade spawns its DP: re-read config.yaml into cp->cfg and shared memory. -1 with the
+ * reason in err (nothing changed) when the file is invalid. */
+int cp_reload_prepare(cp_t *cp, char *err, size_t errlen);
+void cp_reload_commit(cp_t *cp);   /* the new DP serves: the CP applies the configuration too */
+void cp_reload_rollback(cp_t *cp); /* the upgrade failed: the previous configuration again */
 
 /* ---- operator actions (actions.c) ---- */
 

@@ -7,8 +7,8 @@
  * still serving) -> loop. Any failure before the loop is fatal with the Go router's messages where it had
  * one.
  *
- * SIGHUP (systemd's ExecReload): a hot upgrade of the data plane to the configured binary
- * (upgrade.c), the same as `fdctl upgrade`.
+ * SIGHUP (systemd's ExecReload): config.yaml is re-read and a hot upgrade of the data plane to
+ * the configured binary applies it (upgrade.c, reload.c), the same as `fdctl upgrade`.
  *
  * Shutdown (SIGINT/SIGTERM through a signalfd): the DP gets SIGTERM and a bounded time to drain,
  * the sockets close, the control socket file is removed. The shared-memory segment is kept (and
@@ -68,29 +68,23 @@ static int resolve_names(cp_t *cp, const cp_args_t *a)
 static int load_config(cp_t *cp, const cp_args_t *a)
 {
     char err[512];
-    fd_config_defaults(&cp->cfg);
-    if (a->config_path != NULL && a->config_path[0] != '\0') {
+    cp->args = *a;
+    if (a->config_path != NULL)
         snprintf(cp->config_path, sizeof(cp->config_path), "%s", a->config_path);
-        if (fd_config_load(&cp->cfg, cp->config_path, err, sizeof(err)) != 0) {
-            LOG_ERROR("Failed to load config: %s", err);
-            return -1;
-        }
+    if (cp_config_read(cp->config_path, a, &cp->cfg, err, sizeof(err)) != 0) {
+        LOG_ERROR("Failed to load config: %s", err);
+        return -1;
     }
     cp->port = cp->cfg.port;
-    if (a->port != NULL) {
-        cp->port = cp_parse_port(a->port);
-        if (cp->port == 0) {
-            LOG_ERROR("Failed to load config: invalid port: %s", a->port);
-            return -1;
-        }
+    if (a->port != NULL && cp->port == 0) {
+        LOG_ERROR("Failed to load config: invalid port: %s", a->port);
+        return -1;
     }
     if (cp->port == 0) {
         LOG_ERROR("Failed to load config: failed to set router listen port");
         return -1;
     }
-    cp->cfg.port = cp->port;
-    cp->splitwise = a->splitwise || cp->cfg.splitwise;
-    cp->cfg.splitwise = cp->splitwise;
+    cp->splitwise = cp->cfg.splitwise;
     cp->rebuild_shm = a->rebuild_shm;
     if (a->dp_drain_secs != NULL) {
         char *end;
@@ -115,7 +109,9 @@ static const char *open_result_name(shm_open_result_t how)
     case SHM_OPEN_REUSED:
         return "REUSED (registry, views and counters kept)";
     default:
-        return "REBUILT (incompatible segment or changed configuration discarded)";
+        return "REBUILT (incompatible segment or changed configuration discarded): its registry, drain "
+               "flags, counters and prefix tree are not carried over; instances that heartbeat come back at "
+               "their next /register, register.yaml's are loaded now, others must register again";
     }
 }
 
@@ -136,25 +132,44 @@ static bool dp_alive(const shm_seg_t *seg)
 }
 
 /*
- * The configuration differs from the one the segment was published with. With no data plane
- * running on it, the segment is rebuilt (what it holds was decided under the old configuration:
- * instances of another mode, a tree of another block size). A running data plane keeps its
- * configuration until it is upgraded, so the segment is kept and the new one published.
+ * The configuration differs from the one the segment was published with. The segment is kept
+ * (registry, drain flags, counters and prefix tree) and the new configuration published over the
+ * old one; a data plane still running on it (adopted) keeps its own until it is upgraded. A
+ * prefix tree hashed with another block size no longer matches and ages out. Only a change of
+ * mode (splitwise on or off) with no data plane running rebuilds the segment, since none of its
+ * instances has a role the other mode selects; the log says so.
  */
-static int rebuild_if_unused(cp_t *cp, shm_open_result_t *how, char *err, size_t errlen)
+static int config_change(cp_t *cp, const shm_config_t *now, shm_open_result_t *how, char *err, size_t errlen)
 {
+    shm_config_t was;
+    bool known = shm_config_read(&cp->seg, &was);
     if (dp_alive(&cp->seg)) {
         LOG_WARN("Shared memory %s: the configuration changed; the running data plane applies it at its next "
                  "upgrade (fdctl upgrade) or restart",
                  cp->shm_name);
         return 0;
     }
-    shm_detach(&cp->seg);
-    shm_destroy(cp->shm_name);
-    if (shm_open_cp(&cp->seg, cp->shm_name, false, how, err, errlen) != 0)
-        return -1;
-    LOG_INFO("Shared memory %s: the configuration changed, so the segment was rebuilt", cp->shm_name);
-    *how = SHM_OPEN_REBUILT;
+    if (!known || was.splitwise != now->splitwise) {
+        shm_detach(&cp->seg);
+        shm_destroy(cp->shm_name);
+        if (shm_open_cp(&cp->seg, cp->shm_name, false, how, err, errlen) != 0)
+            return -1;
+        LOG_WARN(
+            "Shared memory %s: the configuration changed, so the segment was rebuilt: splitwise mode is %s "
+            "now, and the instances registered for the other mode were dropped",
+            cp->shm_name, now->splitwise ? "on" : "off");
+        *how = SHM_OPEN_REBUILT;
+        return 0;
+    }
+    LOG_INFO(
+        "Shared memory %s: the configuration changed; the registry, drain flags, counters and prefix tree "
+        "are kept",
+        cp->shm_name);
+    if (was.cache_block_size != now->cache_block_size)
+        LOG_WARN(
+            "scheduler.cache-block-size changed (%u -> %u): the prefix tree's entries no longer match and "
+            "age out (scheduler.eviction-duration-mins)",
+            was.cache_block_size, now->cache_block_size);
     return 0;
 }
 
@@ -171,7 +186,7 @@ static int open_shm(cp_t *cp, shm_open_result_t *how)
     shm_config_t sc;
     fd_config_to_shm(&cp->cfg, &sc);
     if (*how == SHM_OPEN_REUSED && config_changed(&cp->seg, &sc) &&
-        rebuild_if_unused(cp, how, err, sizeof(err)) != 0) {
+        config_change(cp, &sc, how, err, sizeof(err)) != 0) {
         LOG_ERROR("Failed to open shared memory %s: %s", cp->shm_name, err);
         return -1;
     }
@@ -253,7 +268,8 @@ static void on_signal(h2o_socket_t *sock, const char *err)
         h2o_buffer_consume(&sock->input, sizeof(si));
         if (si.ssi_signo == SIGHUP) {
             char why[512];
-            LOG_INFO("Received SIGHUP: upgrading the data plane to %s", cp->dp_binary);
+            LOG_INFO("Received SIGHUP: reloading %s and upgrading the data plane",
+                     cp->config_path[0] ? cp->config_path : "the configuration");
             if (cp_upgrade_start(cp, cp->dp_binary, cp->dp_drain_secs, 0, "SIGHUP", why, sizeof(why)) != 0)
                 LOG_ERROR("Upgrade on SIGHUP not started: %s", why);
             continue;

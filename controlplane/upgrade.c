@@ -13,6 +13,10 @@
  *   4. The upgrade is DONE when the old DP has exited (it is killed if it overstays the deadline
  *      by CP_UPGRADE_KILL_GRACE_MS).
  *
+ * Every upgrade first re-reads config.yaml (reload.c): an invalid file refuses the upgrade and
+ * changes nothing; a valid one is what the new DP starts with, and the CP applies it too once
+ * the new DP serves (a failed upgrade restores the previous one).
+ *
  * If the new DP exits or is not ready in time, the upgrade FAILS and the old DP was never touched:
  * it keeps serving. One upgrade runs at a time (another request gets 409). If the old DP dies
  * while the new one starts, the new one simply takes over; if the new one then fails, the normal
@@ -81,6 +85,7 @@ static void fail(cp_t *cp, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cp->upg.error, sizeof(cp->upg.error), fmt, ap);
     va_end(ap);
+    cp_reload_rollback(cp);
     finish(cp, CP_UPG_FAILED);
 }
 
@@ -109,6 +114,7 @@ static void promote(cp_t *cp)
     cp->dp.cand.pidfd = -1;
     cp->dp.backoff_ms = 0;
     snprintf(cp->dp_binary_running, sizeof(cp->dp_binary_running), "%s", u->binary);
+    cp_reload_commit(cp);
     LOG_INFO("Upgrade %u: data plane pid %d is ready after %llu ms%s", u->id, (int)u->new_pid,
              (unsigned long long)(u->ready_mono_ms - u->started_mono_ms),
              old ? "; the previous one drains" : "");
@@ -176,16 +182,22 @@ int cp_upgrade_start(cp_t *cp, const char *binary, unsigned drain_secs, unsigned
                  (int)u->new_pid);
         return 409;
     }
+    if (cp_reload_prepare(cp, err, errlen) != 0)
+        return 400;
     const char *bin = binary && binary[0] ? binary : cp->dp_binary;
+    int rc = 0;
     if (strlen(bin) >= sizeof(u->binary)) {
         snprintf(err, errlen, "data-plane binary path too long");
-        return 400;
-    }
-    if (check_binary(bin, err, errlen) != 0)
-        return 400;
-    if (u->timer.sock == NULL && cp_timer_init(&u->timer, cp->loop, on_timer, cp) != 0) {
+        rc = 400;
+    } else if (check_binary(bin, err, errlen) != 0) {
+        rc = 400;
+    } else if (u->timer.sock == NULL && cp_timer_init(&u->timer, cp->loop, on_timer, cp) != 0) {
         snprintf(err, errlen, "cannot create a timer");
-        return 503;
+        rc = 503;
+    }
+    if (rc != 0) {
+        cp_reload_rollback(cp);
+        return rc;
     }
     unsigned id = u->id + 1;
     cp_timer_t timer = u->timer;
