@@ -103,6 +103,9 @@ void fd_config_defaults(fd_config_t *c)
     c->first_byte_timeout_secs = 600;
     c->idle_timeout_secs = 300;
     c->max_body_mb = 32;
+    c->max_buffered_body_mb = 256;
+    c->request_header_timeout_secs = 10; /* h2o's fixed request timeout before it was a key */
+    c->request_body_timeout_secs = 10;
     c->retry_attempts = 3;
 
     snprintf(c->registry_backend, sizeof c->registry_backend, "local");
@@ -246,6 +249,9 @@ static const key_spec_t key_specs[] = {
     SECS("proxy", "first-byte-timeout-secs", first_byte_timeout_secs, 0, true),
     SECS("proxy", "idle-timeout-secs", idle_timeout_secs, 0, true),
     INT("proxy", "max-body-mb", max_body_mb, 1, 4095),
+    INT("proxy", "max-buffered-body-mb", max_buffered_body_mb, 1, 65535),
+    SECS("proxy", "request-header-timeout-secs", request_header_timeout_secs, 0, true),
+    SECS("proxy", "request-body-timeout-secs", request_body_timeout_secs, 0, true),
     INT("proxy", "retry-attempts", retry_attempts, 1, 100),
 
     INT("router", "dp-threads", dp_threads, 0, 256),
@@ -771,4 +777,9 @@ void fd_config_to_shm(const fd_config_t *c, shm_config_t *out)
     out->dp_threads = (uint32_t)c->dp_threads;
     snprintf(out->tokenizer_url, sizeof out->tokenizer_url, "%s", c->tokenizer_url);
     out->tokenizer_timeout_ms = to_ms(c->tokenizer_timeout_secs);
+    /* never below one body of the largest size accepted, or such a body could never be read */
+    int buffered_mb = c->max_buffered_body_mb > c->max_body_mb ? c->max_buffered_body_mb : c->max_body_mb;
+    out->max_buffered_body_bytes = (uint64_t)buffered_mb << 20;
+    out->request_header_timeout_ms = to_ms(c->request_header_timeout_secs);
+    out->request_body_timeout_ms = to_ms(c->request_body_timeout_secs);
 }

@@ -70,6 +70,9 @@ typedef struct {
     double first_byte_timeout_secs;
     double idle_timeout_secs;
     int max_body_mb;
+    int max_buffered_body_mb;           /* request bodies one DP process holds at once, all told */
+    double request_header_timeout_secs; /* a request head must be complete within this */
+    double request_body_timeout_secs;   /* longest pause between two reads of a request body */
     int retry_attempts;
 
     /* router (fd-router): process model */

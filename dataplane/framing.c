@@ -19,6 +19,15 @@ static int is_name(const struct phr_header *h, const char *name, size_t len)
     return h->name_len == len && strncasecmp(h->name, name, len) == 0;
 }
 
+int dp_request_head_len(const char *buf, size_t len, size_t last_len)
+{
+    struct phr_header hdrs[FRAMING_MAX_HEADERS];
+    size_t n = FRAMING_MAX_HEADERS, mlen, plen;
+    const char *method, *path;
+    int minor;
+    return phr_parse_request(buf, len, &method, &mlen, &path, &plen, &minor, hdrs, &n, last_len);
+}
+
 const char *dp_framing_error(const char *head, size_t len)
 {
     struct phr_header hdrs[FRAMING_MAX_HEADERS];

@@ -19,4 +19,9 @@
  * does not parse is refused too (h2o parsed it, so that would mean it is not the head). */
 const char *dp_framing_error(const char *head, size_t len);
 
+/* The length of the request head at buf once it is complete (> 0), -2 while it is not, -1 when
+ * it cannot be a request head. last_len: how many bytes an earlier call already saw incomplete
+ * (only what follows them is searched for the end of the head). */
+int dp_request_head_len(const char *buf, size_t len, size_t last_len);
+
 #endif

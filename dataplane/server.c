@@ -17,7 +17,28 @@
  *    connection after that long a pause,
  *  - and ends when no connection is left, or at the drain deadline: what is still being served
  *    then is "cut" and reported.
+ *
+ * Reading requests is bounded here too, since h2o 2.2 has one fixed timer for a whole request
+ * (http1.req_timeout: head and body together, so a large body on a slow link is cut with no
+ * answer) and no bound on the bodies all connections buffer together. h2o's timer is only a
+ * backstop; a sweep four times a second per thread looks at every connection between requests:
+ *  - no byte of a request yet: idle keep-alive (or a fresh connection), closed after
+ *    proxy.request-header-timeout-secs;
+ *  - head incomplete at that time: 408 and closed (slow-header clients);
+ *  - head complete, body arriving: cut with 408 only after proxy.request-body-timeout-secs
+ *    without a new byte, however long the whole body takes;
+ *  - the bodies being read plus those of the requests being served, over the DP process, above
+ *    proxy.max-buffered-body-mb: the largest ones being read get 503 and are closed. A body
+ *    that completes is checked against the same cap before its handler runs (503).
+ * Answers to a request still being read are written to the socket directly (h2o is only reading
+ * it), then the connection is aborted (connect(AF_UNSPEC)): h2o sees the error and frees it, and
+ * the client's remaining body bytes are not read.
+ *
+ * The listener pauses for ACCEPT_BACKOFF_MS when accept() fails for lack of descriptors or
+ * memory: the pending connection keeps the listening socket readable, so retrying at once would
+ * spin the loop at full CPU until a descriptor frees up.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -32,6 +53,11 @@
 #include "dataplane/models.h"
 #include "dataplane/pd.h"
 
+#define SWEEP_MS          250
+#define ACCEPT_BACKOFF_MS 100
+#define MAX_REJECTS       64                    /* per sweep: bounds the work of one pass */
+#define H2O_REQ_BACKSTOP  (24ULL * 3600 * 1000) /* h2o's own request timer; the sweep acts first */
+
 static __thread dp_thread_t *current;
 
 /* One client connection of this thread. */
@@ -40,10 +66,16 @@ typedef struct {
     h2o_socket_t *sock;
     h2o_req_t *req;         /* the request being served, NULL between requests */
     uint64_t idle_since_ms; /* loop clock: accept or end of the last response */
-    bool shut;              /* closed by the drain (h2o sees the EOF and cleans up) */
+    bool shut;              /* closed by the drain or the sweep (h2o sees it and cleans up) */
+    /* the request being read (req == NULL), as the sweep saw it */
+    bool head_done;       /* its head is complete: the body is being read */
+    size_t head_scanned;  /* bytes already searched for the end of the head */
+    size_t seen_size;     /* input bytes at the last sweep */
+    uint64_t progress_ms; /* last sweep that saw new bytes */
+    size_t body_held;     /* the served request's body, counted in served_body_bytes */
 } conn_t;
 
-/* A thread's connections and its drain figures. */
+/* A thread's connections, its drain figures and its request-read bounds. */
 typedef struct {
     h2o_linklist_t conns;
     uint64_t nconns;
@@ -52,7 +84,15 @@ typedef struct {
     uint64_t drained; /* requests answered after the drain began */
     uint64_t cut;     /* requests still being served at the deadline */
     uint64_t idle_closed;
+    uint64_t reading_bytes; /* request bytes buffered by connections being read (last sweep; atomic) */
+    h2o_timeout_t sweep_timeout;
+    h2o_timeout_entry_t sweep;
+    h2o_timeout_t backoff_timeout;
+    h2o_timeout_entry_t backoff;
 } tracker_t;
+
+/* Bodies of the requests being served by every thread of this process (atomic). */
+static uint64_t served_body_bytes;
 
 static __thread tracker_t *tracker;
 static tracker_t *trackers; /* [nthreads], read by main after every thread drained */
@@ -83,7 +123,13 @@ static void on_req_dispose(void *p)
 {
     conn_t *c = *(conn_t **)p;
     c->req = NULL;
-    c->idle_since_ms = h2o_now(current->ctx.loop);
+    c->idle_since_ms = c->progress_ms = h2o_now(current->ctx.loop);
+    c->head_done = false;
+    c->head_scanned = c->seen_size = 0;
+    if (c->body_held) {
+        __atomic_sub_fetch(&served_body_bytes, c->body_held, __ATOMIC_RELAXED);
+        c->body_held = 0;
+    }
     tracker->active--;
     if (tracker->draining)
         tracker->drained++;
@@ -97,12 +143,17 @@ static void on_conn_close(void *data)
     free(c);
 }
 
-static void track_request(h2o_req_t *req)
+static uint64_t buffered_cap(void)
+{
+    return dp.cfg.max_buffered_body_bytes ? dp.cfg.max_buffered_body_bytes : 256ULL << 20;
+}
+
+static conn_t *track_request(h2o_req_t *req)
 {
     h2o_socket_t *sock =
         req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
     if (sock == NULL || sock->on_close.cb != on_conn_close)
-        return;
+        return NULL;
     conn_t *c = sock->on_close.data;
     conn_t **hook = h2o_mem_alloc_shared(&req->pool, sizeof(*hook), on_req_dispose);
     *hook = c;
@@ -112,6 +163,21 @@ static void track_request(h2o_req_t *req)
      * being read when the drain began was parsed before it: this response closes the connection */
     if (tracker->draining)
         req->http1_is_persistent = 0;
+    return c;
+}
+
+/* Hold the request's body against the process's cap until the request ends; false if over. */
+static bool hold_body(conn_t *c, h2o_req_t *req)
+{
+    size_t n = req->entity.base ? req->entity.len : 0;
+    if (c == NULL || n == 0)
+        return true;
+    if (__atomic_add_fetch(&served_body_bytes, n, __ATOMIC_RELAXED) > buffered_cap()) {
+        __atomic_sub_fetch(&served_body_bytes, n, __ATOMIC_RELAXED);
+        return false;
+    }
+    c->body_held = n;
+    return true;
 }
 
 static int completions(h2o_req_t *req, const char *path)
@@ -166,11 +232,17 @@ static const char *framing_error(h2o_req_t *req)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
-    track_request(req);
+    conn_t *c = track_request(req);
     const char *bad = framing_error(req);
     if (bad) {
         req->http1_is_persistent = 0;
         dp_send_error(req, 400, bad);
+        return 0;
+    }
+    if (!hold_body(c, req)) {
+        LOG_RATELIMITED(FD_LOG_WARN,
+                        "request refused: buffered request bodies at proxy.max-buffered-body-mb");
+        dp_send_error(req, 503, "too many request bytes buffered, retry later");
         return 0;
     }
     int known = -1;
@@ -198,6 +270,7 @@ int dp_server_setup(void)
     dp.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("fd-router"));
     dp.globalconf.max_request_entity_size = dp.cfg.max_body_bytes;
     dp.globalconf.http1.upgrade_to_http2 = 0;
+    dp.globalconf.http1.req_timeout = H2O_REQ_BACKSTOP;
     h2o_hostconf_t *host =
         h2o_config_register_host(&dp.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -206,26 +279,144 @@ int dp_server_setup(void)
     return 0;
 }
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void on_backoff_end(h2o_timeout_entry_t *entry)
+{
+    (void)entry;
+    if (current->listener)
+        h2o_socket_read_start(current->listener, on_accept);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     dp_thread_t *t = listener->data;
     if (err)
         return;
     h2o_socket_t *sock;
-    while ((sock = h2o_evloop_socket_accept(listener)) != NULL) {
+    for (;;) {
+        errno = 0;
+        if ((sock = h2o_evloop_socket_accept(listener)) == NULL) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                LOG_RATELIMITED(FD_LOG_WARN, "accept: %s; accepting again in %d ms", strerror(errno),
+                                ACCEPT_BACKOFF_MS);
+                h2o_socket_read_stop(listener);
+                h2o_timeout_link(t->ctx.loop, &tracker->backoff_timeout, &tracker->backoff);
+            }
+            return;
+        }
         conn_t *c = calloc(1, sizeof(*c));
         if (c == NULL) {
             h2o_socket_close(sock);
             continue;
         }
         c->sock = sock;
-        c->idle_since_ms = h2o_now(t->ctx.loop);
+        c->idle_since_ms = c->progress_ms = h2o_now(t->ctx.loop);
         h2o_linklist_insert(&tracker->conns, &c->link);
         tracker->nconns++;
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = c;
         h2o_accept(&t->accept_ctx, sock);
     }
+}
+
+/* Answer a request that is still being read, then abort its connection (see the top). */
+static void reject_reading(conn_t *c, int status, const char *reason, const char *msg)
+{
+    char buf[384];
+    int body = snprintf(NULL, 0, "{\"error\": \"%s\"}", msg);
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     "Connection: close\r\n\r\n{\"error\": \"%s\"}",
+                     status, reason, body, msg);
+    int fd = h2o_socket_get_fd(c->sock);
+    if (n > 0 && (size_t)n < sizeof(buf))
+        (void)!send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    (void)!connect(fd, &unspec, sizeof(unspec));
+    c->shut = true;
+}
+
+/* One connection between requests, at sweep time: cut it if a read bound is passed; else the
+ * bytes of its request buffered so far. */
+static size_t sweep_one(conn_t *c, uint64_t now, uint64_t header_ms, uint64_t body_ms)
+{
+    h2o_buffer_t *in = c->sock->input;
+    if (in->size == 0) { /* nothing of a request yet */
+        if (now - c->idle_since_ms >= header_ms) {
+            shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
+            c->shut = true;
+        }
+        return 0;
+    }
+    if (in->size != c->seen_size) {
+        c->seen_size = in->size;
+        c->progress_ms = now;
+    }
+    if (!c->head_done) {
+        c->head_done = dp_request_head_len(in->bytes, in->size, c->head_scanned) != -2;
+        c->head_scanned = in->size;
+    }
+    if (!c->head_done && now - c->idle_since_ms >= header_ms) {
+        reject_reading(c, 408, "Request Timeout", "request head not received in time");
+        return 0;
+    }
+    if (c->head_done && now - c->progress_ms >= body_ms) {
+        reject_reading(c, 408, "Request Timeout", "request body stalled");
+        return 0;
+    }
+    return in->size;
+}
+
+static uint64_t process_buffered(void)
+{
+    uint64_t sum = __atomic_load_n(&served_body_bytes, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < dp.nthreads; i++)
+        sum += __atomic_load_n(&trackers[i].reading_bytes, __ATOMIC_RELAXED);
+    return sum;
+}
+
+/* Over the cap: the largest requests being read on this thread go first. */
+static void shed_reading(tracker_t *tr)
+{
+    uint64_t cap = buffered_cap();
+    for (int n = 0; n < MAX_REJECTS; n++) {
+        uint64_t total = process_buffered();
+        if (total <= cap)
+            return;
+        conn_t *big = NULL;
+        for (h2o_linklist_t *l = tr->conns.next; l != &tr->conns; l = l->next) {
+            conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, link, l);
+            if (!c->shut && c->req == NULL && (big == NULL || c->sock->input->size > big->sock->input->size))
+                big = c;
+        }
+        if (big == NULL || big->sock->input->size == 0)
+            return;
+        LOG_RATELIMITED(FD_LOG_WARN,
+                        "request refused while its body was read: %llu bytes buffered, "
+                        "proxy.max-buffered-body-mb is %llu MiB",
+                        (unsigned long long)total, (unsigned long long)(cap >> 20));
+        /* it was counted in this sweep's reading_bytes, and nothing was read since */
+        __atomic_sub_fetch(&tr->reading_bytes, big->sock->input->size, __ATOMIC_RELAXED);
+        reject_reading(big, 503, "Service Unavailable", "too many request bytes buffered, retry later");
+    }
+}
+
+static void on_sweep(h2o_timeout_entry_t *entry)
+{
+    tracker_t *tr = H2O_STRUCT_FROM_MEMBER(tracker_t, sweep, entry);
+    uint64_t now = h2o_now(current->ctx.loop);
+    uint64_t header_ms = dp.cfg.request_header_timeout_ms ? dp.cfg.request_header_timeout_ms : 10000;
+    uint64_t body_ms = dp.cfg.request_body_timeout_ms ? dp.cfg.request_body_timeout_ms : 10000;
+    uint64_t reading = 0;
+    for (h2o_linklist_t *l = tr->conns.next; l != &tr->conns; l = l->next) {
+        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, link, l);
+        if (!c->shut && c->req == NULL)
+            reading += sweep_one(c, now, header_ms, body_ms);
+    }
+    __atomic_store_n(&tr->reading_bytes, reading, __ATOMIC_RELAXED);
+    shed_reading(tr);
+    h2o_timeout_link(current->ctx.loop, &tr->sweep_timeout, &tr->sweep);
 }
 
 static void thread_init(dp_thread_t *t)
@@ -247,6 +438,11 @@ static void thread_init(dp_thread_t *t)
         t->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)getpid() << 16) ^ (t->index + 1) ^ shm_now_ms();
     tracker = &trackers[t->index];
     h2o_linklist_init_anchor(&tracker->conns);
+    h2o_timeout_init(t->ctx.loop, &tracker->sweep_timeout, SWEEP_MS);
+    tracker->sweep.cb = on_sweep;
+    h2o_timeout_link(t->ctx.loop, &tracker->sweep_timeout, &tracker->sweep);
+    h2o_timeout_init(t->ctx.loop, &tracker->backoff_timeout, ACCEPT_BACKOFF_MS);
+    tracker->backoff.cb = on_backoff_end;
     t->listener = h2o_evloop_socket_create(t->ctx.loop, dup(dp.listen_fd), H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);
@@ -288,6 +484,8 @@ static void close_after_response(tracker_t *tr)
  * deadline passes. */
 static void thread_drain(dp_thread_t *t, uint64_t deadline_ms)
 {
+    if (h2o_timeout_is_linked(&tracker->backoff))
+        h2o_timeout_unlink(&tracker->backoff);
     h2o_socket_read_stop(t->listener);
     h2o_socket_close(t->listener);
     t->listener = NULL;
