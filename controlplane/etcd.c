@@ -701,30 +701,37 @@ static void call_failed(etcd_call_t *c, const char *why)
     connection_lost(e, msg);
 }
 
+/* Append the bytes read to c->body (NUL-terminated); false if that would pass ETCD_MAX_BODY. */
+static bool take_input(etcd_call_t *c, uc_client_t *client)
+{
+    h2o_buffer_t *in = client->sock->input;
+    size_t n = in->size;
+    if (c->len + n > ETCD_MAX_BODY) {
+        h2o_buffer_consume(&client->sock->input, n);
+        return false;
+    }
+    if (c->len + n + 1 > c->cap) {
+        c->cap = (c->len + n + 1) * 2;
+        c->body = h2o_mem_realloc(c->body, c->cap);
+    }
+    memcpy(c->body + c->len, in->bytes, n);
+    c->len += n;
+    c->body[c->len] = '\0';
+    h2o_buffer_consume(&client->sock->input, n);
+    return true;
+}
+
 static int on_watch_body(uc_client_t *client, const char *err)
 {
     etcd_call_t *c = client->data;
     cp_etcd_t *e = c->e;
-    h2o_buffer_t *in = client->sock->input;
-    if (c->len + in->size > ETCD_MAX_BODY) {
-        h2o_buffer_consume(&client->sock->input, in->size);
+    if (!take_input(c, client)) {
         c->client = NULL;
         call_failed(c, "watch message too large");
         return -1;
     }
-    if (c->len + in->size + 1 > c->cap) {
-        c->cap = (c->len + in->size + 1) * 2;
-        c->body = h2o_mem_realloc(c->body, c->cap);
-    }
-    memcpy(c->body + c->len, in->bytes, in->size);
-    c->len += in->size;
-    h2o_buffer_consume(&client->sock->input, in->size);
-    if (err != NULL) {
-        c->client = NULL;
-        call_failed(c, err == uc_error_is_eos ? "closed by etcd" : err);
-        return -1;
-    }
-    /* newline-delimited JSON messages; one may end the watch (a resync, a lost connection) */
+    /* newline-delimited JSON messages, those that came with the end too (a cancel, then the
+     * close); one may end the watch (a resync, a lost connection) */
     e->dispatching = c;
     e->dispatching_freed = false;
     size_t start = 0;
@@ -741,27 +748,22 @@ static int on_watch_body(uc_client_t *client, const char *err)
     e->dispatching = NULL;
     memmove(c->body, c->body + start, c->len - start);
     c->len -= start;
+    if (err != NULL) {
+        c->client = NULL;
+        call_failed(c, err == uc_error_is_eos ? "closed by etcd" : err);
+        return -1;
+    }
     return 0;
 }
 
 static int on_body(uc_client_t *client, const char *err)
 {
     etcd_call_t *c = client->data;
-    h2o_buffer_t *in = client->sock->input;
-    if (c->len + in->size > ETCD_MAX_BODY) {
-        h2o_buffer_consume(&client->sock->input, in->size);
+    if (!take_input(c, client)) {
         c->client = NULL;
         call_failed(c, "response too large");
         return -1;
     }
-    if (c->len + in->size + 1 > c->cap) {
-        c->cap = (c->len + in->size + 1) * 2;
-        c->body = h2o_mem_realloc(c->body, c->cap);
-    }
-    memcpy(c->body + c->len, in->bytes, in->size);
-    c->len += in->size;
-    c->body[c->len] = '\0';
-    h2o_buffer_consume(&client->sock->input, in->size);
     if (err == NULL)
         return 0;
     c->client = NULL;

@@ -7,6 +7,8 @@ sockets, both pointed at it under a prefix of their own. etcd missing is a failu
 tools/setup-deps.sh installs it.
 """
 
+import base64
+import http.server
 import json
 import os
 import shutil
@@ -191,6 +193,102 @@ class EtcdFleet(FdTestCase):
         for i in range(4):
             self.assertEqual(c.chat(fh.chat_body("q %d" % i)).status, 200)
         self.assertEqual(sum(s.stats()["requests"] for s in sims), before + 4)
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+class FakeGateway(http.server.ThreadingHTTPServer):
+    """An etcd HTTP/JSON gateway that serves the ranges it is given, one after the other, and a
+    watch that answers "compacted" when told to: what a watch that fell behind compaction sees."""
+
+    daemon_threads = True
+
+    def __init__(self, ranges):
+        self.ranges = list(ranges)  # kvs lists, one per range call (the last one repeats)
+        self.range_calls = 0
+        self.compact = threading.Event()
+        self.closing = threading.Event()
+        super().__init__((HOST, 0), FakeHandler)
+        self.port = self.server_address[1]
+        self.url = "http://%s:%d" % (HOST, self.port)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.closing.set()
+        self.compact.set()
+        self.shutdown()
+        self.server_close()
+
+
+class FakeHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def chunk(self, obj):
+        data = (json.dumps(obj) + "\n").encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def do_POST(self):
+        gw = self.server
+        req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        header = {"revision": str(10 + gw.range_calls)}
+        if self.path == "/v3/kv/range":
+            if req.get("count_only"):
+                return self.send_json({"header": header, "count": "0"})
+            kvs = gw.ranges[min(gw.range_calls, len(gw.ranges) - 1)]
+            gw.range_calls += 1
+            return self.send_json({"header": header, "kvs": kvs, "count": str(len(kvs))})
+        if self.path == "/v3/watch":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.chunk({"result": {"header": header, "created": True}})
+            gw.compact.wait(30)
+            if not gw.closing.is_set():
+                gw.compact.clear()
+                self.chunk({"result": {"header": header, "compact_revision": "9", "canceled": True}})
+            self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True
+            return None
+        if self.path == "/v3/lease/grant":
+            return self.send_json({"header": header, "ID": "7", "TTL": req.get("TTL", 5)})
+        if self.path == "/v3/lease/keepalive":
+            return self.send_json({"result": {"header": header, "ID": "7", "TTL": "5"}})
+        return self.send_json({"header": header})
+
+
+class EtcdCompaction(FdTestCase):
+    def test_a_watch_behind_compaction_resyncs_from_a_fresh_range(self):
+        sim = self.h.start_sim(name="s0")
+        prefix = "/fd-router/compact"
+        kv = {"key": b64("%s/i/%s" % (prefix, sim.url)),
+              "value": b64(json.dumps({"role": "mixed", "host_ip": HOST, "port": sim.port})), "lease": "0"}
+        gw = FakeGateway([[], [kv]])
+        self.addCleanup(gw.stop)
+        cfg = {"registry": {"backend": "etcd", "etcd-endpoints": gw.url, "etcd-prefix": prefix,
+                            "etcd-retry-secs": 0.2, "etcd-timeout-secs": 1}}
+        r = self.h.start_router(config=cfg)
+        wait_until(lambda: r.cp_status()["registry"]["state"] == "up", 10, what="the router to sync")
+        self.assertEqual((gw.range_calls, r.registered_urls()), (1, []))
+        gw.compact.set()  # etcd compacted past the watch: it is cancelled
+        wait_until(lambda: r.registered_urls() == [sim.url], 5, what="a fresh range to bring the instance")
+        self.assertEqual(gw.range_calls, 2)
+        self.assertIn("fell behind compaction", r.proc.stdout() + r.proc.stderr())
+        self.assertEqual(r.chat(fh.chat_body("hi")).status, 200)
 
 
 if __name__ == "__main__":
