@@ -1,7 +1,7 @@
 /*
  * dataplane/admin.c - the router's own routes besides inference and /metrics:
  *   GET  /registered         FastDeploy's shape, read from shared memory (works while the CP is down)
- *   GET  /registered_number  {"mixed":n,"prefill":n,"decode":n}
+ *   GET  /registered_number  {"mixed":n,"prefill":n,"decode":n}, healthy instances only
  *   GET  /health             the router's own liveness
  *   POST /register           forwarded verbatim to the control plane's control socket; the CP's
  *   GET  /health_generate    answer is relayed (503 when no control plane answers), with the
@@ -86,16 +86,20 @@ int dp_handle_registered(h2o_req_t *req)
     return 0;
 }
 
-static void count_worker(const shm_instance_t *in, unsigned slot, void *arg)
+/* Healthy instances only: FastDeploy's FAQ reads 0 as "nothing healthy is registered" (the Go
+ * router removed an instance at its first failed check; fd-router keeps it for
+ * unhealthy-removal-secs, listed by /registered but not counted here). */
+static void count_healthy(const shm_instance_t *in, unsigned slot, void *arg)
 {
     (void)slot;
-    ((int *)arg)[in->role]++;
+    if (__atomic_load_n(&in->health, __ATOMIC_ACQUIRE) == SHM_HEALTH_HEALTHY)
+        ((int *)arg)[in->role]++;
 }
 
 int dp_handle_registered_number(h2o_req_t *req)
 {
     int n[SHM_ROLE_COUNT] = {0};
-    dp_for_each_slot(dp_self(req), false, count_worker, n);
+    dp_for_each_slot(dp_self(req), false, count_healthy, n);
     char buf[96];
     int len = snprintf(buf, sizeof(buf), "{\"mixed\":%d,\"prefill\":%d,\"decode\":%d}", n[SHM_ROLE_MIXED],
                        n[SHM_ROLE_PREFILL], n[SHM_ROLE_DECODE]);

@@ -49,6 +49,7 @@
 #include "common/log.h"
 #include "common/reply.h"
 #include "dataplane/dp.h"
+#include "dataplane/errjson.h"
 #include "dataplane/framing.h"
 #include "dataplane/models.h"
 #include "dataplane/pd.h"
@@ -273,6 +274,7 @@ int dp_server_setup(void)
     dp.globalconf.http1.req_timeout = H2O_REQ_BACKSTOP;
     h2o_hostconf_t *host =
         h2o_config_register_host(&dp.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    dp_errjson_register(host); /* h2o's own refusals (413) answer JSON too */
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
     h->on_req = on_req;
