@@ -38,6 +38,7 @@
 #define ETCD_MAX_BODY      (16u << 20)             /* a range of every key, or one watch message */
 #define ETCD_MAX_ENTS      (2 * SHM_MAX_INSTANCES) /* instance keys and drain keys of gone ones */
 #define ETCD_MAX_CALLS     4096                    /* calls in flight; more wait for the next sync */
+#define ETCD_READD_MS      10000 /* how often instances this host dropped are offered again */
 #define ETCD_KEY_LEN       (256 + 2 + SHM_URL_LEN) /* prefix "/", kind "/", url */
 
 typedef enum { ST_DOWN, ST_SYNCING, ST_UP } etcd_state_t;
@@ -64,6 +65,7 @@ typedef struct {
     int64_t lease; /* its lease */
     bool drained;  /* P/d/<url> exists */
     bool seen;     /* sync bookkeeping */
+    bool fresh;    /* val is news (new or changed): the host that wrote it has just probed it */
     /* this host */
     char *want;             /* the registration this host received (malloc), NULL if none */
     bool is_static;         /* register.yaml: kept alive as long as this host runs */
@@ -107,6 +109,7 @@ struct cp_etcd {
     uint64_t state_since_ms; /* wall clock */
     uint64_t next_sync_mono;
     uint64_t last_ok_mono; /* last answer from etcd: a quiet host pings to notice a silent etcd */
+    uint64_t last_readd_mono;
     bool ping_busy;
     bool synced_once;
     char last_error[160];
@@ -289,17 +292,26 @@ static void apply_put(cp_etcd_t *e, ent_t *en)
     cp_t *cp = e->cp;
     fd_instance_info_t info;
     char msg[256];
+    msg[0] = '\0';
+    /* another host may run another configuration: this host's own rules decide what it routes to */
     if (fd_instance_parse_body(en->val, strlen(en->val), cp->splitwise, &info, msg, sizeof msg) != 0 ||
+        cp_register_host_allowed(cp, &info, msg, sizeof msg) != 0 ||
         strncmp(info.url, en->url, SHM_URL_LEN) != 0) {
         LOG_RATELIMITED(FD_LOG_WARN, "etcd: ignoring the registration of %s: %s", en->url,
                         msg[0] ? msg : "URL does not match its key");
         return;
     }
     int s = shm_slot_find(&cp->seg, en->url);
+    /* A new slot for news is healthy (its writer probed it just now); one this host had dropped
+     * itself (its own checks failed for too long) comes back unknown: selectable again once this
+     * host's own probes succeed. An existing slot keeps this host's view of its health. */
+    bool fresh = en->fresh;
+    en->fresh = false;
     if (s < 0 || !cp_info_matches_slot(&info, shm_instance(&cp->seg, (unsigned)s))) {
-        shm_health_t h = s >= 0 ? (shm_health_t)__atomic_load_n(&shm_instance(&cp->seg, (unsigned)s)->health,
-                                                                __ATOMIC_ACQUIRE)
-                                : SHM_HEALTH_HEALTHY;
+        shm_health_t h = s >= 0  ? (shm_health_t)__atomic_load_n(&shm_instance(&cp->seg, (unsigned)s)->health,
+                                                                 __ATOMIC_ACQUIRE)
+                         : fresh ? SHM_HEALTH_HEALTHY
+                                 : SHM_HEALTH_UNKNOWN;
         cp_upsert_kind_t kind;
         if (cp_registry_upsert(cp, &info, h, false, &kind, msg, sizeof msg) < 0) {
             LOG_RATELIMITED(FD_LOG_ERROR, "etcd: cannot add %s: %s", en->url, msg);
@@ -348,6 +360,7 @@ static void on_key(cp_etcd_t *e, const char *key, size_t keylen, const char *val
             apply_drain(e, en);
         return;
     }
+    en->fresh = val != NULL && (en->val == NULL || strcmp(en->val, val) != 0);
     free(en->val);
     en->val = val ? strdup(val) : NULL;
     en->in_etcd = val != NULL;
@@ -889,8 +902,16 @@ static void on_timer(cp_timer_t *t)
     }
     if (e->state != ST_UP)
         return;
-    if (!e->ping_busy && cp_mono_ms() - e->last_ok_mono >= (uint64_t)e->lease_secs * 1000 / 3)
+    uint64_t now = cp_mono_ms();
+    if (!e->ping_busy && now - e->last_ok_mono >= (uint64_t)e->lease_secs * 1000 / 3)
         ping(e);
+    if (now - e->last_readd_mono >= ETCD_READD_MS) { /* what this host dropped, the fleet still has */
+        e->last_readd_mono = now;
+        for (unsigned i = 0; i < ETCD_MAX_ENTS; i++)
+            if (e->ents[i].used && e->ents[i].in_etcd && !e->ents[i].remove_want &&
+                shm_slot_find(&e->cp->seg, e->ents[i].url) < 0)
+                apply_put(e, &e->ents[i]);
+    }
     for (unsigned i = 0; i < ETCD_MAX_ENTS && e->state == ST_UP; i++)
         if (e->ents[i].used && (e->ents[i].is_static || e->ents[i].drain_want >= 0 || e->ents[i].remove_want))
             sync_ent(e, &e->ents[i]);

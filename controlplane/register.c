@@ -99,7 +99,7 @@ static void start_probe(reg_job_t *job)
 /* host_ip rules on top of the payload validation: the router probes and proxies to whatever
  * is registered, so an address class no inference server can have (or one outside
  * auth.instance-allow) would turn it into a prober of the operator's network. 0 or 400. */
-static int host_allowed(const cp_t *cp, const fd_instance_info_t *info, char *msg, size_t msglen)
+int cp_register_host_allowed(const cp_t *cp, const fd_instance_info_t *info, char *msg, size_t msglen)
 {
     const char *why = fd_host_refusal(info->host);
     if (why != NULL) {
@@ -143,7 +143,7 @@ void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len)
     }
     int status = fd_instance_parse_body(body, len, cp->splitwise, &info, msg, sizeof(msg));
     if (status == 0)
-        status = host_allowed(cp, &info, msg, sizeof(msg));
+        status = cp_register_host_allowed(cp, &info, msg, sizeof(msg));
     if (status != 0) {
         LOG_ERROR("Failed to register instance: %s", msg);
         cp_respond_msg(req, status, msg);
@@ -458,7 +458,7 @@ static void register_static(cp_t *cp, size_t idx, struct json_object *item)
         return;
     }
     if (fd_instance_parse_object(item, cp->splitwise, &info, msg, sizeof(msg)) != 0 ||
-        host_allowed(cp, &info, msg, sizeof(msg)) != 0) {
+        cp_register_host_allowed(cp, &info, msg, sizeof(msg)) != 0) {
         LOG_ERROR("Failed to register instance from index %zu: %s", idx, msg);
         return;
     }

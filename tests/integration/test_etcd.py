@@ -125,6 +125,20 @@ class EtcdFleet(FdTestCase):
         fh_fdctl(b, "remove", sim.url)
         wait_until(lambda: a.registered_urls() == [], 1, what="A to apply B's remove")
 
+    def test_each_host_applies_its_own_instance_rules(self):
+        self.etcd = Etcd(self.h)
+        prefix = "/fd-router/rules-%d" % os.getpid()
+        a = self.h.start_router(config=registry_config(self.etcd, prefix))
+        strict = registry_config(self.etcd, prefix)
+        strict["auth"] = {"instance-allow": "10.0.0.0/8"}
+        b = self.h.start_router(config=strict)
+        sim = self.h.start_sim(name="s0")
+        a.register_sim(sim)
+        wait_until(lambda: "ignoring the registration of %s" % sim.url in b.proc.stdout() + b.proc.stderr(), 5,
+                   what="B to refuse what its auth.instance-allow does not allow")
+        self.assertEqual(b.registered_urls(), [])
+        self.assertEqual(a.registered_urls(), [sim.url])
+
     def test_a_dead_instance_leaves_every_host_within_its_lease(self):
         a, b = self.fleet(lease_secs=3)
         sim = self.h.start_sim(name="s0", router=a, register_interval_secs=0.5)
