@@ -225,6 +225,7 @@ static void on_body_read(h2o_socket_t *sock, const char *err)
         ssize_t r = phr_decode_chunked(&c->chunked, in->bytes + in->size - fresh, &n);
         in->size -= fresh - n;
         if (r == -1) {
+            c->protocol_error = true;
             end = "malformed chunked body from upstream";
         } else if (r >= 0) {
             if (r > 0)
@@ -281,6 +282,7 @@ static void on_head_read(h2o_socket_t *sock, const char *err)
         if (rlen == -2)
             return;
         if (rlen < 0) {
+            c->protocol_error = true;
             fail_before_head(c, r.error);
             return;
         }

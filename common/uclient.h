@@ -65,7 +65,9 @@ struct uc_client {
     uc_pool_t *pool; /* NULL: a one-shot connection, closed at the end */
     h2o_socket_t *sock;
     void *data;
-    bool reused; /* the socket came from the pool (a stale keep-alive may fail before a head) */
+    bool reused;         /* the socket came from the pool (a stale keep-alive may fail before a head) */
+    bool protocol_error; /* the failure about to be reported: the instance's answer broke HTTP/1.1
+                          * (a head uresp refused, a malformed chunk), not a transport failure */
     /* private */
     h2o_loop_t *loop;
     uc_connect_cb on_connect;

@@ -113,12 +113,23 @@ static void put_healthy(out_t *o, const shm_instance_t *in, unsigned slot)
     put(o, "fd_router_instance_healthy" LABELS " %d\n", in->url, fd_role_name((shm_role_t)in->role), healthy);
 }
 
+/* A counter the data planes add to in the instance's slot. */
+static void put_slot_counter(out_t *o, const char *name, const shm_instance_t *in, const uint64_t *v)
+{
+    put(o, "%s" LABELS " %llu\n", name, in->url, fd_role_name((shm_role_t)in->role),
+        (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED));
+}
+
 static void put_failures(out_t *o, const shm_instance_t *in, unsigned slot)
 {
     (void)slot;
-    put(o, "fd_router_instance_upstream_failures_total" LABELS " %llu\n", in->url,
-        fd_role_name((shm_role_t)in->role),
-        (unsigned long long)__atomic_load_n(&in->failures_total, __ATOMIC_RELAXED));
+    put_slot_counter(o, "fd_router_instance_upstream_failures_total", in, &in->failures_total);
+}
+
+static void put_protocol_errors(out_t *o, const shm_instance_t *in, unsigned slot)
+{
+    (void)slot;
+    put_slot_counter(o, "fd_router_instance_upstream_protocol_errors_total", in, &in->protocol_errors_total);
 }
 
 static const char *const route_name[SHM_ROUTES] = {"/v1/chat/completions", "/v1/completions"};
@@ -260,6 +271,9 @@ int dp_handle_metrics(h2o_req_t *req)
     family(&o, "fd_router_instance_upstream_failures_total", "counter",
            "Attempts that failed before the instance answered (connect, reset, timeout)");
     for_each_instance(t, &o, put_failures);
+    family(&o, "fd_router_instance_upstream_protocol_errors_total", "counter",
+           "Answers of the instance that broke HTTP/1.1 (malformed head or Content-Length, 101, bad chunk)");
+    for_each_instance(t, &o, put_protocol_errors);
     family(&o, "fd_router_time_to_first_byte_seconds", "histogram",
            "From the request's arrival to the instance's response head, per instance and route, all data "
            "planes");

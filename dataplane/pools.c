@@ -15,6 +15,7 @@ static dp_pool_t *pool_new(dp_thread_t *t, struct sockaddr *sa, socklen_t salen)
     if (!p)
         return NULL;
     uc_pool_init(&p->up, sa, salen, t->ctx.loop, DP_POOL_IDLE_MS, DP_POOL_MAX_IDLE);
+    p->slot = -1;
     return p;
 }
 
@@ -42,6 +43,7 @@ dp_pool_t *dp_pool_acquire(dp_thread_t *t, unsigned slot, uint32_t gen, const ch
         }
         if (!(p = pool_new(t, (struct sockaddr *)&ss, len)))
             return NULL;
+        p->slot = (int)slot;
         p->generation = gen;
         t->pools[slot] = p;
     }

@@ -16,6 +16,7 @@
 
 struct dp_pool {
     uc_pool_t up;
+    int slot; /* the instance slot (with generation); -1 for a fixed address */
     uint32_t generation;
     unsigned refs;
     int stale; /* replaced by a newer generation; dispose when refs drop to 0 */

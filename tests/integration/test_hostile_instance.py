@@ -2,11 +2,14 @@
 must fail only the exchanges it takes part in: the data plane and the control plane keep their
 pids (h2o 2.2's client aborted the process on a malformed Content-Length), the client gets a 502
 or a broken stream, and other instances keep serving. Includes the crash-loop repro: a health
-endpoint answering `Content-Length: -1` used to kill the control plane at every probe.
+endpoint answering `Content-Length: -1` used to kill the control plane at every probe. Answers
+that break the protocol are counted per instance in /metrics (kept in shared memory, so the
+count survives a data-plane crash) and logged at most once a second per instance.
 """
 
 import http.client
 import json
+import signal
 import socket
 import threading
 import time
@@ -114,6 +117,18 @@ class Hostile:
         self.sock.close()
 
 
+# answers the client sees fail like the others but that are transport failures, not protocol errors
+# (a close before the head or the body is complete)
+NOT_PROTOCOL_ERRORS = {"truncated_head", "short_body", "chunk_cut"}
+
+
+def protocol_errors(router, url):
+    for line in router.get("/metrics", timeout=5).text().splitlines():
+        if line.startswith('fd_router_instance_upstream_protocol_errors_total{url="%s",' % url):
+            return int(line.rpartition(" ")[2])
+    raise AssertionError("no protocol-error counter for %s" % url)
+
+
 def chat_outcome(router):
     """'502', 'broken', or the status of a complete answer."""
     c = http.client.HTTPConnection(HOST, router.port, timeout=15)
@@ -167,6 +182,31 @@ class HostileInstanceTest(FdTestCase):
         self.assertGreater(sim.stats()["requests"], 0)
         self.assertEqual(router.dp_pids(), dps)
         router.wait_inflight_zero()
+
+    def test_protocol_errors_are_counted_and_survive_a_data_plane_crash(self):
+        hostile = Hostile()
+        router = self.start(hostile)
+        url = "http://%s:%d" % (HOST, hostile.port)
+        self.assertEqual(protocol_errors(router, url), 0)
+        for name, answer in list(BAD_ANSWERS.items()) + list(BROKEN_BODIES.items()):
+            with self.subTest(answer=name):
+                before = protocol_errors(router, url)
+                hostile.answer = answer
+                chat_outcome(router)
+                after = protocol_errors(router, url)
+                if name in NOT_PROTOCOL_ERRORS:
+                    self.assertEqual(after, before, name)
+                else:
+                    self.assertGreater(after, before, name)
+        total = protocol_errors(router, url)
+        logged = [l for l in router.proc.stdout().splitlines() if "broke HTTP/1.1" in l and url in l]
+        self.assertGreaterEqual(len(logged), 1, "the protocol errors are logged")
+        self.assertLess(len(logged), total, "but not each one: at most one line a second per instance")
+
+        old = router.serving_dp()
+        fdharness.kill_pid(old, signal.SIGKILL, expect="fd-router-dp")
+        wait_until(lambda: router.serving_dp() not in (None, old), 10, what="a new data plane")
+        self.assertEqual(protocol_errors(router, url), total, "the count is kept in shared memory")
 
     def test_hop_by_hop_response_headers_are_not_relayed(self):
         hostile = Hostile()
