@@ -214,6 +214,9 @@ struct cp {
         struct {
             uint32_t generation;
             bool active;
+            uint64_t failed;          /* polls failed in the streak */
+            uint64_t logged;          /* of which the last line reported */
+            uint64_t logged_ms;       /* when that line was written */
         } failing[SHM_MAX_INSTANCES]; /* a streak of failed polls of (slot, generation) */
     } metrics;
 

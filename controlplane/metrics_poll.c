@@ -11,7 +11,10 @@
  * here no selection ever waits for the network.
  *
  * A slot's next poll starts only after its previous one ended, so polls of one instance never
- * overlap however slow it is. A failure is logged (WARN) once per streak, not at every poll.
+ * overlap however slow it is. A streak of failures is logged per instance: its first failure at
+ * once (WARN), then at most one line per METRICS_LOG_INTERVAL_MS with how many polls failed since
+ * the last line and the latest reason, and its end (INFO) with the streak's count, so a fleet
+ * of unreachable /metrics endpoints writes a few lines a minute, not one per instance per poll.
  */
 #include <ctype.h>
 #include <math.h>
@@ -22,6 +25,8 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+
+#define METRICS_LOG_INTERVAL_MS 60000u
 
 /* ---- the Prometheus text format (pure) ---- */
 
@@ -195,11 +200,23 @@ static bool in_streak(const cp_t *cp, unsigned slot, uint32_t generation)
 static void poll_failed(cp_t *cp, unsigned slot, shm_instance_t *in, uint32_t generation, const char *why)
 {
     shm_metrics_invalidate(in);
-    if (in_streak(cp, slot, generation))
+    __typeof__(cp->metrics.failing[0]) *f = &cp->metrics.failing[slot];
+    uint64_t now = shm_now_ms();
+    if (!in_streak(cp, slot, generation)) {
+        *f = (__typeof__(*f)){
+            .generation = generation, .active = true, .failed = 1, .logged = 1, .logged_ms = now};
+        LOG_WARN("GetRemoteMetrics failed for %s, falling back to local counter: %s", in->url, why);
         return;
-    cp->metrics.failing[slot].active = true;
-    cp->metrics.failing[slot].generation = generation;
-    LOG_WARN("GetRemoteMetrics failed for %s, falling back to local counter: %s", in->url, why);
+    }
+    f->failed++;
+    if (now - f->logged_ms < METRICS_LOG_INTERVAL_MS)
+        return;
+    LOG_WARN(
+        "GetRemoteMetrics still failing for %s: %llu more failed poll(s) in %llu s (%llu in a row), last: %s",
+        in->url, (unsigned long long)(f->failed - f->logged),
+        (unsigned long long)((now - f->logged_ms) / 1000), (unsigned long long)f->failed, why);
+    f->logged = f->failed;
+    f->logged_ms = now;
 }
 
 static void poll_succeeded(cp_t *cp, unsigned slot, shm_instance_t *in, uint32_t generation,
@@ -207,7 +224,8 @@ static void poll_succeeded(cp_t *cp, unsigned slot, shm_instance_t *in, uint32_t
 {
     shm_metrics_store(in, s->running, s->waiting, s->free_blocks, shm_now_ms());
     if (in_streak(cp, slot, generation))
-        LOG_INFO("Remote metrics of %s available again", in->url);
+        LOG_INFO("Remote metrics of %s available again after %llu failed poll(s)", in->url,
+                 (unsigned long long)cp->metrics.failing[slot].failed);
     cp->metrics.failing[slot].active = false;
 }
 
