@@ -4,11 +4,14 @@
  * Used where blocking is fine (fdctl, the launcher, fd-sim), never on an event loop. One request
  * per connection ("Connection: close"). The socket is non-blocking and every step - connect,
  * send, each read - polls against the same absolute deadline, so a peer that accepts and then
- * stays silent (or trickles bytes) cannot hold the caller beyond timeout_ms. The response body
- * is read by Content-Length, chunked encoding, or until the peer closes, and never grows past
- * max_body bytes.
+ * stays silent (or trickles bytes) cannot hold the caller beyond timeout_ms. The response head
+ * goes through the same strict parser as the event-loop client (common/uresp.h: malformed or
+ * duplicate Content-Length, Content-Length with Transfer-Encoding, 101, folding, an oversized
+ * head are refused); the body is read by Content-Length, chunked encoding (picohttpparser's
+ * decoder), or until the peer closes, and never grows past max_body bytes.
  */
 #include "common/hclient.h"
+#include "common/uresp.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -23,14 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#define HC_MAX_LINE    8192  /* status line, one header, one chunk-size line */
-#define HC_MAX_HEAD    65536 /* all headers of one response */
+#define HC_MAX_HEAD    65536 /* a whole response head */
+#define HC_MAX_HEADERS 100
 #define HC_READ_CHUNK  16384
 #define HC_MAX_INTERIM 8 /* 1xx responses skipped before the real one */
 
@@ -233,32 +235,6 @@ static ssize_t fill(hc_conn_t *c)
     }
 }
 
-/* Next line without its CRLF (or bare LF), NUL-terminated in place. */
-static int read_line(hc_conn_t *c, char **line)
-{
-    size_t scanned = 0;
-    for (;;) {
-        char *nl = c->buf ? memchr(c->buf + c->pos + scanned, '\n', c->len - c->pos - scanned) : NULL;
-        if (nl) {
-            size_t n = (size_t)(nl - (c->buf + c->pos));
-            *line = c->buf + c->pos;
-            c->pos += n + 1;
-            if (n > 0 && (*line)[n - 1] == '\r')
-                n--;
-            (*line)[n] = '\0';
-            return 0;
-        }
-        scanned = c->len - c->pos;
-        if (scanned > HC_MAX_LINE)
-            return fail(c, "response line too long");
-        ssize_t r = fill(c);
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            return fail(c, "connection closed before the response was complete");
-    }
-}
-
 static int body_append(hc_conn_t *c, const char *p, size_t n)
 {
     if (n > c->max_body - c->body_len)
@@ -271,6 +247,15 @@ static int body_append(hc_conn_t *c, const char *p, size_t n)
     c->body_len += n;
     c->body[c->body_len] = '\0';
     return 0;
+}
+
+/* More bytes, or a failure when the peer closed before the response was complete. */
+static int need_more(hc_conn_t *c)
+{
+    ssize_t r = fill(c);
+    if (r < 0)
+        return -1;
+    return r == 0 ? fail(c, "connection closed before the response was complete") : 0;
 }
 
 /* Move up to `want` bytes (all until EOF when until_eof) from the connection into the body. */
@@ -295,124 +280,70 @@ static int read_body_bytes(hc_conn_t *c, size_t want, bool until_eof)
     return 0;
 }
 
+/* picohttpparser decodes in place: each read's chunk data moves to the front of what was read. */
 static int read_chunked(hc_conn_t *c)
 {
+    struct phr_chunked_decoder d = {.consume_trailer = 1};
     for (;;) {
-        char *line;
-        if (read_line(c, &line) != 0)
+        if (c->pos == c->len && need_more(c) != 0)
             return -1;
-        char *end;
-        errno = 0;
-        unsigned long long size = strtoull(line, &end, 16);
-        if (!isxdigit((unsigned char)line[0]) || errno ||
-            (*end && *end != ';' && *end != ' ' && *end != '\t'))
-            return fail(c, "bad chunk size line");
-        if (size > c->max_body - c->body_len)
-            return fail(c, "response body larger than %zu bytes", c->max_body);
-        if (size == 0)
-            break;
-        if (read_body_bytes(c, (size_t)size, false) != 0 || read_line(c, &line) != 0)
+        size_t n = c->len - c->pos;
+        ssize_t left = phr_decode_chunked(&d, c->buf + c->pos, &n);
+        if (left == -1)
+            return fail(c, "malformed chunked body");
+        if (body_append(c, c->buf + c->pos, n) != 0)
             return -1;
-        if (line[0])
-            return fail(c, "missing CRLF after chunk");
-    }
-    for (;;) { /* trailers, up to the empty line */
-        char *line;
-        if (read_line(c, &line) != 0)
-            return -1;
-        if (!line[0])
+        c->pos = c->len; /* bytes after the last chunk are not ours to read (Connection: close) */
+        if (left >= 0)
             return 0;
     }
 }
 
-typedef struct {
-    int status;
-    bool chunked;
-    bool has_length;
-    unsigned long long length;
-} hc_head_t;
-
-static int parse_status(hc_conn_t *c, const char *line, hc_head_t *h)
+/* The next final response head, checked by the upstream client's strict parser (common/uresp.h),
+ * interim 1xx heads skipped; consumed from the buffer. */
+static int read_head(hc_conn_t *c, bool head_request, uresp_t *r)
 {
-    if (strncmp(line, "HTTP/1.", 7) || !isdigit((unsigned char)line[7]) || line[8] != ' ' ||
-        !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) ||
-        !isdigit((unsigned char)line[11]) || (line[12] && line[12] != ' '))
-        return fail(c, "malformed status line");
-    h->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-    return 0;
-}
-
-static int parse_header(hc_conn_t *c, char *line, hc_head_t *h)
-{
-    char *colon = strchr(line, ':');
-    if (!colon)
-        return fail(c, "malformed header line");
-    *colon = '\0';
-    char *v = colon + 1;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    size_t vl = strlen(v);
-    while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-        v[--vl] = '\0';
-    if (!strcasecmp(line, "Transfer-Encoding")) {
-        const char *last = strrchr(v, ',');
-        last = last ? last + 1 : v;
-        while (*last == ' ')
-            last++;
-        h->chunked = !strcasecmp(last, "chunked");
-    } else if (!strcasecmp(line, "Content-Length")) {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (!isdigit((unsigned char)v[0]) || *end || errno || (h->has_length && n != h->length))
-            return fail(c, "bad Content-Length");
-        h->has_length = true;
-        h->length = n;
-    }
-    return 0;
-}
-
-static int read_head(hc_conn_t *c, hc_head_t *h)
-{
-    memset(h, 0, sizeof *h);
-    char *line;
-    if (read_line(c, &line) != 0 || parse_status(c, line, h) != 0)
-        return -1;
-    size_t total = strlen(line);
-    for (;;) {
-        if (read_line(c, &line) != 0)
-            return -1;
-        if (!line[0])
+    struct phr_header hdrs[HC_MAX_HEADERS];
+    for (int interim = 0;;) {
+        int n = -2;
+        if (c->len > c->pos) {
+            *r = (uresp_t){.headers = hdrs, .num_headers = HC_MAX_HEADERS};
+            n = uresp_parse(c->buf + c->pos, c->len - c->pos, HC_MAX_HEAD, head_request, r);
+        }
+        if (n == -1)
+            return fail(c, "%s", r->error);
+        if (n == -2) {
+            if (need_more(c) != 0)
+                return -1;
+            continue;
+        }
+        c->pos += (size_t)n;
+        if (!r->informational)
             return 0;
-        total += strlen(line);
-        if (total > HC_MAX_HEAD)
-            return fail(c, "response head too large");
-        if (parse_header(c, line, h) != 0)
-            return -1;
+        if (++interim > HC_MAX_INTERIM)
+            return fail(c, "more than %d interim responses", HC_MAX_INTERIM);
     }
 }
 
 static int read_response(hc_conn_t *c, bool head_request)
 {
-    hc_head_t h;
-    int interim = 0;
-    do {
-        if (read_head(c, &h) != 0)
-            return -1;
-    } while (h.status >= 100 && h.status < 200 && h.status != 101 && ++interim <= HC_MAX_INTERIM);
-    if (h.status < 200)
-        return fail(c, "unexpected status %d", h.status);
-    c->resp->status = h.status;
+    uresp_t r;
+    if (read_head(c, head_request, &r) != 0)
+        return -1;
+    c->resp->status = r.status;
     if (body_append(c, "", 0) != 0) /* an empty body is "" rather than NULL once a head was read */
         return -1;
-    if (head_request || h.status == 204 || h.status == 304)
+    switch (r.framing) {
+    case UC_BODY_NONE:
         return 0;
-    if (h.chunked)
+    case UC_BODY_CHUNKED:
         return read_chunked(c);
-    if (h.has_length) {
-        if (h.length > c->max_body)
+    case UC_BODY_LENGTH:
+        if (r.content_length > c->max_body)
             return fail(c, "response body larger than %zu bytes", c->max_body);
-        return read_body_bytes(c, (size_t)h.length, false);
+        return read_body_bytes(c, (size_t)r.content_length, false);
+    case UC_BODY_UNTIL_CLOSE:
+        break;
     }
     return read_body_bytes(c, 0, true);
 }

@@ -1,7 +1,8 @@
 /*
  * common/hclient.h - a small blocking HTTP/1.1 client with a hard deadline, for the places that
  * may block: fdctl (talking to the control socket), fd-sim's registration thread, the
- * launcher. Never used on an event loop (the CP and DP use h2o's asynchronous client).
+ * launcher, the data plane's last report after its loops stopped. Never used on an event loop
+ * (those use common/uclient.h). Responses are checked by the same strict parser (common/uresp.h).
  *
  * Target is "host:port" (IPv4/IPv6 literal or localhost) or "unix:/path/to.sock".
  * The whole exchange (connect, send, receive) is bounded by timeout_ms; the response body is

@@ -2,7 +2,7 @@
  * tests/unit/test_hclient.c - the blocking HTTP client (common/hclient.c) against a tiny scripted
  * HTTP server that each test runs in a thread, listening on 127.0.0.1 (port 0), ::1 or a unix
  * socket. The request path picks the server's behaviour: framing variants, oversize bodies, a
- * peer that never answers, a peer that closes early.
+ * peer that never answers, a peer that closes early, heads the strict parser refuses.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -80,11 +80,28 @@ static void send_filler(int fd, size_t n)
     send_str(fd, chunk);
 }
 
+/* Answers a lenient parser takes (the first or last framing header wins) and common/uresp.h
+ * refuses: each is ambiguous about where the body ends. */
+static const struct {
+    const char *path, *answer;
+} ambiguous[] = {
+    {"/cl_twice", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"},
+    {"/cl_space", "HTTP/1.1 200 OK\r\nContent-Length: 2 \r\n\r\nok"},
+    {"/cl_and_te",
+     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
+    {"/te_list", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
+};
+
 static void respond(int fd, const char *req, size_t req_len)
 {
     char path[64] = "";
     sscanf(req, "%*s %63s", path);
     char head[256];
+    for (size_t i = 0; i < sizeof(ambiguous) / sizeof(ambiguous[0]); i++)
+        if (!strcmp(path, ambiguous[i].path)) {
+            send_str(fd, ambiguous[i].answer);
+            return;
+        }
     if (!strcmp(path, "/ok")) {
         send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello");
     } else if (!strcmp(path, "/echo")) {
@@ -315,9 +332,20 @@ Test(hclient, truncated_and_malformed_responses_fail)
     cr_assert_eq(get("/short", 1024, 2000, &r), -1);
     cr_assert_str_eq(r.error, "connection closed before the response was complete");
     cr_assert_eq(get("/garbage", 1024, 2000, &r), -1);
-    cr_assert_str_eq(r.error, "malformed status line");
+    cr_assert_str_eq(r.error, "malformed response head");
     cr_assert_eq(get("/nothing", 1024, 2000, &r), -1, "closed without a response");
     cr_assert_eq(r.status, 0);
+}
+
+Test(hclient, ambiguous_framing_is_refused)
+{
+    start_server(AF_INET);
+    for (size_t i = 0; i < sizeof(ambiguous) / sizeof(ambiguous[0]); i++) {
+        hc_response_t r;
+        cr_expect_eq(get(ambiguous[i].path, 1024, 2000, &r), -1, "accepted %s", ambiguous[i].path);
+        cr_expect_neq(r.error[0], '\0', "no reason for %s", ambiguous[i].path);
+        hc_response_free(&r);
+    }
 }
 
 Test(hclient, deadline_covers_a_silent_server)
