@@ -74,6 +74,8 @@ void fd_config_defaults(fd_config_t *c)
     c->log_max_age_days = 7;
     c->log_max_total_size_mb = 500;
     c->log_cleanup_interval_secs = 3600;
+    snprintf(c->log_format, sizeof c->log_format, "text");
+    snprintf(c->access_log, sizeof c->access_log, "off");
 
     c->health_failure_threshold = 1;
     c->health_success_threshold = 1;
@@ -129,6 +131,16 @@ static const char *check_level(const char *v)
     return strcmp(v, "debug") && strcmp(v, "info") && strcmp(v, "warn") && strcmp(v, "error")
                ? "must be debug, info, warn or error"
                : NULL;
+}
+
+static const char *check_format(const char *v)
+{
+    return strcmp(v, "text") && strcmp(v, "json") ? "must be text or json" : NULL;
+}
+
+static const char *check_access_log(const char *v)
+{
+    return strcmp(v, "off") && strcmp(v, "stdout") && strcmp(v, "file") ? "must be off, stdout or file" : NULL;
 }
 
 static const char *check_output(const char *v)
@@ -216,6 +228,8 @@ static const key_spec_t key_specs[] = {
     INT("log", "max-age-days", log_max_age_days, 1, INT_MAX),
     INT("log", "max-total-size-mb", log_max_total_size_mb, 1, INT_MAX),
     PERIOD("log", "cleanup-interval-secs", log_cleanup_interval_secs),
+    LOWER("log", "format", log_format, check_format),
+    LOWER("log", "access-log", access_log, check_access_log),
 
     STR("manager", "register-path", register_path, NULL),
     INT("manager", "health-failure-threshold", health_failure_threshold, 1, 1000),

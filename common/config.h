@@ -32,6 +32,8 @@ typedef struct {
     /* log */
     char log_level[16];
     char log_output[16];
+    char log_format[8];  /* fd-router: text | json */
+    char access_log[8];  /* fd-router: off | stdout | file */
     int log_max_age_days;
     int log_max_total_size_mb;
     double log_cleanup_interval_secs;

@@ -4,8 +4,13 @@
  * Lines look exactly like the Go router's (Go's log package with LstdFlags|Lshortfile and a
  * "[LEVEL] " prefix), so operators' log tooling keeps working:
  *   [INFO] 2026/01/05 14:03:07 config.c:120: message
+ * or, with log.format: json, one JSON object per line ({"time", "level", "file", "line", "msg"}).
  * Each line is formatted into one bounded buffer and emitted with a single write(2), so lines
  * from concurrent threads (and processes sharing the descriptor) never interleave.
+ *
+ * The access log (log.access-log) is a second sink of the same kind: one JSON line per request,
+ * written by the data plane (dataplane/accesslog.c) to stdout or to its own file beside the
+ * router's, rotated and cleaned up by the same rules.
  */
 #include "common/log.h"
 
@@ -27,15 +32,22 @@
 #define LOG_LINE_MAX 8192
 
 static int g_level = FD_LOG_INFO;
+static bool g_json; /* log.format: json */
 
-/* file mode (fd_log_to_file); g_file < 0 = stdout/stderr */
-static struct {
+/* A destination of whole lines: stdout/stderr (fd < 0) or a file rotated daily to
+ * <prefix>-YYYY-MM-DD.log beside it. */
+typedef struct {
     int fd;
     int day; /* yyyymmdd of the lines in the current file */
+    const char *prefix;
     char path[PATH_MAX];
     char dir[PATH_MAX];
     pthread_mutex_t lock;
-} g_file = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} sink_t;
+
+static sink_t g_file = {.fd = -1, .prefix = "router", .lock = PTHREAD_MUTEX_INITIALIZER};
+static sink_t g_access = {.fd = -1, .prefix = "access", .lock = PTHREAD_MUTEX_INITIALIZER};
+static bool g_access_on;
 
 static const char *const level_tag[] = {"[ERROR] ", "[WARN] ", "[INFO] ", "[DEBUG] "};
 
@@ -87,69 +99,133 @@ static int open_log(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 }
 
-int fd_log_to_file(const char *path)
+static int sink_open(sink_t *k, const char *path)
 {
     int fd = open_log(path);
     if (fd < 0)
         return -1;
     struct stat st;
-    pthread_mutex_lock(&g_file.lock);
-    snprintf(g_file.path, sizeof(g_file.path), "%s", path);
-    snprintf(g_file.dir, sizeof(g_file.dir), "%s", path);
-    char *slash = strrchr(g_file.dir, '/');
+    pthread_mutex_lock(&k->lock);
+    snprintf(k->path, sizeof(k->path), "%s", path);
+    snprintf(k->dir, sizeof(k->dir), "%s", path);
+    char *slash = strrchr(k->dir, '/');
     if (slash)
         *slash = '\0';
     else
-        snprintf(g_file.dir, sizeof(g_file.dir), ".");
+        snprintf(k->dir, sizeof(k->dir), ".");
     /* a file left from an earlier day is archived at the first line of today */
-    g_file.day = fstat(fd, &st) == 0 && st.st_size > 0 ? day_of(st.st_mtime) : day_of(time(NULL));
-    if (g_file.fd >= 0) {
-        dup2(fd, g_file.fd);
+    k->day = fstat(fd, &st) == 0 && st.st_size > 0 ? day_of(st.st_mtime) : day_of(time(NULL));
+    if (k->fd >= 0) {
+        dup2(fd, k->fd);
         close(fd);
     } else {
-        __atomic_store_n(&g_file.fd, fd, __ATOMIC_RELEASE);
+        __atomic_store_n(&k->fd, fd, __ATOMIC_RELEASE);
     }
-    pthread_mutex_unlock(&g_file.lock);
+    pthread_mutex_unlock(&k->lock);
     return 0;
 }
 
-/* A new day: archive the current file unless another process already did, then reopen. */
-static void rotate(int today)
+int fd_log_to_file(const char *path)
 {
-    pthread_mutex_lock(&g_file.lock);
-    if (g_file.day != today) {
+    return sink_open(&g_file, path);
+}
+
+/* A new day: archive the current file unless another process already did, then reopen. */
+static void rotate(sink_t *k, int today)
+{
+    pthread_mutex_lock(&k->lock);
+    if (k->day != today) {
         struct stat mine, at_path;
-        bool ours = fstat(g_file.fd, &mine) == 0 && stat(g_file.path, &at_path) == 0 &&
+        bool ours = fstat(k->fd, &mine) == 0 && stat(k->path, &at_path) == 0 &&
                     mine.st_ino == at_path.st_ino && mine.st_dev == at_path.st_dev;
         if (ours) {
             char archive[PATH_MAX + 32];
-            snprintf(archive, sizeof(archive), "%s/router-%04d-%02d-%02d.log", g_file.dir, g_file.day / 10000,
-                     g_file.day / 100 % 100, g_file.day % 100);
-            for (int k = 1; access(archive, F_OK) == 0 && k < 100; k++)
-                snprintf(archive, sizeof(archive), "%s/router-%04d-%02d-%02d.%d.log", g_file.dir,
-                         g_file.day / 10000, g_file.day / 100 % 100, g_file.day % 100, k);
-            rename(g_file.path, archive);
+            snprintf(archive, sizeof(archive), "%s/%s-%04d-%02d-%02d.log", k->dir, k->prefix, k->day / 10000,
+                     k->day / 100 % 100, k->day % 100);
+            for (int n = 1; access(archive, F_OK) == 0 && n < 100; n++)
+                snprintf(archive, sizeof(archive), "%s/%s-%04d-%02d-%02d.%d.log", k->dir, k->prefix,
+                         k->day / 10000, k->day / 100 % 100, k->day % 100, n);
+            rename(k->path, archive);
         }
-        int fd = open_log(g_file.path);
+        int fd = open_log(k->path);
         if (fd >= 0) { /* same descriptor number: a thread writing right now never hits a reused one */
-            dup2(fd, g_file.fd);
+            dup2(fd, k->fd);
             close(fd);
         }
-        __atomic_store_n(&g_file.day, today, __ATOMIC_RELEASE);
+        __atomic_store_n(&k->day, today, __ATOMIC_RELEASE);
     }
-    pthread_mutex_unlock(&g_file.lock);
+    pthread_mutex_unlock(&k->lock);
+}
+
+static void sink_emit(sink_t *k, int std_fd, const char *buf, size_t len, time_t now)
+{
+    if (__atomic_load_n(&k->fd, __ATOMIC_ACQUIRE) < 0) {
+        write_all(std_fd, buf, len);
+        return;
+    }
+    int today = day_of(now);
+    if (today != __atomic_load_n(&k->day, __ATOMIC_RELAXED))
+        rotate(k, today);
+    write_all(__atomic_load_n(&k->fd, __ATOMIC_ACQUIRE), buf, len);
 }
 
 static void emit(fd_log_level_t lvl, const char *buf, size_t len, time_t now)
 {
-    if (__atomic_load_n(&g_file.fd, __ATOMIC_ACQUIRE) < 0) {
-        write_all(lvl == FD_LOG_ERROR ? STDERR_FILENO : STDOUT_FILENO, buf, len);
-        return;
+    sink_emit(&g_file, lvl == FD_LOG_ERROR ? STDERR_FILENO : STDOUT_FILENO, buf, len, now);
+}
+
+int fd_access_log_open(const char *path)
+{
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    if (strcmp(path, "-") != 0 && sink_open(&g_access, path) != 0)
+        return -1;
+    g_access_on = true;
+    return 0;
+}
+
+bool fd_access_log_enabled(void)
+{
+    return g_access_on;
+}
+
+void fd_access_log_write(const char *line, size_t len)
+{
+    sink_emit(&g_access, STDOUT_FILENO, line, len, time(NULL));
+}
+
+void fd_log_set_format_name(const char *name)
+{
+    g_json = name != NULL && strcmp(name, "json") == 0;
+}
+
+size_t fd_json_escape(char *out, size_t cap, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t k = 0;
+        if (c == '"' || c == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(esc, "\\u00", 4);
+            k = 4;
+            esc[k++] = hex[c >> 4];
+            esc[k++] = hex[c & 15];
+        } else {
+            esc[k++] = (char)c;
+        }
+        if (n + k >= cap)
+            break; /* bounded: cut between characters of the escaped text */
+        memcpy(out + n, esc, k);
+        n += k;
     }
-    int today = day_of(now);
-    if (today != __atomic_load_n(&g_file.day, __ATOMIC_RELAXED))
-        rotate(today);
-    write_all(__atomic_load_n(&g_file.fd, __ATOMIC_ACQUIRE), buf, len);
+    if (cap)
+        out[n] = '\0';
+    return n;
 }
 
 typedef struct {
@@ -164,11 +240,11 @@ static int by_age(const void *a, const void *b)
     return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
 }
 
-int fd_log_cleanup(int max_age_days, int max_total_mb)
+static int sink_cleanup(const sink_t *k, int max_age_days, int max_total_mb)
 {
-    if (g_file.fd < 0)
+    if (k->fd < 0)
         return 0;
-    DIR *d = opendir(g_file.dir);
+    DIR *d = opendir(k->dir);
     if (!d)
         return 0;
     archive_t *list = NULL;
@@ -178,9 +254,10 @@ int fd_log_cleanup(int max_age_days, int max_total_mb)
         size_t len = strlen(e->d_name);
         struct stat st;
         char full[PATH_MAX + NAME_MAX + 2];
-        snprintf(full, sizeof(full), "%s/%s", g_file.dir, e->d_name);
-        if (strncmp(e->d_name, "router-", 7) != 0 || len < 11 || strcmp(e->d_name + len - 4, ".log") != 0 ||
-            stat(full, &st) != 0 || !S_ISREG(st.st_mode))
+        size_t plen = strlen(k->prefix);
+        snprintf(full, sizeof(full), "%s/%s", k->dir, e->d_name);
+        if (strncmp(e->d_name, k->prefix, plen) != 0 || e->d_name[plen] != '-' || len < plen + 5 ||
+            strcmp(e->d_name + len - 4, ".log") != 0 || stat(full, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
         if (n == cap) {
             archive_t *grown = realloc(list, (cap = cap ? cap * 2 : 16) * sizeof(*list));
@@ -195,7 +272,7 @@ int fd_log_cleanup(int max_age_days, int max_total_mb)
     closedir(d);
     qsort(list, n, sizeof(*list), by_age);
     struct stat cur;
-    long long total = stat(g_file.path, &cur) == 0 ? cur.st_size : 0;
+    long long total = stat(k->path, &cur) == 0 ? cur.st_size : 0;
     for (size_t i = 0; i < n; i++)
         total += list[i].size;
     time_t oldest_kept = time(NULL) - (time_t)max_age_days * 86400;
@@ -205,7 +282,7 @@ int fd_log_cleanup(int max_age_days, int max_total_mb)
         if (!too_old && !too_big)
             break; /* sorted by age: the rest are younger, and the total fits */
         char full[PATH_MAX + NAME_MAX + 2];
-        snprintf(full, sizeof(full), "%s/%s", g_file.dir, list[i].name);
+        snprintf(full, sizeof(full), "%s/%s", k->dir, list[i].name);
         if (unlink(full) == 0) {
             total -= list[i].size;
             deleted++;
@@ -213,6 +290,32 @@ int fd_log_cleanup(int max_age_days, int max_total_mb)
     }
     free(list);
     return deleted;
+}
+
+int fd_log_cleanup(int max_age_days, int max_total_mb)
+{
+    return sink_cleanup(&g_file, max_age_days, max_total_mb) +
+           sink_cleanup(&g_access, max_age_days, max_total_mb);
+}
+
+static const char *const level_name[] = {"error", "warn", "info", "debug"};
+
+/* log.format: json -
+ * {"time":"2026-01-05T14:03:07+0100","level":"info","file":"config.c","line":120,"msg":"..."} */
+static void emit_json(fd_log_level_t lvl, const struct tm *tm, const char *file, int line, const char *msg,
+                      size_t msglen, time_t now)
+{
+    char out[2 * LOG_LINE_MAX];
+    char when[40];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", tm);
+    int n =
+        snprintf(out, sizeof(out), "{\"time\":\"%s\",\"level\":\"%s\",\"file\":\"", when, level_name[lvl]);
+    size_t len = (size_t)n;
+    len += fd_json_escape(out + len, 256, file, strlen(file));
+    len += (size_t)snprintf(out + len, sizeof(out) - len, "\",\"line\":%d,\"msg\":\"", line);
+    len += fd_json_escape(out + len, sizeof(out) - len - 3, msg, msglen);
+    memcpy(out + len, "\"}\n", 3);
+    emit(lvl, out, len + 3, now);
 }
 
 static void write_line(fd_log_level_t lvl, const char *file, int line, unsigned long long suppressed,
@@ -233,7 +336,7 @@ static void write_line(fd_log_level_t lvl, const char *file, int line, unsigned 
     int n =
         snprintf(buf, cap + 1, "%s%04d/%02d/%02d %02d:%02d:%02d %s:%d: ", level_tag[lvl], tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, base, line);
-    size_t len = n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap);
+    size_t len = n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap), msg_off = len;
 
     char tail[48] = "";
     if (suppressed)
@@ -250,9 +353,13 @@ static void write_line(fd_log_level_t lvl, const char *file, int line, unsigned 
         len--;
     memcpy(buf + len, tail, strlen(tail));
     len += strlen(tail);
-    /* Like Go's log package: a newline ends every line. */
-    buf[len++] = '\n';
-    emit(lvl, buf, len, now);
+    if (g_json) {
+        emit_json(lvl, &tm, base, line, buf + msg_off, len - msg_off, now);
+    } else {
+        /* Like Go's log package: a newline ends every line. */
+        buf[len++] = '\n';
+        emit(lvl, buf, len, now);
+    }
     errno = saved_errno;
 }
 

@@ -2,11 +2,14 @@
  * common/log.h - logging in the Go router's line format, so the operators' tooling that parses
  * FastDeploy router logs works on fd-router too:
  *   [LEVEL] YYYY/MM/DD HH:MM:SS file.c:<line>: <message>
- * INFO/WARN/DEBUG go to stdout, ERROR to stderr. Thread-safe (one write(2) per line).
+ * INFO/WARN/DEBUG go to stdout, ERROR to stderr. Thread-safe (one write(2) per line). Optionally
+ * JSON lines instead (log.format: json), and a separate access log (log.access-log).
  */
 #ifndef FD_COMMON_LOG_H
 #define FD_COMMON_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum { FD_LOG_ERROR = 0, FD_LOG_WARN = 1, FD_LOG_INFO = 2, FD_LOG_DEBUG = 3 } fd_log_level_t;
@@ -30,6 +33,24 @@ int fd_log_to_file(const char *path);
  * max_age_days go, then the oldest while all archives and the current file exceed max_total_mb
  * (the current file itself is never deleted). Returns how many were deleted. */
 int fd_log_cleanup(int max_age_days, int max_total_mb);
+
+/* log.format: "json" writes every line as one JSON object ({"time","level","file","line","msg"});
+ * anything else keeps the Go router's text lines. */
+void fd_log_set_format_name(const char *name);
+
+/*
+ * The access log (log.access-log): one line per request, already formatted by the caller (JSON,
+ * newline included), written with one write(2). fd_access_log_open(path): "-" = stdout, a path =
+ * that file, rotated daily to access-YYYY-MM-DD.log beside it and cleaned up by fd_log_cleanup
+ * with the router's archives; NULL or "" leaves it off. Returns 0, or -1 with errno.
+ */
+int fd_access_log_open(const char *path);
+bool fd_access_log_enabled(void);
+void fd_access_log_write(const char *line, size_t len);
+
+/* JSON string escaping of s[0..len) into out (NUL-terminated, at most cap - 1 bytes, never cut
+ * inside an escape); returns the bytes written. */
+size_t fd_json_escape(char *out, size_t cap, const char *s, size_t len);
 
 /*
  * Rate-limited lines, for what an attacker or a failing fleet can repeat at request rate ("no

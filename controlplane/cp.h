@@ -177,6 +177,7 @@ struct cp {
     char shm_name[64];
     char control_socket[PATH_MAX];
     char log_file[PATH_MAX]; /* log.output: file: the absolute path (the DPs write it too); "" otherwise */
+    char access_log[PATH_MAX]; /* log.access-log: "" off, "-" stdout, else the file the DPs write */
     cp_timer_t log_cleanup_timer;
     char dp_binary[PATH_MAX];         /* the configured binary (flag, config, default); SIGHUP uses it */
     char dp_binary_running[PATH_MAX]; /* what the current DP runs; restarts after a crash use it */
@@ -413,6 +414,9 @@ void cp_stats_stop(cp_t *cp);
 /* ---- log.output: file (logfiles.c) ---- */
 
 int cp_logfiles_open(cp_t *cp); /* at start, before anything else is logged to stdout */
+/* log.access-log into cp->access_log (./logs/access.log for file; opened here too, so the clean-up
+ * sees its archives). Returns 0, or -1 with the reason in err. At start and at each reload. */
+int cp_access_log_open(cp_t *cp, char *err, size_t errlen);
 int cp_logfiles_start(cp_t *cp);
 void cp_logfiles_stop(cp_t *cp);
 

@@ -96,8 +96,13 @@ static int load_config(cp_t *cp, const cp_args_t *a)
         cp->dp_drain_secs = (unsigned)v;
     }
     fd_log_set_level_name(cp->cfg.log_level);
+    fd_log_set_format_name(cp->cfg.log_format);
     if (cp_logfiles_open(cp) != 0)
         return -1;
+    if (cp_access_log_open(cp, err, sizeof(err)) != 0) {
+        LOG_ERROR("Failed to start: log.access-log: %s", err);
+        return -1;
+    }
     return resolve_names(cp, a);
 }
 

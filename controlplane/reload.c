@@ -85,6 +85,17 @@ static void publish(cp_t *cp)
     shm_config_publish(&cp->seg, &sc);
 }
 
+/* Back to the configuration before the pending reload (it worked then, so its access log opens). */
+static void restore(cp_t *cp)
+{
+    char why[256];
+    cp->cfg = prev;
+    memcpy(cp->dp_binary, prev_binary, sizeof(cp->dp_binary));
+    if (cp_access_log_open(cp, why, sizeof(why)) != 0)
+        LOG_WARN("Reload: the previous access log cannot be reopened: %s", why);
+    publish(cp);
+}
+
 int cp_reload_prepare(cp_t *cp, char *err, size_t errlen)
 {
     pending = false;
@@ -106,6 +117,12 @@ int cp_reload_prepare(cp_t *cp, char *err, size_t errlen)
     memcpy(prev_binary, cp->dp_binary, sizeof(prev_binary));
     cp->cfg = next;
     snprintf(cp->dp_binary, sizeof(cp->dp_binary), "%s", binary);
+    if (cp_access_log_open(cp, why, sizeof(why)) != 0) {
+        restore(cp);
+        snprintf(err, errlen, "log.access-log: %s (nothing was changed)", why);
+        LOG_ERROR("Reload refused: %s", err);
+        return -1;
+    }
     publish(cp);
     pending = true;
     LOG_INFO("Reload: %s read (policy %s, prefill %s, decode %s, log level %s)%s", cp->config_path,
@@ -136,6 +153,7 @@ void cp_reload_commit(cp_t *cp)
         return;
     pending = false;
     fd_log_set_level_name(cp->cfg.log_level);
+    fd_log_set_format_name(cp->cfg.log_format);
     if (restart_jobs(cp) != 0)
         LOG_ERROR("Reload: a periodic job could not be restarted (timer creation failed)");
     LOG_INFO("Reload: the configuration of %s is in force (data plane and control plane)", cp->config_path);
@@ -146,8 +164,6 @@ void cp_reload_rollback(cp_t *cp)
     if (!pending)
         return;
     pending = false;
-    cp->cfg = prev;
-    memcpy(cp->dp_binary, prev_binary, sizeof(cp->dp_binary));
-    publish(cp);
+    restore(cp);
     LOG_WARN("Reload: the upgrade failed, so the previous configuration stays in force");
 }

@@ -386,9 +386,10 @@ int cp_dp_spawn_proc(cp_t *cp, cp_proc_t *p, const char *binary, char *err, size
     char fdbuf[16], bin[PATH_MAX];
     snprintf(fdbuf, sizeof(fdbuf), "%d", cp->listen_fd);
     snprintf(bin, sizeof(bin), "%s", binary);
-    char *argv[] = {bin,           "--shm_name", cp->shm_name,  "--control_socket", cp->control_socket,
-                    "--listen_fd", fdbuf,        "--log_level", cp->cfg.log_level,  "--log_file",
-                    cp->log_file,  NULL};
+    char *argv[] = {bin,           "--shm_name",   cp->shm_name,      "--control_socket", cp->control_socket,
+                    "--listen_fd", fdbuf,          "--log_level",     cp->cfg.log_level,  "--log_file",
+                    cp->log_file,  "--log_format", cp->cfg.log_format, "--access_log",     cp->access_log,
+                    NULL};
     int errpipe[2];
     if (pipe2(errpipe, O_CLOEXEC) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));

@@ -125,6 +125,9 @@ int dp_handle_metrics(h2o_req_t *req);
 int dp_handle_ready(h2o_req_t *req);
 int dp_handle_abort(h2o_req_t *req);
 
+/* "ok", "bad_request", ...: fd_router_requests_total's outcome label (metrics.c), the access log's too */
+const char *dp_outcome_name(dp_outcome_t o);
+
 /* Counted in shared memory: /metrics' fd_router_requests_total survives upgrades and crashes. */
 static inline void dp_count_outcome(dp_outcome_t o)
 {

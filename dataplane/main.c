@@ -37,7 +37,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fd-router-dp --shm_name NAME --listen_fd FD --control_socket PATH\n"
             "                    [--threads N] [--drain_secs S] [--drain_idle_ms MS] [--log_level L]\n"
-            "                    [--log_file PATH]\n"
+            "                    [--log_file PATH] [--log_format text|json] [--access_log PATH|-]\n"
             "  Normally started by fd-router-cp, which owns the listening socket and the shared memory.\n"
             "  --shm_name NAME        shared memory segment to attach (created by the control plane)\n"
             "  --listen_fd FD         inherited listening socket\n"
@@ -47,6 +47,8 @@ static void usage(FILE *f)
             "600)\n"
             "  --log_level L          debug, info, warn (else errors only), as log.level (default info)\n"
             "  --log_file PATH        write the log there (log.output: file), rotated daily\n"
+            "  --log_format F         text (the Go router's lines) or json, as log.format\n"
+            "  --access_log PATH      one JSON line per request to PATH (rotated daily), - for stdout\n"
             "  --drain_idle_ms MS     while draining, close keep-alive connections idle this long (default "
             "1000)\n");
 }
@@ -61,6 +63,8 @@ static int parse_args(int argc, char **argv, char *shm_name, size_t shm_len)
                                          {"drain_idle_ms", required_argument, 0, 'i'},
                                          {"log_level", required_argument, 0, 'L'},
                                          {"log_file", required_argument, 0, 'F'},
+                                         {"log_format", required_argument, 0, 'J'},
+                                         {"access_log", required_argument, 0, 'A'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -93,6 +97,13 @@ static int parse_args(int argc, char **argv, char *shm_name, size_t shm_len)
         case 'F':
             if (optarg[0] && fd_log_to_file(optarg) != 0)
                 LOG_ERROR("cannot open log file %s: %s (logging to stdout)", optarg, strerror(errno));
+            break;
+        case 'J':
+            fd_log_set_format_name(optarg);
+            break;
+        case 'A':
+            if (fd_access_log_open(optarg) != 0)
+                LOG_ERROR("cannot open access log %s: %s (no access log)", optarg, strerror(errno));
             break;
         case 'h':
             usage(stdout);

@@ -188,6 +188,11 @@ static const char *const outcome_name[DP_OUT_COUNT] = {
     [DP_OUT_CLIENT_ABORT] = "client_abort",
 };
 
+const char *dp_outcome_name(dp_outcome_t o)
+{
+    return (unsigned)o < DP_OUT_COUNT ? outcome_name[o] : "unknown";
+}
+
 static void put_process(out_t *o)
 {
     _Static_assert(DP_OUT_COUNT <= SHM_OUTCOMES, "shared memory counts every outcome");

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "dataplane/accesslog.h"
 #include "dataplane/leg.h"
 #include "dataplane/pd.h"
 #include "dataplane/pools.h"
@@ -198,6 +199,7 @@ static void pd_start(h2o_req_t *req, pd_req_t *r)
     char rid[DP_UUID_LEN + 1] = "";
     if (!r->body.has_request_id)
         dp_uuid4(&t->rng, rid);
+    dp_access_note_request_id(req, rid);
     h2o_iovec_t body = dp_pd_body(&req->pool, req->entity, &r->body, shm_instance(&dp.seg, r->p.slot),
                                   shm_instance(&dp.seg, r->d.slot), rid);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-prefill-url"), 0,

@@ -48,6 +48,7 @@
 
 #include "common/log.h"
 #include "common/reply.h"
+#include "dataplane/accesslog.h"
 #include "dataplane/dp.h"
 #include "dataplane/errjson.h"
 #include "dataplane/framing.h"
@@ -278,6 +279,7 @@ int dp_server_setup(void)
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
     h->on_req = on_req;
+    dp_accesslog_register(host, path); /* log.access-log: nothing is registered when it is off */
     return 0;
 }
 

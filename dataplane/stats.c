@@ -4,6 +4,7 @@
 #include <math.h>
 #include <sys/time.h>
 
+#include "dataplane/accesslog.h"
 #include "dataplane/stats.h"
 
 unsigned dp_stats_bucket(uint64_t ms)
@@ -48,6 +49,7 @@ void dp_stats_head(const dp_choice_t *c, h2o_req_t *req)
 
 void dp_stats_done(const dp_choice_t *c, h2o_req_t *req, dp_outcome_t outcome)
 {
+    dp_access_note(req, c->url, outcome);
     shm_instance_t *in = outcome == DP_OUT_OK ? slot_of(c) : NULL;
     if (in == NULL)
         return;

@@ -142,7 +142,7 @@ def kill_pid(pid, sig=signal.SIGKILL, expect=None):
 class Proc:
     """A process we started, with stdout/stderr in files of the test's temp dir."""
 
-    def __init__(self, name, argv, tmpdir, env=None):
+    def __init__(self, name, argv, tmpdir, env=None, cwd=None):
         self.name = name
         self.argv = argv
         self.out_path = os.path.join(tmpdir, "%s.out" % name)
@@ -150,7 +150,7 @@ class Proc:
         self._out = open(self.out_path, "wb")
         self._err = open(self.err_path, "wb")
         self.popen = subprocess.Popen(argv, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
-                                      env=env, close_fds=True)
+                                      env=env, close_fds=True, cwd=cwd)
         self.pid = self.popen.pid
         with _all_pids_lock:
             _all_pids.add(self.pid)
@@ -563,8 +563,8 @@ class Harness:
 
     # -- processes
 
-    def spawn(self, name, argv, env=None):
-        p = Proc("%02d-%s" % (len(self.procs), name), argv, self.tmpdir, env=env)
+    def spawn(self, name, argv, env=None, cwd=None):
+        p = Proc("%02d-%s" % (len(self.procs), name), argv, self.tmpdir, env=env, cwd=cwd)
         self.procs.append(p)
         return p
 
@@ -603,9 +603,10 @@ class Harness:
         wait_until(lambda: get(bound, "/health", timeout=2).status == 200, 10, what="fd-sim %s /health" % name)
         return sim
 
-    def start_router(self, config=None, register=None, splitwise=False, port=None, wait_ready=True):
+    def start_router(self, config=None, register=None, splitwise=False, port=None, wait_ready=True, cwd=None):
         """Start fd-router with a config (dict of sections, merged over fast test defaults) and
-        optionally a register.yaml (list of instance dicts)."""
+        optionally a register.yaml (list of instance dicts); cwd: its working directory (where
+        log.output: file writes ./logs), else the test's own."""
         n = next(_seq)
         port = port or free_port()
         shm_name = "/fd-router-it-%d-%d" % (os.getpid(), n)
@@ -631,7 +632,7 @@ class Harness:
         if splitwise:
             argv.append("--splitwise")
         self.shm_names.append(shm_name)
-        p = self.spawn("router%d" % n, argv)
+        p = self.spawn("router%d" % n, argv, cwd=cwd)
         r = Router(self, p, port, shm_name, sock)
         self.routers.append(r)
         with _all_pids_lock:
