@@ -270,7 +270,8 @@ static int sink_cleanup(const sink_t *k, int max_age_days, int max_total_mb)
         list[n++].size = st.st_size;
     }
     closedir(d);
-    qsort(list, n, sizeof(*list), by_age);
+    if (n > 0) /* list is NULL when there is no archive */
+        qsort(list, n, sizeof(*list), by_age);
     struct stat cur;
     long long total = stat(k->path, &cur) == 0 ? cur.st_size : 0;
     for (size_t i = 0; i < n; i++)
