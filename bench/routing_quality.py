@@ -37,7 +37,8 @@ routing_quality.md (the same tables for docs/benchmarks.md), routing_quality.jso
 routing_quality.png (hit rate, TTFT p50/p99 and throughput per policy and workload, means) and
 routing_quality_spread.png (shared-prefix over the seeds). Every output names the commit measured
 (FD_BENCH_COMMIT, else git's HEAD, +uncommitted when the tree differs).
-Takes about 25 minutes with the defaults on 2 cores, 2-3 minutes with --quick.
+Takes about 18 minutes with the defaults on 2 cores (90 runs; --all-policies: about 33), about 1.5
+minutes with --quick.
 
   bench/routing_quality.py [--results DIR] [--bin DIR] [--policies a,b | --all-policies] [--workloads a,b]
                            [--runs N] [--open-rate R] [--replicas N] [--quick]
@@ -387,15 +388,15 @@ def acceptance(res, cand, ideal, n_instances):
         check("replicas: groups on a single instance >= 90%", m(REPLICAS, cand, "groups_single"), 0.9, ge)
         check("replicas: instances used >= 3 of 4 (3/4 of the fleet)", m(REPLICAS, cand, "instances_used"),
               0.75 * n_instances, ge)
-    for line in out:  # ratios as percentages, times in ms, counts as they are
+    for line in out:  # ratios as percentages, times in ms, counts as they are; fine enough to show the verdict
         for i in (1, 2):
             v = line[i]
             if v is None:
                 line[i] = "-"
             elif "hit rate" in line[0] or "groups" in line[0]:
-                line[i] = pct(v)
+                line[i] = "%.2f%%" % (100 * v)
             elif "TTFT" in line[0]:
-                line[i] = ms(v)
+                line[i] = "%.1f" % (1000 * v)
             else:
                 line[i] = "%.2f" % v
     return ["acceptance check (%s, means over the seeds)" % cand, "measured", "target", "verdict"], out
@@ -510,7 +511,8 @@ def main():
         ideal[wl] = sum(v) / len(v)
 
     sizing = ("%d fd-sim instances, engine on: kv-blocks %d x 16 tokens, prefill %g tokens/s, decode step %g ms "
-              "+ 0.2 ms/seq, max-batch %d; closed loop: %d users; %d output tokens +-50%%; shared-prefix: %d groups x %d, "
+              "+ 0.2 ms/seq, max-batch %d; closed loop: %d users; %d output tokens +-50%%; "
+              "shared-prefix: %d groups x %d, "
               "prefix %d + suffix 32 words (prefixes: %d blocks; one instance holds %d, the fleet %d); hot-prefix: "
               "%d cold groups x %d, and a hot group of %d prompts, prefix %d + suffix %d words; seeds 1..%d; shipped "
               "defaults unless the policy's name says otherwise" %

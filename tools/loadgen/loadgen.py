@@ -8,10 +8,11 @@ open-loop (--arrival poisson --rate R: jobs arrive at exponential intervals draw
 a schedule that does not wait for answers; at most --max-outstanding requests in flight, an
 arrival beyond that is dropped and counted as an error, as a client that gives up would be; a chat
 job is a session whose next round starts when its previous answer ended) or closed-loop
-(--concurrency users, each sending its next request when the previous one ended). Answers are streamed (client.py) and every SSE event is
-timed, which gives time to first token, inter-token latency and end-to-end latency per request.
-report.py turns them into percentiles, throughput, errors and the fleet's prefix-cache hit rate
-(read from the instances' /metrics before and after the run).
+(--concurrency users, each sending its next request when the previous one ended). Answers are
+streamed (client.py) and every SSE event is timed, which gives time to first token, inter-token
+latency and end-to-end latency per request. report.py turns them into percentiles, throughput,
+errors, the load spread over the instances and the fleet's prefix-cache hit rate (read from the
+instances' /metrics before and after the run).
 
 The bench/ scripts drive it with --json and read the summary from there; a person reads the table.
 
