@@ -27,6 +27,7 @@
  *   etcd.c       registry.backend: etcd - the fleet's registry shared by several router hosts
  *   upgrade.c    the hot upgrade: start a new DP, wait until it serves, drain the old one
  *   reload.c     config.yaml re-read at each upgrade, applied through the new DP
+ *   snapshot.c   a copy of the registry in a file, to fill a segment that had to be rebuilt
  */
 #ifndef FD_CP_CP_H
 #define FD_CP_CP_H
@@ -176,7 +177,7 @@ struct cp {
     char config_path[PATH_MAX];
     char shm_name[64];
     char control_socket[PATH_MAX];
-    char log_file[PATH_MAX]; /* log.output: file: the absolute path (the DPs write it too); "" otherwise */
+    char log_file[PATH_MAX];   /* log.output: file: the absolute path (the DPs write it too); "" otherwise */
     char access_log[PATH_MAX]; /* log.access-log: "" off, "-" stdout, else the file the DPs write */
     cp_timer_t log_cleanup_timer;
     char dp_binary[PATH_MAX];         /* the configured binary (flag, config, default); SIGHUP uses it */
@@ -233,6 +234,7 @@ struct cp {
     } models;
 
     cp_timer_t stats_timer;
+    cp_timer_t snapshot_timer; /* snapshot.c */
 
     struct {
         cp_timer_t ttl, maintain;
@@ -502,6 +504,17 @@ int cp_config_read(const char *path, const cp_args_t *a, fd_config_t *c, char *e
 int cp_reload_prepare(cp_t *cp, char *err, size_t errlen);
 void cp_reload_commit(cp_t *cp);   /* the new DP serves: the CP applies the configuration too */
 void cp_reload_rollback(cp_t *cp); /* the upgrade failed: the previous configuration again */
+
+/* ---- registry snapshot (snapshot.c) ---- */
+
+/* <control socket's directory>/<segment name>.registry.json */
+void cp_snapshot_path(const cp_t *cp, char *out, size_t outlen);
+void cp_snapshot_write(cp_t *cp);
+/* A rebuilt segment: register every valid entry of the snapshot (health UNKNOWN, drain flag and
+ * register.yaml origin kept). Returns how many were carried over; says what happened in the log. */
+unsigned cp_snapshot_restore(cp_t *cp);
+int cp_snapshot_start(cp_t *cp); /* rewrites the file within a second of each change of the table */
+void cp_snapshot_stop(cp_t *cp); /* writes it a last time */
 
 /* ---- operator actions (actions.c) ---- */
 

@@ -114,9 +114,8 @@ static const char *open_result_name(shm_open_result_t how)
     case SHM_OPEN_REUSED:
         return "REUSED (registry, views and counters kept)";
     default:
-        return "REBUILT (incompatible segment or changed configuration discarded): its registry, drain "
-               "flags, counters and prefix tree are not carried over; instances that heartbeat come back at "
-               "their next /register, register.yaml's are loaded now, others must register again";
+        return "REBUILT (incompatible segment or changed configuration discarded): its counters and prefix "
+               "tree are not carried over; its registry and drain flags come from the registry snapshot";
     }
 }
 
@@ -332,7 +331,8 @@ static int start_services(cp_t *cp, const cp_orphans_t *o)
     if (cp->cfg.register_path[0] != '\0')
         cp_register_load_file(cp, cp->cfg.register_path);
     if (cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_models_start(cp) != 0 ||
-        cp_stats_start(cp) != 0 || cp_evict_start(cp) != 0 || cp_logfiles_start(cp) != 0)
+        cp_stats_start(cp) != 0 || cp_evict_start(cp) != 0 || cp_logfiles_start(cp) != 0 ||
+        cp_snapshot_start(cp) != 0)
         return -1;
     int rc = o->current || o->nstop || o->ndraining ? cp_dp_adopt(cp, o, err, sizeof(err)) : 0;
     if (rc == 0 && o->current == 0)
@@ -352,6 +352,7 @@ static void shutdown_cp(cp_t *cp)
     cp_stats_stop(cp);
     cp_evict_stop(cp);
     cp_logfiles_stop(cp);
+    cp_snapshot_stop(cp);
     if (cp->prober_ready)
         cp_register_abort_all(cp);
     cp_upgrade_abort(cp, "the control plane stopped during the upgrade");
@@ -404,7 +405,9 @@ static int run(cp_t *cp)
     shm_open_result_t how;
     if (open_shm(cp, &how) != 0)
         return 1;
-    if (how == SHM_OPEN_REUSED && !dp_alive(&cp->seg))
+    /* a rebuilt segment gets the registry back from its snapshot; one probe decides each instance */
+    unsigned restored = how == SHM_OPEN_REBUILT ? cp_snapshot_restore(cp) : 0;
+    if ((how == SHM_OPEN_REUSED && !dp_alive(&cp->seg)) || restored > 0)
         mark_stale_unknown(cp);
     cp->loop = h2o_evloop_create();
     cp_orphans_t orphans;
