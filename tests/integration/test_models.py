@@ -84,6 +84,8 @@ class ModelsTest(FdTestCase):
         wait_until(lambda: listed(router) == ["model-a", "model-b"], 10, what="both models listed")
         wait_until(lambda: len(router.selectable_urls()) == 3, 10, what="three instances selectable")
         wait_until(lambda: "lists no models" in router.proc.stdout(), 10, what="the plain instance polled")
+        models = {i["url"]: i["models"] for i in router.registered_local()}  # fdctl registered --json
+        self.assertEqual(models, {a.url: ["model-a"], b.url: ["model-b"], plain.url: None})
         before = self.counts([a, b, plain])
         for _ in range(4):
             r = self.chat_to(router, "model-c")  # only the instance that did not say can serve it

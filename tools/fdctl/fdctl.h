@@ -49,6 +49,8 @@ typedef struct {
     uint64_t total_sum_ms;
     bool has_remote; /* the control plane's last /metrics poll of the instance succeeded */
     shm_remote_metrics_t remote;
+    int n_models; /* -1: not known (it accepts every model), else what its GET /v1/models listed */
+    shm_model_info_t models[SHM_INSTANCE_MODELS];
 } fdctl_instance_t;
 
 typedef struct {

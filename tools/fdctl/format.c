@@ -97,6 +97,10 @@ static json_object *instance_json(const fdctl_instance_t *in, uint64_t now_ms)
     add(o, "retired_age_ms", in->state == SHM_SLOT_RETIRED ? age_json(now_ms, in->retired_at_ms) : NULL);
     add(o, "failures_total", json_object_new_int64((int64_t)in->failures_total));
     add(o, "last_error", in->last_error[0] ? json_object_new_string(in->last_error) : NULL);
+    json_object *models = in->n_models >= 0 ? json_object_new_array() : NULL; /* null: accepts every model */
+    for (int i = 0; i < in->n_models; i++)
+        json_object_array_add(models, json_object_new_string(in->models[i].id));
+    add(o, "models", models);
     return o;
 }
 

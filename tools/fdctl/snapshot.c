@@ -37,6 +37,7 @@ static void copy_slot(const shm_instance_t *src, fdctl_instance_t *dst)
     dst->failures_total = load64(&src->failures_total);
     memcpy(dst->last_error, src->last_error, sizeof dst->last_error);
     dst->last_error[sizeof dst->last_error - 1] = '\0';
+    dst->n_models = shm_models_load(src, dst->models, SHM_INSTANCE_MODELS);
     dst->consecutive_ok = load32(&src->consecutive_ok);
     dst->consecutive_fail = load32(&src->consecutive_fail);
     for (unsigned i = 0; i < SHM_STATUS_BUCKETS; i++) {
