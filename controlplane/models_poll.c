@@ -80,6 +80,15 @@ static int parse_item(json_object *item, size_t idx, shm_model_info_t *m, char *
     return 0;
 }
 
+/* Whitespace only (JSON's four) in [p, p + n): the text need not be NUL-terminated. */
+static bool only_blanks(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+            return false;
+    return true;
+}
+
 int cp_models_parse(const char *text, size_t len, shm_model_info_t *out, unsigned max, unsigned *n, char *err,
                     size_t errlen)
 {
@@ -96,7 +105,7 @@ int cp_models_parse(const char *text, size_t len, shm_model_info_t *out, unsigne
     json_object *data, *v;
     if (root == NULL || jerr != json_tokener_success)
         fail(err, errlen, "not JSON: %s", json_tokener_error_desc(jerr));
-    else if (strspn(text + used, " \t\r\n") != len - used)
+    else if (!only_blanks(text + used, len - used))
         fail(err, errlen, "data after the JSON object");
     else if (!json_object_is_type(root, json_type_object))
         fail(err, errlen, "not a JSON object");

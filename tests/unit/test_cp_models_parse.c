@@ -6,6 +6,7 @@
  * nesting beyond the bound); plus the shm accessors the request path uses on what it stores.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "controlplane/cp.h"
@@ -73,6 +74,17 @@ Test(models_parse, hostile_answers)
         cr_assert_eq(n, 0);
         cr_assert_neq(err[0], '\0', "no reason for: %s", bad[i]);
     }
+}
+
+/* the text is (ptr, len), not a C string: nothing past len is read (found by tests/fuzz/fuzz_models.c) */
+Test(models_parse, not_nul_terminated)
+{
+    static const char body[] = "{\"data\":[]}";
+    char *copy = malloc(sizeof(body) - 1);
+    memcpy(copy, body, sizeof(body) - 1);
+    cr_assert_eq(cp_models_parse(copy, sizeof(body) - 1, m, SHM_INSTANCE_MODELS, &n, err, sizeof(err)), 0,
+                 "%s", err);
+    free(copy);
 }
 
 Test(models_parse, bounds)
