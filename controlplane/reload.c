@@ -65,6 +65,12 @@ static unsigned keep_restart_keys(const fd_config_t *cur, fd_config_t *n)
     KEEP_NUM("scheduler.cache-block-size", cache_block_size, "%d");
     KEEP_STR("router.shm-name", shm_name);
     KEEP_STR("router.control-socket", control_socket);
+    KEEP_STR("registry.backend", registry_backend); /* etcd.c connects and watches once, at start */
+    KEEP_STR("registry.etcd-endpoints", etcd_endpoints);
+    KEEP_STR("registry.etcd-prefix", etcd_prefix);
+    KEEP_NUM("registry.etcd-lease-secs", etcd_lease_secs, "%d");
+    KEEP_NUM("registry.etcd-timeout-secs", etcd_timeout_secs, "%g");
+    KEEP_NUM("registry.etcd-retry-secs", etcd_retry_secs, "%g");
 #undef KEEP_NUM
 #undef KEEP_STR
     return kept;
