@@ -203,6 +203,10 @@ def run_one(b, a, sims, policy, section, wl, seed, load, routers=1):
     finally:
         for r in started:
             b.stop_router(r)
+    if os.environ.get("RQ_TRACE_DIR"):  # every request's group, router and instance, for a closer look
+        with open(os.path.join(os.environ["RQ_TRACE_DIR"], "trace-%s-%s-%s-%d.json" % (
+                label(policy), section.replace(" ", "_"), wl, seed)), "w") as f:
+            json.dump(trace, f)
     fleet = s.get("fleet_hit") or {}
     single, top, hot = group_placement(trace) if wl != "unique" else (None, None, None)
     row = {"policy": label(policy), "section": section, "workload": wl, "seed": seed, "hit_rate": fleet.get("rate"),

@@ -94,8 +94,8 @@ void fd_config_defaults(fd_config_t *c)
     c->eviction_duration_mins = 30;
     c->cache_block_size = 64;
     c->tokenizer_timeout_secs = 2;
-    c->balance_abs_threshold = 1;
-    c->balance_rel_threshold = 0.2;
+    c->balance_abs_threshold = -1; /* unset: cache_aware weighs load in its cost instead */
+    c->balance_rel_threshold = -1;
     c->hit_ratio_weight = 1;
     c->load_balance_weight = 1;
     c->waiting_weight = 1;
@@ -140,7 +140,8 @@ static const char *check_format(const char *v)
 
 static const char *check_access_log(const char *v)
 {
-    return strcmp(v, "off") && strcmp(v, "stdout") && strcmp(v, "file") ? "must be off, stdout or file" : NULL;
+    return strcmp(v, "off") && strcmp(v, "stdout") && strcmp(v, "file") ? "must be off, stdout or file"
+                                                                        : NULL;
 }
 
 static const char *check_output(const char *v)
@@ -256,6 +257,7 @@ static const key_spec_t key_specs[] = {
     NUM("scheduler", "hit-ratio-weight", hit_ratio_weight),
     NUM("scheduler", "load-balance-weight", load_balance_weight),
     NUM("scheduler", "waiting-weight", waiting_weight),
+    NUM("scheduler", "instance-cache-tokens", instance_cache_tokens),
     PERIOD("scheduler", "stats-interval-secs", stats_interval_secs),
     {"scheduler", "interval-cleanup-secs", K_IGNORED, 0, 0, 0, 0, false, NULL},
 
@@ -780,6 +782,7 @@ void fd_config_to_shm(const fd_config_t *c, shm_config_t *out)
     out->hit_ratio_weight = c->hit_ratio_weight;
     out->load_balance_weight = c->load_balance_weight;
     out->waiting_weight = c->waiting_weight;
+    out->instance_cache_tokens = (uint64_t)c->instance_cache_tokens;
     out->cache_block_size = (uint32_t)c->cache_block_size;
     out->radix_capacity = (uint32_t)c->radix_capacity_nodes;
     out->connect_timeout_ms = to_ms(c->connect_timeout_secs);

@@ -32,8 +32,8 @@ typedef struct {
     /* log */
     char log_level[16];
     char log_output[16];
-    char log_format[8];  /* fd-router: text | json */
-    char access_log[8];  /* fd-router: off | stdout | file */
+    char log_format[8]; /* fd-router: text | json */
+    char access_log[8]; /* fd-router: off | stdout | file */
     int log_max_age_days;
     int log_max_total_size_mb;
     double log_cleanup_interval_secs;
@@ -60,11 +60,12 @@ typedef struct {
     int radix_capacity_nodes; /* fd-router: prefix tree nodes; 0 = the compiled maximum */
     char tokenizer_url[256];
     double tokenizer_timeout_secs;
-    double balance_abs_threshold;
-    double balance_rel_threshold;
+    double balance_abs_threshold; /* < 0: not set (no imbalance test, docs/config.md) */
+    double balance_rel_threshold; /* < 0: not set */
     double hit_ratio_weight;
     double load_balance_weight;
     double waiting_weight;
+    double instance_cache_tokens; /* fd-router: KV cache capacity of an instance; 0 = unknown */
     double stats_interval_secs;
 
     /* proxy (fd-router) */

@@ -13,6 +13,7 @@
  * the URL is always http:// with IPv6 in brackets; list sizes are bounded by the shm slot.
  */
 #include "common/instance_info.h"
+#include "shm/shm.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -438,6 +439,7 @@ void fd_instance_to_slot(const fd_instance_info_t *in, shm_instance_t *slot)
     slot->role = in->role;
     slot->tp_size = (uint32_t)in->tp_size;
     memcpy(slot->url, in->url, sizeof slot->url);
+    slot->url_hash = shm_url_hash(slot->url);
     memcpy(slot->host, in->host, sizeof slot->host);
     slot->port = in->port;
     slot->metrics_port = in->metrics_port;

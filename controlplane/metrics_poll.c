@@ -222,7 +222,7 @@ static void poll_failed(cp_t *cp, unsigned slot, shm_instance_t *in, uint32_t ge
 static void poll_succeeded(cp_t *cp, unsigned slot, shm_instance_t *in, uint32_t generation,
                            const cp_metrics_sample_t *s)
 {
-    shm_metrics_store(in, s->running, s->waiting, s->free_blocks, shm_now_ms());
+    shm_metrics_store(&cp->seg, slot, s->running, s->waiting, s->free_blocks, shm_now_ms());
     if (in_streak(cp, slot, generation))
         LOG_INFO("Remote metrics of %s available again after %llu failed poll(s)", in->url,
                  (unsigned long long)cp->metrics.failing[slot].failed);

@@ -79,6 +79,13 @@ static void comp_on_head(dp_proxy_t *p, int status)
     dp_stats_head(&c->cur, p->req);
 }
 
+static void comp_first_body(dp_proxy_t *p)
+{
+    completion_t *c = p->owner;
+    if (c->holding)
+        dp_prefill_done(&c->cur);
+}
+
 static void comp_done(dp_proxy_t *p, dp_outcome_t outcome)
 {
     dp_stats_done(&((completion_t *)p->owner)->cur, p->req, outcome);
@@ -105,6 +112,7 @@ static const dp_proxy_ops_t completion_ops = {
     .pick = comp_pick,
     .attempt_failed = comp_attempt_failed,
     .on_head = comp_on_head,
+    .first_body = comp_first_body,
     .done = comp_done,
     .fail = comp_fail,
 };

@@ -55,22 +55,36 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
         if (!excluded(v->slot[i], exclude, nexclude) && dp_model_accepts(model, v->slot[i]))
             cand[n++] = v->slot[i];
     if (n) {
+        /* the Go router's estimate: 2 x code points, for the roles that process the prompt; a
+         * policy may charge its own prediction instead (pol_ctx_t.charge) */
+        pol_charge_t charge = {.tokens =
+                                   role == SHM_ROLE_DECODE || !prompt ? 0 : 2 * (uint64_t)prompt->codepoints};
         pol_ctx_t c = {.seg = &dp.seg,
                        .cfg = &dp.cfg,
                        .role = role,
                        .slots = slots,
                        .n = n,
                        .prompt = prompt,
-                       .rng = &t->rng};
+                       .rng = &t->rng,
+                       .charge = &charge};
         uint16_t slot = slots[dp_role_policy(role)->select(&c)];
         copy_choice(shm_instance(&dp.seg, slot), slot, out);
-        /* the Go router's estimate: 2 x code points, for the roles that process the prompt */
-        out->tokens = role == SHM_ROLE_DECODE || !prompt ? 0 : 2 * (uint64_t)prompt->codepoints;
+        out->tokens = charge.tokens;
+        out->prefill = charge.prefill < charge.tokens ? charge.prefill : charge.tokens;
         shm_dp_inc(&dp.seg, dp.row, slot, out->tokens);
         rc = 0;
     }
     shm_read_exit(&dp.seg, t->reader);
     return rc;
+}
+
+void dp_prefill_done(dp_choice_t *c)
+{
+    if (!c->prefill)
+        return;
+    shm_dp_dec(&dp.seg, dp.row, c->slot, c->generation, false, c->prefill);
+    c->tokens -= c->prefill;
+    c->prefill = 0;
 }
 
 void dp_release(const dp_choice_t *c)

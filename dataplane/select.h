@@ -20,7 +20,8 @@
 typedef struct {
     uint16_t slot;
     uint32_t generation;
-    uint64_t tokens; /* token estimate added to the slot's counter */
+    uint64_t tokens;  /* token estimate added to the slot's counter */
+    uint64_t prefill; /* the part of it released at the answer's first body byte (dp_prefill_done) */
     uint16_t port;
     char host[SHM_HOST_LEN];
     char url[SHM_URL_LEN];
@@ -40,6 +41,9 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
 
 /* Give back what dp_select took (safe after the slot was removed: the generation check). */
 void dp_release(const dp_choice_t *c);
+/* The instance answered with its first body bytes: release the choice's prefill part now (the
+ * rest stays until dp_release). Idempotent. */
+void dp_prefill_done(dp_choice_t *c);
 
 /* Calls f for every registered slot (LIVE, and RETIRED ones still draining when with_retired),
  * inside one read-side critical section: a slot's identity cannot be rewritten meanwhile (a slot

@@ -196,6 +196,11 @@ static int on_body(uc_client_t *client, const char *err)
 {
     dp_proxy_t *p = client->data;
     h2o_buffer_t **in = &client->sock->input;
+    if ((*in)->size && !p->got_body) {
+        p->got_body = 1;
+        if (p->ops->first_body)
+            p->ops->first_body(p);
+    }
     if ((*in)->size) {
         h2o_iovec_t dst = h2o_buffer_reserve(&p->recv, (*in)->size);
         memcpy(dst.base, (*in)->bytes, (*in)->size);

@@ -30,6 +30,9 @@ typedef struct {
      * head), which a stale keep-alive socket also causes, as opposed to a connect failure. */
     void (*attempt_failed)(dp_proxy_t *p, const char *err, bool connected);
     void (*on_head)(dp_proxy_t *p, int status);
+    /* Optional: the answer's first body bytes arrived (a streamed completion's first token: the
+     * instance's prefill of this request is over). */
+    void (*first_body)(dp_proxy_t *p);
     void (*done)(dp_proxy_t *p, dp_outcome_t outcome);
     /* Nothing could be reached; answer the client. `attempts` = how many were tried. */
     void (*fail)(dp_proxy_t *p, int attempts, bool timed_out);
@@ -62,7 +65,7 @@ struct dp_proxy {
     dp_proxy_state_t state;
     int attempts;
     unsigned responded : 1, upstream_done : 1, upstream_broken : 1, upstream_chunked : 1, timed_out : 1,
-        paused : 1, finished : 1, held : 1;
+        paused : 1, finished : 1, held : 1, got_body : 1;
 };
 
 /* The path to send upstream: upstream_path followed by the client's "?query" as it sent it

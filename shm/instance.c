@@ -14,7 +14,15 @@
 
 #include "shm/internal.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #define METRICS_READ_TRIES 64
+
+uint64_t shm_url_hash(const char url[SHM_URL_LEN])
+{
+    return XXH3_64bits(url, strnlen(url, SHM_URL_LEN));
+}
 
 int shm_slot_find(const shm_seg_t *s, const char *url)
 {
@@ -34,12 +42,25 @@ static void clear_slot(shm_instance_t *in)
     memset((char *)in + from, 0, sizeof *in - from);
 }
 
+/* The mean cache inflow of the live instances: where a new instance's starts, so that the
+ * content bound of cache_aware treats it as average rather than as owed the whole history. */
+static uint64_t mean_inflow(const shm_seg_t *s)
+{
+    uint64_t sum = 0, n = 0;
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
+        if (__atomic_load_n(&shm_instance(s, i)->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE)
+            sum += shm_cache_inflow(s, i), n++;
+    return n ? sum / n : 0;
+}
+
 int shm_slot_alloc(shm_seg_t *s)
 {
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(s, i);
         if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_FREE) {
+            uint64_t inflow = mean_inflow(s);
             clear_slot(in);
+            in->cache_inflow = inflow;
             return (int)i;
         }
     }
@@ -89,10 +110,12 @@ static uint32_t metrics_begin(shm_remote_metrics_t *m)
     return seq;
 }
 
-void shm_metrics_store(shm_instance_t *in, double running, double waiting, double free_blocks, uint64_t at_ms)
+void shm_metrics_store(shm_seg_t *s, unsigned slot, double running, double waiting, double free_blocks,
+                       uint64_t at_ms)
 {
-    shm_remote_metrics_t *m = &in->metrics;
+    shm_remote_metrics_t *m = &shm_instance(s, slot)->metrics;
     uint32_t seq = metrics_begin(m);
+    m->local_inflight = shm_inflight(s, slot);
     m->running = running;
     m->waiting = waiting;
     m->free_blocks = free_blocks;

@@ -138,6 +138,7 @@ typedef struct {
     double hit_ratio_weight;
     double load_balance_weight;
     double waiting_weight;
+    uint64_t instance_cache_tokens; /* scheduler.instance-cache-tokens; 0 = unknown */
     uint32_t cache_block_size;
     uint32_t connect_timeout_ms;
     uint32_t first_byte_timeout_ms;
@@ -148,7 +149,7 @@ typedef struct {
     uint32_t dp_threads;         /* 0 = one per core */
     char tokenizer_url[256];
     uint32_t tokenizer_timeout_ms;
-    uint32_t radix_capacity; /* scheduler.radix-capacity-nodes; 0 = SHM_RADIX_MAX_NODES */
+    uint32_t radix_capacity;            /* scheduler.radix-capacity-nodes; 0 = SHM_RADIX_MAX_NODES */
     uint32_t request_header_timeout_ms; /* a client's request head must be complete within this */
     uint32_t request_body_timeout_ms;   /* longest pause between two reads of a request body */
     uint64_t max_buffered_body_bytes;   /* request bodies one DP holds at once; 503 beyond */
@@ -185,6 +186,7 @@ typedef struct {
     double running;
     double waiting;
     double free_blocks;
+    uint64_t local_inflight; /* this router's requests in flight to it when the scrape was stored */
 } shm_remote_metrics_t;
 
 /*
@@ -258,19 +260,25 @@ typedef struct {
     char transfer_protocol[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
     char rdma_ports[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
     char device_ids[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
+    uint64_t url_hash; /* XXH3-64 of url: the instance's weight in rendezvous placement */
 
     uint64_t registered_at_ms;
     uint64_t last_register_ms; /* last /register heartbeat */
     uint64_t last_check_ms;    /* last health probe */
     uint64_t unhealthy_since_ms;
     uint64_t retired_at_ms;
-    uint64_t gone_epoch; /* RETIRED: epoch of the first publication without it (0 = not yet) */
-    char last_error[96]; /* last failed probe's reason, for fdctl health */
+    uint64_t gone_epoch;            /* RETIRED: epoch of the first publication without it (0 = not yet) */
+    char last_error[96];            /* last failed probe's reason, for fdctl health */
     uint64_t protocol_errors_total; /* answers that broke HTTP/1.1 (DPs add; never reset) */
 
     shm_remote_metrics_t metrics;
     shm_status_bucket_t status[SHM_STATUS_BUCKETS];
     uint64_t failures_total; /* upstream attempts that failed before a head */
+    /* Prompt units (code points or tokens) this router sent the instance to prefill beyond what
+     * it was predicted to hold in cache, added by DPs at each cache_aware decision: how much new
+     * content has gone through its cache, the clock by which a prefix tag ages (shm/radix.h) and
+     * the measure of cache_aware's content bound. Starts at the live instances' mean. */
+    uint64_t cache_inflow;
 
     /* latencies of requests proxied to this instance, by route, added by DPs (dataplane/stats.c) */
     uint64_t ttfb_hist[SHM_ROUTES][SHM_LAT_BUCKETS];  /* request received -> upstream head */
@@ -326,8 +334,10 @@ enum { SHM_BLK_FREE = 0, SHM_BLK_USED = 1, SHM_BLK_LIMBO = 2 };
  * never sees a torn identity; a re-used slot has another generation and does not match. */
 #define SHM_RADIX_TAG_VALID (1ULL << 63)
 typedef struct {
-    uint64_t ident;   /* 0 = empty, else VALID | generation << 16 | slot */
-    uint64_t last_ms; /* last time it was chosen for this prefix (writers only) */
+    uint64_t ident; /* 0 = empty, else VALID | generation << 16 | slot */
+    uint32_t
+        last_ds; /* when it was last chosen for this prefix: 0.1 s since the tree's creation (writers only) */
+    uint32_t stamp; /* the instance's cache_inflow / RADIX_STAMP_UNIT then (atomic: lookups read it) */
 } shm_radix_tag_t;
 
 enum { SHM_RADIX_FREE = 0, SHM_RADIX_USED = 1, SHM_RADIX_LIMBO = 2 };
@@ -351,7 +361,7 @@ typedef struct {
 } shm_radix_node_t;
 
 typedef struct {
-    uint64_t seed; /* random at creation: the start of every block-hash chain */
+    uint64_t bucket_key; /* random at creation: mixed into every hash-chain bucket index */
     uint64_t created_at_ms;
     uint32_t max_nodes; /* SHM_RADIX_MAX_NODES when formatted */
     uint32_t capacity;  /* nodes allowed (reachable + limbo), root excluded */

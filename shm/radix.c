@@ -24,17 +24,15 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+#define XXH_INLINE_ALL /* header-only: XXH3 inlined into the hashing loops */
+#include <xxhash.h>
 
 #include "shm/radix.h"
 
 #define NODE_SLOTS        (SHM_RADIX_MAX_NODES + 2u) /* 0 = none, 1 = root */
 #define FIRST_NODE        2u
 #define CHAIN_MAX_STEPS   1024u /* a chain holds about one node; a longer walk is given up */
-#define FNV_OFFSET        0xcbf29ce484222325ULL
-#define FNV_PRIME         0x100000001b3ULL
-#define FNV_PRIME_POW5    (FNV_PRIME * FNV_PRIME * FNV_PRIME * FNV_PRIME * FNV_PRIME) /* mod 2^64 */
 #define HISTOGRAM_BUCKETS 64
-#define RUNE_ERROR        0xfffdu
 
 _Static_assert(sizeof(shm_radix_node_t) == 256, "a node is 256 bytes, 16 to a page");
 
@@ -46,119 +44,72 @@ _Static_assert(sizeof(shm_radix_node_t) == 256, "a node is 256 bytes, 16 to a pa
 /* ------------------------------------------------------------------------------------------ */
 /* hashing                                                                                    */
 
-static inline uint64_t fnv_u64(uint64_t h, uint64_t v)
+/* Bytes that make up the first `want` code points of p[0..len): a code point starts at every
+ * byte that is not a UTF-8 continuation byte, so a block ends before the lead byte of code point
+ * want + 1 (continuation bytes stay with the code point they continue, valid or not). ASCII runs
+ * are taken 8 bytes at a time. *got gets the code points taken (< want only at the end). */
+static size_t take_codepoints(const unsigned char *p, size_t len, size_t want, size_t *got)
 {
-    for (int i = 0; i < 8; i++) {
-        h ^= (v >> (8 * i)) & 0xffu;
-        h *= FNV_PRIME;
+    size_t i = 0, count = 0;
+    for (;;) {
+        while (i + 8 <= len && count + 8 <= want) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (w & 0x8080808080808080ULL)
+                break;
+            i += 8;
+            count += 8;
+        }
+        if (i >= len)
+            break;
+        if ((p[i] & 0xc0u) != 0x80u) {
+            if (count == want)
+                break;
+            count++;
+        }
+        i++;
     }
-    return h;
-}
-
-/* Code points fit in three bytes: the five zero bytes above them only multiply by the prime. */
-static inline uint64_t fnv_token(uint64_t h, uint64_t t)
-{
-    if (t >> 24)
-        return fnv_u64(h, t);
-    for (int i = 0; i < 3; i++) {
-        h ^= (t >> (8 * i)) & 0xffu;
-        h *= FNV_PRIME;
-    }
-    return h * FNV_PRIME_POW5;
-}
-
-void radix_hasher_init(radix_hasher_t *h, uint64_t seed, uint32_t block_size, uint64_t *out, size_t max)
-{
-    h->prev = seed;
-    h->cur = fnv_u64(FNV_OFFSET, seed);
-    h->block = block_size ? block_size : 1;
-    h->filled = 0;
-    h->out = out;
-    h->n = 0;
-    h->max = max;
-}
-
-bool radix_hasher_push(radix_hasher_t *h, uint64_t token)
-{
-    if (h->n >= h->max)
-        return false;
-    h->cur = fnv_token(h->cur, token);
-    if (++h->filled < h->block)
-        return true;
-    h->prev = h->out[h->n++] = h->cur;
-    h->cur = fnv_u64(FNV_OFFSET, h->prev);
-    h->filled = 0;
-    return h->n < h->max;
-}
-
-size_t radix_hasher_finish(radix_hasher_t *h, bool short_tail)
-{
-    if (short_tail && h->n == 0 && h->filled > 0 && h->max > 0)
-        h->out[h->n++] = h->cur;
-    return h->n;
-}
-
-static inline bool cont(unsigned char c)
-{
-    return (c & 0xc0u) == 0x80u;
-}
-
-/* One rune as Go's utf8.DecodeRune reads it; *len gets the bytes consumed (1 when invalid). */
-static uint32_t decode_rune(const unsigned char *p, size_t avail, size_t *len)
-{
-    unsigned char b = p[0];
-    *len = 1;
-    if (b < 0x80)
-        return b;
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (b >= 0xc2 && b <= 0xdf)
-        need = 2;
-    else if (b >= 0xe0 && b <= 0xef) {
-        need = 3;
-        lo = b == 0xe0 ? 0xa0 : 0x80;
-        hi = b == 0xed ? 0x9f : 0xbf;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-        need = 4;
-        lo = b == 0xf0 ? 0x90 : 0x80;
-        hi = b == 0xf4 ? 0x8f : 0xbf;
-    } else
-        return RUNE_ERROR;
-    if (avail < need || p[1] < lo || p[1] > hi)
-        return RUNE_ERROR;
-    for (size_t i = 2; i < need; i++)
-        if (!cont(p[i]))
-            return RUNE_ERROR;
-    uint32_t r = b & (need == 2 ? 0x1fu : need == 3 ? 0x0fu : 0x07u);
-    for (size_t i = 1; i < need; i++)
-        r = r << 6 | (p[i] & 0x3fu);
-    *len = need;
-    return r;
+    *got = count;
+    return i;
 }
 
 size_t radix_hash_text(uint64_t seed, const char *text, size_t len, uint32_t block_size, bool short_tail,
                        uint64_t *out, size_t max)
 {
-    radix_hasher_t h;
-    radix_hasher_init(&h, seed, block_size, out, max);
     const unsigned char *p = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < len) {
-        size_t w;
-        uint32_t r = decode_rune(p + i, len - i, &w);
-        i += w;
-        if (!radix_hasher_push(&h, r))
-            break;
+    size_t want = block_size ? block_size : 1, n = 0, off = 0;
+    uint64_t prev = seed;
+    while (n < max && off < len) {
+        size_t got, bytes = take_codepoints(p + off, len - off, want, &got);
+        if (got < want && !(short_tail && n == 0 && got > 0))
+            break; /* only full blocks count, but for the short tail of a prompt shorter than one */
+        prev = out[n++] = XXH3_64bits_withSeed(p + off, bytes, prev);
+        off += bytes;
     }
-    return radix_hasher_finish(&h, short_tail);
+    return n;
+}
+
+size_t radix_hash_tokens(uint64_t seed, const uint64_t *tok, size_t ntok, uint32_t block_size,
+                         bool short_tail, uint64_t *out, size_t max)
+{
+    size_t b = block_size ? block_size : 1, n = 0;
+    uint64_t prev = seed;
+    for (size_t off = 0; n < max && off + b <= ntok; off += b)
+        prev = out[n++] = XXH3_64bits_withSeed(tok + off, b * sizeof *tok, prev);
+    if (short_tail && n == 0 && ntok > 0 && ntok < b && max > 0)
+        out[n++] = XXH3_64bits_withSeed(tok, ntok * sizeof *tok, prev);
+    return n;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* lookups                                                                                    */
 
-static inline uint32_t bucket_of(uint32_t parent, uint64_t first)
+/* The bucket of (parent, first hash). Block hashes use a seed every router shares (replicas must
+ * agree), so anyone can compute them; the segment's random bucket key keeps a crafted set of
+ * prompts from piling onto one hash chain. */
+static inline uint32_t bucket_of(const shm_seg_t *s, uint32_t parent, uint64_t first)
 {
-    uint64_t x = first ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL);
+    uint64_t x = first ^ radix_hdr(s)->bucket_key ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL);
     x ^= x >> 29;
     x *= 0xbf58476d1ce4e5b9ULL;
     return (uint32_t)(x >> 32) & (SHM_RADIX_BUCKETS - 1u);
@@ -173,7 +124,7 @@ static inline bool span_ok(uint32_t span)
 /* The child of `parent` whose edge starts with `first`, or NIL. */
 static uint32_t chain_find(const shm_seg_t *s, uint32_t parent, uint64_t first)
 {
-    uint32_t i = LOAD(&radix_buckets(s)[bucket_of(parent, first)]);
+    uint32_t i = LOAD(&radix_buckets(s)[bucket_of(s, parent, first)]);
     for (unsigned steps = 0; i != SHM_RADIX_NIL && i < NODE_SLOTS && steps < CHAIN_MAX_STEPS; steps++) {
         const shm_radix_node_t *n = radix_node(s, i);
         uint32_t span = LOAD(&n->span);
@@ -213,40 +164,46 @@ size_t radix_match(const shm_seg_t *s, const uint64_t *h, size_t n, uint32_t *no
     return i;
 }
 
-size_t radix_hit_ratios(const shm_seg_t *s, const uint64_t *h, size_t n, const uint16_t *slots,
-                        const uint32_t *gens, size_t ncand, uint8_t *ratio)
+static bool stamp_fresh(uint32_t tag, const radix_cand_t *c)
 {
-    memset(ratio, 0, ncand);
+    int32_t age = (int32_t)(c->stamp - tag); /* negative: tagged after c->stamp was read */
+    return age <= 0 || (uint32_t)age <= c->within;
+}
+
+size_t radix_cached_blocks(const shm_seg_t *s, const uint64_t *h, size_t n, const radix_cand_t *cand,
+                           size_t ncand, uint32_t *blocks)
+{
+    memset(blocks, 0, ncand * sizeof *blocks);
     if (n == 0)
         return 0;
     uint32_t x;
-    size_t matched = radix_match(s, h, n, &x);
+    size_t matched = radix_match(s, h, n, &x), left = ncand;
     uint16_t pos[SHM_MAX_INSTANCES];
     memset(pos, 0xff, sizeof pos);
     for (size_t i = 0; i < ncand; i++)
-        if (slots[i] < SHM_MAX_INSTANCES)
-            pos[slots[i]] = (uint16_t)i;
+        if (cand[i].slot < SHM_MAX_INSTANCES)
+            pos[cand[i].slot] = (uint16_t)i;
     size_t depth = matched;
-    for (unsigned steps = 0; x > SHM_RADIX_ROOT && x < NODE_SLOTS && steps <= RADIX_MAX_BLOCKS; steps++) {
+    /* up the path; each candidate keeps the first (deepest) node with a fresh tag of it */
+    for (unsigned steps = 0; left && x > SHM_RADIX_ROOT && x < NODE_SLOTS && steps <= RADIX_MAX_BLOCKS;
+         steps++) {
         const shm_radix_node_t *node = radix_node(s, x);
-        unsigned r = (unsigned)(depth * 100 / n);
-        bool found = false;
         for (int t = 0; t < SHM_RADIX_TAGS; t++) {
             uint64_t id = GET(&node->tag[t].ident);
             uint16_t slot = (uint16_t)(id & 0xffffu);
             if (!(id & SHM_RADIX_TAG_VALID) || slot >= SHM_MAX_INSTANCES || pos[slot] == 0xffffu)
                 continue;
             uint16_t k = pos[slot];
-            if ((uint32_t)(id >> 16) != gens[k])
+            if ((uint32_t)(id >> 16) != cand[k].gen || blocks[k] ||
+                !stamp_fresh(GET(&node->tag[t].stamp), &cand[k]))
                 continue;
-            if (r > ratio[k])
-                ratio[k] = (uint8_t)r;
-            found = true;
+            blocks[k] = (uint32_t)depth;
+            left--;
         }
-        if (found)
-            break;
         x = LOAD(&node->parent);
         depth = x > SHM_RADIX_ROOT && x < NODE_SLOTS ? radix_node(s, x)->depth : 0;
+        if (depth > matched) /* a racing split: never credit more than matched */
+            depth = matched;
     }
     return matched;
 }
@@ -338,7 +295,7 @@ static uint64_t first_key(const shm_radix_node_t *n)
 static void chain_add(shm_seg_t *s, uint32_t i)
 {
     shm_radix_node_t *n = radix_node(s, i);
-    uint32_t *head = &radix_buckets(s)[bucket_of(n->parent, first_key(n))];
+    uint32_t *head = &radix_buckets(s)[bucket_of(s, n->parent, first_key(n))];
     SET(&n->hnext, *head);
     PUBLISH(head, i);
 }
@@ -346,7 +303,7 @@ static void chain_add(shm_seg_t *s, uint32_t i)
 static void chain_remove(shm_seg_t *s, uint32_t i)
 {
     shm_radix_node_t *n = radix_node(s, i);
-    uint32_t *link = &radix_buckets(s)[bucket_of(n->parent, first_key(n))];
+    uint32_t *link = &radix_buckets(s)[bucket_of(s, n->parent, first_key(n))];
     while (*link && *link != i)
         link = &radix_node(s, *link)->hnext;
     if (*link)
@@ -362,6 +319,13 @@ static uint32_t *sibling_link(shm_seg_t *s, uint32_t parent, uint32_t child)
     return *link ? link : NULL;
 }
 
+/* What an insert records on each node of the path. */
+typedef struct {
+    uint64_t ident; /* radix_tag_ident of the chosen instance */
+    uint64_t now_ms;
+    uint32_t stamp; /* its cache_inflow stamp */
+} ins_t;
+
 static void touch(shm_radix_node_t *n, uint64_t now_ms)
 {
     if (now_ms > n->last_ms)
@@ -375,24 +339,34 @@ static bool tag_stale(const shm_seg_t *s, uint64_t id)
            __atomic_load_n(&shm_instance(s, slot)->generation, __ATOMIC_ACQUIRE) != (uint32_t)(id >> 16);
 }
 
+/* 0.1 s since the tree was created: a tag's age, for choosing which tag a full node gives up */
+static uint32_t decis(const shm_seg_t *s, uint64_t now_ms)
+{
+    uint64_t at = radix_hdr(s)->created_at_ms;
+    return now_ms > at ? (uint32_t)((now_ms - at) / 100) : 0;
+}
+
 /* Tag with `ident`: refresh its tag, else take a stale one (it can never match again), an
  * empty one, or the oldest. */
-static void tag(const shm_seg_t *s, shm_radix_node_t *n, uint64_t ident, uint64_t now_ms)
+static void tag(const shm_seg_t *s, shm_radix_node_t *n, uint64_t ident, const ins_t *in)
 {
     int victim = 0, victim_rank = 3;
+    uint32_t ds = decis(s, in->now_ms);
     for (int t = 0; t < SHM_RADIX_TAGS; t++) {
         uint64_t id = n->tag[t].ident;
         if (id == ident) {
-            n->tag[t].last_ms = now_ms;
+            n->tag[t].last_ds = ds;
+            SET(&n->tag[t].stamp, in->stamp);
             return;
         }
         int rank = id == 0 ? 1 : tag_stale(s, id) ? 0 : 2;
-        if (rank < victim_rank || (rank == victim_rank && n->tag[t].last_ms < n->tag[victim].last_ms)) {
+        if (rank < victim_rank || (rank == victim_rank && n->tag[t].last_ds < n->tag[victim].last_ds)) {
             victim = t;
             victim_rank = rank;
         }
     }
-    n->tag[victim].last_ms = now_ms;
+    n->tag[victim].last_ds = ds;
+    SET(&n->tag[victim].stamp, in->stamp);
     SET(&n->tag[victim].ident, ident);
 }
 
@@ -599,8 +573,7 @@ static uint32_t split(shm_seg_t *s, uint32_t parent, uint32_t c, unsigned p)
 
 /* New nodes for h[0..n) under `parent`, K hashes each, built top-down and made reachable by
  * one store at the end. Returns the number of hashes placed (fewer if nodes ran out). */
-static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t n, uint64_t ident,
-                       uint64_t now_ms)
+static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t n, const ins_t *in)
 {
     uint32_t top = SHM_RADIX_NIL, prev = SHM_RADIX_NIL, depth = radix_node(s, parent)->depth;
     size_t done = 0;
@@ -614,9 +587,10 @@ static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t 
         nn->span = (uint32_t)len;
         nn->depth = depth + (uint32_t)(done + len);
         nn->parent = prev ? prev : parent;
-        nn->last_ms = now_ms;
-        nn->tag[0].ident = ident;
-        nn->tag[0].last_ms = now_ms;
+        nn->last_ms = in->now_ms;
+        nn->tag[0].ident = in->ident;
+        nn->tag[0].last_ds = decis(s, in->now_ms);
+        nn->tag[0].stamp = in->stamp;
         chain_add(s, i);
         if (prev)
             PUBLISH(&radix_node(s, prev)->first_child, i);
@@ -633,14 +607,14 @@ static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t 
     return done;
 }
 
-static size_t insert_locked(shm_seg_t *s, const uint64_t *h, size_t n, uint64_t ident, uint64_t now_ms)
+static size_t insert_locked(shm_seg_t *s, const uint64_t *h, size_t n, const ins_t *in)
 {
     uint32_t cur = SHM_RADIX_ROOT;
     size_t i = 0;
     while (i < n) {
         uint32_t c = chain_find(s, cur, h[i]);
         if (!c)
-            return i + add_path(s, cur, h + i, n - i, ident, now_ms);
+            return i + add_path(s, cur, h + i, n - i, in);
         shm_radix_node_t *cn = radix_node(s, c);
         const uint64_t *key = cn->key + radix_span_start(cn->span);
         unsigned len = radix_span_len(cn->span), p = 0;
@@ -652,8 +626,8 @@ static size_t insert_locked(shm_seg_t *s, const uint64_t *h, size_t n, uint64_t 
                 return i;
             cn = radix_node(s, c);
         }
-        touch(cn, now_ms);
-        tag(s, cn, ident, now_ms);
+        touch(cn, in->now_ms);
+        tag(s, cn, in->ident, in);
         i += p;
         cur = c;
     }
@@ -701,8 +675,9 @@ static void apply_capacity(shm_seg_t *s, uint32_t capacity)
 }
 
 long radix_insert(shm_seg_t *s, const uint64_t *h, size_t n, uint16_t slot, uint32_t generation,
-                  uint64_t now_ms, uint32_t capacity)
+                  uint32_t stamp, uint64_t now_ms, uint32_t capacity)
 {
+    ins_t in = {.ident = radix_tag_ident(slot, generation), .now_ms = now_ms, .stamp = stamp};
     if (n > RADIX_MAX_BLOCKS)
         n = RADIX_MAX_BLOCKS;
     if (begin(s) < 0)
@@ -714,7 +689,7 @@ long radix_insert(shm_seg_t *s, const uint64_t *h, size_t n, uint16_t slot, uint
     size_t matched = radix_match(s, h, n, NULL);
     size_t rest = n - matched;
     make_room(s, (uint32_t)(rest ? (rest + SHM_RADIX_EDGE_MAX - 1) / SHM_RADIX_EDGE_MAX + 1 : 0));
-    size_t done = insert_locked(s, h, n, radix_tag_ident(slot, generation), now_ms);
+    size_t done = insert_locked(s, h, n, &in);
     SET(&t->inserts, t->inserts + 1);
     if (done < n)
         SET(&t->inserts_truncated, t->inserts_truncated + 1);
@@ -898,7 +873,7 @@ void radix_format(shm_seg_t *s)
 {
     shm_radix_hdr_t *t = radix_hdr(s);
     memset(t, 0, sizeof *t);
-    t->seed = random_seed();
+    t->bucket_key = random_seed();
     t->created_at_ms = shm_now_ms();
     t->max_nodes = SHM_RADIX_MAX_NODES;
     t->capacity = SHM_RADIX_MAX_NODES;
@@ -922,7 +897,7 @@ void radix_count_decision(shm_seg_t *s, radix_decision_t d, bool hit)
 void radix_stats(const shm_seg_t *s, radix_stats_t *out)
 {
     const shm_radix_hdr_t *t = radix_hdr(s);
-    out->seed = t->seed;
+    out->seed = RADIX_SEED;
     out->max_nodes = t->max_nodes;
     out->capacity = GET(&t->capacity);
     out->nodes = GET(&t->nodes);

@@ -7,7 +7,7 @@
  * is in shm/layout.h (shm_radix_node_t); this header states what each operation guarantees.
  *
  * Concurrency, following the rest of shm/ (layout.h):
- *  - radix_match and radix_hit_ratios are lock-free; callers are inside shm_read_enter/exit.
+ *  - radix_match and radix_cached_blocks are lock-free; callers are inside shm_read_enter/exit.
  *    A lookup racing with a change may miss a node that is being moved (a cache miss for that
  *    one request), never reads freed memory and never loops: every walk is bounded.
  *  - Every change takes the writer lock (shm_wlock) itself; no change ever waits for a grace
@@ -24,9 +24,10 @@
  * recently used nodes go first, together with their subtrees (a node is never accessed later
  * than its parent, so this removes LRU leaves and subtrees, never the fresh part of the tree).
  *
- * The hit-ratio rule, the block hashing and the eviction rule are the Go router's (docs/fastdeploy.md
- * 10); its deadlock under capacity pressure (docs/fastdeploy.md 15) cannot happen here since
- * eviction runs inside the insert's own critical section and never retakes the lock.
+ * The tree's records and its eviction rule are the Go router's (docs/fastdeploy.md 10); what a
+ * lookup reports (radix_cached_blocks) and the block hashing (RADIX_SEED) are not. Its deadlock
+ * under capacity pressure (docs/fastdeploy.md 15) cannot happen here since eviction runs inside
+ * the insert's own critical section and never retakes the lock.
  */
 #ifndef FD_SHM_RADIX_H
 #define FD_SHM_RADIX_H
@@ -38,7 +39,7 @@
 #include "shm/shm.h"
 
 /* Block hashes used per prompt: beyond this many blocks only the first are hashed, matched and
- * recorded (the hit ratio is then over those blocks). 8192 blocks are 512k code points with the
+ * recorded (the cached part is then measured over those blocks). 8192 blocks are 512k code points with the
  * default block size of 64, and 32k with the example configuration's 4. */
 #define RADIX_MAX_BLOCKS 8192
 
@@ -68,42 +69,33 @@ static inline uint64_t radix_tag_ident(uint16_t slot, uint32_t generation)
     return SHM_RADIX_TAG_VALID | (uint64_t)generation << 16 | slot;
 }
 
-/* Segment creation (segment.c): a fresh seed, an empty tree of maximum capacity. The node arena
+/* Segment creation (segment.c): a fresh bucket key, an empty tree of maximum capacity. The node arena
  * and the buckets are expected zero (a new segment is). */
 void radix_format(shm_seg_t *s);
 
 /* ---- block hashing ---- */
 
-/* The seed every block-hash chain starts from, chosen at random when the segment was created so
- * every DP hashes alike and a restarted DP still matches what is in the tree. */
-static inline uint64_t radix_seed(const shm_seg_t *s)
-{
-    return radix_hdr(s)->seed;
-}
+/* The seed every block-hash chain starts from: a constant, the same in every router, so two
+ * routers that were never told about each other hash a prompt alike and place a new prefix on
+ * the same instance (cache_aware's rendezvous placement). The tree's hash table is keyed with a
+ * random per-segment bucket key on top of it, so known hashes do not let anyone flood a chain. */
+#define RADIX_SEED 0x6664726f75746572ULL /* "fdrouter" */
 
 /*
- * Chained block hashing, fed one token at a time (code points, or tokenizer ids): the hash of a
- * block is FNV-1a-64 over [previous block's hash, 8 bytes little-endian][each token, 8 bytes
- * little-endian], the previous hash of the first block being the seed. Only full blocks count.
+ * Chained block hashing: the hash of block i is XXH3-64 of the block's bytes seeded with the hash
+ * of block i - 1 (the first block's with `seed`), so it stands for the whole prefix up to it.
+ * Only full blocks count; with `short_tail`, an input shorter than one block is hashed as one
+ * short block instead (so identical tiny prompts still match; its bytes cannot equal a full
+ * block's, so it never shadows a longer prompt's prefix). At most `max` hashes are computed.
+ *
+ * radix_hash_text: blocks of `block_size` code points of UTF-8 text (a code point starts at each
+ * byte that is not a continuation byte; hashing is over bytes, so nothing is decoded).
+ * radix_hash_tokens: blocks of `block_size` token ids (the tokenizer service's).
  */
-typedef struct {
-    uint64_t prev, cur;
-    uint32_t block, filled;
-    uint64_t *out;
-    size_t n, max;
-} radix_hasher_t;
-
-void radix_hasher_init(radix_hasher_t *h, uint64_t seed, uint32_t block_size, uint64_t *out, size_t max);
-/* Returns false once `max` hashes are out: the caller may stop feeding. */
-bool radix_hasher_push(radix_hasher_t *h, uint64_t token);
-/* The number of hashes. With `short_tail`, a token sequence shorter than one block is hashed as
- * one short block (so identical tiny prompts still match); otherwise it yields none. */
-size_t radix_hasher_finish(radix_hasher_t *h, bool short_tail);
-
-/* The hashes of a UTF-8 text's code points, decoded as Go decodes a string into runes (each
- * byte of an invalid sequence is one U+FFFD). At most `max` hashes are computed. */
 size_t radix_hash_text(uint64_t seed, const char *text, size_t len, uint32_t block_size, bool short_tail,
                        uint64_t *out, size_t max);
+size_t radix_hash_tokens(uint64_t seed, const uint64_t *tok, size_t ntok, uint32_t block_size,
+                         bool short_tail, uint64_t *out, size_t max);
 
 /* ---- lookups (lock-free, inside a read-side critical section) ---- */
 
@@ -111,27 +103,47 @@ size_t radix_hash_text(uint64_t seed, const char *text, size_t len, uint32_t blo
  * (the root if nothing matched; a node whose edge matched only partly if it ended mid-edge). */
 size_t radix_match(const shm_seg_t *s, const uint64_t *h, size_t n, uint32_t *node);
 
+/* Which instance a lookup asks about, and how old a record of it may be. A record (tag) carries
+ * the instance's cache-inflow stamp at the time it was made (RADIX_STAMP_UNIT prompt units per
+ * step of shm_instance_t.cache_inflow); it still counts as cached while the instance has taken in
+ * at most `within` stamps of new content since (its cache capacity: anything older has been
+ * evicted by the instance's LRU). within = UINT32_MAX: no limit known. */
+#define RADIX_STAMP_UNIT 16u
+typedef struct {
+    uint16_t slot;
+    uint32_t gen;    /* the slot's current generation */
+    uint32_t stamp;  /* the instance's stamp now */
+    uint32_t within; /* its capacity in stamps */
+} radix_cand_t;
+
+static inline uint32_t radix_stamp(uint64_t cache_inflow)
+{
+    return (uint32_t)(cache_inflow / RADIX_STAMP_UNIT);
+}
+
 /*
- * Per-candidate hit ratio (0..100), docs/fastdeploy.md 10: from the node where the match ends,
- * walk toward the root; at each node every tag naming a candidate (slot and its current
- * generation `gens[i]`) gives it L * 100 / n (kept at its max); stop at the first node where a
- * candidate got one; one level up, L becomes that node's depth. Returns the matched length L.
+ * Per candidate, the number of leading blocks of h[0..n) it is predicted to hold: the depth of
+ * the deepest node on the prompt's matched path with a fresh tag of it (capped at the matched
+ * length L for the node where the match ends mid-edge), 0 when none. Unlike the Go router's hit
+ * ratio (only the candidates tagged on the deepest tagged node count), every candidate gets its
+ * own depth: an instance holding a shorter part of the prefix is still cheaper than one holding
+ * nothing. The walk stops once every candidate has its depth. Returns L.
  */
-size_t radix_hit_ratios(const shm_seg_t *s, const uint64_t *h, size_t n, const uint16_t *slots,
-                        const uint32_t *gens, size_t ncand, uint8_t *ratio);
+size_t radix_cached_blocks(const shm_seg_t *s, const uint64_t *h, size_t n, const radix_cand_t *cand,
+                           size_t ncand, uint32_t *blocks);
 
 /* ---- changes (each takes the writer lock; -1 only if the lock is unrecoverable) ---- */
 
 /*
  * Record that (slot, generation) was chosen for h[0..n): insert the path, splitting an edge
  * where it diverges, refresh the last access of every node on it and tag each with the
- * instance at `now_ms` (a node with every tag taken loses a stale-generation tag, else its
- * oldest). `capacity` is the configured one (0 = SHM_RADIX_MAX_NODES); a change of it is
- * applied here. Room is made first (least recently used nodes go); if even so no node can be
+ * instance at `now_ms` and its cache-inflow `stamp` (a node with every tag taken loses a
+ * stale-generation tag, else its oldest). `capacity` is the configured one (0 = SHM_RADIX_MAX_NODES); a
+ * change of it is applied here. Room is made first (least recently used nodes go); if even so no node can be
  * had, the path is recorded as far as it fits. Returns the number of blocks recorded.
  */
 long radix_insert(shm_seg_t *s, const uint64_t *h, size_t n, uint16_t slot, uint32_t generation,
-                  uint64_t now_ms, uint32_t capacity);
+                  uint32_t stamp, uint64_t now_ms, uint32_t capacity);
 
 /* CP timer: unlink every non-root node last accessed more than `ttl_ms` before `now_ms`,
  * together with its subtree (the Go router's rule). Returns the number of nodes unlinked. */

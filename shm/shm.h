@@ -190,6 +190,18 @@ static inline uint64_t shm_inflight(const shm_seg_t *s, unsigned slot)
                ? __atomic_load_n(&shm_dp_row(s, SHM_MAX_DPS)->inflight[slot], __ATOMIC_RELAXED)
                : 0;
 }
+/* cache_aware's inflow clock of an instance (shm_instance_t.cache_inflow); add returns the new value */
+static inline uint64_t shm_cache_inflow(const shm_seg_t *s, unsigned slot)
+{
+    return slot < SHM_MAX_INSTANCES ? __atomic_load_n(&shm_instance(s, slot)->cache_inflow, __ATOMIC_RELAXED)
+                                    : 0;
+}
+static inline uint64_t shm_cache_inflow_add(shm_seg_t *s, unsigned slot, uint64_t units)
+{
+    return slot < SHM_MAX_INSTANCES
+               ? __atomic_add_fetch(&shm_instance(s, slot)->cache_inflow, units, __ATOMIC_RELAXED)
+               : 0;
+}
 static inline uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
 {
     return slot < SHM_MAX_INSTANCES
@@ -205,7 +217,10 @@ uint64_t shm_outcome_total(const shm_seg_t *s, unsigned outcome);
 /* ---- instance slots (instance.c); writer lock held for the mutating ones ---- */
 
 int shm_slot_find(const shm_seg_t *s, const char *url); /* LIVE slot with that URL, or -1 */
-/* A FREE slot, cleared except its generation, or -1 when full. The caller writes the identity,
+/* shm_instance_t.url_hash of a URL: XXH3-64 of its bytes, the same in every router. */
+uint64_t shm_url_hash(const char url[SHM_URL_LEN]);
+/* A FREE slot, cleared except its generation (its cache inflow starts at the live slots' mean),
+ * or -1 when full. The caller writes the identity,
  * then stores state LIVE (release) and republishes. */
 int shm_slot_alloc(shm_seg_t *s);
 /* LIVE -> RETIRED (caller republishes the views). */
@@ -215,7 +230,9 @@ void shm_slot_retire(shm_seg_t *s, unsigned slot, uint64_t now_ms);
  * returns how many. */
 int shm_slot_collect(shm_seg_t *s);
 
-void shm_metrics_store(shm_instance_t *in, double running, double waiting, double free_blocks,
+/* Store a scrape of slot's /metrics, with this router's in-flight count for it at that moment (so
+ * a reader can add what it sent since: shm_remote_metrics_t.local_inflight). */
+void shm_metrics_store(shm_seg_t *s, unsigned slot, double running, double waiting, double free_blocks,
                        uint64_t at_ms);
 /* The last scrape failed: shm_metrics_load returns false until the next store. */
 void shm_metrics_invalidate(shm_instance_t *in);

@@ -1,153 +1,318 @@
 /*
- * dataplane/policy/cache_aware.c - send a prompt where its prefix was sent before (that
- * instance holds its KV cache), unless the loads are too uneven. The Go router's algorithm
- * (docs/fastdeploy.md 10) over the shared prefix tree of shm/radix.h:
+ * dataplane/policy/cache_aware.c - send a prompt where it will be served soonest: the instance
+ * whose predicted cost (the prefill of what it does not hold in cache, plus the work already
+ * queued on it) is lowest; a prefix nobody holds goes where a hash of its first blocks says, so
+ * independent routers agree on where a new prefix lives. docs/config.md ("cache_aware") gives
+ * the rule in an operator's words and docs/compat.md how it differs from the Go router's.
  *
- *  1. loads = requests in flight per candidate (summed over every live DP); remote_cache_aware
- *     takes each instance's own running count from its last /metrics poll instead, falling
- *     back to the local count when that is missing or older than metrics-max-age;
- *  2. imbalanced (max != min, max - min > balance-abs-threshold and (max - min) / max >
- *     balance-rel-threshold) -> process_tokens chooses;
- *  3. empty prompt -> process_tokens chooses;
- *  4. tokens = the tokenizer service's ids when configured and answering, else the prompt's
- *     Unicode code points, hashed in chained blocks of cache-block-size;
- *  5. hit ratio per candidate from the longest matching prefix (radix_hit_ratios);
- *  6. score = (100 - hit) / 100 x hit-ratio-weight + load / maxLoad x load-balance-weight,
- *     lowest wins; on an exact tie fewer tokens in flight, then the tied candidates
- *     in turn (pol_tie_turn) where the Go router took the first URL;
- *  7. the choice is recorded on the prompt's path at once (insert + tag), before the request
- *     is sent, as the Go router does.
+ * Units: prompt units, the tokenizer service's tokens when the DP got them, else code points.
+ * T is the prompt's length in units, B the cache block (cache-block-size units).
  *
- * Unlike the Go router it also works in mixed mode (the data plane extracts the prompt for
- * every policy that needs it). A prompt shorter than one block is hashed as one short block
- * instead of falling back to process_tokens, so tiny prompts follow the same rule as the rest:
- * a repeated one sticks to the instance that served it, distinct ones spread by the load term
- * (all hit ratios 0). A short block's hash cannot stand for a full block (its FNV input is
- * shorter; equal only by a 64-bit collision), so it never shadows a long prompt's prefix.
- * Prompts longer than RADIX_MAX_BLOCKS
- * blocks use only their first RADIX_MAX_BLOCKS blocks (hit ratio over those).
+ * Per candidate i (each shared counter read once, since it moves under us):
+ *   cached_i   the units of the longest prefix of the prompt that i is predicted to hold: the
+ *              deepest node of the prompt's path in the shared prefix tree tagged with i whose
+ *              tag is younger than i's cache capacity (radix_cached_blocks; the capacity rule
+ *              is instance-cache-tokens, see tag_within);
+ *   queued_i   the work in flight on i: the sum of the charges of this router's requests to it
+ *              (a request is charged its predicted uncached units + B for the decode slot it
+ *              holds); remote_cache_aware adds T per request the instance itself reports beyond
+ *              this router's own (running + waiting + what this router sent since the scrape);
+ *   cost_i   = (T - cached_i) x hit-ratio-weight + queued_i x load-balance-weight.
  *
- * No allocation: every buffer is on the stack, bounded by RADIX_MAX_BLOCKS and the largest
- * view (about 90 KiB in all; DP threads have the default 8 MiB stack). Cost: one pass over the
- * prompt's code points (hashing stops at the block bound), one tree walk of about one chain
- * lookup per node on the path, one scan over the candidates, one insert under the writer lock.
+ * Choice: every candidate within `slack` of the lowest cost is as good as the best, where slack
+ * is what even the best-cached candidate still has to prefill (T - max cached, at least B):
+ *  - a prompt mostly cached somewhere (slack small) goes to the cheapest instance, so a hot
+ *    prefix whose instance has queued more work than the prefill it saves spreads to the next
+ *    instance, and comes back when that queue drains;
+ *  - a prefix held nowhere (slack = T) tolerates loads up to one prefill apart;
+ *  among the near-best, the longest cached part wins, then the highest rendezvous weight of
+ *  (hash of the prompt's first PLACEMENT_BLOCKS blocks, the instance's URL hash): new prefixes
+ *  spread over the fleet by hash, two routers that share no state place a new prefix alike, and
+ *  a prefix cached on two instances settles back on the same one of them.
+ *
+ * The Go router's imbalance test is applied only when an operator sets balance-abs-threshold or
+ * balance-rel-threshold: then imbalanced loads choose the least-loaded candidate by the same
+ * loads that fired the test (requests in flight; remote ones for remote_cache_aware).
+ *
+ * The choice is recorded on the prompt's path at once (insert + tag with the instance's inflow
+ * stamp, after adding the request's uncached units to its inflow), before the request is sent.
+ *
+ * No allocation: every buffer is on the stack, bounded by RADIX_MAX_BLOCKS and the largest view
+ * (about 110 KiB in all; DP threads have the default 8 MiB stack). No network call.
  */
+#include <string.h>
+
 #include "dataplane/policy/pol.h"
 #include "shm/radix.h"
 
-#define DEFAULT_BLOCK 64 /* the Go router's default cache-block-size */
+#define DEFAULT_BLOCK    64   /* the Go router's default cache-block-size */
+#define PLACEMENT_BLOCKS 4    /* blocks of a prompt that name its prefix for rendezvous placement */
+#define CHARS_PER_TOKEN  4    /* instance-cache-tokens in code points, when no tokenizer is used */
+#define REPLICA_WEIGHT   1.0  /* see score() */
+#define LOAD_BOUND       1.25 /* see bounds() */
+#define CONTENT_BOUND    1.1
+#define NEW_PREFIX_SLACK 3.0
+#define GO_ABS_DEFAULT   1.0
+#define GO_REL_DEFAULT   0.2
 
-static void load_range(const uint64_t *load, size_t n, uint64_t *min, uint64_t *max)
-{
-    *min = UINT64_MAX;
-    *max = 0;
-    for (size_t i = 0; i < n; i++) {
-        *max = load[i] > *max ? load[i] : *max;
-        *min = load[i] < *min ? load[i] : *min;
-    }
-}
-
-static bool imbalanced(uint64_t min, uint64_t max, size_t n, double abs_threshold, double rel_threshold)
-{
-    if (n < 2 || max == min)
-        return false;
-    uint64_t diff = max - min;
-    return (double)diff > abs_threshold && (double)diff / (double)max > rel_threshold;
-}
-
-static double score(unsigned hit, uint64_t load, uint64_t max_load, const shm_config_t *cfg)
-{
-    double s = (double)(100 - hit) / 100.0 * cfg->hit_ratio_weight;
-    if (max_load)
-        s += (double)load / (double)max_load * cfg->load_balance_weight;
-    return s;
-}
-
-/* Lowest score; on an exact tie fewer tokens in flight, then the tied candidates in turn
- * (pol_tie_turn). */
-static size_t best_score(const pol_ctx_t *c, size_t n, const uint8_t *hit, const uint64_t *load,
-                         uint64_t max_load, pol_explain_t *ex)
-{
-    double s[SHM_VIEW_MAX_SLOTS], tied[SHM_VIEW_MAX_SLOTS], best = 0;
-    uint64_t tok[SHM_VIEW_MAX_SLOTS], few = UINT64_MAX;
-    for (size_t i = 0; i < n; i++) {
-        s[i] = score(hit[i], load[i], max_load, c->cfg);
-        tok[i] = pol_tokens(c, i); /* read once: it moves under us */
-        if (ex)
-            ex->cand[i].hit = hit[i], ex->cand[i].score = s[i];
-        if (i == 0 || s[i] < best)
-            best = s[i];
-    }
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == best && tok[i] < few)
-            few = tok[i];
-    size_t ntied = 0;
-    for (size_t i = 0; i < n; i++) {
-        tied[i] = s[i] == best && tok[i] == few;
-        ntied += tied[i] != 0;
-    }
-    return pol_nth_equal(tied, n, 1, pol_tie_turn(c, ntied));
-}
-
-/* Token ids from the tokenizer service when the data plane got them, else code points. */
-static size_t hash_prompt(const pol_ctx_t *c, uint64_t seed, uint32_t block, uint64_t *out)
-{
-    if (!c->prompt->tokens)
-        return radix_hash_text(seed, c->prompt->text, c->prompt->len, block, true, out, RADIX_MAX_BLOCKS);
-    radix_hasher_t h;
-    radix_hasher_init(&h, seed, block, out, RADIX_MAX_BLOCKS);
-    for (size_t i = 0; i < c->prompt->ntokens; i++)
-        if (!radix_hasher_push(&h, c->prompt->tokens[i]))
-            break;
-    return radix_hasher_finish(&h, true);
-}
-
-/* remote_cache_aware: the instance's own running count when its metrics are fresh */
-static uint64_t load_of(const pol_ctx_t *c, size_t i, bool remote, uint64_t now_ms)
-{
-    shm_remote_metrics_t m;
-    if (remote && pol_remote_metrics(c, i, now_ms, &m))
-        return m.running > 0 ? (uint64_t)m.running : 0;
-    return pol_inflight(c, i);
-}
+typedef struct {
+    uint64_t inflow; /* content this router has sent it to cache (shm_cache_inflow) */
+    uint64_t load;   /* requests in flight (remote: the instance's own estimate) */
+    uint64_t queued; /* work in flight, in units */
+    uint64_t cached; /* units predicted in its cache */
+    uint64_t w;      /* rendezvous weight for this prompt */
+    double cost;
+} cand_t;
 
 /* One decision, without changing anything: what to record is left in d. */
 typedef struct {
     radix_decision_t why;
     size_t choice, nh, matched;
-    uint64_t now;
+    uint64_t now, units, uncached; /* the prompt's units, and the chosen instance's uncached part */
     uint64_t hashes[RADIX_MAX_BLOCKS];
-    uint32_t gens[SHM_VIEW_MAX_SLOTS];
+    radix_cand_t rc[SHM_VIEW_MAX_SLOTS];
 } decision_t;
+
+static uint32_t block_of(const pol_ctx_t *c)
+{
+    return c->cfg->cache_block_size ? c->cfg->cache_block_size : DEFAULT_BLOCK;
+}
+
+/* Token ids from the tokenizer service when the data plane got them, else code points. */
+static size_t hash_prompt(const pol_ctx_t *c, uint32_t block, uint64_t *out, uint64_t *units)
+{
+    const pol_prompt_t *p = c->prompt;
+    if (p->tokens) {
+        *units = p->ntokens;
+        return radix_hash_tokens(RADIX_SEED, p->tokens, p->ntokens, block, true, out, RADIX_MAX_BLOCKS);
+    }
+    *units = p->codepoints;
+    return radix_hash_text(RADIX_SEED, p->text, p->len, block, true, out, RADIX_MAX_BLOCKS);
+}
+
+/* Cache capacity of an instance in stamps (UINT32_MAX: unknown, tags never age out by it). */
+static uint32_t tag_within(const pol_ctx_t *c)
+{
+    uint64_t cap = c->cfg->instance_cache_tokens;
+    if (!cap)
+        return UINT32_MAX;
+    if (!c->prompt->tokens)
+        cap *= CHARS_PER_TOKEN;
+    cap /= RADIX_STAMP_UNIT;
+    return cap < UINT32_MAX ? (uint32_t)cap : UINT32_MAX - 1;
+}
+
+static void read_loads(const pol_ctx_t *c, bool remote, uint64_t now, uint64_t units, cand_t *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        k[i].load = pol_inflight(c, i);
+        k[i].queued = pol_tokens(c, i);
+        k[i].inflow = shm_cache_inflow(c->seg, c->slots[i]);
+        double r;
+        if (remote && pol_remote_load(c, i, now, k[i].load, 1, &r)) {
+            uint64_t est = (uint64_t)r;
+            if (est > k[i].load) /* requests from elsewhere, each weighed as one prompt like this one */
+                k[i].queued += (est - k[i].load) * (units ? units : 1);
+            k[i].load = est;
+        }
+    }
+}
+
+/* The Go router's imbalance test, with the operator's thresholds (an unset one takes the Go
+ * router's default); never applied when neither is set. */
+static bool imbalanced(const pol_ctx_t *c, const cand_t *k, size_t n, uint64_t *min_out, uint64_t *max_out)
+{
+    uint64_t min = UINT64_MAX, max = 0;
+    for (size_t i = 0; i < n; i++) {
+        min = k[i].load < min ? k[i].load : min;
+        max = k[i].load > max ? k[i].load : max;
+    }
+    *min_out = min, *max_out = max;
+    double abs = c->cfg->balance_abs_threshold, rel = c->cfg->balance_rel_threshold;
+    if ((abs < 0 && rel < 0) || n < 2 || max == min)
+        return false;
+    abs = abs < 0 ? GO_ABS_DEFAULT : abs;
+    rel = rel < 0 ? GO_REL_DEFAULT : rel;
+    return (double)(max - min) > abs && (double)(max - min) / (double)max > rel;
+}
+
+/* splitmix64's finaliser: the rendezvous weight of (prefix, instance) */
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static uint64_t weight(const pol_ctx_t *c, size_t i, uint64_t key)
+{
+    return mix(key ^ shm_instance(c->seg, c->slots[i])->url_hash);
+}
+
+/* Least-loaded by `load` (the imbalance fallback, and prompts with nothing to hash); ties in turn. */
+static size_t least_loaded(const pol_ctx_t *c, const cand_t *k, size_t n)
+{
+    uint64_t best = UINT64_MAX;
+    size_t ntied = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k[i].load < best)
+            best = k[i].load, ntied = 0;
+        ntied += k[i].load == best;
+    }
+    size_t turn = pol_tie_turn(c, ntied);
+    for (size_t i = 0; i < n; i++)
+        if (k[i].load == best && turn-- == 0)
+            return i;
+    return 0;
+}
+
+/* Consistent hashing with bounded loads: an instance takes a prefix it does not hold only while
+ * its requests in flight stay within LOAD_BOUND x the mean, counting this one (which spreads a
+ * burst), and the content sent to its cache within CONTENT_BOUND x the mean, counting this
+ * prompt (which spreads new prefixes evenly however the hash falls, also one request at a
+ * time: SGLang's "least cached content" as a bound rather than the rule). Each bound allows at
+ * least one more than the mean (a request, a prompt): at low loads a strict ratio would turn
+ * every small difference into a detour, and two routers that share nothing, each seeing its
+ * own small numbers, would then place the same new prefix differently. */
+typedef struct {
+    uint64_t load;
+    double content;
+} bound_t;
+
+static bound_t bounds(const cand_t *k, size_t n, uint64_t units)
+{
+    uint64_t load = 1;
+    double content = (double)units;
+    for (size_t i = 0; i < n; i++)
+        load += k[i].load, content += (double)k[i].inflow;
+    double mean = (double)load / (double)n, b = LOAD_BOUND * mean, cmean = content / (double)n;
+    b = b > mean + 1 ? b : mean + 1;
+    uint64_t ceil = (uint64_t)b;
+    double cb = CONTENT_BOUND * cmean;
+    return (bound_t){.load = ceil + ((double)ceil < b),
+                     .content = cb > cmean + (double)units ? cb : cmean + (double)units};
+}
+
+static bool over_bound(const cand_t *k, const bound_t *b)
+{
+    return k->load + 1 > b->load || (double)k->inflow > b->content;
+}
+
+static uint64_t placement_key(const decision_t *d)
+{
+    return d->hashes[(d->nh < PLACEMENT_BLOCKS ? d->nh : PLACEMENT_BLOCKS) - 1];
+}
+
+/* Cached part, rendezvous weight and predicted cost of every candidate. */
+static void score(const pol_ctx_t *c, decision_t *d, const uint32_t *blocks, cand_t *k, size_t n)
+{
+    uint32_t block = block_of(c);
+    uint64_t most = 0, key = placement_key(d);
+    for (size_t i = 0; i < n; i++) {
+        /* a prompt shorter than a block is one short block: held whole or not at all */
+        uint64_t cached = d->units < block && blocks[i] ? d->units : (uint64_t)blocks[i] * block;
+        k[i].cached = cached < d->units ? cached : d->units;
+        most = k[i].cached > most ? k[i].cached : most;
+        k[i].w = weight(c, i, key);
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* copying what another instance holds also costs the content it will evict here */
+        double copy = (double)(most - k[i].cached) * REPLICA_WEIGHT;
+        k[i].cost = ((double)(d->units - k[i].cached) + copy) * c->cfg->hit_ratio_weight +
+                    (double)k[i].queued * c->cfg->load_balance_weight;
+    }
+}
+
+/* Among the candidates within slack of the lowest cost: when some instance holds at least half of
+ * the prompt, the longest cached part first (exploit: keep the prefix where it is); then the
+ * highest rendezvous weight (explore by hash: a short shared part, such as a common first
+ * sentence, does not pull every new prefix to where it was first seen). A candidate that would
+ * take a new copy must be within the load bound, unless no near-best one is. */
+static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n, pol_explain_t *ex)
+{
+    double best = 0;
+    uint64_t most = 0;
+    for (size_t i = 0; i < n; i++) {
+        best = i == 0 || k[i].cost < best ? k[i].cost : best;
+        most = k[i].cached > most ? k[i].cached : most;
+    }
+    uint64_t rest = d->units - most;
+    bound_t bound = bounds(k, n, d->units);
+    double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
+    if (!most)
+        slack *= NEW_PREFIX_SLACK;
+    bool exploit = most > 0 && 2 * most >= d->units;
+    size_t pick[2] = {SIZE_MAX, SIZE_MAX}; /* within the bound, and regardless of it */
+    uint64_t pick_w[2] = {0, 0};
+    for (size_t i = 0; i < n; i++) {
+        if (ex)
+            ex->cand[i].eligible = false, ex->cand[i].weight = 0;
+        if (k[i].cost > best + slack)
+            continue;
+        uint64_t w = k[i].w;
+        bool bounded = (!exploit || k[i].cached < most) && over_bound(&k[i], &bound);
+        if (ex)
+            ex->cand[i].eligible = !bounded, ex->cand[i].weight = w;
+        for (int b = bounded; b < 2; b++) {
+            size_t p = pick[b];
+            bool more = exploit && k[i].cached > k[p == SIZE_MAX ? i : p].cached;
+            bool same = !exploit || k[i].cached == k[p == SIZE_MAX ? i : p].cached;
+            if (p == SIZE_MAX || more || (same && w > pick_w[b]))
+                pick[b] = i, pick_w[b] = w;
+        }
+    }
+    return pick[0] != SIZE_MAX ? pick[0] : pick[1] != SIZE_MAX ? pick[1] : 0;
+}
 
 static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t *ex)
 {
-    uint64_t load[SHM_VIEW_MAX_SLOTS], min, max;
+    cand_t k[SHM_VIEW_MAX_SLOTS];
     size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
+    uint32_t block = block_of(c);
+    if (ex)
+        memset(ex->cand, 0, n * sizeof *ex->cand);
     d->now = shm_now_ms();
     d->nh = d->matched = 0;
-    for (size_t i = 0; i < n; i++) {
-        load[i] = load_of(c, i, remote, d->now);
-        if (ex)
-            ex->cand[i].load = load[i];
-    }
-    load_range(load, n, &min, &max);
-    bool unbalanced = imbalanced(min, max, n, c->cfg->balance_abs_threshold, c->cfg->balance_rel_threshold);
+    d->units = d->uncached = 0;
+    bool has_prompt = c->prompt && c->prompt->text && c->prompt->len;
+    if (has_prompt)
+        d->nh = hash_prompt(c, block, d->hashes, &d->units);
+    read_loads(c, remote, d->now, d->units, k, n);
+    uint64_t min, max;
+    bool unbalanced = imbalanced(c, k, n, &min, &max);
     if (ex)
         ex->min_load = min, ex->max_load = max, ex->imbalanced = unbalanced;
-    if (unbalanced || !c->prompt || !c->prompt->text || !c->prompt->len) {
+    if (unbalanced || !d->nh) {
         d->why = unbalanced ? RADIX_FALLBACK_IMBALANCE : RADIX_FALLBACK_NO_PROMPT;
-        d->choice = pol_process_tokens.select(c);
-        return;
+        d->choice = least_loaded(c, k, n);
+        d->uncached = d->units;
+    } else {
+        uint32_t within = tag_within(c);
+        for (size_t i = 0; i < n; i++) {
+            const shm_instance_t *in = shm_instance(c->seg, c->slots[i]);
+            d->rc[i] = (radix_cand_t){.slot = c->slots[i],
+                                      .gen = __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE),
+                                      .stamp = radix_stamp(shm_cache_inflow(c->seg, c->slots[i])),
+                                      .within = within};
+        }
+        uint32_t blocks[SHM_VIEW_MAX_SLOTS];
+        d->matched = radix_cached_blocks(c->seg, d->hashes, d->nh, d->rc, n, blocks);
+        score(c, d, blocks, k, n);
+        d->why = RADIX_DECIDED_BY_CACHE;
+        d->choice = choose(c, d, k, n, ex);
+        d->uncached = d->units - k[d->choice].cached;
     }
-    uint32_t block = c->cfg->cache_block_size ? c->cfg->cache_block_size : DEFAULT_BLOCK;
-    d->nh = hash_prompt(c, radix_seed(c->seg), block, d->hashes);
-    for (size_t i = 0; i < n; i++)
-        d->gens[i] = __atomic_load_n(&shm_instance(c->seg, c->slots[i])->generation, __ATOMIC_ACQUIRE);
-    uint8_t hit[SHM_VIEW_MAX_SLOTS];
-    d->matched = radix_hit_ratios(c->seg, d->hashes, d->nh, c->slots, d->gens, n, hit);
-    d->why = RADIX_DECIDED_BY_CACHE;
-    d->choice = best_score(c, n, hit, load, max, ex);
+    for (size_t i = 0; ex && i < n; i++) {
+        if (d->why != RADIX_DECIDED_BY_CACHE)
+            ex->cand[i].eligible = false, ex->cand[i].weight = 0;
+        ex->cand[i].load = k[i].load;
+        ex->cand[i].tokens = k[i].queued;
+        ex->cand[i].cached = k[i].cached;
+        ex->cand[i].hit = d->units ? (unsigned)(k[i].cached * 100 / d->units) : 0;
+        ex->cand[i].score = d->why == RADIX_DECIDED_BY_CACHE ? k[i].cost : (double)k[i].load;
+    }
 }
 
 static size_t select_scored(const pol_ctx_t *c, bool remote)
@@ -158,19 +323,24 @@ static size_t select_scored(const pol_ctx_t *c, bool remote)
     decision_t d;
     decide(c, remote, &d, NULL);
     radix_count_decision(s, d.why, d.matched > 0);
-    if (d.why != RADIX_DECIDED_BY_CACHE)
-        return d.choice;
-    radix_insert(s, d.hashes, d.nh, c->slots[d.choice], d.gens[d.choice], d.now, c->cfg->radix_capacity);
-    if (c->prompt->session)
-        radix_count_session(s, c->prompt->session, c->slots[d.choice], d.gens[d.choice]);
+    uint16_t slot = c->slots[d.choice];
+    if (c->charge) /* the work this request queues there (read_loads' queued) */
+        *c->charge = (pol_charge_t){.tokens = d.uncached + block_of(c), .prefill = d.uncached};
+    uint64_t inflow = shm_cache_inflow_add(s, slot, d.uncached);
+    if (d.why == RADIX_DECIDED_BY_CACHE) {
+        radix_insert(s, d.hashes, d.nh, slot, d.rc[d.choice].gen, radix_stamp(inflow), d.now,
+                     c->cfg->radix_capacity);
+        if (c->prompt->session)
+            radix_count_session(s, c->prompt->session, slot, d.rc[d.choice].gen);
+    }
     return d.choice;
 }
 
 static const char *branch_name(radix_decision_t why)
 {
-    return why == RADIX_DECIDED_BY_CACHE     ? "cache_scored"
-           : why == RADIX_FALLBACK_IMBALANCE ? "fallback_imbalance (process_tokens)"
-                                             : "fallback_no_prompt (process_tokens)";
+    return why == RADIX_DECIDED_BY_CACHE     ? "predicted_cost"
+           : why == RADIX_FALLBACK_IMBALANCE ? "fallback_imbalance (least loaded)"
+                                             : "no_prompt (least loaded)";
 }
 
 static void explain_scored(const pol_ctx_t *c, bool remote, pol_explain_t *ex)
@@ -180,6 +350,7 @@ static void explain_scored(const pol_ctx_t *c, bool remote, pol_explain_t *ex)
     ex->branch = branch_name(d.why);
     ex->blocks = d.nh;
     ex->matched = d.matched;
+    ex->units = d.units;
     ex->choice = (long)d.choice;
 }
 

@@ -9,15 +9,18 @@
  * that are missing, invalid (the last poll failed) or older than metrics-max-age fall back, per
  * candidate, to the router's local view as in the Go router: running = requests in flight,
  * waiting = 0.
+ *
+ * Unlike the Go router, a scrape is not taken as the truth until the next one: the requests this
+ * router sent the instance since that scrape are added (pol_remote_load), so an instance that
+ * looked idle at the last poll does not draw every request until the next (the Go router's herd).
  */
 #include "dataplane/policy/pol.h"
 
 static double score(const pol_ctx_t *c, size_t i, uint64_t now_ms)
 {
-    shm_remote_metrics_t m;
-    if (pol_remote_metrics(c, i, now_ms, &m))
-        return m.running + m.waiting * c->cfg->waiting_weight;
-    return (double)pol_inflight(c, i);
+    uint64_t local = pol_inflight(c, i);
+    double r;
+    return pol_remote_load(c, i, now_ms, local, c->cfg->waiting_weight, &r) ? r : (double)local;
 }
 
 static size_t select_fd_remote_metrics_score(const pol_ctx_t *c)

@@ -77,10 +77,28 @@ bool pol_remote_metrics(const pol_ctx_t *c, size_t i, uint64_t now_ms, shm_remot
            fresh(m->at_ms, now_ms, c->cfg->metrics_max_age_ms);
 }
 
+/* An instance's gauge as a count: negative, NaN or absurd values are its bugs, not load. */
+static double gauge(double v)
+{
+    return v > 0 ? (v < 1e9 ? v : 1e9) : 0;
+}
+
+bool pol_remote_load(const pol_ctx_t *c, size_t i, uint64_t now_ms, uint64_t local, double waiting_weight,
+                     double *out)
+{
+    shm_remote_metrics_t m;
+    if (!pol_remote_metrics(c, i, now_ms, &m))
+        return false;
+    *out = gauge(m.running) + gauge(m.waiting) * waiting_weight +
+           (double)(local > m.local_inflight ? local - m.local_inflight : 0);
+    return true;
+}
+
 void pol_explain(const pol_t *p, const pol_ctx_t *live, pol_explain_t *ex)
 {
     pol_ctx_t dry = *live;
     dry.dry_run = true;
+    dry.charge = NULL;
     const pol_ctx_t *c = &dry;
     for (size_t i = 0; i < c->n; i++) {
         ex->cand[i].load = pol_inflight(c, i);

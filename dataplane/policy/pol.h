@@ -26,6 +26,15 @@ typedef struct {
     uint64_t session; /* hash of the request's session_id, 0 = none (stickiness statistics) */
 } pol_prompt_t;
 
+/* What a request adds to the chosen instance's tokens-in-flight counter. In: the Go router's
+ * estimate (2 x code points), all of it held until the request ends. A policy with a better
+ * prediction of the work it queues there may overwrite it (cache_aware: the uncached part, to be
+ * prefilled, and a block for the decode slot). */
+typedef struct {
+    uint64_t tokens;
+    uint64_t prefill; /* the part released when the answer's first body byte arrives */
+} pol_charge_t;
+
 typedef struct {
     const shm_seg_t *seg;
     const shm_config_t *cfg;
@@ -33,22 +42,27 @@ typedef struct {
     const uint16_t *slots; /* candidate slots, sorted by URL */
     size_t n;              /* >= 1 */
     const pol_prompt_t *prompt;
-    uint64_t *rng; /* the calling thread's generator state */
-    bool dry_run;  /* set by pol_explain: change nothing in shm, not even the tie rotation */
+    uint64_t *rng;        /* the calling thread's generator state */
+    bool dry_run;         /* set by pol_explain: change nothing in shm, not even the tie rotation */
+    pol_charge_t *charge; /* NULL in a dry run */
 } pol_ctx_t;
 
 /* What a policy weighed for one candidate, for `fdctl explain`. */
 typedef struct {
-    uint64_t load;   /* the load it weighed: requests in flight, or remote running */
-    uint64_t tokens; /* prompt tokens in flight */
-    unsigned hit;    /* cache-aware: hit ratio 0..100 */
-    double score;    /* cache-aware: lower wins */
+    uint64_t load;   /* the load it weighed: requests in flight, or the instance's own estimate */
+    uint64_t tokens; /* work in flight (cache-aware: queued units) */
+    uint64_t cached; /* cache-aware: prompt units predicted in its cache */
+    unsigned hit;    /* cache-aware: cached part of the prompt, 0..100 */
+    double score;    /* cache-aware: predicted cost, lower wins */
+    bool eligible;   /* cache-aware: within slack of the lowest cost */
+    uint64_t weight; /* cache-aware: rendezvous weight (eligible candidates) */
 } pol_cand_info_t;
 
 /* A dry run of a decision: nothing in shared memory changes. */
 typedef struct {
     const char *branch;     /* which rule decided */
     size_t blocks, matched; /* cache-aware: the prompt's blocks, and how many matched the tree */
+    uint64_t units;         /* cache-aware: the prompt's length in units (tokens or code points) */
     uint64_t min_load, max_load;
     bool imbalanced;       /* cache-aware: the imbalance test fired */
     long choice;           /* index into the candidates, -1 for a random choice */
@@ -81,6 +95,14 @@ static inline uint64_t pol_tokens(const pol_ctx_t *c, size_t i)
 /* The instance's last /metrics poll (published by the control plane) if it is valid and younger
  * than metrics-max-age; false means: use the local counters instead. */
 bool pol_remote_metrics(const pol_ctx_t *c, size_t i, uint64_t now_ms, shm_remote_metrics_t *m);
+
+/* The requests on instance i as it would count them now: running + waiting x waiting_weight
+ * from its last fresh /metrics scrape, plus what this router's in-flight count to it grew by
+ * since that scrape (`local` is the count now), so requests sent since the scrape are not
+ * invisible (a scrape showing an idle instance must not draw every request until the next
+ * one). False when there is no fresh scrape. */
+bool pol_remote_load(const pol_ctx_t *c, size_t i, uint64_t now_ms, uint64_t local, double waiting_weight,
+                     double *out);
 
 /* xorshift64*: cheap, per thread, good enough for load spreading */
 static inline uint64_t pol_rand(uint64_t *s)

@@ -105,8 +105,9 @@ Test(config, defaults_match_the_reference)
     cr_assert_eq(c.cache_block_size, 64);
     cr_assert_str_eq(c.tokenizer_url, "");
     cr_assert_eq(c.tokenizer_timeout_secs, 2);
-    cr_assert_eq(c.balance_abs_threshold, 1);
-    cr_assert_eq(c.balance_rel_threshold, 0.2);
+    cr_assert_lt(c.balance_abs_threshold, 0, "unset: no imbalance test (docs/config.md)");
+    cr_assert_lt(c.balance_rel_threshold, 0);
+    cr_assert_eq(c.instance_cache_tokens, 0, "unset: no capacity rule");
     cr_assert_eq(c.hit_ratio_weight, 1);
     cr_assert_eq(c.load_balance_weight, 1);
     cr_assert_eq(c.waiting_weight, 1);
@@ -595,7 +596,8 @@ Test(config, shm_view_is_in_ms_and_bytes)
     cr_assert_eq(
         load("server:\n  splitwise: on\nscheduler:\n  policy: random\n  prefill-policy: cache_aware\n"
              "  decode-policy: round_robin\n  tokenizer-url: http://t\n  tokenizer-timeout-secs: 0.0001\n"
-             "  cache-block-size: 16\n  load-balance-weight: 0.05\nproxy:\n  connect-timeout-secs: 1.5\n"
+             "  cache-block-size: 16\n  load-balance-weight: 0.05\n  balance-rel-threshold: 0.2\n"
+             "  instance-cache-tokens: 65536\nproxy:\n  connect-timeout-secs: 1.5\n"
              "  max-body-mb: 4095\nmanager:\n  metrics-max-age-secs: 2.5\nrouter:\n  dp-threads: 3\n",
              &c, err, sizeof err),
         0, "%s", err);
@@ -616,6 +618,8 @@ Test(config, shm_view_is_in_ms_and_bytes)
     cr_assert_eq(s.cache_block_size, 16u);
     cr_assert_eq(s.load_balance_weight, 0.05);
     cr_assert_eq(s.balance_rel_threshold, 0.2);
+    cr_assert_lt(s.balance_abs_threshold, 0, "the unset one stays unset");
+    cr_assert_eq(s.instance_cache_tokens, 65536u);
     cr_assert_str_eq(s.tokenizer_url, "http://t");
     cr_assert_eq(s.tokenizer_timeout_ms, 1u, "a positive timeout never becomes 0 ms");
 }

@@ -33,6 +33,7 @@ static inline void dp_fixture_open(dp_fixture_t *f, const char *tag, uint16_t *s
         snprintf(in->url, sizeof(in->url), "http://127.0.0.1:%d", base_port + i);
         snprintf(in->host, sizeof(in->host), "127.0.0.1");
         in->port = (uint16_t)(base_port + i);
+        in->url_hash = shm_url_hash(in->url);
         in->role = SHM_ROLE_MIXED;
         in->health = SHM_HEALTH_HEALTHY;
         __atomic_store_n(&in->state, SHM_SLOT_LIVE, __ATOMIC_RELEASE);

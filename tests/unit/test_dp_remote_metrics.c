@@ -50,8 +50,7 @@ static void local_load(int i, int requests)
 /* Metrics of candidate i polled `age_ms` ago (negative: in the future). */
 static void remote(int i, double running, double waiting, int64_t age_ms)
 {
-    shm_metrics_store(shm_instance(&fx.seg, slots[i]), running, waiting, 100,
-                      (uint64_t)((int64_t)shm_now_ms() - age_ms));
+    shm_metrics_store(&fx.seg, slots[i], running, waiting, 100, (uint64_t)((int64_t)shm_now_ms() - age_ms));
 }
 
 Test(remote_metrics, registered_under_its_name)
@@ -156,8 +155,6 @@ Test(remote_metrics, fractional_scores_compare_as_numbers)
 static pol_explain_t explain_remote(pol_cand_info_t *cand, const char *text)
 {
     pol_prompt_t prompt = {.text = text, .len = strlen(text), .codepoints = strlen(text)};
-    cfg.balance_abs_threshold = 1;
-    cfg.balance_rel_threshold = 0.2;
     cfg.hit_ratio_weight = 1;
     cfg.load_balance_weight = 1;
     cfg.cache_block_size = 4;
@@ -177,23 +174,50 @@ Test(remote_metrics, remote_cache_aware_weighs_remote_running)
 {
     cr_assert_eq(pol_get(SHM_POL_REMOTE_CACHE_AWARE), &pol_remote_cache_aware);
     pol_cand_info_t cand[N];
-    /* locally idle everywhere; the instances report 6, 0 and 0 running: imbalanced */
+    cfg.balance_abs_threshold = 1; /* as an operator who set the Go router's test */
+    cfg.balance_rel_threshold = 0.2;
+    /* locally idle everywhere; the instances report 6, 0 and 0 running: imbalanced by the
+     * configured Go test, and the fallback weighs the same loads */
     remote(0, 6, 0, 0);
     remote(1, 0, 0, 0);
     remote(2, 0, 0, 0);
     pol_explain_t ex = explain_remote(cand, "some prompt text");
     cr_assert_eq(cand[0].load, 6);
     cr_assert(ex.imbalanced);
-    cr_assert_str_eq(ex.branch, "fallback_imbalance (process_tokens)");
-    /* 2, 1 and 1 running: balanced (diff 1 is not above 1), scored; the busiest scores worst */
+    cr_assert_str_eq(ex.branch, "fallback_imbalance (least loaded)");
+    cr_assert_neq(ex.choice, 0, "not the instance reporting 6 running");
+    /* 2, 1 and 1 running: balanced (diff 1 is not above 1); the busiest costs the most: each
+     * request it reports beyond this router's own is weighed as one prompt like this one */
     remote(0, 2, 0, 0);
     remote(1, 1, 0, 0);
     remote(2, 1, 0, 0);
     ex = explain_remote(cand, "some prompt text");
     cr_assert_not(ex.imbalanced);
-    cr_assert_str_eq(ex.branch, "cache_scored");
+    cr_assert_str_eq(ex.branch, "predicted_cost");
     cr_assert_gt(cand[0].score, cand[1].score);
-    cr_assert_eq(ex.choice, 1, "lowest score, first of the tie");
+    cr_assert_eq(cand[0].tokens, 2 * 16, "2 remote requests x 16 code points");
+    cr_assert(cand[0].eligible, "48 is within one prefill (16) of 32: a new prefix may still go there");
+    remote(0, 3, 0, 0);
+    cfg.balance_abs_threshold = cfg.balance_rel_threshold = -1; /* the shipped default: no Go test */
+    ex = explain_remote(cand, "some prompt text");
+    cr_assert_str_eq(ex.branch, "predicted_cost");
+    cr_assert_not(cand[0].eligible, "64 is not");
+    cr_assert_neq(ex.choice, 0);
+}
+
+Test(remote_metrics, requests_sent_since_the_scrape_count_as_running)
+{
+    /* the scrape saw instance 0 idle while this router had nothing in flight to it; since then
+     * this router sent it 5: it is not idle (the Go router's herd) */
+    remote(0, 0, 0, 0);
+    remote(1, 2, 0, 0);
+    remote(2, 3, 0, 0);
+    local_load(0, 5);
+    pol_cand_info_t cand[N];
+    pol_explain_t ex = explain_remote(cand, "some prompt text");
+    cr_assert_eq(cand[0].load, 5, "0 at the scrape + 5 sent since");
+    cr_assert_neq(ex.choice, 0);
+    cr_assert_eq(choose(), 1, "fd_remote_metrics_score: 5, 2, 3");
 }
 
 Test(remote_metrics, remote_cache_aware_falls_back_to_local_when_stale)

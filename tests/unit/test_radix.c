@@ -1,11 +1,14 @@
 /*
  * tests/unit/test_radix.c - the shared prefix tree (shm/radix.c) on a real segment: block
- * hashing against values computed by hand (an independent FNV-1a-64), insert / split / match,
- * hit ratios by FastDeploy's walk-up rule (docs/fastdeploy.md 10), generation-invalidated tags and purge, TTL
+ * hashing against XXH3 over the blocks' bytes cut by hand, insert / split / match, each
+ * candidate's cached depth and the capacity (stamp) rule, generation-invalidated tags and purge, TTL
  * eviction of whole subtrees, capacity eviction (least recently used first, never above the
  * capacity), limbo held by a reader, and repair after a writer died mid-change. The invariant
  * checker (test_radix_check.h) runs after every kind of change.
  */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "test_radix_check.h"
 #include "test_shm_util.h"
 
@@ -22,11 +25,12 @@ static uint32_t gen_of(unsigned slot)
     return shm_instance(&seg, slot)->generation;
 }
 
-static uint32_t cap; /* the configured capacity, as a DP passes it (0 = maximum) */
+static uint32_t cap;   /* the configured capacity, as a DP passes it (0 = maximum) */
+static uint32_t stamp; /* the inserting instance's inflow stamp */
 
 static long ins(const uint64_t *h, size_t n, int slot, uint64_t now_ms)
 {
-    return radix_insert(&seg, h, n, (uint16_t)slot, gen_of((unsigned)slot), now_ms, cap);
+    return radix_insert(&seg, h, n, (uint16_t)slot, gen_of((unsigned)slot), stamp, now_ms, cap);
 }
 
 static void set_cap(uint32_t c)
@@ -40,16 +44,21 @@ static size_t match(const uint64_t *h, size_t n, uint32_t *node)
     return radix_match(&seg, h, n, node);
 }
 
-/* Hit ratios of the candidates `slots` (their current generations). */
-static size_t ratios(const uint64_t *h, size_t n, const int *slots, size_t k, uint8_t *out)
+/* Cached depth of each of the candidates `slots` (current generations, stamp `now`, capacity
+ * `within` stamps). */
+static size_t cached_at(const uint64_t *h, size_t n, const int *slots, size_t k, uint32_t now,
+                        uint32_t within, uint32_t *out)
 {
-    uint16_t s16[8];
-    uint32_t gens[8];
-    for (size_t i = 0; i < k; i++) {
-        s16[i] = (uint16_t)slots[i];
-        gens[i] = gen_of((unsigned)slots[i]);
-    }
-    return radix_hit_ratios(&seg, h, n, s16, gens, k, out);
+    radix_cand_t c[SHM_RADIX_TAGS + 1];
+    for (size_t i = 0; i < k; i++)
+        c[i] = (radix_cand_t){
+            .slot = (uint16_t)slots[i], .gen = gen_of((unsigned)slots[i]), .stamp = now, .within = within};
+    return radix_cached_blocks(&seg, h, n, c, k, out);
+}
+
+static size_t cached(const uint64_t *h, size_t n, const int *slots, size_t k, uint32_t *out)
+{
+    return cached_at(h, n, slots, k, stamp, UINT32_MAX, out);
 }
 
 static int inst(const char *url)
@@ -62,49 +71,67 @@ static const shm_radix_hdr_t *T(void)
     return radix_hdr(&seg);
 }
 
-/* ---- hashing: expected values from a separate FNV-1a-64 over the little-endian bytes ---- */
+/* ---- hashing: expected values from XXH3 over the blocks' bytes, cut here by hand ---- */
 
-Test(radix, block_hashes_chain_fnv1a_over_previous_hash_and_tokens)
+static uint64_t xx(const void *p, size_t n, uint64_t seed)
+{
+    return XXH3_64bits_withSeed(p, n, seed);
+}
+
+Test(radix, block_hashes_chain_xxh3_over_each_blocks_bytes)
 {
     uint64_t h[8];
-    /* seed 0, block 2, "abcde": FNV(le(0) le(97) le(98)), then FNV(le(h0) le(99) le(100)); "e" dropped */
+    /* block 2, "abcde": "ab", then "cd" seeded with the first hash; "e" is no full block */
     cr_assert_eq(radix_hash_text(0, "abcde", 5, 2, false, h, 8), 2);
-    cr_assert_eq(h[0], 0x705fe03ffe4bdb06ULL);
-    cr_assert_eq(h[1], 0x057cad374b6a53f4ULL);
-    /* code points, not bytes: U+00E9 U+20AC U+1F600 'A' */
-    cr_assert_eq(radix_hash_text(0x0123456789abcdefULL,
+    cr_assert_eq(h[0], xx("ab", 2, 0));
+    cr_assert_eq(h[1], xx("cd", 2, h[0]));
+    /* code points, not bytes: U+00E9 U+20AC | U+1F600 'A' */
+    cr_assert_eq(radix_hash_text(7,
                                  "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
                                  "A",
                                  10, 2, false, h, 8),
                  2);
-    cr_assert_eq(h[0], 0x0d4e3817e324e330ULL);
-    cr_assert_eq(h[1], 0xd87d09fc817e17a1ULL);
+    cr_assert_eq(h[0], xx("\xc3\xa9\xe2\x82\xac", 5, 7));
+    cr_assert_eq(h[1], xx("\xf0\x9f\x98\x80"
+                          "A",
+                          5, h[0]));
+    /* a long ASCII run (taken 8 bytes at a time) cuts where the byte loop would */
+    const char *t = "0123456789abcdefghijklmnopqrstuvwxyz";
+    cr_assert_eq(radix_hash_text(1, t, 36, 11, false, h, 8), 3);
+    cr_assert_eq(h[2], xx(t + 22, 11, xx(t + 11, 11, xx(t, 11, 1))));
 }
 
-Test(radix, invalid_utf8_is_one_replacement_rune_per_byte_as_in_go)
+Test(radix, continuation_bytes_stay_with_the_code_point_before_them)
 {
-    static const char *bad[] = {"\xe2\x82", "\xff\xfe", "\xed\xa0", "\xc0\x80", "\xf4\x90"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        uint64_t h[4];
-        cr_assert_eq(radix_hash_text(0, bad[i], 2, 1, false, h, 4), 2, "case %zu", i);
-        cr_assert_eq(h[0], 0x5b62f34c4b00b3edULL, "case %zu", i); /* FNV(le(0) le(0xfffd)) */
-        cr_assert_eq(h[1], 0x6fe19659f33949a6ULL, "case %zu", i);
-    }
+    uint64_t h[4];
+    /* stray continuation bytes count as no code point: block 1 of "\x80\x80ab" is "\x80\x80a" */
+    cr_assert_eq(radix_hash_text(0,
+                                 "\x80\x80"
+                                 "ab",
+                                 4, 1, false, h, 4),
+                 2);
+    cr_assert_eq(h[0], xx("\x80\x80"
+                          "a",
+                          3, 0));
+    cr_assert_eq(h[1], xx("b", 1, h[0]));
+    /* a truncated sequence at the end is its lead byte's code point */
+    cr_assert_eq(radix_hash_text(0, "a\xe2\x82", 3, 1, false, h, 4), 2);
+    cr_assert_eq(h[1], xx("\xe2\x82", 2, h[0]));
 }
 
-Test(radix, large_tokens_short_tail_and_the_block_bound)
+Test(radix, token_blocks_short_tail_and_the_block_bound)
 {
     uint64_t h[8], ref[8];
-    radix_hasher_t st;
-    radix_hasher_init(&st, 0, 2, h, 8);
-    radix_hasher_push(&st, 1ULL << 40);
-    radix_hasher_push(&st, 5);
-    cr_assert_eq(radix_hasher_finish(&st, false), 1);
-    cr_assert_eq(h[0], 0xebfec10c15be539fULL);
+    const uint64_t tok[] = {1ULL << 40, 5, 6};
+    cr_assert_eq(radix_hash_tokens(0, tok, 3, 2, false, h, 8), 1);
+    cr_assert_eq(h[0], xx(tok, 16, 0));
+    cr_assert_eq(radix_hash_tokens(0, tok, 1, 2, true, h, 8), 1, "short tail: one short block");
+    cr_assert_eq(h[0], xx(tok, 8, 0));
+    cr_assert_eq(radix_hash_tokens(0, tok, 3, 2, true, h, 8), 1, "a tail after a full block is dropped");
 
     cr_assert_eq(radix_hash_text(7, "hi", 2, 64, false, h, 8), 0, "no full block: no hash");
     cr_assert_eq(radix_hash_text(7, "hi", 2, 64, true, h, 8), 1, "short tail: one short block");
-    cr_assert_eq(h[0], 0x2e4f74fc8e49c283ULL);
+    cr_assert_eq(h[0], xx("hi", 2, 7));
     cr_assert_eq(radix_hash_text(7, "", 0, 64, true, h, 8), 0);
 
     cr_assert_eq(radix_hash_text(3, "abcdef", 6, 1, false, ref, 8), 6);
@@ -112,11 +139,15 @@ Test(radix, large_tokens_short_tail_and_the_block_bound)
     cr_assert_eq(memcmp(h, ref, 3 * sizeof h[0]), 0);
 }
 
-Test(radix, seed_is_fixed_at_creation_and_seen_by_every_attacher)
+Test(radix, chains_share_one_seed_and_buckets_a_random_key)
 {
+    radix_stats_t st;
+    radix_stats(&seg, &st);
+    cr_assert_eq(st.seed, RADIX_SEED, "every router hashes alike");
+    cr_assert_neq(T()->bucket_key, 0, "the bucket key is drawn at creation");
     shm_seg_t other;
     cr_assert_eq(shm_attach(&other, seg_name, NULL, 0), 0);
-    cr_assert_eq(radix_seed(&other), radix_seed(&seg));
+    cr_assert_eq(radix_hdr(&other)->bucket_key, T()->bucket_key, "and seen by every attacher");
     cr_assert_eq(T()->capacity, SHM_RADIX_MAX_NODES);
     shm_detach(&other);
 }
@@ -193,41 +224,68 @@ Test(radix, long_edges_are_chains_of_nodes)
 
 /* ---- hit ratios (docs/fastdeploy.md 10) ---- */
 
-Test(radix, hit_ratio_from_the_deepest_tagged_node)
+Test(radix, every_candidate_gets_its_own_cached_depth)
 {
     int a = inst("http://127.0.0.1:1"), b = inst("http://127.0.0.1:2"), c = inst("http://127.0.0.1:3");
     uint64_t p1[] = {1, 2, 3, 4}, p2[] = {1, 2, 5, 6};
     ins(p1, 4, a, 1000); /* [1 2 3 4]: a */
     ins(p2, 4, b, 2000); /* split: [1 2]: a b, [3 4]: a, [5 6]: b */
     int abc[] = {a, b, c}, bc[] = {b, c};
-    uint8_t r[3];
+    uint32_t r[3];
 
-    cr_assert_eq(ratios(p1, 4, abc, 3, r), 4);
-    cr_assert(r[0] == 100 && r[1] == 0 && r[2] == 0, "full match on a's leaf: %u %u %u", r[0], r[1], r[2]);
+    cr_assert_eq(cached(p1, 4, abc, 3, r), 4);
+    cr_assert(r[0] == 4 && r[1] == 2 && r[2] == 0, "a holds all, b the shared part: %u %u %u", r[0], r[1],
+              r[2]);
 
     uint64_t q1[] = {1, 2, 3, 9};
-    ratios(q1, 4, abc, 3, r);
-    cr_assert(r[0] == 75 && r[1] == 0, "3 of 4 blocks, partly into a's edge: %u %u", r[0], r[1]);
+    cr_assert_eq(cached(q1, 4, abc, 3, r), 3);
+    cr_assert(r[0] == 3 && r[1] == 2, "ended inside a's edge: a gets the matched 3: %u %u", r[0], r[1]);
 
     uint64_t q2[] = {1, 2, 9, 9};
-    ratios(q2, 4, abc, 3, r);
-    cr_assert(r[0] == 50 && r[1] == 50 && r[2] == 0, "both tagged on the shared node: %u %u %u", r[0], r[1],
+    cached(q2, 4, abc, 3, r);
+    cr_assert(r[0] == 2 && r[1] == 2 && r[2] == 0, "both tagged on the shared node: %u %u %u", r[0], r[1],
               r[2]);
 
     uint64_t q3[] = {1, 2, 5, 9, 9, 9};
-    ratios(q3, 6, abc, 3, r);
-    cr_assert(r[0] == 0 && r[1] == 50, "3 * 100 / 6, and the walk stops below a: %u %u", r[0], r[1]);
+    cached(q3, 6, abc, 3, r);
+    cr_assert(r[0] == 2 && r[1] == 3, "b's branch, a still holds the shared part: %u %u", r[0], r[1]);
 
-    ratios(p1, 4, bc, 2, r);
-    cr_assert(r[0] == 50 && r[1] == 0, "a is no candidate: up one level, L = depth 2: %u %u", r[0], r[1]);
-
-    uint64_t q4[] = {1, 9, 9};
-    ratios(q4, 3, abc, 3, r);
-    cr_assert(r[0] == 33 && r[1] == 33, "integer division 1 * 100 / 3: %u %u", r[0], r[1]);
+    cached(p1, 4, bc, 2, r);
+    cr_assert(r[0] == 2 && r[1] == 0, "a is no candidate: %u %u", r[0], r[1]);
 
     uint64_t q5[] = {8, 8};
-    cr_assert_eq(ratios(q5, 2, abc, 3, r), 0);
+    cr_assert_eq(cached(q5, 2, abc, 3, r), 0);
     cr_assert(r[0] == 0 && r[1] == 0 && r[2] == 0);
+}
+
+Test(radix, a_tag_older_than_the_instances_capacity_is_not_cached)
+{
+    int a = inst("http://127.0.0.1:1"), b = inst("http://127.0.0.1:2");
+    uint64_t p[] = {1, 2, 3}, q[] = {1, 2};
+    int ab[] = {a, b};
+    uint32_t r[2];
+    stamp = 1000;
+    ins(p, 3, a, 1000);
+    stamp = 5000;
+    ins(q, 2, a, 2000); /* a chose [1 2] again later: that part is younger */
+    ins(q, 2, b, 2000);
+
+    cached_at(p, 3, ab, 2, 1000 + 100, 100, r);
+    cr_assert(r[0] == 3, "100 stamps of inflow since: still within 100: %u", r[0]);
+    cached_at(p, 3, ab, 2, 1000 + 101, 100, r);
+    cr_assert(r[0] == 2 && r[1] == 2, "101 since [3] was tagged: only the refreshed [1 2]: %u %u", r[0],
+              r[1]);
+    cached_at(p, 3, ab, 2, 5000 + 101, 100, r);
+    cr_assert(r[0] == 0 && r[1] == 0, "and that too once 101 more came in: %u %u", r[0], r[1]);
+    cached_at(p, 3, ab, 2, 900, 100, r);
+    cr_assert(r[0] == 3, "a tag made after the stamp was read counts as fresh: %u", r[0]);
+    cached_at(p, 3, ab, 2, UINT32_MAX, UINT32_MAX, r);
+    cr_assert(r[0] == 3, "no capacity known: never stale: %u", r[0]);
+    stamp = UINT32_MAX - 10;
+    ins(p, 3, b, 3000);
+    cached_at(p, 3, ab, 2, 20, 100, r);
+    cr_assert(r[1] == 3, "the stamp wraps: 31 since: %u", r[1]);
+    stamp = 0;
 }
 
 Test(radix, a_reused_slot_does_not_inherit_its_predecessors_tags)
@@ -235,10 +293,10 @@ Test(radix, a_reused_slot_does_not_inherit_its_predecessors_tags)
     int a = inst("http://127.0.0.1:1"), b = inst("http://127.0.0.1:2");
     uint64_t p[] = {1, 2, 3};
     ins(p, 3, a, 1000);
-    uint8_t r[2];
+    uint32_t r[2];
     int ab[] = {a, b};
-    ratios(p, 3, ab, 2, r);
-    cr_assert_eq(r[0], 100);
+    cached(p, 3, ab, 2, r);
+    cr_assert_eq(r[0], 3);
 
     /* the instance is removed; its slot is collected (generation + 1) and registered again */
     cr_assert_eq(shm_wlock(&seg), 0);
@@ -248,12 +306,12 @@ Test(radix, a_reused_slot_does_not_inherit_its_predecessors_tags)
     shm_wunlock(&seg);
     cr_assert_eq(inst("http://127.0.0.1:1"), a, "same slot again");
     cr_assert_eq(gen_of((unsigned)a), 1);
-    ratios(p, 3, ab, 2, r);
+    cached(p, 3, ab, 2, r);
     cr_assert_eq(r[0], 0, "the old tag names generation 0");
 
     ins(p, 3, a, 2000);
-    ratios(p, 3, ab, 2, r);
-    cr_assert_eq(r[0], 100);
+    cached(p, 3, ab, 2, r);
+    cr_assert_eq(r[0], 3);
     const shm_radix_node_t *n = radix_node(&seg, radix_node(&seg, SHM_RADIX_ROOT)->first_child);
     int tags = 0;
     for (int i = 0; i < SHM_RADIX_TAGS; i++)
@@ -271,19 +329,15 @@ Test(radix, a_full_node_loses_its_oldest_tag)
         s[i] = inst(url);
     }
     uint64_t p[] = {5};
-    for (int i = 0; i <= SHM_RADIX_TAGS; i++)
-        ins(p, 1, s[i], 1000 + (uint64_t)i * 10);
-    uint8_t r[SHM_RADIX_TAGS + 1];
-    uint16_t s16[SHM_RADIX_TAGS + 1];
-    uint32_t gens[SHM_RADIX_TAGS + 1];
-    for (int i = 0; i <= SHM_RADIX_TAGS; i++) {
-        s16[i] = (uint16_t)s[i];
-        gens[i] = 0;
-    }
-    radix_hit_ratios(&seg, p, 1, s16, gens, SHM_RADIX_TAGS + 1, r);
-    cr_assert_eq(r[0], 0, "the first (oldest) tag made room");
-    for (int i = 1; i <= SHM_RADIX_TAGS; i++)
-        cr_assert_eq(r[i], 100, "tag %d", i);
+    uint64_t t0 = T()->created_at_ms + 1000;  /* tags age in 0.1 s steps from the tree's creation */
+    for (int i = SHM_RADIX_TAGS; i >= 0; i--) /* s[8] first: it holds the oldest tag */
+        ins(p, 1, s[i], t0 + (uint64_t)(SHM_RADIX_TAGS - i) * 200);
+    ins(p, 1, s[0], t0 + 10000); /* s[0] again: refreshes its own tag, takes no other */
+    uint32_t r[SHM_RADIX_TAGS + 1];
+    cached(p, 1, s, SHM_RADIX_TAGS + 1, r);
+    cr_assert_eq(r[SHM_RADIX_TAGS], 0, "the oldest tag made room for s[0]");
+    for (int i = 0; i < SHM_RADIX_TAGS; i++)
+        cr_assert_eq(r[i], 1, "tag %d", i);
 }
 
 Test(radix, purge_removes_one_instances_tags)
@@ -294,12 +348,12 @@ Test(radix, purge_removes_one_instances_tags)
     ins(p2, 3, b, 1000);
     ins(p2, 3, a, 1000);
     cr_assert_eq(radix_purge_slot(&seg, (uint16_t)a), 3, "shared node, a's leaf, b's leaf");
-    uint8_t r[2];
+    uint32_t r[2];
     int ab[] = {a, b};
-    ratios(p1, 3, ab, 2, r);
-    cr_assert(r[0] == 0 && r[1] == 66, "a gone; b still on [1 2]: %u %u", r[0], r[1]);
-    ratios(p2, 3, ab, 2, r);
-    cr_assert(r[0] == 0 && r[1] == 100);
+    cached(p1, 3, ab, 2, r);
+    cr_assert(r[0] == 0 && r[1] == 2, "a gone; b still on [1 2]: %u %u", r[0], r[1]);
+    cached(p2, 3, ab, 2, r);
+    cr_assert(r[0] == 0 && r[1] == 3);
     cr_assert_eq(T()->nodes, 3, "purge keeps the structure; the TTL removes it");
     check();
 }
@@ -427,7 +481,7 @@ Test(radix, shrinking_the_capacity_evicts_down_to_it)
     cr_assert_eq(radix_set_capacity(&seg, 0), 0);
     cr_assert_eq(T()->capacity, SHM_RADIX_MAX_NODES, "0 means the maximum");
     uint64_t h = 1;
-    radix_insert(&seg, &h, 1, (uint16_t)a, 0, 1000, 5);
+    radix_insert(&seg, &h, 1, (uint16_t)a, 0, 0, 1000, 5);
     cr_assert_eq(T()->capacity, 5, "an insert applies the configured capacity");
     cr_assert_leq(T()->nodes + T()->limbo, 5);
     check();

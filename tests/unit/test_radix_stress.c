@@ -83,7 +83,7 @@ enum {
     EXIT_ATTACH = 10,
     EXIT_READER,
     EXIT_MATCH,
-    EXIT_RATIO,
+    EXIT_CACHED,
     EXIT_INSERT,
     EXIT_OCCUPANCY,
     EXIT_EVICT,
@@ -96,7 +96,7 @@ static void report(int fd, uint64_t ops)
         _exit(90);
 }
 
-/* One DP: lock-free hit ratios of a random prompt, then the record of a random choice. The node
+/* One DP: lock-free cached depths of a random prompt, then the record of a random choice. The node
  * where the match ended must stay as it was until the critical section ends, whoever unlinks
  * it meanwhile: a node's depth changes only when it is reused, which must wait for us. */
 static int dp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
@@ -104,23 +104,23 @@ static int dp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
     int me = shm_reader_register(s);
     if (me < 0)
         return EXIT_READER;
-    uint16_t cand[CANDIDATES];
-    uint32_t gens[CANDIDATES];
-    for (int i = 0; i < CANDIDATES; i++) {
-        cand[i] = (uint16_t)inst_slots[i];
-        gens[i] = shm_instance(s, cand[i])->generation;
-    }
+    radix_cand_t cand[CANDIDATES];
+    for (int i = 0; i < CANDIDATES; i++)
+        cand[i] = (radix_cand_t){.slot = (uint16_t)inst_slots[i],
+                                 .gen = shm_instance(s, (unsigned)inst_slots[i])->generation,
+                                 .within = UINT32_MAX};
     uint64_t ops = 0;
     while (test_mono_ms() < deadline) {
         const prompt_t *p = &prompts[splitmix(&seed) % PROMPTS];
         unsigned pick = (unsigned)(splitmix(&seed) % CANDIDATES);
-        uint8_t ratio[CANDIDATES];
+        uint32_t blocks[CANDIDATES];
         uint32_t at;
         shm_read_enter(s, me);
-        size_t matched = radix_hit_ratios(s, p->h, p->n, cand, gens, CANDIDATES, ratio);
+        size_t matched = radix_cached_blocks(s, p->h, p->n, cand, CANDIDATES, blocks);
         radix_match(s, p->h, p->n, &at);
         uint32_t depth = __atomic_load_n(&radix_node(s, at)->depth, __ATOMIC_RELAXED);
-        long recorded = radix_insert(s, p->h, p->n, cand[pick], gens[pick], shm_now_ms(), CAPACITY);
+        long recorded =
+            radix_insert(s, p->h, p->n, cand[pick].slot, cand[pick].gen, 0, shm_now_ms(), CAPACITY);
         bool reused = __atomic_load_n(&radix_node(s, at)->depth, __ATOMIC_RELAXED) != depth;
         shm_read_exit(s, me);
         if (reused)
@@ -128,8 +128,8 @@ static int dp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
         if (matched > p->n)
             return EXIT_MATCH;
         for (int i = 0; i < CANDIDATES; i++)
-            if (ratio[i] > 100)
-                return EXIT_RATIO;
+            if (blocks[i] > matched)
+                return EXIT_CACHED;
         if (recorded < 0 || (size_t)recorded > p->n)
             return EXIT_INSERT;
         if (++ops % 64 == 0 && !occupancy_ok(s))

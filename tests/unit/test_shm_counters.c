@@ -145,14 +145,14 @@ Test(metrics, store_load_invalidate)
     shm_instance_t *in = shm_instance(&seg, 0);
     shm_remote_metrics_t m;
     cr_assert_not(shm_metrics_load(in, &m), "never scraped");
-    shm_metrics_store(in, 3, 4.5, 1000, 777);
+    shm_metrics_store(&seg, 0, 3, 4.5, 1000, 777);
     cr_assert(shm_metrics_load(in, &m));
     cr_assert(m.running == 3 && m.waiting == 4.5 && m.free_blocks == 1000);
     cr_assert_eq(m.at_ms, 777);
     cr_assert_eq(m.seq % 2, 0);
     shm_metrics_invalidate(in);
     cr_assert_not(shm_metrics_load(in, &m));
-    shm_metrics_store(in, 1, 2, 3, 778);
+    shm_metrics_store(&seg, 0, 1, 2, 3, 778);
     cr_assert(shm_metrics_load(in, &m));
     cr_assert_eq(m.at_ms, 778);
 }
@@ -161,10 +161,10 @@ Test(metrics, writer_dead_mid_write_is_not_read_then_recovers)
 {
     shm_instance_t *in = shm_instance(&seg, 0);
     shm_remote_metrics_t m;
-    shm_metrics_store(in, 1, 1, 1, 1);
+    shm_metrics_store(&seg, 0, 1, 1, 1, 1);
     in->metrics.seq++; /* a CP died inside a store */
     cr_assert_not(shm_metrics_load(in, &m));
-    shm_metrics_store(in, 2, 2, 2, 2);
+    shm_metrics_store(&seg, 0, 2, 2, 2, 2);
     cr_assert(shm_metrics_load(in, &m));
     cr_assert_eq(m.at_ms, 2);
 }
