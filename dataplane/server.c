@@ -358,7 +358,9 @@ static size_t sweep_one(conn_t *c, uint64_t now, uint64_t header_ms, uint64_t bo
         c->progress_ms = now;
     }
     if (!c->head_done) {
-        c->head_done = dp_request_head_len(in->bytes, in->size, c->head_scanned) != -2;
+        /* only a complete head ends the header phase: one found malformed (which h2o, searching
+         * from other offsets, may still be waiting on) stays under the header timeout */
+        c->head_done = dp_request_head_len(in->bytes, in->size, c->head_scanned) > 0;
         c->head_scanned = in->size;
     }
     if (!c->head_done && now - c->idle_since_ms >= header_ms) {

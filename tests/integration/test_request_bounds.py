@@ -96,6 +96,30 @@ class RequestBoundsTest(FdTestCase):
         self.assertLess(took, fdharness.scaled(10.5), "cut by the 10 s default header timeout")
         self.assertGreater(took, 8, "not before the header timeout")
 
+    def test_a_malformed_head_dripped_in_stays_under_the_header_timeout(self):
+        # h2o reads "POST / HTTPS" (incomplete) and then only searches what follows for the end of
+        # the head, so it waits; a look at the whole input finds it malformed. It must not count
+        # as a head that is complete (whose body may take as long as it keeps arriving).
+        router, _ = self.start(proxy={"request-header-timeout-secs": 2, "request-body-timeout-secs": 2})
+        s = self.connect(router)
+        s.sendall(b"POST / HTTPS")
+        time.sleep(0.05)  # the attack's pacing: two reads on the router's side
+        s.sendall(b"low: a\r\n")
+        stop = threading.Event()
+
+        def drip():
+            while not stop.wait(0.5):
+                try:
+                    s.sendall(b"x")
+                except OSError:
+                    return
+
+        threading.Thread(target=drip, daemon=True).start()
+        self.addCleanup(stop.set)
+        status, took, _ = read_answer(s, 10)
+        self.assertEqual(status, 408)
+        self.assertLess(took, fdharness.scaled(3.5), "cut by the header timeout, whatever arrives")
+
     def test_slow_body_with_progress_is_served(self):
         router, sim = self.start()
         body = body_of(15 * 1000 * 1000)
