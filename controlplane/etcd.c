@@ -1085,10 +1085,30 @@ struct json_object *cp_etcd_status_json(const cp_t *cp)
     json_object_object_add(o, "state_since_ms", json_object_new_int64((int64_t)e->state_since_ms));
     json_object_object_add(o, "revision", json_object_new_int64(e->revision));
     json_object_object_add(o, "last_error", json_object_new_string(e->last_error));
+    /* where this host disagrees with the fleet: instances etcd has that this host does not
+     * route to (its own probes fail, or it dropped them), with why */
     unsigned in_etcd = 0;
-    for (unsigned i = 0; i < ETCD_MAX_ENTS; i++)
-        in_etcd += e->ents[i].used && e->ents[i].in_etcd;
+    struct json_object *dis = json_object_new_array();
+    for (unsigned i = 0; i < ETCD_MAX_ENTS; i++) {
+        const ent_t *en = &e->ents[i];
+        if (!en->used || !en->in_etcd)
+            continue;
+        in_etcd++;
+        int s = shm_slot_find(&cp->seg, en->url);
+        uint32_t h =
+            s >= 0 ? __atomic_load_n(&shm_instance(&cp->seg, (unsigned)s)->health, __ATOMIC_ACQUIRE) : 0;
+        if (s >= 0 && h == SHM_HEALTH_HEALTHY)
+            continue;
+        struct json_object *d = json_object_new_object();
+        json_object_object_add(d, "url", json_object_new_string(en->url));
+        json_object_object_add(d, "here",
+                               json_object_new_string(s < 0                       ? "not registered"
+                                                      : h == SHM_HEALTH_UNHEALTHY ? "unhealthy"
+                                                                                  : "health unknown"));
+        json_object_array_add(dis, d);
+    }
     json_object_object_add(o, "instances", json_object_new_int((int)in_etcd));
+    json_object_object_add(o, "not_routable_here", dis);
     json_object_object_add(o, "lease_secs", json_object_new_int((int)e->lease_secs));
     json_object_object_add(o, "puts", json_object_new_int64((int64_t)e->puts));
     json_object_object_add(o, "keepalives", json_object_new_int64((int64_t)e->keepalives));

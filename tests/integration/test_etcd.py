@@ -138,6 +138,10 @@ class EtcdFleet(FdTestCase):
                    what="B to refuse what its auth.instance-allow does not allow")
         self.assertEqual(b.registered_urls(), [])
         self.assertEqual(a.registered_urls(), [sim.url])
+        # B says where it disagrees with the fleet
+        self.assertEqual(b.cp_status()["registry"]["not_routable_here"], [{"url": sim.url, "here": "not registered"}])
+        self.assertIn("in the fleet, not routable here: %s (not registered)" % sim.url, fh_fdctl(b, "status").stdout)
+        self.assertEqual(a.cp_status()["registry"]["not_routable_here"], [])
 
     def test_a_dead_instance_leaves_every_host_within_its_lease(self):
         a, b = self.fleet(lease_secs=3)

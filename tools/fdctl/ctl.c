@@ -91,6 +91,15 @@ void fdctl_registry_text(FILE *f, json_object *reg, uint64_t now_ms)
     if (strcmp(state, "up") != 0 && json_object_object_get_ex(reg, "last_error", &v))
         fprintf(f, ": %s; routing on the last table", json_object_get_string(v));
     fprintf(f, "\n");
+    /* where this host's own health checks disagree with the fleet */
+    json_object *dis;
+    if (json_object_object_get_ex(reg, "not_routable_here", &dis))
+        for (size_t i = 0; i < json_object_array_length(dis); i++) {
+            json_object *d = json_object_array_get_idx(dis, i), *u, *h;
+            if (json_object_object_get_ex(d, "url", &u) && json_object_object_get_ex(d, "here", &h))
+                fprintf(f, "  in the fleet, not routable here: %s (%s)\n", json_object_get_string(u),
+                        json_object_get_string(h));
+        }
 }
 
 /* The "msg" of a {"code", "msg"} answer, else the raw body. */
