@@ -1080,7 +1080,8 @@ struct json_object *cp_etcd_status_json(const cp_t *cp)
         json_object_array_add(eps, json_object_new_string(e->names[i]));
     json_object_object_add(o, "endpoints", eps);
     json_object_object_add(o, "endpoint", json_object_new_string(e->names[e->cur]));
-    json_object_object_add(o, "prefix", json_object_new_string(cp->cfg.etcd_prefix));
+    json_object_object_add(o, "prefix",
+                           json_object_new_string_len(e->prefix, (int)e->prefix_len - 1)); /* as started */
     json_object_object_add(o, "state", json_object_new_string(state_names[e->state]));
     json_object_object_add(o, "state_since_ms", json_object_new_int64((int64_t)e->state_since_ms));
     json_object_object_add(o, "revision", json_object_new_int64(e->revision));
