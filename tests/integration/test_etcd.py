@@ -143,6 +143,16 @@ class EtcdFleet(FdTestCase):
         self.assertIn("in the fleet, not routable here: %s (not registered)" % sim.url, fh_fdctl(b, "status").stdout)
         self.assertEqual(a.cp_status()["registry"]["not_routable_here"], [])
 
+    def test_a_dead_endpoint_is_passed_over(self):
+        self.etcd = Etcd(self.h)
+        dead = "http://%s:%d" % (HOST, fh.free_port())
+        cfg = registry_config(self.etcd, "/fd-router/failover-%d" % os.getpid())
+        cfg["registry"]["etcd-endpoints"] = "%s, %s" % (dead, self.etcd.url)
+        r = self.h.start_router(config=cfg)
+        wait_until(lambda: r.cp_status()["registry"]["state"] == "up", 5, what="the second endpoint to be used")
+        st = r.cp_status()["registry"]
+        self.assertEqual((st["endpoints"], st["endpoint"]), ([dead, self.etcd.url], self.etcd.url))
+
     def test_a_dead_instance_leaves_every_host_within_its_lease(self):
         a, b = self.fleet(lease_secs=3)
         sim = self.h.start_sim(name="s0", router=a, register_interval_secs=0.5)
