@@ -45,15 +45,16 @@
 #include "dataplane/policy/pol.h"
 #include "shm/radix.h"
 
-#define DEFAULT_BLOCK    64   /* the Go router's default cache-block-size */
-#define PLACEMENT_BLOCKS 4    /* blocks of a prompt that name its prefix for rendezvous placement */
-#define CHARS_PER_TOKEN  4    /* instance-cache-tokens in code points, when no tokenizer is used */
-#define REPLICA_WEIGHT   1.0  /* see score() */
-#define LOAD_BOUND       1.25 /* see bounds() */
-#define CONTENT_BOUND    1.1
-#define NEW_PREFIX_SLACK 3.0
-#define GO_ABS_DEFAULT   1.0
-#define GO_REL_DEFAULT   0.2
+#define DEFAULT_BLOCK         64   /* the Go router's default cache-block-size */
+#define PLACEMENT_BLOCKS      4    /* blocks of a prompt that name its prefix for rendezvous placement */
+#define CHARS_PER_TOKEN       4    /* instance-cache-tokens in code points, when no tokenizer is used */
+#define REPLICA_WEIGHT        1.0  /* see score() */
+#define LOAD_BOUND            1.25 /* see bounds() */
+#define CONTENT_BOUND         1.1
+#define CONTENT_SLACK_PROMPTS 2
+#define NEW_PREFIX_SLACK      3.0
+#define GO_ABS_DEFAULT        1.0
+#define GO_REL_DEFAULT        0.2
 
 typedef struct {
     uint64_t inflow; /* content this router has sent it to cache (shm_cache_inflow) */
@@ -173,7 +174,7 @@ static size_t least_loaded(const pol_ctx_t *c, const cand_t *k, size_t n)
  * burst), and the content sent to its cache within CONTENT_BOUND x the mean, counting this
  * prompt (which spreads new prefixes evenly however the hash falls, also one request at a
  * time: SGLang's "least cached content" as a bound rather than the rule). Each bound allows at
- * least one more than the mean (a request, a prompt): at low loads a strict ratio would turn
+ * least a little more than the mean (one request, two prompts): at low loads a strict ratio would turn
  * every small difference into a detour, and two routers that share nothing, each seeing its
  * own small numbers, would then place the same new prefix differently. */
 typedef struct {
@@ -191,8 +192,8 @@ static bound_t bounds(const cand_t *k, size_t n, uint64_t units)
     b = b > mean + 1 ? b : mean + 1;
     uint64_t ceil = (uint64_t)b;
     double cb = CONTENT_BOUND * cmean;
-    return (bound_t){.load = ceil + ((double)ceil < b),
-                     .content = cb > cmean + (double)units ? cb : cmean + (double)units};
+    double cslack = cmean + CONTENT_SLACK_PROMPTS * (double)units;
+    return (bound_t){.load = ceil + ((double)ceil < b), .content = cb > cslack ? cb : cslack};
 }
 
 static bool over_bound(const cand_t *k, const bound_t *b)
@@ -266,6 +267,18 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
     return pick[0] != SIZE_MAX ? pick[0] : pick[1] != SIZE_MAX ? pick[1] : 0;
 }
 
+/* A prompt shorter than one block that nobody holds has nothing worth placing by hash: it goes to
+ * the least loaded, ties in turn (and is still recorded, so a repeat sticks). */
+static bool tiny_and_new(const decision_t *d, const cand_t *k, size_t n, uint32_t block)
+{
+    if (d->units >= block)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (k[i].cached)
+            return false;
+    return true;
+}
+
 static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t *ex)
 {
     cand_t k[SHM_VIEW_MAX_SLOTS];
@@ -301,7 +314,7 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
         d->matched = radix_cached_blocks(c->seg, d->hashes, d->nh, d->rc, n, blocks);
         score(c, d, blocks, k, n);
         d->why = RADIX_DECIDED_BY_CACHE;
-        d->choice = choose(c, d, k, n, ex);
+        d->choice = tiny_and_new(d, k, n, block) ? least_loaded(c, k, n) : choose(c, d, k, n, ex);
         d->uncached = d->units - k[d->choice].cached;
     }
     for (size_t i = 0; ex && i < n; i++) {

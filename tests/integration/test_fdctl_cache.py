@@ -46,18 +46,25 @@ class FdctlCacheTest(FdTestCase):
         before = json.loads(router.fdctl("cache", "--json").stdout)["tree"]
         ex = self.explain(router, fdharness.chat_body(prompt + "q1"))
         self.assertEqual(ex["policy"], "cache_aware")
-        self.assertEqual(ex["branch"], "cache_scored")
+        self.assertEqual(ex["branch"], "predicted_cost")
         self.assertEqual(ex["choice"], owner)
         hits = {c["url"]: c["hit_ratio"] for c in ex["candidates"]}
         self.assertGreater(hits[owner], 0)
         self.assertEqual(min(hits.values()), 0)
         self.assertGreater(ex["matched_blocks"], 0)
+        by_url = {c["url"]: c for c in ex["candidates"]}
+        self.assertGreater(by_url[owner]["cached"], 0)
+        self.assertTrue(by_url[owner]["near_best"] and by_url[owner]["within_bounds"], by_url[owner])
+        self.assertEqual(min(c["score"] for c in ex["candidates"]), by_url[owner]["score"], "the cheapest won")
+        self.assertGreater(ex["prompt_units"], by_url[owner]["cached"])
         after = json.loads(router.fdctl("cache", "--json").stdout)["tree"]
         self.assertEqual((before["inserts"], before["nodes"], before["decided_by_cache"]),
                          (after["inserts"], after["nodes"], after["decided_by_cache"]),
                          "explain changes nothing")
         text = router.fdctl("explain", "--body", self.body_file(fdharness.chat_body(prompt))).stdout
         self.assertIn("choice         " + owner, text)
+        self.assertIn("near-best", text)
+        self.assertIn("QUEUED", text)
 
     def test_explain_round_robin_does_not_take_a_turn(self):
         router, sims = self.start(policy="round_robin")

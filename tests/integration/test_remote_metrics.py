@@ -91,16 +91,20 @@ class RemoteMetricsTest(FdTestCase):
         set_metrics(self.s0.port, 5, 0)
         self.wait_routed_to(self.s2, "remote scores 5, 10, 2 again")
 
-        # six long requests, all on s2 since its remote score stays 2: locally s2 now counts 6
-        for _ in range(6):
+        # four long requests: s2's score is its remote 2 plus what the router sent it since the
+        # last poll (2, 3, 4, 5 against s0's 6), so all four go to s2, which now counts 4 locally
+        set_metrics(self.s0.port, 6, 0)
+        self.wait_routed_to(self.s2, "remote scores 6, 10, 2")
+        for _ in range(4):
             self.assertEqual(self.hold(), self.s2.name)
-        wait_until(lambda: self.router.inflight()[self.s2.url] == 6, 5, what="s2 to count 6 in-flight requests")
-        self.assertEqual(self.quick(), self.s2.name, "remote metrics still decide")
+        wait_until(lambda: self.router.inflight()[self.s2.url] == 4, 5, what="s2 to count 4 in-flight requests")
+        set_metrics(self.s0.port, 3, 0)
+        self.wait_routed_to(self.s2, "remote metrics still decide: 3, 10, 2 (+0 since the poll)")
 
         self.m.proc.kill()
         self.m.proc.popen.wait(fdharness.scaled(5))
-        # s2 falls back to its local count, 6 > s0's remote 5
-        self.wait_routed_to(self.s0, "s2 on its local count 6, s0 remote 5")
+        # s2 falls back to its local count, 4 > s0's remote 3
+        self.wait_routed_to(self.s0, "s2 on its local count 4, s0 remote 3")
         self.assertEqual([self.quick() for _ in range(3)], [self.s0.name] * 3)
         self.assertEqual(self.router.selectable_urls(), sorted([self.s0.url, self.s1.url, self.s2.url]),
                          "a dead metrics endpoint does not make an instance unhealthy")
@@ -113,6 +117,34 @@ class RemoteMetricsTest(FdTestCase):
         self.assertEqual(self.router_log().count(warn), 1, "one WARN per failure streak")
         for other in (self.s0, self.s1):
             self.assertNotIn("GetRemoteMetrics failed for %s," % other.url, self.router_log())
+
+    def test_an_instance_that_looked_idle_at_the_last_poll_does_not_draw_every_request(self):
+        """The Go router's herd: between two polls, every request went to the instance that looked
+        idle at the last one. Here the sims report their real in-flight counts; s1 and s2 each
+        run 2 requests sent to them directly, s0 none, so a poll shows 0, 2, 2. Six long requests
+        then arrive faster than a poll: s0 takes two (0 + what the router sent it since the poll),
+        after that the three are level and take turns."""
+        direct = []
+        self.addCleanup(lambda: [st.close() for st in direct])
+        self.router = self.h.start_router(config={
+            "scheduler": {"policy": "fd_remote_metrics_score"},
+            "manager": {"metrics-poll-interval-secs": 5, "metrics-max-age-secs": 30},
+        })
+        sims = sorted((self.h.start_sim() for _ in range(3)), key=lambda s: s.url)
+        for s in sims[1:]:
+            for _ in range(2):
+                st = fdharness.Stream(s.port, CHAT, fdharness.chat_body("direct", stream=True, sim_tokens=100000,
+                                                                     sim_token_delay_ms=100))
+                self.assertEqual(st.status, 200)
+                direct.append(st)
+        for s in sims:
+            self.router.register_sim(s)
+        wait_until(lambda: len(self.router.selectable_urls()) == 3, 10, what="three selectable instances")
+        wait_until(lambda: all(self.quick() == sims[0].name for _ in range(3)), 10,
+                   what="the first poll (0, 2, 2) to send quick requests to the idle s0")
+        got = [self.hold() for _ in range(6)]
+        self.assertLessEqual(got.count(sims[0].name), 4, "the herd: %s" % got)
+        self.assertEqual(got[:2], [sims[0].name] * 2, got)
 
     def test_stale_metrics_of_a_hung_endpoint_fall_back_after_the_max_age(self):
         # the polls' timeout (the health-check timeout, 8 s) is far beyond the max age (1 s): the

@@ -60,7 +60,7 @@ class TokenizerTest(FdTestCase):
             self.h.start_sim(name="s%d" % i, router=router, tokens=2)
         wait_until(lambda: len(router.selectable_urls()) == 3, 10, what="three sims selectable")
 
-        # every load 0, no hit anywhere: the first instance in URL order wins the tie
+        # every load 0, no hit anywhere: the prompt goes where its hash says
         first = instance_of(router.chat(fdharness.chat_body("one two three")))
         hold = fdharness.Stream(router.port, "/v1/chat/completions",
                                 fdharness.chat_body("one two three", stream=True, sim_tokens=100000,
@@ -71,8 +71,7 @@ class TokenizerTest(FdTestCase):
 
         a = "aaa bbb cc dddd ee f ggg hh"
         b = "xyz uvw rs tuvw qp z abc de"  # other text, the same word lengths: the same token ids
-        x = instance_of(router.chat(fdharness.chat_body(a)))
-        self.assertNotEqual(x, first, "the load term sends the new prompt away from the busy instance")
+        x = instance_of(router.chat(fdharness.chat_body(a)))  # a new prefix: where its hash says
         hold.close()
         router.wait_inflight_zero()
         for _ in range(3):

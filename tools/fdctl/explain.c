@@ -59,18 +59,30 @@ static void print_text(const explain_t *e, const dp_body_t *b)
     if (e->pol->explain) {
         printf("blocks         %zu of %u tokens, %zu matched the tree\n", e->ex.blocks,
                e->cfg.cache_block_size, e->ex.matched);
-        printf("imbalance      loads %llu..%llu: %s (abs > %g and rel > %g)\n",
-               (unsigned long long)e->ex.min_load, (unsigned long long)e->ex.max_load,
-               e->ex.imbalanced ? "imbalanced" : "balanced", e->cfg.balance_abs_threshold,
-               e->cfg.balance_rel_threshold);
-        printf("score          (100 - hit)/100 x %g + load/max x %g, lowest wins\n", e->cfg.hit_ratio_weight,
-               e->cfg.load_balance_weight);
+        if (e->cfg.balance_abs_threshold < 0 && e->cfg.balance_rel_threshold < 0)
+            printf("imbalance      loads %llu..%llu: no test (balance thresholds unset)\n",
+                   (unsigned long long)e->ex.min_load, (unsigned long long)e->ex.max_load);
+        else
+            printf("imbalance      loads %llu..%llu: %s (abs > %g and rel > %g; unset: the Go defaults)\n",
+                   (unsigned long long)e->ex.min_load, (unsigned long long)e->ex.max_load,
+                   e->ex.imbalanced ? "imbalanced" : "balanced", e->cfg.balance_abs_threshold,
+                   e->cfg.balance_rel_threshold);
+        printf("cost           (uncached + copy of what another holds) x %g + queued x %g, in units of %llu\n"
+               "               near-best: within what the best still prefills; then longest cached (when\n"
+               "               half is), then highest rendezvous weight, among those within the bounds\n",
+               e->cfg.hit_ratio_weight, e->cfg.load_balance_weight, (unsigned long long)e->ex.units);
     }
-    printf("\n  %-42s %8s %8s %5s %9s\n", "CANDIDATE", "LOAD", "TOKENS", "HIT%", "SCORE");
+    printf("\n  %-42s %8s %8s %8s %5s %11s %s\n", "CANDIDATE", "LOAD", "QUEUED", "CACHED", "HIT%", "COST",
+           "WHY");
     for (size_t i = 0; i < e->n; i++) {
-        printf("%s %-42s %8llu %8llu %5u %9.4f\n", (long)i == e->ex.choice ? "*" : " ", e->urls[i],
-               (unsigned long long)e->cand[i].load, (unsigned long long)e->cand[i].tokens, e->cand[i].hit,
-               e->cand[i].score);
+        const pol_cand_info_t *c = &e->cand[i];
+        const char *why = !e->pol->explain || e->ex.imbalanced ? ""
+                          : c->eligible                        ? "near-best"
+                          : c->weight                          ? "near-best, over a bound"
+                                                               : "too costly";
+        printf("%s %-42s %8llu %8llu %8llu %5u %11.1f %s\n", (long)i == e->ex.choice ? "*" : " ", e->urls[i],
+               (unsigned long long)c->load, (unsigned long long)c->tokens, (unsigned long long)c->cached,
+               c->hit, c->score, why);
     }
     if (e->ex.choice < 0)
         printf("\nchoice         random among the candidates\n");
@@ -90,13 +102,19 @@ static json_object *to_json(const explain_t *e, const dp_body_t *b)
     json_object_object_add(o, "min_load", json_object_new_int64((int64_t)e->ex.min_load));
     json_object_object_add(o, "max_load", json_object_new_int64((int64_t)e->ex.max_load));
     json_object_object_add(o, "imbalanced", json_object_new_boolean(e->ex.imbalanced));
+    json_object_object_add(o, "prompt_units", json_object_new_int64((int64_t)e->ex.units));
     for (size_t i = 0; i < e->n; i++) {
         json_object *c = json_object_new_object();
         json_object_object_add(c, "url", json_object_new_string(e->urls[i]));
         json_object_object_add(c, "load", json_object_new_int64((int64_t)e->cand[i].load));
         json_object_object_add(c, "tokens", json_object_new_int64((int64_t)e->cand[i].tokens));
         json_object_object_add(c, "hit_ratio", json_object_new_int((int)e->cand[i].hit));
+        json_object_object_add(c, "cached", json_object_new_int64((int64_t)e->cand[i].cached));
         json_object_object_add(c, "score", json_object_new_double(e->cand[i].score));
+        json_object_object_add(c, "near_best",
+                               json_object_new_boolean(e->cand[i].eligible || e->cand[i].weight));
+        json_object_object_add(c, "within_bounds", json_object_new_boolean(e->cand[i].eligible));
+        json_object_object_add(c, "rendezvous_weight", json_object_new_uint64(e->cand[i].weight));
         json_object_array_add(list, c);
     }
     json_object_object_add(o, "candidates", list);
