@@ -3,8 +3,9 @@
  * request body right now, without doing it. It parses the body as the data plane does, takes the
  * published candidates of the role that selects first (prefill in splitwise mode, else mixed),
  * and runs the configured policy's dry run (dataplane/policy/pol.h): each candidate's load,
- * tokens in flight, matched blocks and hit ratio, score, the imbalance test's figures and the
- * branch that decided, and the instance that would be chosen. Nothing in shared memory changes:
+ * queued work, cached part, predicted cost and why it won or lost (near-best or not, within the
+ * bounds or not), the imbalance test's figures and the branch that decided, and the instance
+ * that would be chosen. Nothing in shared memory changes:
  * no counter, no tree insert, no round-robin turn. The tokenizer service is not asked; prompts
  * are hashed by code points here.
  */

@@ -53,7 +53,7 @@ static void usage(FILE *f)
             "  cache        the shared prefix tree: size, evictions, decisions, what each instance\n"
             "               holds, the largest prefixes\n"
             "  explain --body FILE  what the router would do with that request body now (dry run:\n"
-            "               candidates, loads, matched blocks, hit ratios, scores, the choice;\n"
+            "               candidates, loads, queued work, cached parts, costs, the choice;\n"
             "               prompts are hashed by code points: the tokenizer service is not asked)\n"
             "Actions:\n"
             "  drain URL    stop sending new requests to an instance; its in-flight ones finish\n"
