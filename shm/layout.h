@@ -60,7 +60,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 9u
+#define SHM_LAYOUT_VERSION 10u
 
 #define SHM_CACHELINE      64
 #define SHM_MAX_INSTANCES  1024
