@@ -15,8 +15,9 @@
  *              is instance-cache-tokens, see tag_within);
  *   queued_i   the work in flight on i: the sum of the charges of this router's requests to it
  *              (a request is charged its predicted uncached units + B for the decode slot it
- *              holds); remote_cache_aware adds T per request the instance itself reports beyond
- *              this router's own (running + waiting + what this router sent since the scrape);
+ *              holds); remote_cache_aware adds B per request the instance itself reports beyond
+ *              this router's own (running + waiting + what this router sent since the scrape:
+ *              a count that lags by a poll, so weighed like a decode slot, not like a prefill);
  *   cost_i   = (T - cached_i) x hit-ratio-weight + queued_i x load-balance-weight.
  *
  * Choice: every candidate within `slack` of the lowest cost is as good as the best, where slack
@@ -52,7 +53,6 @@
 #define LOAD_BOUND            1.25 /* see bounds() */
 #define CONTENT_BOUND         1.1
 #define CONTENT_SLACK_PROMPTS 2
-#define NEW_PREFIX_SLACK      3.0
 #define GO_ABS_DEFAULT        1.0
 #define GO_REL_DEFAULT        0.2
 
@@ -103,7 +103,7 @@ static uint32_t tag_within(const pol_ctx_t *c)
     return cap < UINT32_MAX ? (uint32_t)cap : UINT32_MAX - 1;
 }
 
-static void read_loads(const pol_ctx_t *c, bool remote, uint64_t now, uint64_t units, cand_t *k, size_t n)
+static void read_loads(const pol_ctx_t *c, bool remote, uint64_t now, cand_t *k, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         k[i].load = pol_inflight(c, i);
@@ -112,8 +112,8 @@ static void read_loads(const pol_ctx_t *c, bool remote, uint64_t now, uint64_t u
         double r;
         if (remote && pol_remote_load(c, i, now, k[i].load, 1, &r)) {
             uint64_t est = (uint64_t)r;
-            if (est > k[i].load) /* requests from elsewhere, each weighed as one prompt like this one */
-                k[i].queued += (est - k[i].load) * (units ? units : 1);
+            if (est > k[i].load) /* requests from elsewhere, each weighed as a decode slot (a block) */
+                k[i].queued += (est - k[i].load) * block_of(c);
             k[i].load = est;
         }
     }
@@ -242,8 +242,6 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
     uint64_t rest = d->units - most;
     bound_t bound = bounds(k, n, d->units);
     double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
-    if (!most)
-        slack *= NEW_PREFIX_SLACK;
     bool exploit = most > 0 && 2 * most >= d->units;
     size_t pick[2] = {SIZE_MAX, SIZE_MAX}; /* within the bound, and regardless of it */
     uint64_t pick_w[2] = {0, 0};
@@ -292,7 +290,7 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
     bool has_prompt = c->prompt && c->prompt->text && c->prompt->len;
     if (has_prompt)
         d->nh = hash_prompt(c, block, d->hashes, &d->units);
-    read_loads(c, remote, d->now, d->units, k, n);
+    read_loads(c, remote, d->now, k, n);
     uint64_t min, max;
     bool unbalanced = imbalanced(c, k, n, &min, &max);
     if (ex)

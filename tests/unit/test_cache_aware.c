@@ -200,19 +200,19 @@ Test(cache_aware, two_routers_that_share_nothing_place_a_new_prefix_alike)
     dp_fixture_close(&other);
 }
 
-Test(cache_aware, loads_within_three_prefills_keep_the_rendezvous_choice)
+Test(cache_aware, loads_within_one_prefill_keep_the_rendezvous_choice)
 {
     const char *q = "a prompt that nobody has sent before, forty-eight cp";
     size_t home = rendezvous(q, slots, N);
     uint64_t t[N] = {0, 0, 0};
-    t[home] = 3 * strlen(q); /* slack for a new prefix: three times its whole prefill */
+    t[home] = strlen(q); /* slack for a new prefix: its whole prefill */
     tokens(t[0], t[1], t[2]);
-    cr_assert_eq(pick(q), home, "queued work three prefills ahead: still its place");
+    cr_assert_eq(pick(q), home, "queued work one prefill ahead: still its place");
     level_inflow();
     const char *r = "and one more prompt nobody has sent before, of 52";
     home = rendezvous(r, slots, N);
     t[0] = t[1] = t[2] = 0;
-    t[home] = 3 * strlen(r) + 1;
+    t[home] = strlen(r) + 1;
     tokens(t[0], t[1], t[2]);
     cr_assert_neq(pick(r), home, "more than that: the load decides");
 }

@@ -187,7 +187,7 @@ Test(remote_metrics, remote_cache_aware_weighs_remote_running)
     cr_assert_str_eq(ex.branch, "fallback_imbalance (least loaded)");
     cr_assert_neq(ex.choice, 0, "not the instance reporting 6 running");
     /* 2, 1 and 1 running: balanced (diff 1 is not above 1); the busiest costs the most: each
-     * request it reports beyond this router's own is weighed as one prompt like this one */
+     * request it reports beyond this router's own is weighed as a decode slot (a block) */
     remote(0, 2, 0, 0);
     remote(1, 1, 0, 0);
     remote(2, 1, 0, 0);
@@ -195,13 +195,14 @@ Test(remote_metrics, remote_cache_aware_weighs_remote_running)
     cr_assert_not(ex.imbalanced);
     cr_assert_str_eq(ex.branch, "predicted_cost");
     cr_assert_gt(cand[0].score, cand[1].score);
-    cr_assert_eq(cand[0].tokens, 2 * 16, "2 remote requests x 16 code points");
-    cr_assert(cand[0].eligible, "48 is within one prefill (16) of 32: a new prefix may still go there");
+    cr_assert_eq(cand[0].tokens, 2 * 4, "2 remote requests x a block of 4");
+    /* 3, 1, 1 with the shipped defaults (no Go test): over the load bound for a new prefix
+     * (mean (5 + 1) / 3 = 2, bound 3, and 3 + 1 > 3) */
     remote(0, 3, 0, 0);
-    cfg.balance_abs_threshold = cfg.balance_rel_threshold = -1; /* the shipped default: no Go test */
+    cfg.balance_abs_threshold = cfg.balance_rel_threshold = -1;
     ex = explain_remote(cand, "some prompt text");
     cr_assert_str_eq(ex.branch, "predicted_cost");
-    cr_assert_not(cand[0].eligible, "64 is not");
+    cr_assert_not(cand[0].eligible, "over the bound");
     cr_assert_neq(ex.choice, 0);
 }
 
