@@ -55,6 +55,7 @@ static int on_body(uc_client_t *client, const char *err)
         l->ops->on_data(l, (*in)->bytes, (*in)->size);
     h2o_buffer_consume(in, (*in)->size);
     if (err) {
+        dp_pool_count_protocol_error(l->pool, client, err);
         end(l, err == uc_error_is_eos ? NULL : err, false);
         return 0;
     }
@@ -69,6 +70,7 @@ static uc_body_cb on_head(uc_client_t *client, const char *err, int minor, int s
     dp_leg_t *l = client->data;
     timer_set(l, NULL);
     if (err && err != uc_error_is_eos) {
+        dp_pool_count_protocol_error(l->pool, client, err);
         end(l, err, false);
         return NULL;
     }

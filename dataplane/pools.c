@@ -9,6 +9,20 @@
 #include "common/log.h"
 #include "dataplane/pools.h"
 
+static fd_log_limit_t protocol_log[SHM_MAX_INSTANCES]; /* shared by the threads (atomics) */
+
+void dp_pool_count_protocol_error(const dp_pool_t *pool, const uc_client_t *client, const char *err)
+{
+    if (!client->protocol_error || pool == NULL || pool->slot < 0 || pool->slot >= SHM_MAX_INSTANCES)
+        return;
+    shm_instance_t *in = shm_instance(&dp.seg, (unsigned)pool->slot);
+    if (__atomic_load_n(&in->generation, __ATOMIC_ACQUIRE) != pool->generation)
+        return;
+    __atomic_add_fetch(&in->protocol_errors_total, 1, __ATOMIC_RELAXED);
+    fd_log_write_limited(&protocol_log[pool->slot], FD_LOG_WARN, __FILE__, __LINE__,
+                         "instance %s broke HTTP/1.1: %s", in->url, err);
+}
+
 static dp_pool_t *pool_new(dp_thread_t *t, struct sockaddr *sa, socklen_t salen)
 {
     dp_pool_t *p = calloc(1, sizeof(*p));

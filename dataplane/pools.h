@@ -22,6 +22,14 @@ struct dp_pool {
     int stale; /* replaced by a newer generation; dispose when refs drop to 0 */
 };
 
+/* If the failure `err` of `client` (a connection of `pool`) is an answer that broke HTTP/1.1
+ * (common/uclient.h's protocol_error), count it on the pool's instance in shared memory
+ * (fd_router_instance_upstream_protocol_errors_total: it survives DP restarts) and log it, at
+ * most once a second per instance with how many were not logged. Called before the failure is
+ * handed on, while the pool still names the instance (slot, generation); a fixed address's pool
+ * (the tokenizer) has no instance to count on. */
+void dp_pool_count_protocol_error(const dp_pool_t *pool, const uc_client_t *client, const char *err);
+
 /* The pool for (slot, gen) on thread t, created on first use; takes a reference. NULL if the
  * address cannot be used. */
 dp_pool_t *dp_pool_acquire(dp_thread_t *t, unsigned slot, uint32_t gen, const char *host, uint16_t port);

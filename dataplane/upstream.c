@@ -4,9 +4,7 @@
  * backstop only and enforce connect, first-byte and idle timeouts with our own timer, one entry
  * per proxy, linked to the h2o_timeout_t of the current phase.
  *
- * An answer that breaks HTTP/1.1 (common/uclient.h's protocol_error) is counted on its instance
- * in shared memory (fd_router_instance_upstream_protocol_errors_total: it survives DP restarts)
- * and logged at most once a second per instance, with how many were not logged.
+ * An answer that breaks HTTP/1.1 is counted on its instance (dp_pool_count_protocol_error).
  */
 #include <string.h>
 #include <sys/socket.h>
@@ -18,22 +16,6 @@
 static uc_head_cb on_connect(uc_client_t *client, const char *err, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
                              int *method_is_head);
 static void do_send(dp_proxy_t *p);
-
-static fd_log_limit_t protocol_log[SHM_MAX_INSTANCES]; /* shared by the threads (atomics) */
-
-/* Before the failure is handed on: the pool still names the instance (slot, generation). */
-static void count_protocol_error(const dp_proxy_t *p, const uc_client_t *client, const char *err)
-{
-    if (!client->protocol_error || p->pool == NULL || p->pool->slot < 0)
-        return;
-    unsigned slot = (unsigned)p->pool->slot;
-    shm_instance_t *in = shm_instance(&dp.seg, slot);
-    if (__atomic_load_n(&in->generation, __ATOMIC_ACQUIRE) != p->pool->generation)
-        return;
-    __atomic_add_fetch(&in->protocol_errors_total, 1, __ATOMIC_RELAXED);
-    fd_log_write_limited(&protocol_log[slot], FD_LOG_WARN, __FILE__, __LINE__,
-                         "instance %s broke HTTP/1.1: %s", in->url, err);
-}
 
 static void timer_set(dp_proxy_t *p, h2o_timeout_t *which)
 {
@@ -208,7 +190,7 @@ static int on_body(uc_client_t *client, const char *err)
         h2o_buffer_consume(in, (*in)->size);
     }
     if (err) {
-        count_protocol_error(p, client, err);
+        dp_pool_count_protocol_error(p->pool, client, err);
         p->client = NULL; /* the library closes or pools it after we return */
         p->upstream_done = 1;
         /* h2o 2.2's client reports a chunked body whose connection closed between two chunks as a
@@ -330,7 +312,7 @@ static uc_body_cb on_head(uc_client_t *client, const char *err, int minor, int s
     dp_proxy_t *p = client->data;
     timer_set(p, NULL);
     if (err && err != uc_error_is_eos) {
-        count_protocol_error(p, client, err);
+        dp_pool_count_protocol_error(p->pool, client, err);
         attempt_failed(p, err); /* closed or broken before a head: nothing sent yet, try the next */
         return NULL;
     }

@@ -208,6 +208,25 @@ class HostileInstanceTest(FdTestCase):
         wait_until(lambda: router.serving_dp() not in (None, old), 10, what="a new data plane")
         self.assertEqual(protocol_errors(router, url), total, "the count is kept in shared memory")
 
+    def test_a_prefill_leg_that_breaks_http_is_counted(self):
+        """PD mode: the prefill leg uses the same client; its protocol errors count on the prefill."""
+        hostile = Hostile()
+        self.addCleanup(hostile.close)
+        router = self.h.start_router(config={"proxy": {"first-byte-timeout-secs": 2}}, splitwise=True)
+        r = router.register({"role": "prefill", "host_ip": HOST, "port": hostile.port,
+                             "transfer_protocol": ["ipc", "rdma"], "device_ids": ["0"], "connector_port": 7100})
+        self.assertEqual(r.status, 200, r)
+        self.h.start_sim(name="D", router=router, role="decode", register_interval_secs=3600,
+                         extra=["--transfer-protocol", "ipc,rdma", "--device-ids", "0", "--connector-port", "7100"])
+        wait_until(lambda: len(router.selectable_urls()) == 2, 10, what="the hostile prefill and D selectable")
+        url = "http://%s:%d" % (HOST, hostile.port)
+        dps = router.dp_pids()
+        hostile.answer = BAD_ANSWERS["cl_alpha"]
+        for _ in range(3):
+            self.assertNotEqual(chat_outcome(router), "200")
+        wait_until(lambda: protocol_errors(router, url) >= 3, 5, what="three protocol errors on the prefill")
+        self.assertEqual(router.dp_pids(), dps, "the data plane survived")
+
     def test_hop_by_hop_response_headers_are_not_relayed(self):
         hostile = Hostile()
         router = self.start(hostile)
