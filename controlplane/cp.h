@@ -120,6 +120,18 @@ cp_probe_t *cp_fetch_start(cp_prober_t *p, const char *host, uint16_t port, cons
 void cp_probe_cancel(cp_probe_t *probe);
 size_t cp_prober_inflight(const cp_prober_t *p);
 
+/* The instance a per-instance job (health probe, metrics poll, models poll) is about: its slot
+ * may be retired, and even reused by another instance, while the job's request runs. */
+typedef struct {
+    unsigned slot;
+    uint32_t generation;
+    char url[SHM_URL_LEN];
+} cp_slot_ident_t;
+
+void cp_slot_ident_take(cp_slot_ident_t *id, unsigned slot, const shm_instance_t *in);
+/* The slot's instance if it is still the one taken (LIVE, same generation and URL), else NULL. */
+shm_instance_t *cp_slot_ident_live(const shm_seg_t *seg, const cp_slot_ident_t *id);
+
 /* ---- the control plane's state ---- */
 
 struct cp_health_probe;

@@ -20,9 +20,7 @@
 
 struct cp_health_probe {
     cp_t *cp;
-    unsigned slot;
-    uint32_t generation;
-    char url[SHM_URL_LEN];
+    cp_slot_ident_t id;
     cp_probe_t *probe;
 };
 
@@ -118,13 +116,12 @@ static void on_probe_done(void *data, const cp_probe_result_t *res)
 {
     struct cp_health_probe *hp = data;
     cp_t *cp = hp->cp;
-    unsigned slot = hp->slot;
+    unsigned slot = hp->id.slot;
     if (cp->health.inflight[slot] == hp)
         cp->health.inflight[slot] = NULL;
-    shm_instance_t *in = shm_instance(&cp->seg, slot);
     /* the slot may have been retired (and even reused) while the probe ran */
-    if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->generation == hp->generation &&
-        strncmp(in->url, hp->url, SHM_URL_LEN) == 0)
+    shm_instance_t *in = cp_slot_ident_live(&cp->seg, &hp->id);
+    if (in)
         apply_result(cp, slot, in, res);
     free(hp);
 }
@@ -133,9 +130,7 @@ static void start_probe(cp_t *cp, unsigned slot, const shm_instance_t *in)
 {
     struct cp_health_probe *hp = h2o_mem_alloc(sizeof(*hp));
     hp->cp = cp;
-    hp->slot = slot;
-    hp->generation = in->generation;
-    snprintf(hp->url, sizeof(hp->url), "%s", in->url);
+    cp_slot_ident_take(&hp->id, slot, in);
     cp->health.inflight[slot] = hp;
     hp->probe =
         cp_probe_start(&cp->prober, in->host, in->port, cp->cfg.health_check_endpoint, on_probe_done, hp);

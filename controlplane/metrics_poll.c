@@ -176,9 +176,7 @@ int cp_metrics_parse(const char *text, size_t len, cp_metrics_sample_t *out, cha
 
 struct cp_metrics_poll {
     cp_t *cp;
-    unsigned slot;
-    uint32_t generation;
-    char url[SHM_URL_LEN];
+    cp_slot_ident_t id;
     cp_probe_t *probe;
 };
 
@@ -233,21 +231,20 @@ static void on_poll_done(void *data, const cp_probe_result_t *res)
 {
     struct cp_metrics_poll *mp = data;
     cp_t *cp = mp->cp;
-    unsigned slot = mp->slot;
+    unsigned slot = mp->id.slot;
     if (cp->metrics.inflight[slot] == mp)
         cp->metrics.inflight[slot] = NULL;
-    shm_instance_t *in = shm_instance(&cp->seg, slot);
     /* the slot may have been retired (and even reused) while the poll ran */
-    if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->generation == mp->generation &&
-        strncmp(in->url, mp->url, SHM_URL_LEN) == 0) {
+    shm_instance_t *in = cp_slot_ident_live(&cp->seg, &mp->id);
+    if (in) {
         cp_metrics_sample_t s;
         char why[128];
         if (!res->ok)
-            poll_failed(cp, slot, in, mp->generation, res->error);
+            poll_failed(cp, slot, in, mp->id.generation, res->error);
         else if (cp_metrics_parse(res->body, res->body_len, &s, why, sizeof(why)) != 0)
-            poll_failed(cp, slot, in, mp->generation, why);
+            poll_failed(cp, slot, in, mp->id.generation, why);
         else
-            poll_succeeded(cp, slot, in, mp->generation, &s);
+            poll_succeeded(cp, slot, in, mp->id.generation, &s);
     }
     free(mp);
 }
@@ -256,9 +253,7 @@ static void start_poll(cp_t *cp, unsigned slot, const shm_instance_t *in)
 {
     struct cp_metrics_poll *mp = h2o_mem_alloc(sizeof(*mp));
     mp->cp = cp;
-    mp->slot = slot;
-    mp->generation = in->generation;
-    snprintf(mp->url, sizeof(mp->url), "%s", in->url);
+    cp_slot_ident_take(&mp->id, slot, in);
     cp->metrics.inflight[slot] = mp;
     uint16_t port = in->metrics_port ? in->metrics_port : in->port;
     mp->probe =
@@ -276,7 +271,7 @@ static void on_tick(cp_timer_t *t)
             cp->metrics.failing[i].active = false;
             continue;
         }
-        if (mp != NULL && mp->generation == in->generation)
+        if (mp != NULL && mp->id.generation == in->generation)
             continue; /* still running: never two polls of one instance at once */
         poll_forget(cp, i);
         start_poll(cp, i, in);

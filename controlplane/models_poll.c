@@ -138,9 +138,7 @@ enum { LAST_NONE, LAST_LISTED, LAST_NO_LIST, LAST_FAILED };
 
 struct cp_models_poll {
     cp_t *cp;
-    unsigned slot;
-    uint32_t generation;
-    char url[SHM_URL_LEN];
+    cp_slot_ident_t id;
     cp_probe_t *probe;
 };
 
@@ -219,13 +217,12 @@ static void on_poll_done(void *data, const cp_probe_result_t *res)
 {
     struct cp_models_poll *mp = data;
     cp_t *cp = mp->cp;
-    unsigned slot = mp->slot;
+    unsigned slot = mp->id.slot;
     if (cp->models.inflight[slot] == mp)
         cp->models.inflight[slot] = NULL;
-    shm_instance_t *in = shm_instance(&cp->seg, slot);
     /* the slot may have been retired (and even reused) while the poll ran */
-    if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->generation == mp->generation &&
-        strncmp(in->url, mp->url, SHM_URL_LEN) == 0) {
+    shm_instance_t *in = cp_slot_ident_live(&cp->seg, &mp->id);
+    if (in) {
         apply(cp, slot, in, res);
         cp->models.slot[slot].due_ms = cp_mono_ms() + interval_ms(cp);
         shm_models_index_publish(&cp->seg);
@@ -237,9 +234,7 @@ static void start_poll(cp_t *cp, unsigned slot, const shm_instance_t *in)
 {
     struct cp_models_poll *mp = h2o_mem_alloc(sizeof(*mp));
     mp->cp = cp;
-    mp->slot = slot;
-    mp->generation = in->generation;
-    snprintf(mp->url, sizeof(mp->url), "%s", in->url);
+    cp_slot_ident_take(&mp->id, slot, in);
     cp->models.inflight[slot] = mp;
     mp->probe =
         cp_fetch_start(&cp->prober, in->host, in->port, "/v1/models", CP_MODELS_MAX_BODY, on_poll_done, mp);

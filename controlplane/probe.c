@@ -235,6 +235,22 @@ static cp_probe_t *start(cp_prober_t *p, const char *host, uint16_t port, const 
     return pr;
 }
 
+void cp_slot_ident_take(cp_slot_ident_t *id, unsigned slot, const shm_instance_t *in)
+{
+    id->slot = slot;
+    id->generation = in->generation;
+    snprintf(id->url, sizeof(id->url), "%s", in->url);
+}
+
+shm_instance_t *cp_slot_ident_live(const shm_seg_t *seg, const cp_slot_ident_t *id)
+{
+    shm_instance_t *in = shm_instance(seg, id->slot);
+    return __atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE &&
+                   in->generation == id->generation && strncmp(in->url, id->url, SHM_URL_LEN) == 0
+               ? in
+               : NULL;
+}
+
 cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, cp_probe_cb cb,
                            void *data)
 {
