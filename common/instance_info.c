@@ -434,6 +434,63 @@ static uint8_t list_count(int n)
     return n < 0 ? 0xff : (uint8_t)n;
 }
 
+static int list_len(uint8_t n)
+{
+    return n == 0xff ? -1 : n;
+}
+
+void fd_instance_from_slot(const shm_instance_t *slot, fd_instance_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->role = (shm_role_t)slot->role;
+    out->tp_size = (int)slot->tp_size;
+    memcpy(out->url, slot->url, sizeof out->url);
+    memcpy(out->host, slot->host, sizeof out->host);
+    out->port = slot->port;
+    out->metrics_port = slot->metrics_port;
+    out->connector_port = slot->connector_port;
+    out->engine_worker_queue_port = slot->engine_worker_queue_port;
+    out->has_transfer_protocol = slot->has_transfer_protocol;
+    out->n_transfer_protocol = slot->n_transfer_protocol;
+    memcpy(out->transfer_protocol, slot->transfer_protocol, sizeof out->transfer_protocol);
+    out->n_rdma_ports = list_len(slot->n_rdma_ports);
+    memcpy(out->rdma_ports, slot->rdma_ports, sizeof out->rdma_ports);
+    out->n_device_ids = list_len(slot->n_device_ids);
+    memcpy(out->device_ids, slot->device_ids, sizeof out->device_ids);
+}
+
+static struct json_object *list_json(const char (*items)[SHM_LIST_ITEM_LEN], int n)
+{
+    struct json_object *a = json_object_new_array();
+    for (int i = 0; i < n && i < SHM_MAX_LIST; i++)
+        json_object_array_add(a, json_object_new_string(items[i]));
+    return a;
+}
+
+struct json_object *fd_instance_to_json(const fd_instance_info_t *in)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "role", json_object_new_string(fd_role_name(in->role)));
+    json_object_object_add(o, "host_ip", json_object_new_string(in->host));
+    json_object_object_add(o, "port", json_object_new_int(in->port));
+    json_object_object_add(o, "metrics_port", json_object_new_int(in->metrics_port));
+    if (in->connector_port)
+        json_object_object_add(o, "connector_port", json_object_new_int(in->connector_port));
+    if (in->engine_worker_queue_port)
+        json_object_object_add(o, "engine_worker_queue_port",
+                               json_object_new_int(in->engine_worker_queue_port));
+    if (in->has_transfer_protocol)
+        json_object_object_add(o, "transfer_protocol",
+                               list_json(in->transfer_protocol, in->n_transfer_protocol));
+    if (in->n_rdma_ports >= 0)
+        json_object_object_add(o, "rdma_ports", list_json(in->rdma_ports, in->n_rdma_ports));
+    if (in->n_device_ids >= 0)
+        json_object_object_add(o, "device_ids", list_json(in->device_ids, in->n_device_ids));
+    if (in->tp_size)
+        json_object_object_add(o, "tp_size", json_object_new_int(in->tp_size));
+    return o;
+}
+
 void fd_instance_to_slot(const fd_instance_info_t *in, shm_instance_t *slot)
 {
     slot->role = in->role;

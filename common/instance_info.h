@@ -52,6 +52,11 @@ int fd_instance_parse_object(struct json_object *obj, bool splitwise, fd_instanc
 
 /* Copy identity and FD metadata into a FREE shm slot (does not touch state/generation). */
 void fd_instance_to_slot(const fd_instance_info_t *in, shm_instance_t *slot);
+/* The inverse: what was registered, read back from a slot (its identity fields). */
+void fd_instance_from_slot(const shm_instance_t *slot, fd_instance_info_t *out);
+/* The registration as a /register payload (a new json-c object; the caller puts it): what
+ * fd_instance_parse_object reads back to the same info (registry snapshots, etcd). */
+struct json_object *fd_instance_to_json(const fd_instance_info_t *in);
 
 const char *fd_role_name(shm_role_t r); /* "mixed" / "prefill" / "decode" */
 

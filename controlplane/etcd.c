@@ -233,37 +233,9 @@ static void key_of(const cp_etcd_t *e, char kind, const char *url, char *out, si
 
 /* ---- the registration as JSON (what /register accepts, so every host parses it alike) ---- */
 
-static struct json_object *list_json(const char (*items)[SHM_LIST_ITEM_LEN], int n)
-{
-    if (n < 0)
-        return NULL;
-    struct json_object *a = json_object_new_array();
-    for (int i = 0; i < n && i < SHM_MAX_LIST; i++)
-        json_object_array_add(a, json_object_new_string(items[i]));
-    return a;
-}
-
 static char *info_json(const fd_instance_info_t *in)
 {
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "role", json_object_new_string(fd_role_name(in->role)));
-    json_object_object_add(o, "host_ip", json_object_new_string(in->host));
-    json_object_object_add(o, "port", json_object_new_int(in->port));
-    json_object_object_add(o, "metrics_port", json_object_new_int(in->metrics_port));
-    if (in->connector_port)
-        json_object_object_add(o, "connector_port", json_object_new_int(in->connector_port));
-    if (in->engine_worker_queue_port)
-        json_object_object_add(o, "engine_worker_queue_port",
-                               json_object_new_int(in->engine_worker_queue_port));
-    if (in->has_transfer_protocol)
-        json_object_object_add(o, "transfer_protocol",
-                               list_json(in->transfer_protocol, in->n_transfer_protocol));
-    if (in->n_rdma_ports >= 0)
-        json_object_object_add(o, "rdma_ports", list_json(in->rdma_ports, in->n_rdma_ports));
-    if (in->n_device_ids >= 0)
-        json_object_object_add(o, "device_ids", list_json(in->device_ids, in->n_device_ids));
-    if (in->tp_size)
-        json_object_object_add(o, "tp_size", json_object_new_int(in->tp_size));
+    struct json_object *o = fd_instance_to_json(in);
     char *s =
         strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);

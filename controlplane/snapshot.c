@@ -42,34 +42,11 @@ void cp_snapshot_path(const cp_t *cp, char *out, size_t outlen)
     snprintf(out, outlen, "%.*s/%s.registry.json", dirlen, dir, name);
 }
 
-static json_object *list(const char (*items)[SHM_LIST_ITEM_LEN], unsigned n)
-{
-    json_object *a = json_object_new_array();
-    for (unsigned i = 0; i < n && i < SHM_MAX_LIST; i++)
-        json_object_array_add(a, json_object_new_string(items[i]));
-    return a;
-}
-
 static json_object *entry(const cp_t *cp, const shm_instance_t *in)
 {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "role", json_object_new_string(fd_role_name((shm_role_t)in->role)));
-    json_object_object_add(o, "host_ip", json_object_new_string(in->host));
-    json_object_object_add(o, "port", json_object_new_int(in->port));
-    json_object_object_add(o, "metrics_port", json_object_new_int(in->metrics_port));
-    if (in->connector_port)
-        json_object_object_add(o, "connector_port", json_object_new_int(in->connector_port));
-    if (in->engine_worker_queue_port)
-        json_object_object_add(o, "engine_worker_queue_port",
-                               json_object_new_int(in->engine_worker_queue_port));
-    if (in->has_transfer_protocol)
-        json_object_object_add(o, "transfer_protocol", list(in->transfer_protocol, in->n_transfer_protocol));
-    if (in->n_rdma_ports != 0xff)
-        json_object_object_add(o, "rdma_ports", list(in->rdma_ports, in->n_rdma_ports));
-    if (in->n_device_ids != 0xff)
-        json_object_object_add(o, "device_ids", list(in->device_ids, in->n_device_ids));
-    if (in->tp_size)
-        json_object_object_add(o, "tp_size", json_object_new_int((int)in->tp_size));
+    fd_instance_info_t info;
+    fd_instance_from_slot(in, &info);
+    json_object *o = fd_instance_to_json(&info);
     json_object_object_add(o, "drained",
                            json_object_new_boolean(__atomic_load_n(&in->drained, __ATOMIC_ACQUIRE)));
     json_object_object_add(o, "static", json_object_new_boolean(cp_static_has(cp, in->url)));

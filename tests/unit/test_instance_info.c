@@ -418,3 +418,29 @@ Test(instance, to_slot_copies_identity_only)
     cr_assert_eq(s.n_rdma_ports, 0xff);
     cr_assert_eq(s.rdma_ports[0][0], '\0');
 }
+
+/* A registration written back as a payload (registry snapshots, etcd) and read from a slot parses
+ * to the same info. */
+Test(instance, json_and_slot_round_trips)
+{
+    static const char *bodies[] = {
+        "{\"role\":\"prefill\",\"host_ip\":\"10.0.0.7\",\"port\":8100,\"metrics_port\":8101,\"connector_port\":8102,"
+        "\"engine_worker_queue_port\":8103,\"transfer_protocol\":[\"ipc\",\"rdma\"],\"rdma_ports\":[\"7000\"],"
+        "\"device_ids\":[\"0\",\"1\"],\"tp_size\":2}",
+        "{\"role\":\"decode\",\"host_ip\":\"::1\",\"port\":9000,\"rdma_ports\":[],\"transfer_protocol\":[\"ipc\"]}",
+    };
+    for (size_t k = 0; k < sizeof bodies / sizeof bodies[0]; k++) {
+        fd_instance_info_t a, b, c;
+        expect_ok(bodies[k], true, &a);
+        struct json_object *o = fd_instance_to_json(&a);
+        const char *text = json_object_to_json_string(o);
+        expect_ok(text, true, &b);
+        json_object_put(o);
+        cr_assert_eq(memcmp(&a, &b, sizeof a), 0, "body %zu: the payload parses back to the same info", k);
+        shm_instance_t slot;
+        memset(&slot, 0, sizeof slot);
+        fd_instance_to_slot(&a, &slot);
+        fd_instance_from_slot(&slot, &c);
+        cr_assert_eq(memcmp(&a, &c, sizeof a), 0, "body %zu: the slot gives the same info back", k);
+    }
+}
