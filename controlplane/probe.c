@@ -245,8 +245,9 @@ void cp_slot_ident_take(cp_slot_ident_t *id, unsigned slot, const shm_instance_t
 shm_instance_t *cp_slot_ident_live(const shm_seg_t *seg, const cp_slot_ident_t *id)
 {
     shm_instance_t *in = shm_instance(seg, id->slot);
-    return __atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE &&
-                   in->generation == id->generation && strncmp(in->url, id->url, SHM_URL_LEN) == 0
+    return shm_slot_state(seg, id->slot) == SHM_SLOT_LIVE &&
+                   shm_slot_generation(seg, id->slot) == id->generation &&
+                   strncmp(in->url, id->url, SHM_URL_LEN) == 0
                ? in
                : NULL;
 }

@@ -16,9 +16,9 @@ void dp_pool_count_protocol_error(const dp_pool_t *pool, const uc_client_t *clie
     if (!client->protocol_error || pool == NULL || pool->slot < 0 || pool->slot >= SHM_MAX_INSTANCES)
         return;
     shm_instance_t *in = shm_instance(&dp.seg, (unsigned)pool->slot);
-    if (__atomic_load_n(&in->generation, __ATOMIC_ACQUIRE) != pool->generation)
+    if (shm_slot_generation(&dp.seg, (unsigned)pool->slot) != pool->generation)
         return;
-    __atomic_add_fetch(&in->protocol_errors_total, 1, __ATOMIC_RELAXED);
+    shm_count_protocol_error(in);
     fd_log_write_limited(&protocol_log[pool->slot], FD_LOG_WARN, __FILE__, __LINE__,
                          "instance %s broke HTTP/1.1: %s", in->url, err);
 }

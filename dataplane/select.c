@@ -31,7 +31,7 @@ static bool excluded(uint16_t slot, const uint16_t *exclude, size_t n)
 static void copy_choice(const shm_instance_t *in, uint16_t slot, dp_choice_t *out)
 {
     out->slot = slot;
-    out->generation = __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE);
+    out->generation = shm_slot_generation(&dp.seg, slot);
     out->port = in->port;
     memcpy(out->host, in->host, sizeof(out->host));
     memcpy(out->url, in->url, sizeof(out->url));
@@ -95,11 +95,11 @@ void dp_release(const dp_choice_t *c)
 void dp_count_status(const dp_choice_t *c, unsigned status)
 {
     shm_instance_t *in = shm_instance(&dp.seg, c->slot);
-    if (__atomic_load_n(&in->generation, __ATOMIC_ACQUIRE) != c->generation)
+    if (shm_slot_generation(&dp.seg, c->slot) != c->generation)
         return;
     shm_count_status(in, status);
     if (!status)
-        __atomic_add_fetch(&in->failures_total, 1, __ATOMIC_RELAXED);
+        shm_count_failure(in);
 }
 
 void dp_for_each_slot(dp_thread_t *t, bool with_retired, dp_slot_fn f, void *arg)
@@ -107,7 +107,7 @@ void dp_for_each_slot(dp_thread_t *t, bool with_retired, dp_slot_fn f, void *arg
     shm_read_enter(&dp.seg, t->reader);
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         const shm_instance_t *in = shm_instance(&dp.seg, i);
-        uint32_t st = __atomic_load_n(&in->state, __ATOMIC_ACQUIRE);
+        uint32_t st = shm_slot_state(&dp.seg, i);
         if ((st == SHM_SLOT_LIVE || (with_retired && st == SHM_SLOT_RETIRED)) && in->role < SHM_ROLE_COUNT)
             f(in, i, arg);
     }

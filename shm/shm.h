@@ -217,6 +217,37 @@ uint64_t shm_outcome_total(const shm_seg_t *s, unsigned outcome);
 /* ---- instance slots (instance.c); writer lock held for the mutating ones ---- */
 
 int shm_slot_find(const shm_seg_t *s, const char *url); /* LIVE slot with that URL, or -1 */
+/* A slot's generation and state as readers see them (acquire: the identity written before either
+ * was stored is visible after it). */
+static inline uint32_t shm_slot_generation(const shm_seg_t *s, unsigned slot)
+{
+    return __atomic_load_n(&shm_instance(s, slot)->generation, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t shm_slot_state(const shm_seg_t *s, unsigned slot)
+{
+    return __atomic_load_n(&shm_instance(s, slot)->state, __ATOMIC_ACQUIRE);
+}
+/* Per-instance counters any process adds to: upstream attempts that failed before a head, and
+ * answers that broke HTTP/1.1. */
+static inline void shm_count_failure(shm_instance_t *in)
+{
+    __atomic_add_fetch(&in->failures_total, 1, __ATOMIC_RELAXED);
+}
+static inline void shm_count_protocol_error(shm_instance_t *in)
+{
+    __atomic_add_fetch(&in->protocol_errors_total, 1, __ATOMIC_RELAXED);
+}
+/* A role's shared turn cursor (round_robin's turns, the tie rotation of the other policies):
+ * take one turn, or read the next without taking it. */
+static inline uint64_t shm_role_turn_take(shm_seg_t *s, unsigned role)
+{
+    return __atomic_fetch_add(&s->hdr->rr_cursor[role], 1, __ATOMIC_RELAXED);
+}
+static inline uint64_t shm_role_turn_peek(const shm_seg_t *s, unsigned role)
+{
+    return __atomic_load_n(&s->hdr->rr_cursor[role], __ATOMIC_RELAXED);
+}
+
 /* shm_instance_t.url_hash of a URL: XXH3-64 of its bytes, the same in every router. */
 uint64_t shm_url_hash(const char url[SHM_URL_LEN]);
 /* A FREE slot, cleared except its generation (its cache inflow starts at the live slots' mean),

@@ -152,21 +152,18 @@ static uint64_t weight(const pol_ctx_t *c, size_t i, uint64_t key)
     return mix(key ^ shm_instance(c->seg, c->slots[i])->url_hash);
 }
 
-/* Least-loaded by `load` (the imbalance fallback, and prompts with nothing to hash); ties in turn. */
-static size_t least_loaded(const pol_ctx_t *c, const cand_t *k, size_t n)
+/* pol_argmin's key over the loads read once (arg: the cand_t array) */
+static double load_key(const pol_ctx_t *c, size_t i, uint64_t arg)
 {
-    uint64_t best = UINT64_MAX;
-    size_t ntied = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (k[i].load < best)
-            best = k[i].load, ntied = 0;
-        ntied += k[i].load == best;
-    }
-    size_t turn = pol_tie_turn(c, ntied);
-    for (size_t i = 0; i < n; i++)
-        if (k[i].load == best && turn-- == 0)
-            return i;
-    return 0;
+    (void)c;
+    return (double)((const cand_t *)(uintptr_t)arg)[i].load;
+}
+
+/* Least-loaded by the loads read once (the imbalance fallback, and prompts with nothing worth
+ * hashing); ties in turn. */
+static size_t least_loaded(const pol_ctx_t *c, const cand_t *k)
+{
+    return pol_argmin(c, load_key, (uint64_t)(uintptr_t)k);
 }
 
 /* Consistent hashing with bounded loads: an instance takes a prefix it does not hold only while
@@ -297,22 +294,20 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
         ex->min_load = min, ex->max_load = max, ex->imbalanced = unbalanced;
     if (unbalanced || !d->nh) {
         d->why = unbalanced ? RADIX_FALLBACK_IMBALANCE : RADIX_FALLBACK_NO_PROMPT;
-        d->choice = least_loaded(c, k, n);
+        d->choice = least_loaded(c, k);
         d->uncached = d->units;
     } else {
         uint32_t within = tag_within(c);
-        for (size_t i = 0; i < n; i++) {
-            const shm_instance_t *in = shm_instance(c->seg, c->slots[i]);
+        for (size_t i = 0; i < n; i++)
             d->rc[i] = (radix_cand_t){.slot = c->slots[i],
-                                      .gen = __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE),
-                                      .stamp = radix_stamp(shm_cache_inflow(c->seg, c->slots[i])),
+                                      .gen = shm_slot_generation(c->seg, c->slots[i]),
+                                      .stamp = radix_stamp(k[i].inflow),
                                       .within = within};
-        }
         uint32_t blocks[SHM_VIEW_MAX_SLOTS];
         d->matched = radix_cached_blocks(c->seg, d->hashes, d->nh, d->rc, n, blocks);
         score(c, d, blocks, k, n);
         d->why = RADIX_DECIDED_BY_CACHE;
-        d->choice = tiny_and_new(d, k, n, block) ? least_loaded(c, k, n) : choose(c, d, k, n, ex);
+        d->choice = tiny_and_new(d, k, n, block) ? least_loaded(c, k) : choose(c, d, k, n, ex);
         d->uncached = d->units - k[d->choice].cached;
     }
     for (size_t i = 0; ex && i < n; i++) {

@@ -24,9 +24,9 @@ size_t pol_tie_turn(const pol_ctx_t *c, size_t ntied)
 {
     if (ntied < 2)
         return 0;
-    uint64_t *cur = &c->seg->hdr->rr_cursor[c->role];
+    /* the policy contract hands the segment read-only; the turn is the one write (an atomic add) */
     uint64_t k =
-        c->dry_run ? __atomic_load_n(cur, __ATOMIC_RELAXED) : __atomic_fetch_add(cur, 1, __ATOMIC_RELAXED);
+        c->dry_run ? shm_role_turn_peek(c->seg, c->role) : shm_role_turn_take((shm_seg_t *)c->seg, c->role);
     return (size_t)(k % ntied);
 }
 
@@ -112,7 +112,7 @@ void pol_explain(const pol_t *p, const pol_ctx_t *live, pol_explain_t *ex)
     if (p == &pol_random || p == &pol_power_of_two) {
         ex->choice = -1;
     } else if (p == &pol_round_robin) { /* the next turn, without taking it */
-        ex->choice = (long)(__atomic_load_n(&c->seg->hdr->rr_cursor[c->role], __ATOMIC_RELAXED) % c->n);
+        ex->choice = (long)(shm_role_turn_peek(c->seg, c->role) % c->n);
     } else {
         ex->choice = (long)p->select(c); /* the other policies only read (and rotate ties) */
     }

@@ -7,7 +7,7 @@
 
 static size_t select_round_robin(const pol_ctx_t *c)
 {
-    uint64_t k = __atomic_fetch_add(&c->seg->hdr->rr_cursor[c->role], 1, __ATOMIC_RELAXED);
+    uint64_t k = shm_role_turn_take((shm_seg_t *)c->seg, c->role);
     return (size_t)(k % c->n);
 }
 
