@@ -11,6 +11,7 @@
  * decoder), or until the peer closes, and never grows past max_body bytes.
  */
 #include "common/hclient.h"
+#include "common/clock.h"
 #include "common/uresp.h"
 
 #include <arpa/inet.h>
@@ -48,13 +49,6 @@ typedef struct {
     hc_response_t *resp;
 } hc_conn_t;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int fail(hc_conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(hc_conn_t *c, const char *fmt, ...)
 {
@@ -69,7 +63,7 @@ static int fail(hc_conn_t *c, const char *fmt, ...)
 static int wait_fd(hc_conn_t *c, short events)
 {
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = fd_mono_ms();
         if (now >= c->deadline_ms)
             return fail(c, "timed out after %u ms", c->timeout_ms);
         uint64_t left = c->deadline_ms - now;
@@ -356,7 +350,7 @@ int hc_request(const char *target, const char *method, const char *path, const c
     if (parse_target(target, &t, resp->error, sizeof resp->error) != 0)
         return -1;
     hc_conn_t c = {.fd = -1,
-                   .deadline_ms = now_ms() + timeout_ms,
+                   .deadline_ms = fd_mono_ms() + timeout_ms,
                    .timeout_ms = timeout_ms,
                    .max_body = max_body,
                    .resp = resp};

@@ -13,6 +13,7 @@
  * router's, rotated and cleaned up by the same rules.
  */
 #include "common/log.h"
+#include "common/clock.h"
 
 #include <stdbool.h>
 
@@ -377,9 +378,7 @@ void fd_log_write_limited(fd_log_limit_t *lim, fd_log_level_t lvl, const char *f
 {
     if (!fd_log_enabled(lvl))
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + FD_LOG_LIMIT_MS;
+    uint64_t now = fd_mono_coarse_ms() + FD_LOG_LIMIT_MS;
     uint64_t last = __atomic_load_n(&lim->last_ms, __ATOMIC_RELAXED);
     /* +FD_LOG_LIMIT_MS above: the first line (last_ms 0) always passes, even right after boot */
     if (now - last < FD_LOG_LIMIT_MS ||

@@ -43,6 +43,7 @@
 
 #include "common/uclient.h"
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/instance_info.h"
 #include "shm/shm.h"
@@ -276,8 +277,6 @@ struct cp {
     h2o_socket_t *sigsock; /* signalfd of SIGINT/SIGTERM/SIGHUP */
     sigset_t orig_sigmask; /* restored in the DP child before exec */
 };
-
-uint64_t cp_mono_ms(void);
 
 /* ---- public listening socket (listen.c) ---- */
 

@@ -297,7 +297,7 @@ static void apply_put(cp_etcd_t *e, ent_t *en)
 
 static void apply_gone(cp_etcd_t *e, ent_t *en)
 {
-    if (en->want != NULL && (!en->written || ours(e, en, cp_mono_ms()))) {
+    if (en->want != NULL && (!en->written || ours(e, en, fd_mono_ms()))) {
         sync_ent(e, en); /* registered here meanwhile, or still heartbeating here: written (again) */
         return;
     }
@@ -354,7 +354,7 @@ static void sync_ent(cp_etcd_t *e, ent_t *en)
     if (e->state != ST_UP)
         return;
     char key[ETCD_KEY_LEN];
-    uint64_t now = cp_mono_ms();
+    uint64_t now = fd_mono_ms();
     if (en->remove_want && !en->busy) {
         en->remove_want = false;
         if (en->in_etcd) {
@@ -423,7 +423,7 @@ static void connection_lost(cp_etcd_t *e, const char *why)
     set_state(e, ST_DOWN);
     calls_cancel_all(e);
     e->cur = (e->cur + 1) % e->n_endpoints;
-    e->next_sync_mono = cp_mono_ms() + e->retry_ms;
+    e->next_sync_mono = fd_mono_ms() + e->retry_ms;
 }
 
 static void range_done(cp_etcd_t *e, struct json_object *res)
@@ -617,7 +617,7 @@ static void call_done(etcd_call_t *c, struct json_object *res)
 {
     cp_etcd_t *e = c->e;
     note_revision(e, res);
-    e->last_ok_mono = cp_mono_ms();
+    e->last_ok_mono = fd_mono_ms();
     if (c->op == OP_PING) {
         e->ping_busy = false;
         return;
@@ -649,7 +649,7 @@ static void call_done(etcd_call_t *c, struct json_object *res)
             en->in_etcd = true;
             en->written = true;
             en->lease = c->lease;
-            en->last_keepalive_ms = cp_mono_ms();
+            en->last_keepalive_ms = fd_mono_ms();
         }
         sync_ent(e, en); /* it may have changed meanwhile */
         return;
@@ -657,7 +657,7 @@ static void call_done(etcd_call_t *c, struct json_object *res)
         struct json_object *r;
         e->keepalives++;
         en->busy = false;
-        en->last_keepalive_ms = cp_mono_ms();
+        en->last_keepalive_ms = fd_mono_ms();
         if (!json_object_object_get_ex(res, "result", &r) || member_i64(r, "TTL") <= 0) {
             en->lease = 0; /* expired: a new lease and a put */
             sync_ent(e, en);
@@ -868,13 +868,13 @@ static void on_timer(cp_timer_t *t)
 {
     cp_etcd_t *e = t->data;
     if (e->state == ST_DOWN) {
-        if (cp_mono_ms() >= e->next_sync_mono)
+        if (fd_mono_ms() >= e->next_sync_mono)
             sync_start(e);
         return;
     }
     if (e->state != ST_UP)
         return;
-    uint64_t now = cp_mono_ms();
+    uint64_t now = fd_mono_ms();
     if (!e->ping_busy && now - e->last_ok_mono >= (uint64_t)e->lease_secs * 1000 / 3)
         ping(e);
     if (now - e->last_readd_mono >= ETCD_READD_MS) { /* what this host dropped, the fleet still has */
@@ -1016,7 +1016,7 @@ void cp_etcd_registered(cp_t *cp, const fd_instance_info_t *info, bool is_static
         free(want);
     }
     en->is_static = en->is_static || is_static;
-    en->last_local_ms = cp_mono_ms();
+    en->last_local_ms = fd_mono_ms();
     en->local_count++;
     en->remove_want = false;
     apply_drain(e, en); /* a drain set anywhere follows the URL */

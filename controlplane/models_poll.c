@@ -224,7 +224,7 @@ static void on_poll_done(void *data, const cp_probe_result_t *res)
     shm_instance_t *in = cp_slot_ident_live(&cp->seg, &mp->id);
     if (in) {
         apply(cp, slot, in, res);
-        cp->models.slot[slot].due_ms = cp_mono_ms() + interval_ms(cp);
+        cp->models.slot[slot].due_ms = fd_mono_ms() + interval_ms(cp);
         shm_models_index_publish(&cp->seg);
     }
     free(mp);
@@ -243,7 +243,7 @@ static void start_poll(cp_t *cp, unsigned slot, const shm_instance_t *in)
 static void on_tick(cp_timer_t *t)
 {
     cp_t *cp = t->data;
-    uint64_t now = cp_mono_ms();
+    uint64_t now = fd_mono_ms();
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
         if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE) {

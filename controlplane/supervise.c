@@ -36,13 +36,6 @@
 #define DP_BACKOFF_MAX    4000
 #define DP_KILL_GRACE_MS  2000
 
-uint64_t cp_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int cp_dp_resolve_binary(const char *flag, const char *cfg, const char *self_exe, char *out, size_t outlen)
 {
     int n;
@@ -175,7 +168,7 @@ static void watch(cp_t *cp, cp_proc_t *p, pid_t pid, int pidfd, bool is_child)
     p->pid = pid;
     p->pidfd = pidfd;
     p->is_child = is_child;
-    p->started_mono_ms = cp_mono_ms();
+    p->started_mono_ms = fd_mono_ms();
     p->watch = h2o_evloop_socket_create(cp->loop, pidfd, 0);
     p->watch->data = p;
     h2o_socket_read_start(p->watch, on_exit_event);
@@ -279,7 +272,7 @@ static void on_exit_event(h2o_socket_t *sock, const char *err)
     if (!collect_exit(p, how, sizeof(how)))
         return;
     pid_t pid = p->pid;
-    uint64_t uptime = cp_mono_ms() - p->started_mono_ms;
+    uint64_t uptime = fd_mono_ms() - p->started_mono_ms;
     unwatch(p);
     shm_reap_dead(&cp->seg);
     if (cp->stopping)
@@ -386,8 +379,8 @@ int cp_dp_spawn_proc(cp_t *cp, cp_proc_t *p, const char *binary, char *err, size
     char fdbuf[16], bin[PATH_MAX];
     snprintf(fdbuf, sizeof(fdbuf), "%d", cp->listen_fd);
     snprintf(bin, sizeof(bin), "%s", binary);
-    char *argv[] = {bin,           "--shm_name",   cp->shm_name,      "--control_socket", cp->control_socket,
-                    "--listen_fd", fdbuf,          "--log_level",     cp->cfg.log_level,  "--log_file",
+    char *argv[] = {bin,           "--shm_name",   cp->shm_name,       "--control_socket", cp->control_socket,
+                    "--listen_fd", fdbuf,          "--log_level",      cp->cfg.log_level,  "--log_file",
                     cp->log_file,  "--log_format", cp->cfg.log_format, "--access_log",     cp->access_log,
                     NULL};
     int errpipe[2];
@@ -455,7 +448,7 @@ static bool wait_exit(int pidfd, uint64_t deadline)
 {
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
     for (;;) {
-        uint64_t now = cp_mono_ms();
+        uint64_t now = fd_mono_ms();
         int left = now >= deadline ? 0 : (int)(deadline - now);
         int rc = poll(&p, 1, left);
         if (rc == 1)
@@ -470,7 +463,7 @@ static void stop_one(cp_proc_t *p, uint64_t deadline)
     if (!wait_exit(p->pidfd, deadline)) {
         LOG_WARN("Data plane (pid %d) still running at the stop deadline: killing it", (int)p->pid);
         kill(p->pid, SIGKILL);
-        wait_exit(p->pidfd, cp_mono_ms() + DP_KILL_GRACE_MS);
+        wait_exit(p->pidfd, fd_mono_ms() + DP_KILL_GRACE_MS);
     }
     if (p->is_child) {
         siginfo_t si;
@@ -492,7 +485,7 @@ void cp_dp_stop(cp_t *cp, unsigned timeout_ms)
         LOG_INFO("Stopping the data plane (pid %d)", (int)all[i]->pid);
         kill(all[i]->pid, SIGTERM);
     }
-    uint64_t deadline = cp_mono_ms() + timeout_ms;
+    uint64_t deadline = fd_mono_ms() + timeout_ms;
     for (unsigned i = 0; i < 2 + CP_MAX_RETIRING; i++)
         if (all[i]->pid != 0)
             stop_one(all[i], deadline);

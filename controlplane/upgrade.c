@@ -59,7 +59,7 @@ static void finish(cp_t *cp, cp_upgrade_state_t state)
 {
     cp_upgrade_t *u = &cp->upg;
     u->state = state;
-    u->finished_mono_ms = cp_mono_ms();
+    u->finished_mono_ms = fd_mono_ms();
     cp_timer_disarm(&u->timer);
     if (state == CP_UPG_FAILED) {
         LOG_ERROR("Upgrade %u failed: %s", u->id, u->error);
@@ -103,7 +103,7 @@ static bool row_serving(cp_t *cp, pid_t pid)
 static void promote(cp_t *cp)
 {
     cp_upgrade_t *u = &cp->upg;
-    u->ready_mono_ms = cp_mono_ms();
+    u->ready_mono_ms = fd_mono_ms();
     pid_t old = cp->dp.cur.pid;
     u->old_pid = old;
     if (old != 0)
@@ -132,7 +132,7 @@ static void on_timer(cp_timer_t *t)
 {
     cp_t *cp = t->data;
     cp_upgrade_t *u = &cp->upg;
-    uint64_t now = cp_mono_ms();
+    uint64_t now = fd_mono_ms();
     if (u->state == CP_UPG_STARTING) {
         if (cp->dp.cand.pid != 0 && row_serving(cp, cp->dp.cand.pid)) {
             promote(cp);
@@ -209,7 +209,7 @@ int cp_upgrade_start(cp_t *cp, const char *binary, unsigned drain_secs, unsigned
     u->drain_secs = drain_secs;
     u->ready_timeout_ms = ready_timeout_ms ? ready_timeout_ms : CP_UPGRADE_READY_TIMEOUT_MS;
     u->started_at_ms = shm_now_ms();
-    u->started_mono_ms = cp_mono_ms();
+    u->started_mono_ms = fd_mono_ms();
     LOG_INFO("Upgrade %u (%s): starting data plane %s next to pid %d", id, trigger, bin, (int)cp->dp.cur.pid);
     char why[256];
     if (cp_dp_spawn_proc(cp, &cp->dp.cand, bin, why, sizeof(why)) != 0) {
@@ -294,7 +294,7 @@ json_object *cp_upgrade_json(const cp_t *cp)
     json_object_object_add(o, "old_pid", pid_json(u->old_pid));
     json_object_object_add(o, "new_pid", pid_json(u->new_pid));
     json_object_object_add(o, "started_at_ms", json_object_new_int64((int64_t)u->started_at_ms));
-    uint64_t end = u->finished_mono_ms ? u->finished_mono_ms : cp_mono_ms();
+    uint64_t end = u->finished_mono_ms ? u->finished_mono_ms : fd_mono_ms();
     json_object_object_add(o, "elapsed_ms", ms_json(u->started_mono_ms, end));
     json_object_object_add(o, "ready_after_ms",
                            u->ready_mono_ms ? ms_json(u->started_mono_ms, u->ready_mono_ms) : NULL);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "shm/internal.h"
 
 #define GRACE_POLL_NS 20000 /* 20 us between polls: a read-side section lasts well under that */
@@ -111,21 +112,14 @@ bool shm_grace_passed(shm_seg_t *s, uint64_t epoch)
     return passed;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 bool shm_grace_wait(shm_seg_t *s, uint64_t epoch, unsigned timeout_ms)
 {
-    uint64_t deadline = mono_ms() + timeout_ms;
+    uint64_t deadline = fd_mono_ms() + timeout_ms;
     const struct timespec pause = {0, GRACE_POLL_NS};
     for (;;) {
         if (shm_grace_passed(s, epoch))
             return true;
-        if (mono_ms() >= deadline)
+        if (fd_mono_ms() >= deadline)
             return false;
         nanosleep(&pause, NULL);
     }

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "shm/internal.h"
 #include "shm/radix.h"
 
@@ -309,13 +310,6 @@ void shm_config_publish(shm_seg_t *s, const shm_config_t *c)
     __atomic_store_n(&h->config_seq, seq + 1, __ATOMIC_RELEASE);
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 bool shm_config_read(const shm_seg_t *s, shm_config_t *out)
 {
     const shm_header_t *h = s->hdr;
@@ -331,7 +325,7 @@ bool shm_config_read(const shm_seg_t *s, shm_config_t *out)
                 return true;
             }
         }
-        uint64_t now = mono_ms();
+        uint64_t now = fd_mono_ms();
         if (!deadline)
             deadline = now + CONFIG_READ_BUDGET_MS;
         else if (now >= deadline)

@@ -16,19 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/hclient.h"
 #include "tools/fdctl/fdctl.h"
 
 #define CTL_TIMEOUT_MS 10000
 #define CTL_MAX_BODY   (256 * 1024)
 #define POLL_MS        100
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* One exchange; on a transport failure prints why and returns -1. */
 static int call(const fdctl_ctl_t *c, const char *method, const char *path, const char *body,
@@ -199,7 +193,7 @@ static json_object *wait_upgrade(const fdctl_ctl_t *c, int64_t id, uint64_t dead
         if (st && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
             return u;
         json_object_put(u);
-        if (mono_ms() >= deadline) {
+        if (fd_mono_ms() >= deadline) {
             fprintf(stderr,
                     "fdctl: upgrade %" PRId64 " still running after the wait limit; see `fdctl status`\n",
                     id);
@@ -243,7 +237,7 @@ int fdctl_ctl_upgrade(const fdctl_ctl_t *c, const fdctl_upgrade_opts_t *o)
     /* the drain may legitimately take its whole time; beyond it the CP kills the old DP */
     uint64_t wait_s = o->wait_secs > 0 ? (uint64_t)o->wait_secs
                                        : (uint64_t)(o->drain_secs >= 0 ? o->drain_secs : 600) + 120;
-    json_object *u = wait_upgrade(c, id, mono_ms() + wait_s * 1000);
+    json_object *u = wait_upgrade(c, id, fd_mono_ms() + wait_s * 1000);
     if (u == NULL)
         return 1;
     bool done = strcmp(str(u, "state"), "done") == 0;
