@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "controlplane/cp.h"
 
 typedef enum { SRV_200, SRV_503, SRV_CHUNKED, SRV_BIG, SRV_DROP, SRV_SILENT } srv_mode_t;
@@ -189,18 +190,11 @@ static void on_done(void *data, const cp_probe_result_t *res)
         called_inside_start = true;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Run the loop until `want` callbacks arrived or ms passed. */
 static void run_until(int want, unsigned ms)
 {
-    uint64_t end = mono_ms() + ms;
-    while (calls < want && mono_ms() < end)
+    uint64_t end = fd_mono_ms() + ms;
+    while (calls < want && fd_mono_ms() < end)
         h2o_evloop_run(loop, 20);
 }
 
@@ -296,10 +290,10 @@ static void setup_short(void)
 Test(cp_probe_timeout, silence_times_out, .init = setup_short, .fini = teardown, .timeout = 20)
 {
     start_server(SRV_SILENT);
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = fd_mono_ms();
     probe("127.0.0.1", srv.port, "/health");
     run_until(1, 5000);
-    uint64_t took = mono_ms() - t0;
+    uint64_t took = fd_mono_ms() - t0;
     stop_server();
     cr_assert_eq(calls, 1);
     cr_assert(!last.ok);

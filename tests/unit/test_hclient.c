@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/hclient.h"
 
 typedef struct {
@@ -213,13 +214,6 @@ static void stop_server(void)
     srv.lfd = -1;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int get(const char *path, size_t max_body, unsigned timeout_ms, hc_response_t *r)
 {
     return hc_request(srv.target, "GET", path, NULL, NULL, 0, timeout_ms, max_body, r);
@@ -352,9 +346,9 @@ Test(hclient, deadline_covers_a_silent_server)
 {
     start_server(AF_INET);
     hc_response_t r;
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = fd_mono_ms();
     cr_assert_eq(get("/hang", 1024, 300, &r), -1);
-    uint64_t took = mono_ms() - t0;
+    uint64_t took = fd_mono_ms() - t0;
     cr_assert_str_eq(r.error, "timed out after 300 ms");
     cr_assert_eq(r.status, 0);
     cr_assert(took >= 295 && took < 1300, "returned after %llu ms", (unsigned long long)took);
@@ -371,10 +365,10 @@ Test(hclient, connection_refused)
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", ntohs(a.sin_port));
     hc_response_t r;
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = fd_mono_ms();
     cr_assert_eq(hc_request(target, "GET", "/", NULL, NULL, 0, 5000, 1024, &r), -1);
     cr_assert_str_eq(r.error, "connect: Connection refused");
-    cr_assert(mono_ms() - t0 < 1000);
+    cr_assert(fd_mono_ms() - t0 < 1000);
     close(s);
 
     cr_assert_eq(hc_request("unix:/tmp/fdhc-no-such.sock", "GET", "/", NULL, NULL, 0, 1000, 1024, &r), -1);

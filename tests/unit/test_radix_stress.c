@@ -110,7 +110,7 @@ static int dp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
                                  .gen = shm_instance(s, (unsigned)inst_slots[i])->generation,
                                  .within = UINT32_MAX};
     uint64_t ops = 0;
-    while (test_mono_ms() < deadline) {
+    while (fd_mono_ms() < deadline) {
         const prompt_t *p = &prompts[splitmix(&seed) % PROMPTS];
         unsigned pick = (unsigned)(splitmix(&seed) % CANDIDATES);
         uint32_t blocks[CANDIDATES];
@@ -144,7 +144,7 @@ static int dp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
 static int cp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
 {
     uint64_t ops = 0;
-    while (test_mono_ms() < deadline) {
+    while (fd_mono_ms() < deadline) {
         if (radix_evict_ttl(s, shm_now_ms(), 1 + splitmix(&seed) % 40) < 0 || radix_maintain(s) < 0)
             return EXIT_EVICT;
         if (++ops % 16 == 0 && radix_purge_slot(s, (uint16_t)inst_slots[splitmix(&seed) % CANDIDATES]) < 0)
@@ -186,7 +186,7 @@ static int reap(pid_t pid, uint64_t deadline)
     const struct timespec pause = {0, 2000000};
     int st;
     while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (test_mono_ms() > deadline) {
+        if (fd_mono_ms() > deadline) {
             kill_and_reap(pid);
             return -1;
         }
@@ -206,7 +206,7 @@ static uint64_t ops_of(int fd)
 
 Test(radix_stress, two_writers_and_an_evictor_leave_a_consistent_bounded_tree)
 {
-    uint64_t deadline = test_mono_ms() + RUN_MS;
+    uint64_t deadline = fd_mono_ms() + RUN_MS;
     proc_t p[3] = {spawn(dp_body, 1, deadline), spawn(dp_body, 2, deadline), spawn(cp_body, 3, deadline)};
     uint64_t ops[3];
     for (int i = 0; i < 3; i++) {

@@ -210,8 +210,8 @@ Test(proc, zombie_counts_as_dead)
     cr_assert_geq(pid, 0);
     if (pid == 0)
         _exit(0);
-    uint64_t deadline = test_mono_ms() + 5000;
-    while (shm_proc_alive(pid, 0) && test_mono_ms() < deadline)
+    uint64_t deadline = fd_mono_ms() + 5000;
+    while (shm_proc_alive(pid, 0) && fd_mono_ms() < deadline)
         sched_yield();
     cr_assert_not(shm_proc_alive(pid, 0), "an exited, unwaited child should be seen as dead");
     cr_assert_eq(kill(pid, 0), 0, "it is still a zombie");

@@ -182,9 +182,9 @@ Test(kill, dp_killed_with_requests_in_flight_leaks_no_load)
     cr_assert_eq(shm_reap_dead(&seg), 0, "a live DP is not reaped");
 
     kill(c.pid, SIGKILL);
-    uint64_t deadline = test_mono_ms() + 5000;
+    uint64_t deadline = fd_mono_ms() + 5000;
     int reaped = 0;
-    while (!reaped && test_mono_ms() < deadline)
+    while (!reaped && fd_mono_ms() < deadline)
         reaped = shm_reap_dead(&seg);
     cr_assert_eq(reaped, 1);
     cr_assert_eq(shm_inflight(&seg, 7), 0);

@@ -128,11 +128,11 @@ static ctl_t run(bool announce, bool stop_at_first_tear)
     if (pid == 0)
         reader_main(ctl, announce);
 
-    uint64_t deadline = test_mono_ms() + RUN_DEADLINE_MS;
-    while (!__atomic_load_n(&ctl->ready, __ATOMIC_ACQUIRE) && test_mono_ms() < deadline)
+    uint64_t deadline = fd_mono_ms() + RUN_DEADLINE_MS;
+    while (!__atomic_load_n(&ctl->ready, __ATOMIC_ACQUIRE) && fd_mono_ms() < deadline)
         sched_yield();
     uint64_t published = 0;
-    while (test_mono_ms() < deadline) {
+    while (fd_mono_ms() < deadline) {
         bool enough = stop_at_first_tear ? __atomic_load_n(&ctl->torn, __ATOMIC_RELAXED) > 0
                                          : __atomic_load_n(&ctl->distinct, __ATOMIC_RELAXED) >= MIN_DISTINCT;
         if (published >= MIN_PUBLISHED && enough)

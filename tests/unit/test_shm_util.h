@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "shm/shm.h"
 
 static shm_seg_t seg;
@@ -98,13 +99,6 @@ _Noreturn static inline void block_forever(int fd)
     for (;;)
         if (read(fd, &c, 1) <= 0)
             _exit(91);
-}
-
-static inline uint64_t test_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Kill a child we forked and reap it; returns its wait status. */
