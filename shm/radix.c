@@ -44,31 +44,68 @@ _Static_assert(sizeof(shm_radix_node_t) == 256, "a node is 256 bytes, 16 to a pa
 /* ------------------------------------------------------------------------------------------ */
 /* hashing                                                                                    */
 
+/* Lead bytes (any byte but a UTF-8 continuation byte 10xxxxxx) among the next few bytes, one bit
+ * each, lowest address first. SSE2 (every x86-64) looks at 16 bytes per compare: continuation
+ * bytes are 0x80..0xBF, i.e. -128..-65 as signed bytes, so a lead byte is one greater than -65.
+ * Elsewhere the same is done 8 bytes at a time in a 64-bit word. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define LEAD_CHUNK 16u
+static inline uint32_t lead_bits(const unsigned char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    return (uint32_t)_mm_movemask_epi8(_mm_cmpgt_epi8(v, _mm_set1_epi8(-65)));
+}
+#else
+#define LEAD_CHUNK 8u
+static inline uint32_t lead_bits(const unsigned char *p)
+{
+    uint64_t w, m = 0x8080808080808080ULL;
+    memcpy(&w, p, 8);
+    uint64_t cont = w & ~(w << 1) & m; /* bit 7 set, bit 6 clear: a continuation byte */
+    uint32_t bits = 0;
+    for (unsigned k = 0; k < 8; k++)
+        bits |= (uint32_t) !((cont >> (8 * k + 7)) & 1u) << k;
+    return bits;
+}
+#endif
+
+/* Bits set in x, without the libgcc call __builtin_popcount becomes when the build cannot assume
+ * the POPCNT instruction (the baseline x86-64 target). */
+static inline unsigned bit_count(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    return (((x + (x >> 4)) & 0x0f0f0f0fu) * 0x01010101u) >> 24;
+}
+
 /* Bytes that make up the first `want` code points of p[0..len): a code point starts at every
- * byte that is not a UTF-8 continuation byte, so a block ends before the lead byte of code point
- * want + 1 (continuation bytes stay with the code point they continue, valid or not). ASCII runs
- * are taken 8 bytes at a time. *got gets the code points taken (< want only at the end). */
+ * lead byte, so a block ends before the lead byte of code point want + 1 (continuation bytes
+ * stay with the code point they continue, valid or not). Whole chunks are counted with one
+ * popcount; inside the chunk where the block ends, the cut is the (want - count + 1)-th lead bit.
+ * *got gets the code points taken (< want only at the end). */
 static size_t take_codepoints(const unsigned char *p, size_t len, size_t want, size_t *got)
 {
     size_t i = 0, count = 0;
-    for (;;) {
-        while (i + 8 <= len && count + 8 <= want) {
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            if (w & 0x8080808080808080ULL)
-                break;
-            i += 8;
-            count += 8;
+    while (i + LEAD_CHUNK <= len) {
+        uint32_t bits = lead_bits(p + i);
+        size_t k = bit_count(bits);
+        if (count + k <= want) {
+            count += k;
+            i += LEAD_CHUNK;
+            continue;
         }
-        if (i >= len)
-            break;
+        for (size_t skip = want - count; skip; skip--)
+            bits &= bits - 1; /* drop the leads that still belong to this block */
+        *got = want;
+        return i + (size_t)__builtin_ctz(bits);
+    }
+    for (; i < len; i++)
         if ((p[i] & 0xc0u) != 0x80u) {
             if (count == want)
                 break;
             count++;
         }
-        i++;
-    }
     *got = count;
     return i;
 }

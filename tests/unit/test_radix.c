@@ -119,6 +119,56 @@ Test(radix, continuation_bytes_stay_with_the_code_point_before_them)
     cr_assert_eq(h[1], xx("\xe2\x82", 2, h[0]));
 }
 
+/* The cut of each block by the definition, one byte at a time: a block is `want` code points and
+ * every continuation byte after them; the chunked scan in shm/radix.c must cut exactly here. */
+static size_t ref_hash_text(uint64_t seed, const unsigned char *p, size_t len, size_t want, bool tail,
+                            uint64_t *out, size_t max)
+{
+    size_t n = 0, off = 0;
+    uint64_t prev = seed;
+    while (n < max && off < len) {
+        size_t i = off, cps = 0;
+        for (; i < len; i++)
+            if ((p[i] & 0xc0u) != 0x80u && cps++ == want)
+                break;
+        size_t got = cps > want ? want : cps;
+        if (got < want && !(tail && n == 0 && got > 0))
+            break;
+        prev = out[n++] = xx(p + off, i - off, prev);
+        off = i;
+    }
+    return n;
+}
+
+Test(radix, chunked_code_point_scan_cuts_where_the_byte_definition_does)
+{
+    /* random mixes of ASCII runs, 2-4 byte sequences, stray continuation and invalid bytes, at
+     * every alignment against the 16-byte chunks, for block sizes around the chunk size */
+    static const char *pieces[] = {"a",    "hello world ", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                   "\x80", "\xbf\xbf",     "\xff",     "\xc3",         "0123456789abcdef"};
+    uint64_t seed = 42, h[512], ref[512];
+    unsigned char text[600];
+    for (int round = 0; round < 3000; round++) {
+        size_t len = 0;
+        while (len < 400) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            const char *pc = pieces[(seed >> 33) % (sizeof pieces / sizeof *pieces)];
+            size_t l = strlen(pc);
+            memcpy(text + len, pc, l);
+            len += l;
+        }
+        len -= (seed >> 20) % 64; /* any length, any tail */
+        uint32_t block = 1 + (uint32_t)((seed >> 40) % 70);
+        bool tail = (seed >> 50) & 1;
+        size_t n = radix_hash_text(round, (const char *)text, len, block, tail, h, 512);
+        size_t m = ref_hash_text((uint64_t)round, text, len, block, tail, ref, 512);
+        cr_assert_eq(n, m, "round %d block %u len %zu: %zu blocks, by definition %zu", round, block, len, n,
+                     m);
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(h[i], ref[i], "round %d block %u: hash %zu differs", round, block, i);
+    }
+}
+
 Test(radix, token_blocks_short_tail_and_the_block_bound)
 {
     uint64_t h[8], ref[8];
