@@ -90,8 +90,10 @@ void cp_timer_dispose(cp_timer_t *t);
 /* ---- probes (probe.c) ---- */
 
 typedef struct {
-    bool ok;    /* status 200 and the whole body read */
-    int status; /* 0 if no response head */
+    bool ok;             /* status 200 and the whole body read */
+    bool protocol_error; /* failed because the answer broke HTTP/1.1 (common/uclient.h), not because
+                          * of a connect failure, a timeout or a status */
+    int status;          /* 0 if no response head */
     char error[96];
     const char *body; /* cp_fetch_start and ok: the body, NUL-terminated, valid during the callback */
     size_t body_len;
@@ -132,6 +134,12 @@ typedef struct {
 void cp_slot_ident_take(cp_slot_ident_t *id, unsigned slot, const shm_instance_t *in);
 /* The slot's instance if it is still the one taken (LIVE, same generation and URL), else NULL. */
 shm_instance_t *cp_slot_ident_live(const shm_seg_t *seg, const cp_slot_ident_t *id);
+/* If `res` failed because the instance's answer broke HTTP/1.1, count it on the instance (the
+ * counter the data plane adds its own to: fd_router_instance_upstream_protocol_errors_total) and
+ * log it, at most once a second per instance with how many were not logged. `in` is the job's
+ * instance, still the one it was started for (cp_slot_ident_live); `job` names the request. */
+void cp_slot_count_protocol_error(const cp_slot_ident_t *id, shm_instance_t *in, const cp_probe_result_t *res,
+                                  const char *job);
 
 /* ---- the control plane's state ---- */
 

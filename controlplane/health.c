@@ -121,8 +121,10 @@ static void on_probe_done(void *data, const cp_probe_result_t *res)
         cp->health.inflight[slot] = NULL;
     /* the slot may have been retired (and even reused) while the probe ran */
     shm_instance_t *in = cp_slot_ident_live(&cp->seg, &hp->id);
-    if (in)
+    if (in) {
+        cp_slot_count_protocol_error(&hp->id, in, res, "health check");
         apply_result(cp, slot, in, res);
+    }
     free(hp);
 }
 

@@ -17,12 +17,13 @@ typedef struct hg_job hg_job_t;
 typedef struct {
     hg_job_t *job;
     cp_probe_t *probe; /* NULL once ended */
-    char url[SHM_URL_LEN];
+    cp_slot_ident_t id;
     shm_role_t role;
     cp_probe_result_t res;
 } hg_target_t;
 
 struct hg_job {
+    cp_t *cp;
     h2o_req_t *req;
     hg_target_t *targets;
     size_t n, pending;
@@ -34,7 +35,7 @@ static void respond(hg_job_t *job)
     for (size_t i = 0; i < job->n; i++) {
         hg_target_t *t = job->targets + i;
         json_object *o = json_object_new_object();
-        json_object_object_add(o, "url", json_object_new_string(t->url));
+        json_object_object_add(o, "url", json_object_new_string(t->id.url));
         json_object_object_add(o, "role", json_object_new_string(fd_role_name(t->role)));
         json_object_object_add(o, "healthy", json_object_new_boolean(t->res.ok));
         json_object_object_add(o, "status", json_object_new_int(t->res.status));
@@ -57,10 +58,13 @@ static void on_probe(void *data, const cp_probe_result_t *res)
     t->probe = NULL;
     t->res = *res;
     t->res.body = NULL;
+    shm_instance_t *in = cp_slot_ident_live(&t->job->cp->seg, &t->id);
+    if (in)
+        cp_slot_count_protocol_error(&t->id, in, res, "health check (GET /health_generate)");
     if (res->ok)
-        LOG_INFO("Server %s is healthy", t->url);
+        LOG_INFO("Server %s is healthy", t->id.url);
     else
-        LOG_WARN("Server %s is not healthy", t->url);
+        LOG_WARN("Server %s is not healthy", t->id.url);
     if (--t->job->pending == 0)
         respond(t->job);
 }
@@ -77,7 +81,7 @@ static void on_dispose(void *arg)
 void cp_health_generate(cp_t *cp, h2o_req_t *req)
 {
     hg_job_t *job = h2o_mem_alloc_pool(&req->pool, sizeof(*job));
-    *job = (hg_job_t){.req = req};
+    *job = (hg_job_t){.cp = cp, .req = req};
     job->targets = h2o_mem_alloc_pool(&req->pool, sizeof(*job->targets) * SHM_MAX_INSTANCES);
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         const shm_instance_t *in = shm_instance(&cp->seg, i);
@@ -85,7 +89,7 @@ void cp_health_generate(cp_t *cp, h2o_req_t *req)
             continue;
         hg_target_t *t = job->targets + job->n++;
         *t = (hg_target_t){.job = job, .role = (shm_role_t)in->role};
-        memcpy(t->url, in->url, sizeof(t->url));
+        cp_slot_ident_take(&t->id, i, in);
     }
     if (job->n == 0) {
         respond(job);

@@ -239,6 +239,7 @@ static void on_poll_done(void *data, const cp_probe_result_t *res)
     if (in) {
         cp_metrics_sample_t s;
         char why[128];
+        cp_slot_count_protocol_error(&mp->id, in, res, "GET /metrics");
         if (!res->ok)
             poll_failed(cp, slot, in, mp->id.generation, res->error);
         else if (cp_metrics_parse(res->body, res->body_len, &s, why, sizeof(why)) != 0)

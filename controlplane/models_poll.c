@@ -223,6 +223,7 @@ static void on_poll_done(void *data, const cp_probe_result_t *res)
     /* the slot may have been retired (and even reused) while the poll ran */
     shm_instance_t *in = cp_slot_ident_live(&cp->seg, &mp->id);
     if (in) {
+        cp_slot_count_protocol_error(&mp->id, in, res, "GET /v1/models");
         apply(cp, slot, in, res);
         cp->models.slot[slot].due_ms = fd_mono_ms() + interval_ms(cp);
         shm_models_index_publish(&cp->seg);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "controlplane/cp.h"
 
 #define PROBE_MAX_BODY (64 * 1024) /* a health answer is tiny: more is not a health endpoint */
@@ -122,10 +123,12 @@ static int on_body(uc_client_t *client, const char *errstr)
         keep(pr, client->sock->input->bytes, got);
     pr->body_bytes += got;
     h2o_buffer_consume(&client->sock->input, got);
-    if (errstr == uc_error_is_eos)
+    if (errstr == uc_error_is_eos) {
         finish(pr, true, NULL);
-    else if (errstr != NULL)
+    } else if (errstr != NULL) {
+        pr->res.protocol_error = client->protocol_error;
         finish(pr, false, errstr);
+    }
     return 0;
 }
 
@@ -135,6 +138,7 @@ static uc_body_cb on_head(uc_client_t *client, const char *errstr, int minor_ver
     (void)minor_version, (void)msg, (void)headers, (void)num_headers;
     cp_probe_t *pr = client->data;
     if (errstr != NULL && errstr != uc_error_is_eos) {
+        pr->res.protocol_error = client->protocol_error;
         finish(pr, false, errstr);
         return NULL;
     }
@@ -250,6 +254,18 @@ shm_instance_t *cp_slot_ident_live(const shm_seg_t *seg, const cp_slot_ident_t *
                    strncmp(in->url, id->url, SHM_URL_LEN) == 0
                ? in
                : NULL;
+}
+
+static fd_log_limit_t protocol_log[SHM_MAX_INSTANCES]; /* per slot: one line a second */
+
+void cp_slot_count_protocol_error(const cp_slot_ident_t *id, shm_instance_t *in, const cp_probe_result_t *res,
+                                  const char *job)
+{
+    if (!res->protocol_error || id->slot >= SHM_MAX_INSTANCES)
+        return;
+    shm_count_protocol_error(in);
+    fd_log_write_limited(&protocol_log[id->slot], FD_LOG_WARN, __FILE__, __LINE__,
+                         "%s of %s broke HTTP/1.1: %s", job, id->url, res->error);
 }
 
 cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, cp_probe_cb cb,

@@ -46,12 +46,21 @@ BROKEN_BODIES = {
 }
 
 
+# what the control plane's polls (GET /metrics, GET /v1/models) get unless a test says otherwise:
+# an honest "no such route", so that only the answers under test count as protocol errors
+NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+
 class Hostile:
-    """A listener on 127.0.0.1 that answers /health with `health` and anything else with
-    `answer`, then closes the connection."""
+    """A listener on 127.0.0.1 that answers /health with `health`, /metrics with `metrics`,
+    /v1/models with `models` and anything else with `answer`, then closes the connection.
+    `hits` counts the requests by path."""
 
     def __init__(self, health=OK_HEALTH):
         self.health = health
+        self.metrics = NOT_FOUND
+        self.models = NOT_FOUND
+        self.hits = {}
         self.answer = BAD_ANSWERS["cl_negative"]
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -92,8 +101,14 @@ class Hostile:
                 if not chunk:
                     break
                 rest += chunk
+            path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+            self.hits[path] = self.hits.get(path, 0) + 1
             if head.startswith(b"GET /health"):
                 conn.sendall(self.health)
+            elif head.startswith(b"GET /metrics "):
+                conn.sendall(self.metrics)
+            elif head.startswith(b"GET /v1/models "):
+                conn.sendall(self.models)
             else:
                 self.completions += 1
                 self.send(conn, self.answer)

@@ -18,7 +18,16 @@
 #include "common/clock.h"
 #include "controlplane/cp.h"
 
-typedef enum { SRV_200, SRV_503, SRV_CHUNKED, SRV_BIG, SRV_DROP, SRV_SILENT } srv_mode_t;
+typedef enum {
+    SRV_200,
+    SRV_503,
+    SRV_CHUNKED,
+    SRV_BIG,
+    SRV_DROP,
+    SRV_SILENT,
+    SRV_BAD_LENGTH,
+    SRV_CUT_HEAD
+} srv_mode_t;
 
 static struct {
     int lfd;
@@ -90,6 +99,16 @@ static void serve(int fd)
         break;
     case SRV_DROP:
         break;
+    case SRV_BAD_LENGTH: {
+        const char *r = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}";
+        send_all(fd, r, strlen(r));
+        break;
+    }
+    case SRV_CUT_HEAD: {
+        const char *r = "HTTP/1.1 200 OK\r\nContent-Ty";
+        send_all(fd, r, strlen(r));
+        break;
+    }
     case SRV_SILENT:
         if (srv.nheld < 16) {
             srv.held[srv.nheld++] = fd;
@@ -268,6 +287,24 @@ Test(cp_probe, dropped_connection_fails)
 {
     expect_result(SRV_DROP, false, NULL);
     cr_assert_eq(last.status, 0);
+}
+
+Test(cp_probe, an_answer_that_breaks_http_is_a_protocol_error)
+{
+    expect_result(SRV_BAD_LENGTH, false, NULL);
+    cr_assert(last.protocol_error, "%s", last.error);
+}
+
+Test(cp_probe, a_head_cut_short_is_not_a_protocol_error)
+{
+    expect_result(SRV_CUT_HEAD, false, NULL);
+    cr_assert(!last.protocol_error, "%s", last.error);
+}
+
+Test(cp_probe, an_error_status_is_not_a_protocol_error)
+{
+    expect_result(SRV_503, false, "status 503");
+    cr_assert(!last.protocol_error);
 }
 
 Test(cp_probe, refused_connection_fails)
