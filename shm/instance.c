@@ -28,11 +28,64 @@ int shm_slot_find(const shm_seg_t *s, const char *url)
 {
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         const shm_instance_t *in = shm_instance(s, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE &&
-            strncmp(in->url, url, SHM_URL_LEN) == 0)
+        if (shm_slot_is_live(in) && strncmp(in->url, url, SHM_URL_LEN) == 0)
             return (int)i;
     }
     return -1;
+}
+
+bool shm_slot_still(const shm_seg_t *s, unsigned slot, uint32_t gen, const char *url)
+{
+    const shm_instance_t *in = shm_instance(s, slot);
+    return shm_slot_is_live(in) && shm_slot_same_generation(in, gen) &&
+           strncmp(in->url, url, SHM_URL_LEN) == 0;
+}
+
+const char *shm_slot_state_name(uint32_t state)
+{
+    switch (state) {
+    case SHM_SLOT_FREE:
+        return "free";
+    case SHM_SLOT_LIVE:
+        return "live";
+    case SHM_SLOT_RETIRED:
+        return "retired";
+    default:
+        return "invalid";
+    }
+}
+
+bool shm_slot_selectable(const shm_instance_t *in)
+{
+    return shm_slot_is_live(in) && shm_slot_health(in) == SHM_HEALTH_HEALTHY && !shm_slot_drained(in);
+}
+
+void shm_slot_counts(const shm_seg_t *s, unsigned *live, unsigned *retired)
+{
+    *live = *retired = 0;
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
+        uint32_t st = shm_slot_state(s, i);
+        *live += st == SHM_SLOT_LIVE;
+        *retired += st == SHM_SLOT_RETIRED;
+    }
+}
+
+/* A slot is a whole number of 8-byte words (it is cache-line aligned), so it can be copied with
+ * one relaxed load per word: no torn word, and no data race on what the CP and DPs store. */
+_Static_assert(sizeof(shm_instance_t) % sizeof(uint64_t) == 0, "slot copied by words");
+
+bool shm_slot_copy(const shm_seg_t *s, unsigned slot, shm_instance_t *out)
+{
+    const shm_instance_t *in = shm_instance(s, slot);
+    uint32_t gen = shm_slot_generation_of(in), state = shm_slot_state_of(in);
+    if (state != SHM_SLOT_LIVE && state != SHM_SLOT_RETIRED)
+        return false;
+    const uint64_t *src = (const uint64_t *)in;
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t i = 0; i < sizeof *in / sizeof *src; i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return shm_slot_generation_of(in) == gen && shm_slot_state_of(in) == state;
 }
 
 /* Everything after generation and state: identity, health, metrics, counts. */
@@ -48,7 +101,7 @@ static uint64_t mean_inflow(const shm_seg_t *s)
 {
     uint64_t sum = 0, n = 0;
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
-        if (__atomic_load_n(&shm_instance(s, i)->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE)
+        if (shm_slot_is_live(shm_instance(s, i)))
             sum += shm_cache_inflow(s, i), n++;
     return n ? sum / n : 0;
 }
@@ -57,7 +110,7 @@ int shm_slot_alloc(shm_seg_t *s)
 {
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(s, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_FREE) {
+        if (shm_slot_state_of(in) == SHM_SLOT_FREE) {
             uint64_t inflow = mean_inflow(s);
             clear_slot(in);
             in->cache_inflow = inflow;
@@ -72,7 +125,7 @@ void shm_slot_retire(shm_seg_t *s, unsigned slot, uint64_t now_ms)
     if (slot >= SHM_MAX_INSTANCES)
         return;
     shm_instance_t *in = shm_instance(s, slot);
-    if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
+    if (!shm_slot_is_live(in))
         return;
     in->retired_at_ms = now_ms;
     in->gone_epoch = 0;
@@ -82,8 +135,8 @@ void shm_slot_retire(shm_seg_t *s, unsigned slot, uint64_t now_ms)
 static bool collectable(shm_seg_t *s, unsigned slot)
 {
     const shm_instance_t *in = shm_instance(s, slot);
-    return __atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_RETIRED && in->gone_epoch != 0 &&
-           shm_inflight(s, slot) == 0 && shm_tokens(s, slot) == 0 && shm_grace_passed(s, in->gone_epoch);
+    return shm_slot_state_of(in) == SHM_SLOT_RETIRED && in->gone_epoch != 0 && shm_inflight(s, slot) == 0 &&
+           shm_tokens(s, slot) == 0 && shm_grace_passed(s, in->gone_epoch);
 }
 
 int shm_slot_collect(shm_seg_t *s)

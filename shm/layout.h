@@ -410,7 +410,7 @@ typedef struct {
     uint64_t table_updated_ms;
 
     uint32_t config_seq;
-    uint32_t pad0;
+    int32_t wlock_owner; /* pid holding wlock, 0 = free (shm_wlock_owner); was padding, zero before */
     shm_config_t config;
 
     /* RCU state */

@@ -333,3 +333,18 @@ bool shm_config_read(const shm_seg_t *s, shm_config_t *out)
         sched_yield();
     }
 }
+
+void shm_cp_claim(shm_seg_t *s, int32_t pid, uint64_t start_time, uint64_t started_at_ms, unsigned port)
+{
+    shm_header_t *h = s->hdr;
+    h->cp_start_time = start_time;
+    h->cp_started_at_ms = started_at_ms;
+    h->listen_port = port;
+    shm_cp_heartbeat(s, started_at_ms);
+    __atomic_store_n(&h->cp_pid, pid, __ATOMIC_RELEASE); /* publishes the fields above */
+}
+
+bool shm_cp_release(shm_seg_t *s, int32_t pid)
+{
+    return __atomic_compare_exchange_n(&s->hdr->cp_pid, &pid, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}

@@ -97,6 +97,11 @@ static inline uint32_t shm_config_seq(const shm_seg_t *s)
  */
 int shm_wlock(shm_seg_t *s);
 void shm_wunlock(shm_seg_t *s);
+/* Pid of the process holding the writer lock, 0 if it is free. shm_wlock records it in the
+ * segment once it holds the lock and shm_wunlock clears it (relaxed: a label for status views,
+ * not a synchronisation). A holder that died keeps its pid here until the next writer recovers
+ * the lock. */
+int32_t shm_wlock_owner(const shm_seg_t *s);
 
 /* ---- arena (arena.c); writer lock held for all of these ---- */
 
@@ -214,6 +219,206 @@ static inline uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
 void shm_count_outcome(shm_seg_t *s, unsigned outcome);
 uint64_t shm_outcome_total(const shm_seg_t *s, unsigned outcome);
 
+/* ---- field accessors (inline; the functions among them are in instance.c and segment.c) ---- */
+
+/*
+ * Field accessors: every atomic access other modules make to an instance slot, a DP row or the
+ * header goes through one of these, so each field has one memory order, chosen here once.
+ * The rule (layout.h, "Concurrency rules"): a field whose store makes other fields valid (state,
+ * generation, role, health, drained, a DP row's pid / start time / state, the CP's pid) is stored
+ * with release and loaded with acquire, so whoever sees the new value also sees what was written
+ * before it; a counter or timestamp that orders nothing is relaxed (one cheap atomic access, and
+ * readers of sums tolerate seeing it a moment late). None of them is ever weaker than the order
+ * its call sites used before they came here.
+ */
+
+/* State of a slot (shm_slot_state_t). Acquire: a slot read as LIVE has its identity (written
+ * while FREE, before the release store of LIVE) visible. */
+static inline uint32_t shm_slot_state_of(const shm_instance_t *in)
+{
+    return __atomic_load_n(&in->state, __ATOMIC_ACQUIRE);
+}
+static inline bool shm_slot_is_live(const shm_instance_t *in)
+{
+    return shm_slot_state_of(in) == SHM_SLOT_LIVE;
+}
+/* CP, writer lock held, identity written: the slot becomes LIVE (release: publishes the identity). */
+static inline void shm_slot_publish_live(shm_instance_t *in)
+{
+    __atomic_store_n(&in->state, (uint32_t)SHM_SLOT_LIVE, __ATOMIC_RELEASE);
+}
+/* Generation of a slot. Acquire, as shm_slot_generation. */
+static inline uint32_t shm_slot_generation_of(const shm_instance_t *in)
+{
+    return __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE);
+}
+/* "Same slot, same generation": the instance a request remembered as (slot, gen) is still the one
+ * in the slot, i.e. it has not been freed and reused. True for as long as the caller holds one of
+ * the slot's load counters (shm_dp_inc), since a counted slot is never collected; without one it
+ * is a snapshot that may be stale the moment it returns. */
+static inline bool shm_slot_same_generation(const shm_instance_t *in, uint32_t gen)
+{
+    return shm_slot_generation_of(in) == gen;
+}
+/* The slot is still the instance identified by (gen, url) and LIVE: the check a job that started
+ * on an instance makes before it writes its result (instance.c). */
+bool shm_slot_still(const shm_seg_t *s, unsigned slot, uint32_t gen, const char *url);
+/* Name of a slot state: "free" / "live" / "retired" ("invalid" otherwise), for status views. */
+const char *shm_slot_state_name(uint32_t state);
+/* LIVE, HEALTHY and not drained: what a view lists (of its role). Acquire loads, so it can also
+ * be asked of a private copy (shm_slot_copy). */
+bool shm_slot_selectable(const shm_instance_t *in);
+/* Slots LIVE and RETIRED now (each read once, not a snapshot of the table). */
+void shm_slot_counts(const shm_seg_t *s, unsigned *live, unsigned *retired);
+/*
+ * Copy slot `slot` whole into process memory (word by word, relaxed) if it is LIVE or RETIRED,
+ * validated like a seqlock: generation and state read before and after the copy (acquire fence
+ * between), false if either moved or the slot is FREE. For readers that scan the slot table
+ * rather than a view (fdctl): a RETIRED slot may be collected while they read it. The seqcount-
+ * protected parts (metrics, models) must still be read from the segment with their own
+ * functions (shm_metrics_load, shm_models_load), which retry on a torn read.
+ */
+bool shm_slot_copy(const shm_seg_t *s, unsigned slot, shm_instance_t *out);
+
+/* Health (shm_health_t): CP writes, anyone reads. Release/acquire: a reader that sees a new
+ * health also sees the probe's fields the CP wrote before it. */
+static inline uint32_t shm_slot_health(const shm_instance_t *in)
+{
+    return __atomic_load_n(&in->health, __ATOMIC_ACQUIRE);
+}
+static inline void shm_slot_health_set(shm_instance_t *in, uint32_t health)
+{
+    __atomic_store_n(&in->health, health, __ATOMIC_RELEASE);
+}
+/* Operator drain flag (CP writes; the next publication applies it). Release/acquire, as health. */
+static inline bool shm_slot_drained(const shm_instance_t *in)
+{
+    return __atomic_load_n(&in->drained, __ATOMIC_ACQUIRE) != 0;
+}
+static inline void shm_slot_drained_set(shm_instance_t *in, bool drained)
+{
+    __atomic_store_n(&in->drained, (uint32_t)drained, __ATOMIC_RELEASE);
+}
+/* CP, writer lock held: a LIVE slot's new role (release: the metadata rewritten before it is
+ * visible to whoever reads the role; the next publication moves the slot between views). */
+static inline void shm_slot_role_set(shm_instance_t *in, uint32_t role)
+{
+    __atomic_store_n(&in->role, role, __ATOMIC_RELEASE);
+}
+/* Last /register heartbeat (wall clock ms). Relaxed: a timestamp that orders nothing. */
+static inline uint64_t shm_slot_last_register_ms(const shm_instance_t *in)
+{
+    return __atomic_load_n(&in->last_register_ms, __ATOMIC_RELAXED);
+}
+static inline void shm_slot_heartbeat(shm_instance_t *in, uint64_t now_ms)
+{
+    __atomic_store_n(&in->last_register_ms, now_ms, __ATOMIC_RELAXED);
+}
+
+/* Status-code bucket b (< SHM_STATUS_BUCKETS) of an instance: its count, and its code in *code
+ * (0 = unused). The code is loaded with acquire, pairing with the claim in shm_count_status, so a
+ * bucket's code is never read as unset once its count was seen; the count is relaxed. */
+static inline uint64_t shm_status_load(const shm_instance_t *in, unsigned b, uint32_t *code)
+{
+    *code = __atomic_load_n(&in->status[b].code, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&in->status[b].count, __ATOMIC_RELAXED);
+}
+
+/* Latency histograms of an instance (layout.h: SHM_LAT_BUCKETS, SHM_ROUTES). Every DP adds with
+ * relaxed atomics, readers sum with relaxed loads: counters that order nothing. */
+typedef enum { SHM_LAT_TTFB = 0, SHM_LAT_TOTAL = 1 } shm_lat_t;
+static inline uint64_t *shm_lat_hist_(const shm_instance_t *in, shm_lat_t kind, unsigned route)
+{
+    return (uint64_t *)(kind == SHM_LAT_TTFB ? in->ttfb_hist[route] : in->total_hist[route]);
+}
+static inline uint64_t *shm_lat_sum_(const shm_instance_t *in, shm_lat_t kind, unsigned route)
+{
+    return (uint64_t *)(kind == SHM_LAT_TTFB ? &in->ttfb_sum_ms[route] : &in->total_sum_ms[route]);
+}
+/* Count one latency of `ms` in bucket `bucket` of route `route`. */
+static inline void shm_lat_add(shm_instance_t *in, shm_lat_t kind, unsigned route, unsigned bucket,
+                               uint64_t ms)
+{
+    __atomic_add_fetch(&shm_lat_hist_(in, kind, route)[bucket], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(shm_lat_sum_(in, kind, route), ms, __ATOMIC_RELAXED);
+}
+static inline uint64_t shm_lat_bucket(const shm_instance_t *in, shm_lat_t kind, unsigned route,
+                                      unsigned bucket)
+{
+    return __atomic_load_n(&shm_lat_hist_(in, kind, route)[bucket], __ATOMIC_RELAXED);
+}
+static inline uint64_t shm_lat_sum_ms(const shm_instance_t *in, shm_lat_t kind, unsigned route)
+{
+    return __atomic_load_n(shm_lat_sum_(in, kind, route), __ATOMIC_RELAXED);
+}
+
+/* DP rows. pid, start time and state are published by shm_dp_claim with release stores (the row
+ * is valid once its pid is seen): acquire loads. The rest are counters and stamps: relaxed. */
+static inline int32_t shm_dp_row_pid(const shm_dp_row_t *r)
+{
+    return __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
+}
+static inline uint64_t shm_dp_row_start_time(const shm_dp_row_t *r)
+{
+    return __atomic_load_n(&r->start_time, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t shm_dp_row_state(const shm_dp_row_t *r)
+{
+    return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE);
+}
+static inline uint64_t shm_dp_row_started_at_ms(const shm_dp_row_t *r)
+{
+    return __atomic_load_n(&r->started_at_ms, __ATOMIC_RELAXED);
+}
+static inline uint64_t shm_dp_row_requests(const shm_dp_row_t *r)
+{
+    return __atomic_load_n(&r->requests_total, __ATOMIC_RELAXED);
+}
+static inline uint64_t shm_dp_row_version_hash(const shm_dp_row_t *r)
+{
+    return __atomic_load_n(&r->version_hash, __ATOMIC_RELAXED);
+}
+/* The DP owning `row`: its new SHM_DP_* state (release, like shm_dp_claim's), and one more
+ * request counted (relaxed). */
+static inline void shm_dp_row_state_set(shm_seg_t *s, int row, uint32_t state)
+{
+    __atomic_store_n(&shm_dp_row(s, (unsigned)row)->state, state, __ATOMIC_RELEASE);
+}
+static inline void shm_dp_count_request(shm_seg_t *s, int row)
+{
+    __atomic_add_fetch(&shm_dp_row(s, (unsigned)row)->requests_total, 1, __ATOMIC_RELAXED);
+}
+
+/* The control plane that owns the segment. shm_cp_claim writes its start time, start stamp,
+ * port and first heartbeat, then its pid with a release store (segment.c); shm_cp_pid loads it
+ * with acquire, so a reader that sees the pid sees the rest (shm_cp_start_time after it).
+ * shm_cp_release gives the segment up only if `pid` still owns it (compare-exchange, release:
+ * nothing the old owner wrote is lost to the next). */
+static inline int32_t shm_cp_pid(const shm_seg_t *s)
+{
+    return __atomic_load_n(&s->hdr->cp_pid, __ATOMIC_ACQUIRE);
+}
+static inline uint64_t shm_cp_start_time(const shm_seg_t *s)
+{
+    return __atomic_load_n(&s->hdr->cp_start_time, __ATOMIC_RELAXED);
+}
+void shm_cp_claim(shm_seg_t *s, int32_t pid, uint64_t start_time, uint64_t started_at_ms, unsigned port);
+bool shm_cp_release(shm_seg_t *s, int32_t pid);
+/* CP timer tick: the fail-static clock. Release/acquire (the order its users chose). */
+static inline void shm_cp_heartbeat(shm_seg_t *s, uint64_t now_ms)
+{
+    __atomic_store_n(&s->hdr->cp_heartbeat_ms, now_ms, __ATOMIC_RELEASE);
+}
+static inline uint64_t shm_cp_heartbeat_ms(const shm_seg_t *s)
+{
+    return __atomic_load_n(&s->hdr->cp_heartbeat_ms, __ATOMIC_ACQUIRE);
+}
+/* When the views were last published (shm_publish_views stamps it). Acquire. */
+static inline uint64_t shm_table_updated_ms(const shm_seg_t *s)
+{
+    return __atomic_load_n(&s->hdr->table_updated_ms, __ATOMIC_ACQUIRE);
+}
+
 /* ---- instance slots (instance.c); writer lock held for the mutating ones ---- */
 
 int shm_slot_find(const shm_seg_t *s, const char *url); /* LIVE slot with that URL, or -1 */
@@ -221,11 +426,11 @@ int shm_slot_find(const shm_seg_t *s, const char *url); /* LIVE slot with that U
  * was stored is visible after it). */
 static inline uint32_t shm_slot_generation(const shm_seg_t *s, unsigned slot)
 {
-    return __atomic_load_n(&shm_instance(s, slot)->generation, __ATOMIC_ACQUIRE);
+    return shm_slot_generation_of(shm_instance(s, slot));
 }
 static inline uint32_t shm_slot_state(const shm_seg_t *s, unsigned slot)
 {
-    return __atomic_load_n(&shm_instance(s, slot)->state, __ATOMIC_ACQUIRE);
+    return shm_slot_state_of(shm_instance(s, slot));
 }
 /* Per-instance counters any process adds to: upstream attempts that failed before a head, and
  * answers that broke HTTP/1.1. */

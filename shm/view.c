@@ -15,9 +15,7 @@
 
 static bool selectable(const shm_instance_t *in, shm_role_t role)
 {
-    return __atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->role == (uint32_t)role &&
-           __atomic_load_n(&in->health, __ATOMIC_RELAXED) == SHM_HEALTH_HEALTHY &&
-           !__atomic_load_n(&in->drained, __ATOMIC_RELAXED);
+    return shm_slot_selectable(in) && in->role == (uint32_t)role;
 }
 
 static int by_url(const void *a, const void *b, void *seg)

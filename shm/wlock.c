@@ -11,10 +11,17 @@
  * does not come in time it goes to limbo instead, which is always safe.
  */
 #include <errno.h>
+#include <unistd.h>
 
 #include "shm/internal.h"
 
 #define RECOVERY_GRACE_MS 2000
+
+/* Only the holder writes it (after taking the lock, before giving it up). */
+static void set_owner(shm_seg_t *s, int32_t pid)
+{
+    __atomic_store_n(&s->hdr->wlock_owner, pid, __ATOMIC_RELAXED);
+}
 
 enum { MARK_NONE = 0, MARK_VIEW, MARK_LIMBO, MARK_FREE };
 
@@ -88,13 +95,14 @@ static void rebuild_allocator(shm_seg_t *s)
 int shm_wlock(shm_seg_t *s)
 {
     int rc = pthread_mutex_lock(&s->hdr->wlock);
+    if (rc != 0 && rc != EOWNERDEAD)
+        return -1; /* ENOTRECOVERABLE: the segment must be rebuilt */
+    set_owner(s, getpid());
     if (rc == 0)
         return 0;
-    if (rc != EOWNERDEAD)
-        return -1; /* ENOTRECOVERABLE: the segment must be rebuilt */
     rebuild_allocator(s);
     if (pthread_mutex_consistent(&s->hdr->wlock) != 0) {
-        pthread_mutex_unlock(&s->hdr->wlock);
+        shm_wunlock(s);
         return -1;
     }
     s->hdr->wlock_recovered++;
@@ -103,5 +111,11 @@ int shm_wlock(shm_seg_t *s)
 
 void shm_wunlock(shm_seg_t *s)
 {
+    set_owner(s, 0);
     pthread_mutex_unlock(&s->hdr->wlock);
+}
+
+int32_t shm_wlock_owner(const shm_seg_t *s)
+{
+    return __atomic_load_n(&s->hdr->wlock_owner, __ATOMIC_RELAXED);
 }
