@@ -17,6 +17,7 @@
  *   register.c   /register and register.yaml
  *   registry.c   upserts, retirements and view publication in shm
  *   health.c     the periodic health checks and their threshold state machine
+ *   housekeeping.c  the CP heartbeat, dead-DP reaping, publish retries and slot reclaim (own timer)
  *   metrics_poll.c  the periodic /metrics polls, published into shm for the remote policies
  *   models_poll.c   the periodic GET /v1/models polls: the models each instance serves, into shm
  *   stats.c      the Go router's periodic [stats] log line
@@ -254,6 +255,7 @@ struct cp {
         } slot[SHM_MAX_INSTANCES];
     } models;
 
+    cp_timer_t housekeeping_timer; /* housekeeping.c */
     cp_timer_t stats_timer;
     cp_timer_t snapshot_timer; /* snapshot.c */
 
@@ -426,6 +428,13 @@ int cp_models_parse(const char *text, size_t len, shm_model_info_t *out, unsigne
 
 int cp_models_start(cp_t *cp);
 void cp_models_stop(cp_t *cp);
+
+/* ---- upkeep of the segment (housekeeping.c) ---- */
+
+#define CP_HOUSEKEEPING_MS 500 /* heartbeat, dead-DP reaping, publish retries, slot reclaim */
+
+int cp_housekeeping_start(cp_t *cp);
+void cp_housekeeping_stop(cp_t *cp);
 
 /* ---- [stats] log line (stats.c) ---- */
 

@@ -8,9 +8,6 @@
  * In the Go router the thresholds were retry counts inside one cycle and one bad cycle removed
  * the instance. Here removal happens only after manager.unhealthy-removal-secs of continuous
  * unhealthiness, and never for register.yaml instances, which are retried forever.
- *
- * The same tick refreshes the CP heartbeat in the header (the DP's fail-static age), reaps rows
- * of dead DP processes and frees retired slots and arena blocks.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -142,7 +139,6 @@ static void on_tick(cp_timer_t *t)
 {
     cp_t *cp = t->data;
     uint64_t now = shm_now_ms();
-    __atomic_store_n(&cp->seg.hdr->cp_heartbeat_ms, now, __ATOMIC_RELEASE);
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
         if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
@@ -152,10 +148,6 @@ static void on_tick(cp_timer_t *t)
         else if (cp->health.inflight[i] == NULL)
             start_probe(cp, i, in);
     }
-    int reaped = shm_reap_dead(&cp->seg);
-    if (reaped > 0)
-        LOG_INFO("Released the load counters of %d dead data-plane process(es)", reaped);
-    cp_registry_maintain(cp);
 }
 
 int cp_health_start(cp_t *cp)

@@ -2,10 +2,10 @@
  * controlplane/main.c - fd-router-cp: flags, startup order, event loop, shutdown.
  *
  * Startup: config -> shared memory (created, reused with its state, or rebuilt) -> configuration
- * published for the DP -> public listening socket -> control socket -> register.yaml -> health,
- * metrics-poll, models-poll and stats timers -> data plane (spawned, or adopted if a previous CP's DP is
- * still serving) -> loop. Any failure before the loop is fatal with the Go router's messages where it had
- * one.
+ * published for the DP -> public listening socket -> control socket -> register.yaml ->
+ * housekeeping, health, metrics-poll, models-poll and stats timers -> data plane (spawned, or
+ * adopted if a previous CP's DP is still serving) -> loop. Any failure before the loop is fatal
+ * with the Go router's messages where it had one.
  *
  * SIGHUP (systemd's ExecReload): config.yaml is re-read and a hot upgrade of the data plane to
  * the configured binary applies it (upgrade.c, reload.c), the same as `fdctl upgrade`.
@@ -330,9 +330,9 @@ static int start_services(cp_t *cp, const cp_orphans_t *o)
     }
     if (cp->cfg.register_path[0] != '\0')
         cp_register_load_file(cp, cp->cfg.register_path);
-    if (cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_models_start(cp) != 0 ||
-        cp_stats_start(cp) != 0 || cp_evict_start(cp) != 0 || cp_logfiles_start(cp) != 0 ||
-        cp_snapshot_start(cp) != 0)
+    if (cp_housekeeping_start(cp) != 0 || cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 ||
+        cp_models_start(cp) != 0 || cp_stats_start(cp) != 0 || cp_evict_start(cp) != 0 ||
+        cp_logfiles_start(cp) != 0 || cp_snapshot_start(cp) != 0)
         return -1;
     int rc = o->current || o->nstop || o->ndraining ? cp_dp_adopt(cp, o, err, sizeof(err)) : 0;
     if (rc == 0 && o->current == 0)
@@ -346,6 +346,7 @@ static int start_services(cp_t *cp, const cp_orphans_t *o)
 
 static void shutdown_cp(cp_t *cp)
 {
+    cp_housekeeping_stop(cp);
     cp_health_stop(cp);
     cp_metrics_stop(cp);
     cp_models_stop(cp);
