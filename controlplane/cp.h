@@ -161,6 +161,12 @@ typedef struct {
 
 #define CP_MAX_RETIRING SHM_MAX_DPS
 
+/* Which of the watched DPs ended (supervise.c reports it to the upgrade that started a candidate). */
+typedef enum { CP_DP_CURRENT, CP_DP_CANDIDATE, CP_DP_RETIRING } cp_dp_kind_t;
+/* The current DP ended while a candidate starts, the candidate ended, or a retiring one did: the
+ * last returns true if the exit was the observer's to report. */
+typedef bool (*cp_dp_exit_cb)(cp_t *cp, cp_dp_kind_t kind, pid_t pid, const char *how);
+
 typedef enum {
     CP_UPG_NONE = 0,
     CP_UPG_STARTING, /* the new DP was spawned; waiting for its row to say SERVING */
@@ -271,13 +277,14 @@ struct cp {
         unsigned n;
     } statics; /* URLs listed in register.yaml: retried forever, never removed */
 
-    struct {
+    struct {                                 /* written by supervise.c only */
         cp_proc_t cur;                       /* the serving DP (pid 0: none, a restart is due) */
         cp_proc_t cand;                      /* an upgrade's new DP until it is ready */
         cp_proc_t retiring[CP_MAX_RETIRING]; /* stopped DPs still draining */
         uint64_t backoff_ms;
         unsigned restarts;
         cp_timer_t restart_timer;
+        cp_dp_exit_cb on_exit; /* set with the first candidate (upgrade.c) */
     } dp;
 
     cp_upgrade_t upg;
@@ -491,12 +498,19 @@ void cp_dp_find_orphans(cp_t *cp, cp_orphans_t *out);
 int cp_dp_steal_listener(pid_t pid, unsigned port);
 /* Watch the orphans found at start (the current one, those to stop and those draining). */
 int cp_dp_adopt(cp_t *cp, const cp_orphans_t *o, char *err, size_t errlen);
+/* No DP yet (before anything else touches cp->dp). */
+void cp_dp_init(cp_t *cp);
 /* Spawn the DP (as the current one) with the running binary. */
 int cp_dp_spawn(cp_t *cp, char *err, size_t errlen);
-/* Spawn `binary` into *p (watched; its exit reaches on_exit in supervise.c). */
-int cp_dp_spawn_proc(cp_t *cp, cp_proc_t *p, const char *binary, char *err, size_t errlen);
-/* SIGTERM (with the drain time as the signal's value when > 0) and move p to the retiring list. */
-void cp_dp_retire(cp_t *cp, cp_proc_t *p, unsigned drain_secs);
+/* Spawn `binary` as the candidate next to the current DP; the exits that concern it go to on_exit.
+ * If it dies before being promoted with no DP serving, the previous binary is restarted. */
+int cp_dp_spawn_candidate(cp_t *cp, const char *binary, cp_dp_exit_cb on_exit, char *err, size_t errlen);
+/* The candidate serves: it becomes the current DP (running `binary`, which restarts use from now
+ * on), the previous one gets SIGTERM with drain_secs (> 0) as the signal's value and is watched
+ * until it exits. Returns the previous one's pid, 0 if none. */
+pid_t cp_dp_promote(cp_t *cp, unsigned drain_secs, const char *binary);
+/* The candidate failed: SIGKILL it (watched until it exits); with no DP serving, restart now. */
+void cp_dp_abandon_candidate(cp_t *cp);
 /* SIGTERM every DP, wait up to timeout_ms, then SIGKILL. */
 void cp_dp_stop(cp_t *cp, unsigned timeout_ms);
 /* Restart the current DP after `delay_ms` (0: now), unless one is running or being started. */
@@ -514,10 +528,7 @@ int cp_upgrade_start(cp_t *cp, const char *binary, unsigned drain_secs, unsigned
 bool cp_upgrade_running(const cp_t *cp);
 const char *cp_upgrade_state_name(cp_upgrade_state_t s);
 struct json_object *cp_upgrade_json(const cp_t *cp);
-/* Events from supervise.c and the control socket. */
-typedef enum { CP_DP_CURRENT, CP_DP_CANDIDATE, CP_DP_RETIRING } cp_dp_kind_t;
-/* A DP ended: the candidate or a retiring one, or the current one while a candidate starts. */
-void cp_upgrade_on_exit(cp_t *cp, cp_dp_kind_t kind, pid_t pid, const char *how);
+/* The old DP's drain report (control socket). */
 void cp_upgrade_on_report(cp_t *cp, pid_t pid, uint64_t drained, uint64_t cut, uint64_t idle_closed,
                           uint64_t drain_ms);
 void cp_upgrade_abort(cp_t *cp, const char *why); /* the CP stops */

@@ -455,7 +455,7 @@ int main(int argc, char **argv)
     }
     cp_t *cp = &g_cp;
     cp->listen_fd = -1;
-    cp->dp.cur.pidfd = cp->dp.cand.pidfd = -1;
+    cp_dp_init(cp);
     h2o_linklist_init_anchor(&cp->reg_jobs);
     if (load_config(cp, &a) != 0)
         return 1;

@@ -8,8 +8,11 @@
  *             released at once (a crash never leaks load) and a new one is started: immediately
  *             if it had run for a while, after a growing backoff (up to a few seconds) if it keeps
  *             dying right after start, so a crash loop cannot spin;
- *   cand      an upgrade's new DP until it reports ready (upgrade.c decides what happens next);
+ *   cand      an upgrade's new DP until it reports ready (upgrade.c decides when it is promoted
+ *             or abandoned, through cp_dp_promote and cp_dp_abandon_candidate);
  *   retiring  DPs that were sent SIGTERM and are draining; their exit ends an upgrade.
+ * This file is the only writer of cp->dp: the upgrade drives the candidate through the calls
+ * above and hears of exits through the callback it gave, so supervise.c does not call upgrade.c.
  *
  * A DP is deliberately not killed when the CP dies: it keeps serving from shared memory. A CP
  * that starts while DPs are alive adopts them instead of starting another one (the rows of shared
@@ -256,10 +259,25 @@ static void on_current_exit(cp_t *cp, pid_t pid, uint64_t uptime, const char *ho
               (unsigned long long)uptime);
     uint64_t delay = cp_dp_restart_delay(uptime, &cp->dp.backoff_ms);
     if (cp->dp.cand.pid != 0) {
-        cp_upgrade_on_exit(cp, CP_DP_CURRENT, pid, how); /* the upgrade's new DP will serve */
+        cp->dp.on_exit(cp, CP_DP_CURRENT, pid, how); /* the upgrade's new DP will serve */
         return;
     }
     cp_dp_schedule_restart(cp, delay);
+}
+
+/* An upgrade's new DP ended (before it was ready, or stopped by the upgrade): with no DP serving,
+ * the previous binary is started again like after any crash. */
+static void on_candidate_exit(cp_t *cp, pid_t pid, const char *how)
+{
+    cp->dp.on_exit(cp, CP_DP_CANDIDATE, pid, how);
+    if (cp->dp.cur.pid == 0)
+        cp_dp_schedule_restart(cp, cp_dp_restart_delay(0, &cp->dp.backoff_ms));
+}
+
+static void on_retiring_exit(cp_t *cp, pid_t pid, const char *how)
+{
+    if (cp->dp.on_exit == NULL || !cp->dp.on_exit(cp, CP_DP_RETIRING, pid, how))
+        LOG_INFO("Data plane (pid %d), stopped earlier, %s", (int)pid, how);
 }
 
 static void on_exit_event(h2o_socket_t *sock, const char *err)
@@ -279,8 +297,10 @@ static void on_exit_event(h2o_socket_t *sock, const char *err)
         return;
     if (p == &cp->dp.cur)
         on_current_exit(cp, pid, uptime, how);
+    else if (p == &cp->dp.cand)
+        on_candidate_exit(cp, pid, how);
     else
-        cp_upgrade_on_exit(cp, p == &cp->dp.cand ? CP_DP_CANDIDATE : CP_DP_RETIRING, pid, how);
+        on_retiring_exit(cp, pid, how);
 }
 
 static int ensure_timer(cp_t *cp)
@@ -368,7 +388,7 @@ static int ensure_listener(cp_t *cp, char *err, size_t errlen)
     return 0;
 }
 
-int cp_dp_spawn_proc(cp_t *cp, cp_proc_t *p, const char *binary, char *err, size_t errlen)
+static int spawn_proc(cp_t *cp, cp_proc_t *p, const char *binary, char *err, size_t errlen)
 {
     if (ensure_timer(cp) != 0) {
         snprintf(err, errlen, "cannot create a timer");
@@ -420,12 +440,25 @@ int cp_dp_spawn_proc(cp_t *cp, cp_proc_t *p, const char *binary, char *err, size
     return 0;
 }
 
-int cp_dp_spawn(cp_t *cp, char *err, size_t errlen)
+void cp_dp_init(cp_t *cp)
 {
-    return cp_dp_spawn_proc(cp, &cp->dp.cur, cp->dp_binary_running, err, errlen);
+    memset(&cp->dp, 0, sizeof(cp->dp));
+    cp->dp.cur.pidfd = cp->dp.cand.pidfd = -1;
 }
 
-void cp_dp_retire(cp_t *cp, cp_proc_t *p, unsigned drain_secs)
+int cp_dp_spawn(cp_t *cp, char *err, size_t errlen)
+{
+    return spawn_proc(cp, &cp->dp.cur, cp->dp_binary_running, err, errlen);
+}
+
+int cp_dp_spawn_candidate(cp_t *cp, const char *binary, cp_dp_exit_cb on_exit, char *err, size_t errlen)
+{
+    cp->dp.on_exit = on_exit;
+    return spawn_proc(cp, &cp->dp.cand, binary, err, errlen);
+}
+
+/* SIGTERM (with the drain time as the signal's value when > 0) and move p to the retiring list. */
+static void retire(cp_t *cp, cp_proc_t *p, unsigned drain_secs)
 {
     pid_t pid = p->pid;
     if (pid == 0)
@@ -440,6 +473,28 @@ void cp_dp_retire(cp_t *cp, cp_proc_t *p, unsigned drain_secs)
         return;
     }
     move_proc(slot, p);
+}
+
+pid_t cp_dp_promote(cp_t *cp, unsigned drain_secs, const char *binary)
+{
+    pid_t old = cp->dp.cur.pid;
+    if (old != 0)
+        retire(cp, &cp->dp.cur, drain_secs);
+    move_proc(&cp->dp.cur, &cp->dp.cand);
+    cp->dp.backoff_ms = 0;
+    snprintf(cp->dp_binary_running, sizeof(cp->dp_binary_running), "%s", binary);
+    return old;
+}
+
+void cp_dp_abandon_candidate(cp_t *cp)
+{
+    pid_t pid = cp->dp.cand.pid;
+    if (pid == 0)
+        return;
+    retire(cp, &cp->dp.cand, 1);
+    kill(pid, SIGKILL);
+    if (cp->dp.cur.pid == 0)
+        cp_dp_schedule_restart(cp, 0);
 }
 
 /* ---- shutdown ---- */

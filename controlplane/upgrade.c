@@ -104,16 +104,8 @@ static void promote(cp_t *cp)
 {
     cp_upgrade_t *u = &cp->upg;
     u->ready_mono_ms = fd_mono_ms();
-    pid_t old = cp->dp.cur.pid;
+    pid_t old = cp_dp_promote(cp, u->drain_secs, u->binary);
     u->old_pid = old;
-    if (old != 0)
-        cp_dp_retire(cp, &cp->dp.cur, u->drain_secs);
-    cp->dp.cur = cp->dp.cand;
-    cp->dp.cur.watch->data = &cp->dp.cur;
-    memset(&cp->dp.cand, 0, sizeof(cp->dp.cand));
-    cp->dp.cand.pidfd = -1;
-    cp->dp.backoff_ms = 0;
-    snprintf(cp->dp_binary_running, sizeof(cp->dp_binary_running), "%s", u->binary);
     cp_reload_commit(cp);
     LOG_INFO("Upgrade %u: data plane pid %d is ready after %llu ms%s", u->id, (int)u->new_pid,
              (unsigned long long)(u->ready_mono_ms - u->started_mono_ms),
@@ -138,14 +130,11 @@ static void on_timer(cp_timer_t *t)
             promote(cp);
         } else if (now - u->started_mono_ms >= u->ready_timeout_ms) {
             pid_t pid = cp->dp.cand.pid;
-            cp_dp_retire(cp, &cp->dp.cand, 1);
-            kill(pid, SIGKILL);
             fail(cp,
                  "the new data plane (pid %d) was not ready within %u ms; it was stopped and the previous "
                  "one keeps serving",
                  (int)pid, u->ready_timeout_ms);
-            if (cp->dp.cur.pid == 0)
-                cp_dp_schedule_restart(cp, 0);
+            cp_dp_abandon_candidate(cp);
         }
     } else if (u->state == CP_UPG_DRAINING && !u->killed && now >= u->drain_deadline_mono_ms) {
         LOG_WARN("Upgrade %u: data plane pid %d still runs %u ms past its drain deadline; killing it", u->id,
@@ -167,6 +156,8 @@ static int check_binary(const char *path, char *err, size_t errlen)
     }
     return 0;
 }
+
+static bool on_dp_exit(cp_t *cp, cp_dp_kind_t kind, pid_t pid, const char *how);
 
 int cp_upgrade_start(cp_t *cp, const char *binary, unsigned drain_secs, unsigned ready_timeout_ms,
                      const char *trigger, char *err, size_t errlen)
@@ -212,7 +203,7 @@ int cp_upgrade_start(cp_t *cp, const char *binary, unsigned drain_secs, unsigned
     u->started_mono_ms = fd_mono_ms();
     LOG_INFO("Upgrade %u (%s): starting data plane %s next to pid %d", id, trigger, bin, (int)cp->dp.cur.pid);
     char why[256];
-    if (cp_dp_spawn_proc(cp, &cp->dp.cand, bin, why, sizeof(why)) != 0) {
+    if (cp_dp_spawn_candidate(cp, bin, on_dp_exit, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "cannot start the new data plane: %s", why);
         fail(cp, "%s", err);
         return 503;
@@ -223,30 +214,30 @@ int cp_upgrade_start(cp_t *cp, const char *binary, unsigned drain_secs, unsigned
     return 0;
 }
 
-void cp_upgrade_on_exit(cp_t *cp, cp_dp_kind_t kind, pid_t pid, const char *how)
+/* supervise.c's report of a DP that ended while an upgrade may care: the current one while the
+ * new one starts, the new one, or a retiring one (true if it was the upgrade's old DP). */
+static bool on_dp_exit(cp_t *cp, cp_dp_kind_t kind, pid_t pid, const char *how)
 {
     cp_upgrade_t *u = &cp->upg;
     if (kind == CP_DP_CURRENT) { /* the old DP died while the new one starts */
         snprintf(u->note, sizeof(u->note), "the previous data plane (pid %d) %s during the upgrade", (int)pid,
                  how);
         LOG_WARN("Upgrade %u: %s; the new one takes over when ready", u->id, u->note);
-        return;
+        return true;
     }
     if (kind == CP_DP_CANDIDATE) {
         if (u->state == CP_UPG_STARTING)
             fail(cp, "the new data plane (pid %d) %s before it was ready; %s", (int)pid, how,
                  cp->dp.cur.pid ? "the previous one keeps serving" : "restarting the previous binary");
-        if (cp->dp.cur.pid == 0)
-            cp_dp_schedule_restart(cp, cp_dp_restart_delay(0, &cp->dp.backoff_ms));
-        return;
+        return true;
     }
     if (u->state == CP_UPG_DRAINING && pid == u->old_pid) {
         snprintf(u->old_exit, sizeof(u->old_exit), "%s%s", how,
                  u->killed ? " (killed at the drain deadline)" : "");
         finish(cp, CP_UPG_DONE);
-        return;
+        return true;
     }
-    LOG_INFO("Data plane (pid %d), stopped earlier, %s", (int)pid, how);
+    return false;
 }
 
 void cp_upgrade_on_report(cp_t *cp, pid_t pid, uint64_t drained, uint64_t cut, uint64_t idle_closed,
