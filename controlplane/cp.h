@@ -12,6 +12,7 @@
  *   listen.c     the public listening socket
  *   timer.c      timerfd-backed timers of any period on the h2o loop
  *   probe.c      asynchronous "GET http://host:port/path == 200" probes (register and health)
+ *   slotjob.c    what the per-instance jobs share: one request per slot, the instance checked live
  *   ctlsock.c    the control-socket HTTP server (/register, /status, operator actions)
  *   actions.c    operator actions on instances: drain, undrain, remove
  *   register.c   /register and register.yaml
@@ -124,6 +125,10 @@ cp_probe_t *cp_fetch_start(cp_prober_t *p, const char *host, uint16_t port, cons
 void cp_probe_cancel(cp_probe_t *probe);
 size_t cp_prober_inflight(const cp_prober_t *p);
 
+/* ---- per-instance jobs (slotjob.c) ---- */
+
+typedef struct cp cp_t;
+
 /* The instance a per-instance job (health probe, metrics poll, models poll) is about: its slot
  * may be retired, and even reused by another instance, while the job's request runs. */
 typedef struct {
@@ -142,12 +147,29 @@ shm_instance_t *cp_slot_ident_live(const shm_seg_t *seg, const cp_slot_ident_t *
 void cp_slot_count_protocol_error(const cp_slot_ident_t *id, shm_instance_t *in, const cp_probe_result_t *res,
                                   const char *job);
 
-/* ---- the control plane's state ---- */
+/* A job's result for an instance still in its slot (protocol errors already counted). */
+typedef void (*cp_slot_job_done_cb)(cp_t *cp, unsigned slot, shm_instance_t *in,
+                                    const cp_probe_result_t *res);
+typedef struct {
+    cp_t *cp;
+    const char *what; /* names the request in the log: "health check", "GET /metrics" */
+    cp_slot_job_done_cb done;
+    struct cp_slot_job *inflight[SHM_MAX_INSTANCES];
+} cp_slot_jobs_t;
 
-struct cp_health_probe;
-struct cp_metrics_poll;
-struct cp_models_poll;
-typedef struct cp cp_t;
+void cp_slot_jobs_init(cp_slot_jobs_t *j, cp_t *cp, const char *what, cp_slot_job_done_cb done);
+/* GET path on the instance's host at `port`: a probe (max_body 0) or a fetch keeping at most
+ * max_body bytes. Replaces nothing: the caller checks that none runs for the slot. */
+void cp_slot_job_start(cp_slot_jobs_t *j, unsigned slot, const shm_instance_t *in, uint16_t port,
+                       const char *path, size_t max_body);
+/* A request runs for the slot's instance of that generation. */
+bool cp_slot_job_running(const cp_slot_jobs_t *j, unsigned slot, uint32_t generation);
+bool cp_slot_job_busy(const cp_slot_jobs_t *j, unsigned slot);
+/* Cancel the slot's request, if any (its answer no longer matters): no callback follows. */
+void cp_slot_job_forget(cp_slot_jobs_t *j, unsigned slot);
+void cp_slot_jobs_stop(cp_slot_jobs_t *j);
+
+/* ---- the control plane's state ---- */
 
 /* A data-plane process the CP watches through a pidfd. */
 typedef struct {
@@ -235,12 +257,12 @@ struct cp {
 
     struct {
         cp_timer_t timer;
-        struct cp_health_probe *inflight[SHM_MAX_INSTANCES];
+        cp_slot_jobs_t jobs;
     } health;
 
     struct {
         cp_timer_t timer;
-        struct cp_metrics_poll *inflight[SHM_MAX_INSTANCES];
+        cp_slot_jobs_t jobs;
         struct {
             uint32_t generation;
             bool active;
@@ -252,7 +274,7 @@ struct cp {
 
     struct {
         cp_timer_t timer;
-        struct cp_models_poll *inflight[SHM_MAX_INSTANCES];
+        cp_slot_jobs_t jobs;
         struct {
             uint32_t generation; /* of the instance these fields are about */
             bool seen;

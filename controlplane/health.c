@@ -15,12 +15,6 @@
 #include "common/log.h"
 #include "controlplane/cp.h"
 
-struct cp_health_probe {
-    cp_t *cp;
-    cp_slot_ident_t id;
-    cp_probe_t *probe;
-};
-
 cp_health_change_t cp_health_step(cp_health_state_t *st, bool ok, unsigned success_threshold,
                                   unsigned failure_threshold)
 {
@@ -76,6 +70,7 @@ static void remove_instance(cp_t *cp, unsigned slot, const shm_instance_t *in)
     cp_registry_retire(cp, slot);
 }
 
+/* A probe's result for the instance still in its slot. */
 static void apply_result(cp_t *cp, unsigned slot, shm_instance_t *in, const cp_probe_result_t *res)
 {
     uint64_t now = shm_now_ms();
@@ -109,32 +104,6 @@ static void apply_result(cp_t *cp, unsigned slot, shm_instance_t *in, const cp_p
     }
 }
 
-static void on_probe_done(void *data, const cp_probe_result_t *res)
-{
-    struct cp_health_probe *hp = data;
-    cp_t *cp = hp->cp;
-    unsigned slot = hp->id.slot;
-    if (cp->health.inflight[slot] == hp)
-        cp->health.inflight[slot] = NULL;
-    /* the slot may have been retired (and even reused) while the probe ran */
-    shm_instance_t *in = cp_slot_ident_live(&cp->seg, &hp->id);
-    if (in) {
-        cp_slot_count_protocol_error(&hp->id, in, res, "health check");
-        apply_result(cp, slot, in, res);
-    }
-    free(hp);
-}
-
-static void start_probe(cp_t *cp, unsigned slot, const shm_instance_t *in)
-{
-    struct cp_health_probe *hp = h2o_mem_alloc(sizeof(*hp));
-    hp->cp = cp;
-    cp_slot_ident_take(&hp->id, slot, in);
-    cp->health.inflight[slot] = hp;
-    hp->probe =
-        cp_probe_start(&cp->prober, in->host, in->port, cp->cfg.health_check_endpoint, on_probe_done, hp);
-}
-
 static void on_tick(cp_timer_t *t)
 {
     cp_t *cp = t->data;
@@ -145,13 +114,14 @@ static void on_tick(cp_timer_t *t)
             continue;
         if (should_remove(cp, in, now))
             remove_instance(cp, i, in);
-        else if (cp->health.inflight[i] == NULL)
-            start_probe(cp, i, in);
+        else if (!cp_slot_job_busy(&cp->health.jobs, i))
+            cp_slot_job_start(&cp->health.jobs, i, in, in->port, cp->cfg.health_check_endpoint, 0);
     }
 }
 
 int cp_health_start(cp_t *cp)
 {
+    cp_slot_jobs_init(&cp->health.jobs, cp, "health check", apply_result);
     if (cp_timer_init(&cp->health.timer, (h2o_loop_t *)cp->loop, on_tick, cp) != 0)
         return -1;
     double secs = cp->cfg.health_check_interval_secs;
@@ -162,17 +132,11 @@ int cp_health_start(cp_t *cp)
 
 void cp_health_forget(cp_t *cp, unsigned slot)
 {
-    struct cp_health_probe *hp = cp->health.inflight[slot];
-    if (hp == NULL)
-        return;
-    cp->health.inflight[slot] = NULL;
-    cp_probe_cancel(hp->probe);
-    free(hp);
+    cp_slot_job_forget(&cp->health.jobs, slot);
 }
 
 void cp_health_stop(cp_t *cp)
 {
     cp_timer_dispose(&cp->health.timer);
-    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
-        cp_health_forget(cp, i);
+    cp_slot_jobs_stop(&cp->health.jobs);
 }

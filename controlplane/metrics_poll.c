@@ -174,22 +174,6 @@ int cp_metrics_parse(const char *text, size_t len, cp_metrics_sample_t *out, cha
 
 /* ---- polling ---- */
 
-struct cp_metrics_poll {
-    cp_t *cp;
-    cp_slot_ident_t id;
-    cp_probe_t *probe;
-};
-
-static void poll_forget(cp_t *cp, unsigned slot)
-{
-    struct cp_metrics_poll *mp = cp->metrics.inflight[slot];
-    if (mp == NULL)
-        return;
-    cp->metrics.inflight[slot] = NULL;
-    cp_probe_cancel(mp->probe);
-    free(mp);
-}
-
 static bool in_streak(const cp_t *cp, unsigned slot, uint32_t generation)
 {
     return cp->metrics.failing[slot].active && cp->metrics.failing[slot].generation == generation;
@@ -227,38 +211,17 @@ static void poll_succeeded(cp_t *cp, unsigned slot, shm_instance_t *in, uint32_t
     cp->metrics.failing[slot].active = false;
 }
 
-static void on_poll_done(void *data, const cp_probe_result_t *res)
+static void on_poll_done(cp_t *cp, unsigned slot, shm_instance_t *in, const cp_probe_result_t *res)
 {
-    struct cp_metrics_poll *mp = data;
-    cp_t *cp = mp->cp;
-    unsigned slot = mp->id.slot;
-    if (cp->metrics.inflight[slot] == mp)
-        cp->metrics.inflight[slot] = NULL;
-    /* the slot may have been retired (and even reused) while the poll ran */
-    shm_instance_t *in = cp_slot_ident_live(&cp->seg, &mp->id);
-    if (in) {
-        cp_metrics_sample_t s;
-        char why[128];
-        cp_slot_count_protocol_error(&mp->id, in, res, "GET /metrics");
-        if (!res->ok)
-            poll_failed(cp, slot, in, mp->id.generation, res->error);
-        else if (cp_metrics_parse(res->body, res->body_len, &s, why, sizeof(why)) != 0)
-            poll_failed(cp, slot, in, mp->id.generation, why);
-        else
-            poll_succeeded(cp, slot, in, mp->id.generation, &s);
-    }
-    free(mp);
-}
-
-static void start_poll(cp_t *cp, unsigned slot, const shm_instance_t *in)
-{
-    struct cp_metrics_poll *mp = h2o_mem_alloc(sizeof(*mp));
-    mp->cp = cp;
-    cp_slot_ident_take(&mp->id, slot, in);
-    cp->metrics.inflight[slot] = mp;
-    uint16_t port = in->metrics_port ? in->metrics_port : in->port;
-    mp->probe =
-        cp_fetch_start(&cp->prober, in->host, port, "/metrics", CP_METRICS_MAX_BODY, on_poll_done, mp);
+    cp_metrics_sample_t s;
+    char why[128];
+    uint32_t generation = shm_slot_generation(&cp->seg, slot);
+    if (!res->ok)
+        poll_failed(cp, slot, in, generation, res->error);
+    else if (cp_metrics_parse(res->body, res->body_len, &s, why, sizeof(why)) != 0)
+        poll_failed(cp, slot, in, generation, why);
+    else
+        poll_succeeded(cp, slot, in, generation, &s);
 }
 
 static void on_tick(cp_timer_t *t)
@@ -266,21 +229,22 @@ static void on_tick(cp_timer_t *t)
     cp_t *cp = t->data;
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
-        struct cp_metrics_poll *mp = cp->metrics.inflight[i];
         if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE) {
-            poll_forget(cp, i); /* retired: its answer no longer matters */
+            cp_slot_job_forget(&cp->metrics.jobs, i); /* retired: its answer no longer matters */
             cp->metrics.failing[i].active = false;
             continue;
         }
-        if (mp != NULL && mp->id.generation == in->generation)
+        if (cp_slot_job_running(&cp->metrics.jobs, i, in->generation))
             continue; /* still running: never two polls of one instance at once */
-        poll_forget(cp, i);
-        start_poll(cp, i, in);
+        cp_slot_job_forget(&cp->metrics.jobs, i);
+        cp_slot_job_start(&cp->metrics.jobs, i, in, in->metrics_port ? in->metrics_port : in->port,
+                          "/metrics", CP_METRICS_MAX_BODY);
     }
 }
 
 int cp_metrics_start(cp_t *cp)
 {
+    cp_slot_jobs_init(&cp->metrics.jobs, cp, "GET /metrics", on_poll_done);
     if (cp_timer_init(&cp->metrics.timer, (h2o_loop_t *)cp->loop, on_tick, cp) != 0)
         return -1;
     uint64_t period = (uint64_t)(cp->cfg.metrics_poll_interval_secs * 1000.0);
@@ -291,6 +255,5 @@ int cp_metrics_start(cp_t *cp)
 void cp_metrics_stop(cp_t *cp)
 {
     cp_timer_dispose(&cp->metrics.timer);
-    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
-        poll_forget(cp, i);
+    cp_slot_jobs_stop(&cp->metrics.jobs);
 }

@@ -136,26 +136,10 @@ int cp_models_parse(const char *text, size_t len, shm_model_info_t *out, unsigne
 
 enum { LAST_NONE, LAST_LISTED, LAST_NO_LIST, LAST_FAILED };
 
-struct cp_models_poll {
-    cp_t *cp;
-    cp_slot_ident_t id;
-    cp_probe_t *probe;
-};
-
 static uint64_t interval_ms(const cp_t *cp)
 {
     uint64_t ms = (uint64_t)(cp->cfg.models_poll_interval_secs * 1000.0);
     return ms ? ms : 1;
-}
-
-static void poll_forget(cp_t *cp, unsigned slot)
-{
-    struct cp_models_poll *mp = cp->models.inflight[slot];
-    if (mp == NULL)
-        return;
-    cp->models.inflight[slot] = NULL;
-    cp_probe_cancel(mp->probe);
-    free(mp);
 }
 
 static void log_listed(const shm_instance_t *in, const shm_model_info_t *m, unsigned n)
@@ -213,32 +197,11 @@ static void apply(cp_t *cp, unsigned slot, shm_instance_t *in, const cp_probe_re
     }
 }
 
-static void on_poll_done(void *data, const cp_probe_result_t *res)
+static void on_poll_done(cp_t *cp, unsigned slot, shm_instance_t *in, const cp_probe_result_t *res)
 {
-    struct cp_models_poll *mp = data;
-    cp_t *cp = mp->cp;
-    unsigned slot = mp->id.slot;
-    if (cp->models.inflight[slot] == mp)
-        cp->models.inflight[slot] = NULL;
-    /* the slot may have been retired (and even reused) while the poll ran */
-    shm_instance_t *in = cp_slot_ident_live(&cp->seg, &mp->id);
-    if (in) {
-        cp_slot_count_protocol_error(&mp->id, in, res, "GET /v1/models");
-        apply(cp, slot, in, res);
-        cp->models.slot[slot].due_ms = fd_mono_ms() + interval_ms(cp);
-        shm_models_index_publish(&cp->seg);
-    }
-    free(mp);
-}
-
-static void start_poll(cp_t *cp, unsigned slot, const shm_instance_t *in)
-{
-    struct cp_models_poll *mp = h2o_mem_alloc(sizeof(*mp));
-    mp->cp = cp;
-    cp_slot_ident_take(&mp->id, slot, in);
-    cp->models.inflight[slot] = mp;
-    mp->probe =
-        cp_fetch_start(&cp->prober, in->host, in->port, "/v1/models", CP_MODELS_MAX_BODY, on_poll_done, mp);
+    apply(cp, slot, in, res);
+    cp->models.slot[slot].due_ms = fd_mono_ms() + interval_ms(cp);
+    shm_models_index_publish(&cp->seg);
 }
 
 static void on_tick(cp_timer_t *t)
@@ -248,25 +211,26 @@ static void on_tick(cp_timer_t *t)
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
         if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE) {
-            poll_forget(cp, i); /* retired: its answer no longer matters */
+            cp_slot_job_forget(&cp->models.jobs, i); /* retired: its answer no longer matters */
             cp->models.slot[i].seen = false;
             continue;
         }
         if (!cp->models.slot[i].seen || cp->models.slot[i].generation != in->generation) {
-            poll_forget(cp, i); /* a new instance in this slot: poll it now */
+            cp_slot_job_forget(&cp->models.jobs, i); /* a new instance in this slot: poll it now */
             cp->models.slot[i].seen = true;
             cp->models.slot[i].generation = in->generation;
             cp->models.slot[i].last = LAST_NONE;
             cp->models.slot[i].due_ms = 0;
         }
-        if (cp->models.inflight[i] == NULL && now >= cp->models.slot[i].due_ms)
-            start_poll(cp, i, in);
+        if (!cp_slot_job_busy(&cp->models.jobs, i) && now >= cp->models.slot[i].due_ms)
+            cp_slot_job_start(&cp->models.jobs, i, in, in->port, "/v1/models", CP_MODELS_MAX_BODY);
     }
     shm_models_index_publish(&cp->seg); /* retired and new instances change it too */
 }
 
 int cp_models_start(cp_t *cp)
 {
+    cp_slot_jobs_init(&cp->models.jobs, cp, "GET /v1/models", on_poll_done);
     if (cp_timer_init(&cp->models.timer, (h2o_loop_t *)cp->loop, on_tick, cp) != 0)
         return -1;
     uint64_t period = interval_ms(cp);
@@ -277,6 +241,5 @@ int cp_models_start(cp_t *cp)
 void cp_models_stop(cp_t *cp)
 {
     cp_timer_dispose(&cp->models.timer);
-    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
-        poll_forget(cp, i);
+    cp_slot_jobs_stop(&cp->models.jobs);
 }

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
 #include "controlplane/cp.h"
 
 #define PROBE_MAX_BODY (64 * 1024) /* a health answer is tiny: more is not a health endpoint */
@@ -237,35 +236,6 @@ static cp_probe_t *start(cp_prober_t *p, const char *host, uint16_t port, const 
     uc_connect_addr(&pr->client, pr, p->loop, ip ? (struct sockaddr *)&ss : NULL, sslen, on_connect);
     pr->starting = false;
     return pr;
-}
-
-void cp_slot_ident_take(cp_slot_ident_t *id, unsigned slot, const shm_instance_t *in)
-{
-    id->slot = slot;
-    id->generation = in->generation;
-    snprintf(id->url, sizeof(id->url), "%s", in->url);
-}
-
-shm_instance_t *cp_slot_ident_live(const shm_seg_t *seg, const cp_slot_ident_t *id)
-{
-    shm_instance_t *in = shm_instance(seg, id->slot);
-    return shm_slot_state(seg, id->slot) == SHM_SLOT_LIVE &&
-                   shm_slot_generation(seg, id->slot) == id->generation &&
-                   strncmp(in->url, id->url, SHM_URL_LEN) == 0
-               ? in
-               : NULL;
-}
-
-static fd_log_limit_t protocol_log[SHM_MAX_INSTANCES]; /* per slot: one line a second */
-
-void cp_slot_count_protocol_error(const cp_slot_ident_t *id, shm_instance_t *in, const cp_probe_result_t *res,
-                                  const char *job)
-{
-    if (!res->protocol_error || id->slot >= SHM_MAX_INSTANCES)
-        return;
-    shm_count_protocol_error(in);
-    fd_log_write_limited(&protocol_log[id->slot], FD_LOG_WARN, __FILE__, __LINE__,
-                         "%s of %s broke HTTP/1.1: %s", job, id->url, res->error);
 }
 
 cp_probe_t *cp_probe_start(cp_prober_t *p, const char *host, uint16_t port, const char *path, cp_probe_cb cb,
