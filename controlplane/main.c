@@ -330,9 +330,7 @@ static int start_services(cp_t *cp, const cp_orphans_t *o)
     }
     if (cp->cfg.register_path[0] != '\0')
         cp_register_load_file(cp, cp->cfg.register_path);
-    if (cp_housekeeping_start(cp) != 0 || cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 ||
-        cp_models_start(cp) != 0 || cp_stats_start(cp) != 0 || cp_evict_start(cp) != 0 ||
-        cp_logfiles_start(cp) != 0 || cp_snapshot_start(cp) != 0)
+    if (cp_housekeeping_start(cp) != 0 || cp_config_jobs_start(cp) != 0 || cp_snapshot_start(cp) != 0)
         return -1;
     int rc = o->current || o->nstop || o->ndraining ? cp_dp_adopt(cp, o, err, sizeof(err)) : 0;
     if (rc == 0 && o->current == 0)
@@ -347,12 +345,7 @@ static int start_services(cp_t *cp, const cp_orphans_t *o)
 static void shutdown_cp(cp_t *cp)
 {
     cp_housekeeping_stop(cp);
-    cp_health_stop(cp);
-    cp_metrics_stop(cp);
-    cp_models_stop(cp);
-    cp_stats_stop(cp);
-    cp_evict_stop(cp);
-    cp_logfiles_stop(cp);
+    cp_config_jobs_stop(cp);
     cp_snapshot_stop(cp);
     if (cp->prober_ready)
         cp_register_abort_all(cp);

@@ -138,8 +138,15 @@ int cp_reload_prepare(cp_t *cp, char *err, size_t errlen)
     return 0;
 }
 
-/* The jobs whose periods, thresholds or limits come from the configuration start over with it. */
-static int restart_jobs(cp_t *cp)
+int cp_config_jobs_start(cp_t *cp)
+{
+    return cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_models_start(cp) != 0 ||
+                   cp_stats_start(cp) != 0 || cp_evict_start(cp) != 0 || cp_logfiles_start(cp) != 0
+               ? -1
+               : 0;
+}
+
+void cp_config_jobs_stop(cp_t *cp)
 {
     cp_health_stop(cp);
     cp_metrics_stop(cp);
@@ -147,10 +154,6 @@ static int restart_jobs(cp_t *cp)
     cp_stats_stop(cp);
     cp_evict_stop(cp);
     cp_logfiles_stop(cp);
-    return cp_health_start(cp) != 0 || cp_metrics_start(cp) != 0 || cp_models_start(cp) != 0 ||
-                   cp_stats_start(cp) != 0 || cp_evict_start(cp) != 0 || cp_logfiles_start(cp) != 0
-               ? -1
-               : 0;
 }
 
 void cp_reload_commit(cp_t *cp)
@@ -160,7 +163,8 @@ void cp_reload_commit(cp_t *cp)
     pending = false;
     fd_log_set_level_name(cp->cfg.log_level);
     fd_log_set_format_name(cp->cfg.log_format);
-    if (restart_jobs(cp) != 0)
+    cp_config_jobs_stop(cp);
+    if (cp_config_jobs_start(cp) != 0)
         LOG_ERROR("Reload: a periodic job could not be restarted (timer creation failed)");
     LOG_INFO("Reload: the configuration of %s is in force (data plane and control plane)", cp->config_path);
 }
