@@ -348,3 +348,20 @@ bool shm_cp_release(shm_seg_t *s, int32_t pid)
 {
     return __atomic_compare_exchange_n(&s->hdr->cp_pid, &pid, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 }
+
+void shm_header_info(const shm_seg_t *s, shm_header_info_t *out)
+{
+    const shm_header_t *h = s->hdr;
+    out->cp_pid = shm_cp_pid(s);
+    out->cp_start_time = shm_cp_start_time(s);
+    out->cp_started_at_ms = __atomic_load_n(&h->cp_started_at_ms, __ATOMIC_RELAXED);
+    out->cp_heartbeat_ms = shm_cp_heartbeat_ms(s);
+    out->listen_port = __atomic_load_n(&h->listen_port, __ATOMIC_RELAXED);
+    out->table_updated_ms = shm_table_updated_ms(s);
+    out->size = h->size; /* fixed at creation */
+    out->layout_version = h->layout_version;
+    out->wlock_owner = shm_wlock_owner(s);
+    out->arena_blocks = __atomic_load_n(&h->arena_blocks, __ATOMIC_RELAXED);
+    out->arena_used = __atomic_load_n(&h->arena_used, __ATOMIC_RELAXED);
+    out->wlock_recovered = __atomic_load_n(&h->wlock_recovered, __ATOMIC_RELAXED);
+}

@@ -260,6 +260,17 @@ static inline bool shm_slot_same_generation(const shm_instance_t *in, uint32_t g
 {
     return shm_slot_generation_of(in) == gen;
 }
+/* A slot whose identity the caller reads OUTSIDE a read-side section: allowed only while it holds
+ * one of the slot's load counters (shm_dp_inc for generation `gen`, not yet given back with
+ * shm_dp_dec). That counter is what pins the slot: shm_slot_collect never frees a slot a DP row
+ * counts, so it cannot be cleared and reused meanwhile, and its identity stays readable until the
+ * counter is released. NULL if the slot does not hold `gen` (then the caller holds no counter of
+ * it and must not read it). */
+static inline const shm_instance_t *shm_slot_pinned(const shm_seg_t *s, unsigned slot, uint32_t gen)
+{
+    const shm_instance_t *in = shm_instance(s, slot);
+    return shm_slot_same_generation(in, gen) ? in : NULL;
+}
 /* The slot is still the instance identified by (gen, url) and LIVE: the check a job that started
  * on an instance makes before it writes its result (instance.c). */
 bool shm_slot_still(const shm_seg_t *s, unsigned slot, uint32_t gen, const char *url);
@@ -413,6 +424,18 @@ static inline uint64_t shm_cp_heartbeat_ms(const shm_seg_t *s)
 {
     return __atomic_load_n(&s->hdr->cp_heartbeat_ms, __ATOMIC_ACQUIRE);
 }
+/* What a status view shows of the header, each field read once with the accessor or order above
+ * (the rest relaxed: stamps and counters the CP writes; not one consistent snapshot). */
+typedef struct {
+    int32_t cp_pid;
+    uint32_t listen_port;
+    uint64_t cp_start_time, cp_started_at_ms, cp_heartbeat_ms, table_updated_ms;
+    uint64_t size;
+    uint32_t layout_version;
+    int32_t wlock_owner; /* shm_wlock_owner */
+    uint64_t arena_blocks, arena_used, wlock_recovered;
+} shm_header_info_t;
+void shm_header_info(const shm_seg_t *s, shm_header_info_t *out);
 /* When the views were last published (shm_publish_views stamps it). Acquire. */
 static inline uint64_t shm_table_updated_ms(const shm_seg_t *s)
 {
@@ -441,6 +464,15 @@ static inline void shm_count_failure(shm_instance_t *in)
 static inline void shm_count_protocol_error(shm_instance_t *in)
 {
     __atomic_add_fetch(&in->protocol_errors_total, 1, __ATOMIC_RELAXED);
+}
+/* Their totals (relaxed, like the adds: counters that order nothing). */
+static inline uint64_t shm_failures_total(const shm_instance_t *in)
+{
+    return __atomic_load_n(&in->failures_total, __ATOMIC_RELAXED);
+}
+static inline uint64_t shm_protocol_errors_total(const shm_instance_t *in)
+{
+    return __atomic_load_n(&in->protocol_errors_total, __ATOMIC_RELAXED);
 }
 /* A role's shared turn cursor (round_robin's turns, the tie rotation of the other policies):
  * take one turn, or read the next without taking it. */

@@ -43,7 +43,7 @@ Test(format, names)
     cr_assert_str_eq(fdctl_health_name(SHM_HEALTH_HEALTHY), "healthy");
     cr_assert_str_eq(fdctl_health_name(SHM_HEALTH_UNHEALTHY), "unhealthy");
     cr_assert_str_eq(fdctl_health_name(77), "invalid");
-    cr_assert_str_eq(fdctl_slot_state_name(SHM_SLOT_RETIRED), "retired");
+    cr_assert_str_eq(shm_slot_state_name(SHM_SLOT_RETIRED), "retired");
     cr_assert_str_eq(shm_dp_state_name(SHM_DP_SERVING), "serving");
     cr_assert_str_eq(shm_dp_state_name(SHM_DP_DRAINING), "draining");
 }
@@ -53,6 +53,7 @@ static fdctl_instance_t sample(const char *url, uint32_t state, uint32_t health)
     fdctl_instance_t in = {
         .slot = 3, .generation = 2, .state = state, .role = SHM_ROLE_DECODE, .health = health};
     snprintf(in.url, sizeof in.url, "%s", url);
+    in.selectable = state == SHM_SLOT_LIVE && health == SHM_HEALTH_HEALTHY;
     in.inflight = 4;
     in.tokens = 120;
     in.registered_at_ms = NOW - 65000;

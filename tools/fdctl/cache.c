@@ -5,7 +5,8 @@
  * top-level prefixes with the instances they were sent to (the tags on their first node).
  *
  * The tree is walked without the writer lock, inside a read-side section (as the data planes
- * read it): under load the figures are a consistent-enough picture, not an atomic snapshot.
+ * read it), by shm/radix_walk.h: under load the figures are a consistent-enough picture, not an
+ * atomic snapshot.
  * Prefixes are block hashes; the text they stand for is not stored anywhere.
  */
 #include <json-c/json.h>
@@ -13,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shm/radix.h"
+#include "shm/radix_walk.h"
 #include "tools/fdctl/fdctl.h"
 
 #define TOP_PREFIXES 10
@@ -30,45 +31,22 @@ typedef struct {
     unsigned nowners;
 } prefix_t;
 
-static uint32_t load32(const uint32_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
+/* What a walk of one top-level prefix adds up. */
+typedef struct {
+    holding_t *hold;
+    prefix_t *px;
+} walk_ctx_t;
 
-/* The slot a tag names if it is valid and of the slot's current generation, else -1. */
-static int tag_slot(const shm_seg_t *seg, const shm_radix_tag_t *tag)
+static void visit(const radix_walk_node_t *n, void *arg)
 {
-    uint64_t id = __atomic_load_n(&tag->ident, __ATOMIC_RELAXED);
-    uint16_t slot = (uint16_t)(id & 0xffff);
-    if (!(id & SHM_RADIX_TAG_VALID) || slot >= SHM_MAX_INSTANCES)
-        return -1;
-    uint32_t gen = (uint32_t)((id & ~SHM_RADIX_TAG_VALID) >> 16);
-    return gen == __atomic_load_n(&shm_instance(seg, slot)->generation, __ATOMIC_RELAXED) ? slot : -1;
-}
-
-/* Count the subtree below `top` (bounded: a tree changing under us can never loop us). */
-static void walk(const shm_seg_t *seg, uint32_t top, uint32_t *stack, uint32_t max, holding_t *hold,
-                 prefix_t *px)
-{
-    size_t sp = 0, visits = 0;
-    stack[sp++] = top;
-    while (sp && visits++ < max) {
-        const shm_radix_node_t *nd = radix_node(seg, stack[--sp]);
-        uint32_t depth = load32(&nd->depth);
-        px->nodes++;
-        px->deepest = depth > px->deepest ? depth : px->deepest;
-        uint64_t last = __atomic_load_n(&nd->last_ms, __ATOMIC_RELAXED);
-        px->last_ms = last > px->last_ms ? last : px->last_ms;
-        for (int t = 0; t < SHM_RADIX_TAGS; t++) {
-            int slot = tag_slot(seg, &nd->tag[t]); /* a removed instance's tag is ignored, as by the policy */
-            if (slot < 0)
-                continue;
-            hold[slot].nodes++;
-            hold[slot].deepest = depth > hold[slot].deepest ? depth : hold[slot].deepest;
-        }
-        for (uint32_t c = load32(&nd->first_child); c && sp < max;
-             c = load32(&radix_node(seg, c)->next_sibling))
-            stack[sp++] = c;
+    walk_ctx_t *w = arg;
+    w->px->nodes++;
+    w->px->deepest = n->depth > w->px->deepest ? n->depth : w->px->deepest;
+    w->px->last_ms = n->last_ms > w->px->last_ms ? n->last_ms : w->px->last_ms;
+    for (unsigned t = 0; t < n->ntags; t++) {
+        holding_t *h = &w->hold[n->slot[t]];
+        h->nodes++;
+        h->deepest = n->depth > h->deepest ? n->depth : h->deepest;
     }
 }
 
@@ -190,17 +168,14 @@ int fdctl_cmd_cache(bool json, shm_seg_t *seg, int reader)
     unsigned n = fdctl_snapshot_instances(seg, reader, in, SHM_MAX_INSTANCES);
     size_t npx = 0;
     shm_read_enter(seg, reader);
-    const shm_radix_node_t *root = radix_node(seg, SHM_RADIX_ROOT);
-    for (uint32_t c = load32(&root->first_child); c && npx < max;
-         c = load32(&radix_node(seg, c)->next_sibling)) {
-        const shm_radix_node_t *nd = radix_node(seg, c);
-        px[npx] = (prefix_t){.node = c, .first_hash = nd->key[radix_span_start(load32(&nd->span))]};
-        for (int t = 0; t < SHM_RADIX_TAGS; t++) {
-            int slot = tag_slot(seg, &nd->tag[t]);
-            if (slot >= 0)
-                px[npx].owners[px[npx].nowners++] = (uint16_t)slot;
-        }
-        walk(seg, c, stack, max, hold, &px[npx]);
+    for (uint32_t c = radix_walk_first_child(seg, SHM_RADIX_ROOT); c && npx < max;
+         c = radix_walk_next_sibling(seg, c)) {
+        radix_walk_node_t top;
+        if (!radix_walk_read(seg, c, &top))
+            break;
+        px[npx] = (prefix_t){.node = c, .first_hash = top.first_hash, .nowners = top.ntags};
+        memcpy(px[npx].owners, top.slot, top.ntags * sizeof top.slot[0]);
+        radix_walk(seg, c, stack, max, visit, &(walk_ctx_t){hold, &px[npx]});
         npx++;
     }
     shm_read_exit(seg, reader);

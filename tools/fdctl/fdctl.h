@@ -30,6 +30,7 @@ typedef struct {
     uint32_t role;   /* shm_role_t */
     uint32_t health; /* shm_health_t */
     bool drained;
+    bool selectable; /* LIVE, HEALTHY and not drained (shm_slot_selectable) */
     char url[SHM_URL_LEN];
     uint64_t inflight;
     uint64_t tokens;
@@ -97,8 +98,7 @@ bool fdctl_router_running(const shm_seg_t *seg);
 
 /* ---- format.c: pure rendering; `now_ms` is the wall clock ages are computed against ---- */
 
-const char *fdctl_health_name(uint32_t health);    /* "unknown" / "healthy" / "unhealthy" */
-const char *fdctl_slot_state_name(uint32_t state); /* "free" / "live" / "retired" */
+const char *fdctl_health_name(uint32_t health); /* "unknown" / "healthy" / "unhealthy" */
 /* Age `now - then` in ms; 0 when `then` is unset (0) or in the future. */
 uint64_t fdctl_age_ms(uint64_t now_ms, uint64_t then_ms);
 /* Compact human duration: "850ms", "12.3s", "4m05s", "2h03m", "3d04h"; "-" when ms is UINT64_MAX. */

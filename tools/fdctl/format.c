@@ -26,20 +26,6 @@ const char *fdctl_health_name(uint32_t health)
     }
 }
 
-const char *fdctl_slot_state_name(uint32_t state)
-{
-    switch (state) {
-    case SHM_SLOT_FREE:
-        return "free";
-    case SHM_SLOT_LIVE:
-        return "live";
-    case SHM_SLOT_RETIRED:
-        return "retired";
-    default:
-        return "invalid";
-    }
-}
-
 uint64_t fdctl_age_ms(uint64_t now_ms, uint64_t then_ms)
 {
     return then_ms && now_ms > then_ms ? now_ms - then_ms : 0;
@@ -80,12 +66,10 @@ static json_object *instance_json(const fdctl_instance_t *in, uint64_t now_ms)
     add(o, "generation", json_object_new_int64(in->generation));
     add(o, "url", json_object_new_string(in->url));
     add(o, "role", json_object_new_string(fd_role_name((shm_role_t)in->role)));
-    add(o, "state", json_object_new_string(fdctl_slot_state_name(in->state)));
+    add(o, "state", json_object_new_string(shm_slot_state_name(in->state)));
     add(o, "health", json_object_new_string(fdctl_health_name(in->health)));
     add(o, "drained", json_object_new_boolean(in->drained));
-    add(o, "selectable",
-        json_object_new_boolean(in->state == SHM_SLOT_LIVE && in->health == SHM_HEALTH_HEALTHY &&
-                                !in->drained));
+    add(o, "selectable", json_object_new_boolean(in->selectable));
     add(o, "inflight", json_object_new_int64((int64_t)in->inflight));
     add(o, "tokens", json_object_new_int64((int64_t)in->tokens));
     add(o, "registered_at_ms", json_object_new_int64((int64_t)in->registered_at_ms));
@@ -120,7 +104,7 @@ static void state_label(const fdctl_instance_t *in, char *out, size_t outlen)
     if (in->state == SHM_SLOT_RETIRED)
         snprintf(out, outlen, "retired(draining)");
     else
-        snprintf(out, outlen, "%s%s", fdctl_slot_state_name(in->state), in->drained ? ",drained" : "");
+        snprintf(out, outlen, "%s%s", shm_slot_state_name(in->state), in->drained ? ",drained" : "");
 }
 
 void fdctl_instances_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms)
@@ -190,11 +174,9 @@ static json_object *config_json(const fdctl_status_t *st)
 {
     json_object *o = json_object_new_object();
     add(o, "splitwise", json_object_new_boolean(st->splitwise));
-    add(o, "policy", json_object_new_string(fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_MIXED])));
-    add(o, "prefill_policy",
-        json_object_new_string(fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_PREFILL])));
-    add(o, "decode_policy",
-        json_object_new_string(fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_DECODE])));
+    add(o, "policy", json_object_new_string(fd_policy_name(st->policy[SHM_ROLE_MIXED])));
+    add(o, "prefill_policy", json_object_new_string(fd_policy_name(st->policy[SHM_ROLE_PREFILL])));
+    add(o, "decode_policy", json_object_new_string(fd_policy_name(st->policy[SHM_ROLE_DECODE])));
     return o;
 }
 
@@ -246,10 +228,9 @@ void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms)
     }
     if (st->splitwise)
         fprintf(f, "policy         splitwise: prefill %s, decode %s\n",
-                fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_PREFILL]),
-                fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_DECODE]));
+                fd_policy_name(st->policy[SHM_ROLE_PREFILL]), fd_policy_name(st->policy[SHM_ROLE_DECODE]));
     else
-        fprintf(f, "policy         %s\n", fd_policy_name((shm_policy_t)st->policy[SHM_ROLE_MIXED]));
+        fprintf(f, "policy         %s\n", fd_policy_name(st->policy[SHM_ROLE_MIXED]));
     age_text(a, sizeof a, now_ms, st->table_updated_ms);
     fprintf(f, "instances      %u live, %u retired (draining); table updated %s ago\n", st->instances_live,
             st->instances_retired, a);
@@ -267,7 +248,7 @@ static json_object *health_entry_json(const fdctl_instance_t *in, uint64_t now_m
     json_object *o = json_object_new_object();
     add(o, "url", json_object_new_string(in->url));
     add(o, "role", json_object_new_string(fd_role_name((shm_role_t)in->role)));
-    add(o, "state", json_object_new_string(fdctl_slot_state_name(in->state)));
+    add(o, "state", json_object_new_string(shm_slot_state_name(in->state)));
     add(o, "health", json_object_new_string(fdctl_health_name(in->health)));
     add(o, "drained", json_object_new_boolean(in->drained));
     add(o, "consecutive_ok", json_object_new_int64(in->consecutive_ok));
@@ -384,7 +365,7 @@ static json_object *stats_entry_json(const fdctl_instance_t *in, uint64_t now_ms
     json_object *o = json_object_new_object();
     add(o, "url", json_object_new_string(in->url));
     add(o, "role", json_object_new_string(fd_role_name((shm_role_t)in->role)));
-    add(o, "state", json_object_new_string(fdctl_slot_state_name(in->state)));
+    add(o, "state", json_object_new_string(shm_slot_state_name(in->state)));
     add(o, "requests", json_object_new_int64((int64_t)t.requests));
     add(o, "ok", json_object_new_int64((int64_t)t.ok));
     add(o, "errors", json_object_new_int64((int64_t)t.errors));

@@ -12,69 +12,54 @@
 
 #include "tools/fdctl/fdctl.h"
 
-static uint32_t load32(const uint32_t *p)
+/* Everything fdctl shows of a slot, from the validated copy shm_slot_copy made (plain reads of
+ * process memory); the seqcount-protected parts are read from the segment itself. */
+static void fill(const shm_seg_t *seg, unsigned i, const shm_instance_t *c, fdctl_instance_t *dst)
 {
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static uint64_t load64(const uint64_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-
-static void copy_slot(const shm_instance_t *src, fdctl_instance_t *dst)
-{
-    dst->role = load32(&src->role);
-    dst->health = load32(&src->health);
-    dst->drained = load32(&src->drained) != 0;
-    memcpy(dst->url, src->url, sizeof dst->url);
+    const shm_instance_t *src = shm_instance(seg, i);
+    memset(dst, 0, sizeof *dst);
+    dst->slot = i;
+    dst->generation = c->generation;
+    dst->state = c->state;
+    dst->role = c->role;
+    dst->health = c->health;
+    dst->drained = c->drained != 0;
+    dst->selectable = shm_slot_selectable(c);
+    memcpy(dst->url, c->url, sizeof dst->url);
     dst->url[sizeof dst->url - 1] = '\0';
-    dst->registered_at_ms = load64(&src->registered_at_ms);
-    dst->last_register_ms = load64(&src->last_register_ms);
-    dst->last_check_ms = load64(&src->last_check_ms);
-    dst->unhealthy_since_ms = load64(&src->unhealthy_since_ms);
-    dst->retired_at_ms = load64(&src->retired_at_ms);
-    dst->failures_total = load64(&src->failures_total);
-    memcpy(dst->last_error, src->last_error, sizeof dst->last_error);
+    dst->registered_at_ms = c->registered_at_ms;
+    dst->last_register_ms = c->last_register_ms;
+    dst->last_check_ms = c->last_check_ms;
+    dst->unhealthy_since_ms = c->unhealthy_since_ms;
+    dst->retired_at_ms = c->retired_at_ms;
+    dst->failures_total = c->failures_total;
+    memcpy(dst->last_error, c->last_error, sizeof dst->last_error);
     dst->last_error[sizeof dst->last_error - 1] = '\0';
-    dst->n_models = shm_models_load(src, dst->models, SHM_INSTANCE_MODELS);
-    dst->consecutive_ok = load32(&src->consecutive_ok);
-    dst->consecutive_fail = load32(&src->consecutive_fail);
-    for (unsigned i = 0; i < SHM_STATUS_BUCKETS; i++) {
-        dst->status[i].code = load32(&src->status[i].code);
-        dst->status[i].count = load64(&src->status[i].count);
-    }
-    for (unsigned i = 0; i < SHM_LAT_BUCKETS; i++) {
-        for (unsigned r = 0; r < SHM_ROUTES; r++) { /* fdctl stats: all routes together */
-            dst->ttfb_hist[i] += load64(&src->ttfb_hist[r][i]);
-            dst->total_hist[i] += load64(&src->total_hist[r][i]);
+    dst->consecutive_ok = c->consecutive_ok;
+    dst->consecutive_fail = c->consecutive_fail;
+    for (unsigned b = 0; b < SHM_STATUS_BUCKETS; b++)
+        dst->status[b].count = shm_status_load(c, b, &dst->status[b].code);
+    for (unsigned r = 0; r < SHM_ROUTES; r++) { /* fdctl stats: all routes together */
+        for (unsigned b = 0; b < SHM_LAT_BUCKETS; b++) {
+            dst->ttfb_hist[b] += shm_lat_bucket(c, SHM_LAT_TTFB, r, b);
+            dst->total_hist[b] += shm_lat_bucket(c, SHM_LAT_TOTAL, r, b);
         }
+        dst->ttfb_sum_ms += shm_lat_sum_ms(c, SHM_LAT_TTFB, r);
+        dst->total_sum_ms += shm_lat_sum_ms(c, SHM_LAT_TOTAL, r);
     }
-    for (unsigned r = 0; r < SHM_ROUTES; r++) {
-        dst->ttfb_sum_ms += load64(&src->ttfb_sum_ms[r]);
-        dst->total_sum_ms += load64(&src->total_sum_ms[r]);
-    }
+    dst->n_models = shm_models_load(src, dst->models, SHM_INSTANCE_MODELS);
     dst->has_remote = shm_metrics_load(src, &dst->remote);
+    dst->inflight = shm_inflight(seg, i);
+    dst->tokens = shm_tokens(seg, i);
 }
 
 /* Returns true if slot i is LIVE or RETIRED and was copied consistently. */
 static bool snapshot_slot(const shm_seg_t *seg, unsigned i, fdctl_instance_t *dst)
 {
-    const shm_instance_t *src = shm_instance(seg, i);
-    uint32_t gen = load32(&src->generation);
-    uint32_t state = load32(&src->state);
-    if (state != SHM_SLOT_LIVE && state != SHM_SLOT_RETIRED)
+    static shm_instance_t copy; /* fdctl is single-threaded; a slot is a few KiB */
+    if (!shm_slot_copy(seg, i, &copy))
         return false;
-    memset(dst, 0, sizeof *dst);
-    copy_slot(src, dst);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (load32(&src->generation) != gen || load32(&src->state) != state)
-        return false;
-    dst->slot = i;
-    dst->generation = gen;
-    dst->state = state;
-    dst->inflight = shm_inflight(seg, i);
-    dst->tokens = shm_tokens(seg, i);
+    fill(seg, i, &copy, dst);
     return true;
 }
 
@@ -97,16 +82,19 @@ unsigned fdctl_snapshot_instances(shm_seg_t *seg, int reader, fdctl_instance_t *
     return n;
 }
 
+/* A pid that is alive with the start time recorded for it (not a reused pid). */
+static bool alive(int32_t pid, uint64_t start_time)
+{
+    return pid > 0 && shm_proc_alive(pid, start_time);
+}
+
 bool fdctl_router_running(const shm_seg_t *seg)
 {
-    const shm_header_t *h = seg->hdr;
-    int32_t cp = __atomic_load_n(&h->cp_pid, __ATOMIC_ACQUIRE);
-    if (cp > 0 && shm_proc_alive(cp, load64(&h->cp_start_time)))
+    if (alive(shm_cp_pid(seg), shm_cp_start_time(seg)))
         return true;
     for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
         const shm_dp_row_t *r = shm_dp_row(seg, i);
-        int32_t pid = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
-        if (pid > 0 && shm_proc_alive(pid, __atomic_load_n(&r->start_time, __ATOMIC_ACQUIRE)))
+        if (alive(shm_dp_row_pid(r), shm_dp_row_start_time(r)))
             return true;
     }
     return false;
@@ -117,56 +105,44 @@ static void snapshot_dps(const shm_seg_t *seg, fdctl_status_t *out)
     out->n_dps = 0;
     for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
         const shm_dp_row_t *r = shm_dp_row(seg, i);
-        int32_t pid = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
+        int32_t pid = shm_dp_row_pid(r);
         if (pid <= 0)
             continue;
         fdctl_dp_t *d = &out->dps[out->n_dps++];
         d->row = i;
         d->pid = pid;
-        d->state = load32(&r->state);
-        d->requests_total = load64(&r->requests_total);
-        d->started_at_ms = load64(&r->started_at_ms);
-        d->build = load64(&r->version_hash);
-        d->alive = shm_proc_alive(pid, __atomic_load_n(&r->start_time, __ATOMIC_ACQUIRE));
-    }
-}
-
-static void count_slots(const shm_seg_t *seg, fdctl_status_t *out)
-{
-    out->instances_live = out->instances_retired = 0;
-    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
-        uint32_t state = load32(&shm_instance(seg, i)->state);
-        out->instances_live += state == SHM_SLOT_LIVE;
-        out->instances_retired += state == SHM_SLOT_RETIRED;
+        d->state = shm_dp_row_state(r);
+        d->requests_total = shm_dp_row_requests(r);
+        d->started_at_ms = shm_dp_row_started_at_ms(r);
+        d->build = shm_dp_row_version_hash(r);
+        d->alive = alive(pid, shm_dp_row_start_time(r));
     }
 }
 
 void fdctl_snapshot_status(shm_seg_t *seg, int reader, fdctl_status_t *out)
 {
-    const shm_header_t *h = seg->hdr;
+    shm_header_info_t h;
     memset(out, 0, sizeof *out);
     shm_read_enter(seg, reader);
-    out->cp_pid = __atomic_load_n(&h->cp_pid, __ATOMIC_ACQUIRE);
-    uint64_t cp_start = load64(&h->cp_start_time);
-    out->cp_alive = out->cp_pid > 0 && shm_proc_alive(out->cp_pid, cp_start);
-    out->cp_started_at_ms = load64(&h->cp_started_at_ms);
-    out->cp_heartbeat_ms = load64(&h->cp_heartbeat_ms);
-    out->listen_port = load32(&h->listen_port);
+    shm_header_info(seg, &h);
+    out->cp_pid = h.cp_pid;
+    out->cp_alive = alive(h.cp_pid, h.cp_start_time);
+    out->cp_started_at_ms = h.cp_started_at_ms;
+    out->cp_heartbeat_ms = h.cp_heartbeat_ms;
+    out->listen_port = h.listen_port;
     snprintf(out->shm_name, sizeof out->shm_name, "%s", seg->name);
-    out->shm_size = h->size;
-    out->layout_version = h->layout_version;
-    out->arena_blocks = load64(&h->arena_blocks);
-    out->arena_used = load64(&h->arena_used);
-    out->table_updated_ms = load64(&h->table_updated_ms);
+    out->shm_size = h.size;
+    out->layout_version = h.layout_version;
+    out->arena_blocks = h.arena_blocks;
+    out->arena_used = h.arena_used;
+    out->table_updated_ms = h.table_updated_ms;
     snapshot_dps(seg, out);
-    count_slots(seg, out);
+    shm_slot_counts(seg, &out->instances_live, &out->instances_retired);
     out->running = out->cp_alive;
     for (unsigned i = 0; i < out->n_dps; i++)
         out->running |= out->dps[i].alive;
-    /* glibc keeps the owner's thread id in the mutex (the CP is single-threaded: its pid) */
-    int32_t owner = __atomic_load_n(&seg->hdr->wlock.__data.__owner, __ATOMIC_RELAXED);
-    out->wlock_owner = owner > 0 && owner != 0x7fffffff ? owner : 0;
-    out->wlock_recovered = load64(&h->wlock_recovered);
+    out->wlock_owner = h.wlock_owner;
+    out->wlock_recovered = h.wlock_recovered;
     shm_config_t cfg;
     if (shm_config_read(seg, &cfg)) {
         out->splitwise = cfg.splitwise != 0;
