@@ -345,10 +345,10 @@ static const size_t prompt_chars[] = {1024, 4096, 16384, 65536, 131072};
 #define NL (sizeof prompt_chars / sizeof prompt_chars[0])
 
 static const struct {
-    shm_policy_t id;
+    fd_policy_t id;
     const char *name;
     unsigned budget_ms;
-} policies[] = {{SHM_POL_CACHE_AWARE, "cache_aware", 800}, {SHM_POL_REQUEST_NUM, "request_num", 200}};
+} policies[] = {{FD_POL_CACHE_AWARE, "cache_aware", 800}, {FD_POL_REQUEST_NUM, "request_num", 200}};
 #define NP (sizeof policies / sizeof policies[0])
 
 static void print_tables(const cell_t *cells, size_t ncells, FILE *csv)

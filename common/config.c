@@ -38,31 +38,6 @@
 #define CFG_MAX_SECS       1e6  /* keeps every timeout in uint32 milliseconds */
 #define CFG_MIN_PERIOD     0.01 /* a periodic timer firing faster only floods the log and the CPU */
 
-static const char *const policy_names[SHM_POL_COUNT] = {
-    [SHM_POL_RANDOM] = "random",
-    [SHM_POL_ROUND_ROBIN] = "round_robin",
-    [SHM_POL_POWER_OF_TWO] = "power_of_two",
-    [SHM_POL_REQUEST_NUM] = "request_num",
-    [SHM_POL_PROCESS_TOKENS] = "process_tokens",
-    [SHM_POL_FD_METRICS_SCORE] = "fd_metrics_score",
-    [SHM_POL_FD_REMOTE_METRICS_SCORE] = "fd_remote_metrics_score",
-    [SHM_POL_CACHE_AWARE] = "cache_aware",
-    [SHM_POL_REMOTE_CACHE_AWARE] = "remote_cache_aware",
-};
-
-int fd_policy_from_name(const char *name)
-{
-    for (int i = 0; name && i < SHM_POL_COUNT; i++)
-        if (strcmp(name, policy_names[i]) == 0)
-            return i;
-    return -1;
-}
-
-const char *fd_policy_name(shm_policy_t p)
-{
-    return (unsigned)p < SHM_POL_COUNT ? policy_names[p] : "unknown";
-}
-
 void fd_config_defaults(fd_config_t *c)
 {
     memset(c, 0, sizeof *c);
@@ -87,9 +62,9 @@ void fd_config_defaults(fd_config_t *c)
     c->metrics_max_age_secs = 5;
     c->models_poll_interval_secs = 30;
 
-    c->policy = SHM_POL_REQUEST_NUM;
-    c->prefill_policy = SHM_POL_PROCESS_TOKENS;
-    c->decode_policy = SHM_POL_REQUEST_NUM;
+    c->policy = FD_POL_REQUEST_NUM;
+    c->prefill_policy = FD_POL_PROCESS_TOKENS;
+    c->decode_policy = FD_POL_REQUEST_NUM;
     c->eviction_interval_secs = 60;
     c->eviction_duration_mins = 30;
     c->cache_block_size = 64;
@@ -429,17 +404,13 @@ static int set_double(loader_t *L, const key_spec_t *k, const yaml_node_t *v, do
     return 0;
 }
 
-static int set_policy(loader_t *L, const key_spec_t *k, const yaml_node_t *v, shm_policy_t *dst)
+static int set_policy(loader_t *L, const key_spec_t *k, const yaml_node_t *v, fd_policy_t *dst)
 {
     const char *s = scalar(v);
     int p = fd_policy_from_name(s);
     if (p < 0)
-        return fail(
-            L, v, k->section, k->key,
-            "unknown policy '%s' (known: random, round_robin, power_of_two, request_num, process_tokens, "
-            "fd_metrics_score, fd_remote_metrics_score, cache_aware, remote_cache_aware)",
-            s);
-    *dst = (shm_policy_t)p;
+        return fail(L, v, k->section, k->key, "unknown policy '%s' (known: %s)", s, fd_policy_names());
+    *dst = (fd_policy_t)p;
     return 0;
 }
 
@@ -518,7 +489,7 @@ static int set_value(loader_t *L, const key_spec_t *k, const yaml_node_t *v)
     case K_DBL:
         return set_double(L, k, v, (double *)dst);
     case K_POLICY:
-        return set_policy(L, k, v, (shm_policy_t *)dst);
+        return set_policy(L, k, v, (fd_policy_t *)dst);
     case K_BOOL:
         if (parse_bool(scalar(v), (bool *)dst) != 0)
             return fail(L, L->key, k->section, k->key, "must be true/false (or yes/no, on/off), got '%s'",

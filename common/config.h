@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "common/netacl.h"
+#include "common/policies.h"
 #include "shm/layout.h"
 
 typedef struct {
@@ -51,9 +52,9 @@ typedef struct {
     double models_poll_interval_secs;  /* fd-router: GET /v1/models polling period */
 
     /* scheduler */
-    shm_policy_t policy;
-    shm_policy_t prefill_policy;
-    shm_policy_t decode_policy;
+    fd_policy_t policy;
+    fd_policy_t prefill_policy;
+    fd_policy_t decode_policy;
     double eviction_interval_secs;
     double eviction_duration_mins;
     int cache_block_size;
@@ -116,10 +117,6 @@ int fd_open_regular(const char *path, char *why, size_t whylen);
 typedef enum { FD_YB_OK, FD_YB_SYNTAX, FD_YB_DOCS, FD_YB_DEPTH, FD_YB_EVENTS } fd_yaml_bound_t;
 struct yaml_parser_s;
 fd_yaml_bound_t fd_yaml_prescan(struct yaml_parser_s *p, int max_depth, size_t max_events, size_t *line);
-
-/* Policy names <-> enum. Returns -1 for an unknown name. */
-int fd_policy_from_name(const char *name);
-const char *fd_policy_name(shm_policy_t p);
 
 /* The subset the data plane reads from shared memory. */
 void fd_config_to_shm(const fd_config_t *c, shm_config_t *out);

@@ -214,7 +214,7 @@ static void copy_addr(const shm_instance_t *in, unsigned slot, void *arg)
     memcpy(o->host, in->host, sizeof(in->host));
     o->port = in->port;
     o->slot = (uint16_t)slot;
-    o->gen = __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE);
+    o->gen = shm_slot_generation_of(in);
 }
 
 static size_t live_instances(dp_thread_t *t, addr_t *out)

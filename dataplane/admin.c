@@ -92,7 +92,7 @@ int dp_handle_registered(h2o_req_t *req)
 static void count_healthy(const shm_instance_t *in, unsigned slot, void *arg)
 {
     (void)slot;
-    if (__atomic_load_n(&in->health, __ATOMIC_ACQUIRE) == SHM_HEALTH_HEALTHY)
+    if (shm_slot_health(in) == SHM_HEALTH_HEALTHY)
         ((int *)arg)[in->role]++;
 }
 

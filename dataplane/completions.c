@@ -138,7 +138,7 @@ int dp_handle_completions(h2o_req_t *req, const char *upstream_path)
     completion_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
     memset(c, 0, sizeof(*c));
     c->path = dp_upstream_path(req, upstream_path);
-    bool want_prompt = dp_role_policy(SHM_ROLE_MIXED)->needs_prompt;
+    bool want_prompt = dp_wants_prompt(SHM_ROLE_MIXED);
     if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &c->body) != 0) {
         dp_count_outcome(DP_OUT_BAD_REQUEST);
         dp_send_error(req, 400, "Invalid JSON format");
@@ -149,7 +149,7 @@ int dp_handle_completions(h2o_req_t *req, const char *upstream_path)
         dp_send_model_not_found(req, c->body.model);
         return 0;
     }
-    __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);
+    shm_dp_count_request(&dp.seg, dp.row);
     if (dp_wants_tokens(SHM_ROLE_MIXED, &c->body.prompt))
         dp_tokenize(req, &c->body.prompt, on_tokens, c);
     else

@@ -27,7 +27,7 @@
 #include "dataplane/dp.h"
 
 #define REPORT_TIMEOUT_MS 2000
-#include "dataplane/policy/pol.h"
+#include "dataplane/policy/registry.h"
 #include "dataplane/tokenizer.h"
 
 dp_global_t dp = {.drain_lock = PTHREAD_MUTEX_INITIALIZER, .drain_cond = PTHREAD_COND_INITIALIZER};
@@ -148,7 +148,7 @@ static int attach(const char *shm_name)
         return -1;
     }
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
-        if (!pol_get((shm_policy_t)dp.cfg.policy[r])) {
+        if (!pol_get(dp.cfg.policy[r])) {
             LOG_ERROR("unknown policy %u for role %d in %s", dp.cfg.policy[r], r, shm_name);
             return -1;
         }
@@ -227,7 +227,7 @@ int main(int argc, char **argv)
         pthread_create(&dp.threads[i].tid, NULL, dp_thread_main, &dp.threads[i]);
     }
     dp_server_wait_ready(dp.nthreads);
-    __atomic_store_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->state, SHM_DP_SERVING, __ATOMIC_RELEASE);
+    shm_dp_row_state_set(&dp.seg, dp.row, SHM_DP_SERVING);
     LOG_INFO("fd-router-dp %d serving with %u thread(s), row %d", getpid(), dp.nthreads, dp.row);
 
     siginfo_t si;
@@ -235,7 +235,7 @@ int main(int argc, char **argv)
         ;
     unsigned drain_secs = drain_secs_of(&si);
     LOG_INFO("fd-router-dp %d: signal %d, draining (up to %u s)", getpid(), si.si_signo, drain_secs);
-    __atomic_store_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->state, SHM_DP_DRAINING, __ATOMIC_RELEASE);
+    shm_dp_row_state_set(&dp.seg, dp.row, SHM_DP_DRAINING);
     uint64_t drain_start = shm_now_ms();
     dp.drain_deadline_ms = drain_start + (uint64_t)drain_secs * 1000;
     __atomic_store_n(&dp.stopping, 1, __ATOMIC_RELEASE);

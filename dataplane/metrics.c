@@ -54,8 +54,8 @@ static const char *const role_label[SHM_ROLE_COUNT] = {"mixed_worker", "prefill_
 static void put_requests_total(out_t *o, const shm_instance_t *in)
 {
     for (int b = 0; b < SHM_STATUS_BUCKETS; b++) {
-        unsigned code = __atomic_load_n(&in->status[b].code, __ATOMIC_ACQUIRE);
-        uint64_t n = __atomic_load_n(&in->status[b].count, __ATOMIC_RELAXED);
+        uint32_t code;
+        uint64_t n = shm_status_load(in, (unsigned)b, &code);
         if (!code || code == SHM_STATUS_TRANSPORT || !n)
             continue; /* transport failures are fd_router_instance_upstream_failures_total */
         put(o, "inference_requests_total{");
@@ -108,48 +108,47 @@ static void put_tokens(out_t *o, const shm_instance_t *in, unsigned slot)
 static void put_healthy(out_t *o, const shm_instance_t *in, unsigned slot)
 {
     (void)slot;
-    int healthy =
-        in->state == SHM_SLOT_LIVE && __atomic_load_n(&in->health, __ATOMIC_RELAXED) == SHM_HEALTH_HEALTHY;
+    int healthy = shm_slot_is_live(in) && shm_slot_health(in) == SHM_HEALTH_HEALTHY;
     put(o, "fd_router_instance_healthy" LABELS " %d\n", in->url, fd_role_name((shm_role_t)in->role), healthy);
 }
 
 /* A counter the data planes add to in the instance's slot. */
-static void put_slot_counter(out_t *o, const char *name, const shm_instance_t *in, const uint64_t *v)
+static void put_slot_counter(out_t *o, const char *name, const shm_instance_t *in, uint64_t v)
 {
-    put(o, "%s" LABELS " %llu\n", name, in->url, fd_role_name((shm_role_t)in->role),
-        (unsigned long long)__atomic_load_n(v, __ATOMIC_RELAXED));
+    put(o, "%s" LABELS " %llu\n", name, in->url, fd_role_name((shm_role_t)in->role), (unsigned long long)v);
 }
 
 static void put_failures(out_t *o, const shm_instance_t *in, unsigned slot)
 {
     (void)slot;
-    put_slot_counter(o, "fd_router_instance_upstream_failures_total", in, &in->failures_total);
+    put_slot_counter(o, "fd_router_instance_upstream_failures_total", in, shm_failures_total(in));
 }
 
 static void put_protocol_errors(out_t *o, const shm_instance_t *in, unsigned slot)
 {
     (void)slot;
-    put_slot_counter(o, "fd_router_instance_upstream_protocol_errors_total", in, &in->protocol_errors_total);
+    put_slot_counter(o, "fd_router_instance_upstream_protocol_errors_total", in,
+                     shm_protocol_errors_total(in));
 }
 
 static const char *const route_name[SHM_ROUTES] = {"/v1/chat/completions", "/v1/completions"};
 
 /* Cumulative buckets at le = 2^k ms: shm bucket 4k holds latencies in (2^(k-1/4), 2^k] ms. */
 static void put_histogram(out_t *o, const char *name, const shm_instance_t *in, unsigned route,
-                          const uint64_t *hist, const uint64_t *sum_ms)
+                          shm_lat_t kind)
 {
     char labels[160];
     snprintf(labels, sizeof labels, "url=\"%s\",role=\"%s\",route=\"%s\"", in->url,
              fd_role_name((shm_role_t)in->role), route_name[route]);
     uint64_t cum = 0;
     for (unsigned b = 0; b < SHM_LAT_BUCKETS; b++) {
-        cum += __atomic_load_n(&hist[b], __ATOMIC_RELAXED);
+        cum += shm_lat_bucket(in, kind, route, b);
         if (b % 4 == 0 && b < SHM_LAT_BUCKETS - 1)
             put(o, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, (double)(1ull << (b / 4)) / 1000.0,
                 (unsigned long long)cum);
     }
     put(o, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
-    put(o, "%s_sum{%s} %.3f\n", name, labels, (double)__atomic_load_n(sum_ms, __ATOMIC_RELAXED) / 1000.0);
+    put(o, "%s_sum{%s} %.3f\n", name, labels, (double)shm_lat_sum_ms(in, kind, route) / 1000.0);
     put(o, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cum);
 }
 
@@ -157,23 +156,21 @@ static void put_ttfb(out_t *o, const shm_instance_t *in, unsigned slot)
 {
     (void)slot;
     for (unsigned r = 0; r < SHM_ROUTES; r++)
-        put_histogram(o, "fd_router_time_to_first_byte_seconds", in, r, in->ttfb_hist[r],
-                      &in->ttfb_sum_ms[r]);
+        put_histogram(o, "fd_router_time_to_first_byte_seconds", in, r, SHM_LAT_TTFB);
 }
 
 static void put_duration(out_t *o, const shm_instance_t *in, unsigned slot)
 {
     (void)slot;
     for (unsigned r = 0; r < SHM_ROUTES; r++)
-        put_histogram(o, "fd_router_request_duration_seconds", in, r, in->total_hist[r],
-                      &in->total_sum_ms[r]);
+        put_histogram(o, "fd_router_request_duration_seconds", in, r, SHM_LAT_TOTAL);
 }
 
 static void put_build_info(out_t *o)
 {
     family(o, "fd_router_build_info", "gauge",
            "1, labelled with the release, this data plane's build and the shared-memory layout");
-    uint64_t build = __atomic_load_n(&shm_dp_row(&dp.seg, (unsigned)dp.row)->version_hash, __ATOMIC_RELAXED);
+    uint64_t build = shm_dp_row_version_hash(shm_dp_row(&dp.seg, (unsigned)dp.row));
     put(o, "fd_router_build_info{version=\"%s\",build=\"%012llx\",layout=\"%u\"} 1\n", FD_ROUTER_VERSION,
         (unsigned long long)(build >> 16), (unsigned)SHM_LAYOUT_VERSION);
 }
@@ -202,9 +199,7 @@ static void put_process(out_t *o)
         put(o, "fd_router_requests_total{outcome=\"%s\"} %llu\n", outcome_name[i],
             (unsigned long long)shm_outcome_total(&dp.seg, (unsigned)i));
     uint64_t now = shm_now_ms();
-    const shm_header_t *h = dp.seg.hdr;
-    uint64_t table = __atomic_load_n(&h->table_updated_ms, __ATOMIC_RELAXED);
-    uint64_t beat = __atomic_load_n(&h->cp_heartbeat_ms, __ATOMIC_RELAXED);
+    uint64_t table = shm_table_updated_ms(&dp.seg), beat = shm_cp_heartbeat_ms(&dp.seg);
     family(o, "fd_router_table_age_seconds", "gauge", "Seconds since the instance table was last published");
     put(o, "fd_router_table_age_seconds %.3f\n", table && now > table ? (double)(now - table) / 1000 : 0.0);
     family(o, "fd_router_control_plane_heartbeat_age_seconds", "gauge",

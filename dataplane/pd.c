@@ -200,8 +200,17 @@ static void pd_start(h2o_req_t *req, pd_req_t *r)
     if (!r->body.has_request_id)
         dp_uuid4(&t->rng, rid);
     dp_access_note_request_id(req, rid);
-    h2o_iovec_t body = dp_pd_body(&req->pool, req->entity, &r->body, shm_instance(&dp.seg, r->p.slot),
-                                  shm_instance(&dp.seg, r->d.slot), rid);
+    /* The selection's read section has ended; what lets us read the pair's metadata now is the
+     * load counter dp_select took on each (shm_slot_pinned): a counted slot is never collected. */
+    const shm_instance_t *pin_p = shm_slot_pinned(&dp.seg, r->p.slot, r->p.generation);
+    const shm_instance_t *pin_d = shm_slot_pinned(&dp.seg, r->d.slot, r->d.generation);
+    if (!pin_p || !pin_d) { /* a held counter rules this out; never read a slot that is not pinned */
+        release_p(r);
+        release_d(r);
+        no_pair(req);
+        return;
+    }
+    h2o_iovec_t body = dp_pd_body(&req->pool, req->entity, &r->body, pin_p, pin_d, rid);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-prefill-url"), 0,
                           "X-Router-Prefill-URL", r->p.url, strlen(r->p.url));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-router-decode-url"), 0,
@@ -232,7 +241,7 @@ int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path)
     pd_req_t *r = h2o_mem_alloc_pool(&req->pool, sizeof(*r));
     memset(r, 0, sizeof(*r));
     r->path = dp_upstream_path(req, upstream_path);
-    bool want_prompt = dp_role_policy(SHM_ROLE_PREFILL)->needs_prompt;
+    bool want_prompt = dp_wants_prompt(SHM_ROLE_PREFILL);
     if (dp_parse_body(&req->pool, req->entity.base, req->entity.len, want_prompt, &r->body) != 0) {
         dp_count_outcome(DP_OUT_BAD_REQUEST);
         dp_send_error(req, 400, "Invalid JSON format");
@@ -243,7 +252,7 @@ int dp_handle_pd_completions(h2o_req_t *req, const char *upstream_path)
         dp_send_model_not_found(req, r->body.model);
         return 0;
     }
-    __atomic_add_fetch(&shm_dp_row(&dp.seg, (unsigned)dp.row)->requests_total, 1, __ATOMIC_RELAXED);
+    shm_dp_count_request(&dp.seg, dp.row);
     if (dp_wants_tokens(SHM_ROLE_PREFILL, &r->body.prompt))
         dp_tokenize(req, &r->body.prompt, on_tokens, r);
     else

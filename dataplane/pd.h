@@ -8,7 +8,7 @@
 #include <h2o.h>
 
 #include "dataplane/request.h"
-#include "shm/layout.h"
+#include "shm/shm.h"
 
 #define DP_UUID_LEN 36
 

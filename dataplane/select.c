@@ -8,16 +8,20 @@
 #include "dataplane/select.h"
 #include "dataplane/tokenizer.h"
 
-const pol_t *dp_role_policy(shm_role_t role)
+/* The configured policy of a role (main.c checks at start that every role has one). */
+static const pol_t *role_policy(shm_role_t role)
 {
-    return pol_get((shm_policy_t)dp.cfg.policy[role]);
+    return pol_get(dp.cfg.policy[role]);
+}
+
+bool dp_wants_prompt(shm_role_t role)
+{
+    return pol_needs(role_policy(role), POL_NEEDS_PROMPT);
 }
 
 bool dp_wants_tokens(shm_role_t role, const pol_prompt_t *prompt)
 {
-    shm_policy_t p = (shm_policy_t)dp.cfg.policy[role];
-    return dp_tokenizer_enabled() && prompt->len &&
-           (p == SHM_POL_CACHE_AWARE || p == SHM_POL_REMOTE_CACHE_AWARE);
+    return dp_tokenizer_enabled() && prompt->len && pol_needs(role_policy(role), POL_NEEDS_TOKENS);
 }
 
 static bool excluded(uint16_t slot, const uint16_t *exclude, size_t n)
@@ -67,7 +71,7 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
                        .prompt = prompt,
                        .rng = &t->rng,
                        .charge = &charge};
-        uint16_t slot = slots[dp_role_policy(role)->select(&c)];
+        uint16_t slot = slots[role_policy(role)->ops->select(&c)];
         copy_choice(shm_instance(&dp.seg, slot), slot, out);
         out->tokens = charge.tokens;
         out->prefill = charge.prefill < charge.tokens ? charge.prefill : charge.tokens;

@@ -15,7 +15,7 @@
 
 #include "dataplane/dp.h"
 #include "dataplane/models.h"
-#include "dataplane/policy/pol.h"
+#include "dataplane/policy/registry.h"
 
 typedef struct {
     uint16_t slot;
@@ -27,8 +27,8 @@ typedef struct {
     char url[SHM_URL_LEN];
 } dp_choice_t;
 
-/* The configured policy for a role (main.c checks at start that every role has one). */
-const pol_t *dp_role_policy(shm_role_t role);
+/* True when the role's policy weighs the prompt: extract it from the body (request.h). */
+bool dp_wants_prompt(shm_role_t role);
 
 /* True when the role's policy weighs the prompt's tokens and a tokenizer service is configured:
  * ask it before selecting (tokenizer.h). */

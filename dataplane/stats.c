@@ -33,7 +33,7 @@ static unsigned route_of(const h2o_req_t *req)
 static shm_instance_t *slot_of(const dp_choice_t *c)
 {
     shm_instance_t *in = shm_instance(&dp.seg, c->slot);
-    return __atomic_load_n(&in->generation, __ATOMIC_ACQUIRE) == c->generation ? in : NULL;
+    return shm_slot_same_generation(in, c->generation) ? in : NULL;
 }
 
 void dp_stats_head(const dp_choice_t *c, h2o_req_t *req)
@@ -43,8 +43,7 @@ void dp_stats_head(const dp_choice_t *c, h2o_req_t *req)
         return;
     uint64_t ms = since_ms(req);
     unsigned r = route_of(req);
-    __atomic_add_fetch(&in->ttfb_hist[r][dp_stats_bucket(ms)], 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&in->ttfb_sum_ms[r], ms, __ATOMIC_RELAXED);
+    shm_lat_add(in, SHM_LAT_TTFB, r, dp_stats_bucket(ms), ms);
 }
 
 void dp_stats_done(const dp_choice_t *c, h2o_req_t *req, dp_outcome_t outcome)
@@ -55,6 +54,5 @@ void dp_stats_done(const dp_choice_t *c, h2o_req_t *req, dp_outcome_t outcome)
         return;
     uint64_t ms = since_ms(req);
     unsigned r = route_of(req);
-    __atomic_add_fetch(&in->total_hist[r][dp_stats_bucket(ms)], 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&in->total_sum_ms[r], ms, __ATOMIC_RELAXED);
+    shm_lat_add(in, SHM_LAT_TOTAL, r, dp_stats_bucket(ms), ms);
 }

@@ -111,20 +111,6 @@ typedef enum {
 #define SHM_PROTO_IPC  1u
 #define SHM_PROTO_RDMA 2u
 
-/* Policies (one file each in dataplane/policy/). */
-typedef enum {
-    SHM_POL_RANDOM = 0,
-    SHM_POL_ROUND_ROBIN,
-    SHM_POL_POWER_OF_TWO,
-    SHM_POL_REQUEST_NUM,
-    SHM_POL_PROCESS_TOKENS,
-    SHM_POL_FD_METRICS_SCORE,
-    SHM_POL_FD_REMOTE_METRICS_SCORE,
-    SHM_POL_CACHE_AWARE,
-    SHM_POL_REMOTE_CACHE_AWARE,
-    SHM_POL_COUNT,
-} shm_policy_t;
-
 /*
  * What the DP needs of the configuration, published by the CP at start (and again when a new
  * CP starts with another configuration). Guarded by hdr.config_seq (seqcount: odd while being
@@ -132,7 +118,7 @@ typedef enum {
  */
 typedef struct {
     uint32_t splitwise;
-    uint32_t policy[SHM_ROLE_COUNT]; /* shm_policy_t for mixed, prefill, decode */
+    uint32_t policy[SHM_ROLE_COUNT]; /* fd_policy_t (common/policies.h) for mixed, prefill, decode */
     double balance_abs_threshold;
     double balance_rel_threshold;
     double hit_ratio_weight;

@@ -380,9 +380,9 @@ static void explain_remote_cache_aware(const pol_ctx_t *c, pol_explain_t *ex)
     explain_scored(c, true, ex);
 }
 
-const pol_t pol_cache_aware = {
-    .name = "cache_aware", .needs_prompt = 1, .select = select_cache_aware, .explain = explain_cache_aware};
-const pol_t pol_remote_cache_aware = {.name = "remote_cache_aware",
-                                      .needs_prompt = 1,
-                                      .select = select_remote_cache_aware,
-                                      .explain = explain_remote_cache_aware};
+const pol_ops_t pol_cache_aware_ops = {.needs = POL_NEEDS_PROMPT | POL_NEEDS_TOKENS | POL_NEEDS_TREE,
+                                       .select = select_cache_aware,
+                                       .explain = explain_cache_aware};
+const pol_ops_t pol_remote_cache_aware_ops = {.needs = POL_NEEDS_PROMPT | POL_NEEDS_TOKENS | POL_NEEDS_TREE,
+                                              .select = select_remote_cache_aware,
+                                              .explain = explain_remote_cache_aware};

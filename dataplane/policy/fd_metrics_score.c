@@ -18,5 +18,4 @@ static size_t select_fd_metrics_score(const pol_ctx_t *c)
     return pol_argmin(c, score, 0);
 }
 
-const pol_t pol_fd_metrics_score = {
-    .name = "fd_metrics_score", .needs_prompt = 0, .select = select_fd_metrics_score};
+const pol_ops_t pol_fd_metrics_score_ops = {.select = select_fd_metrics_score};

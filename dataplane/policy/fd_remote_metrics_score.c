@@ -28,5 +28,4 @@ static size_t select_fd_remote_metrics_score(const pol_ctx_t *c)
     return pol_argmin(c, score, shm_now_ms());
 }
 
-const pol_t pol_fd_remote_metrics_score = {
-    .name = "fd_remote_metrics_score", .needs_prompt = 0, .select = select_fd_remote_metrics_score};
+const pol_ops_t pol_fd_remote_metrics_score_ops = {.select = select_fd_remote_metrics_score};

@@ -1,24 +1,7 @@
 /*
- * dataplane/policy/pol.c - the policy table and helpers shared by several policies.
+ * dataplane/policy/pol.c - helpers shared by several policies (pol.h).
  */
 #include "dataplane/policy/pol.h"
-
-static const pol_t *const table[SHM_POL_COUNT] = {
-    [SHM_POL_RANDOM] = &pol_random,
-    [SHM_POL_ROUND_ROBIN] = &pol_round_robin,
-    [SHM_POL_POWER_OF_TWO] = &pol_power_of_two,
-    [SHM_POL_REQUEST_NUM] = &pol_request_num,
-    [SHM_POL_PROCESS_TOKENS] = &pol_process_tokens,
-    [SHM_POL_FD_METRICS_SCORE] = &pol_fd_metrics_score,
-    [SHM_POL_FD_REMOTE_METRICS_SCORE] = &pol_fd_remote_metrics_score,
-    [SHM_POL_CACHE_AWARE] = &pol_cache_aware,
-    [SHM_POL_REMOTE_CACHE_AWARE] = &pol_remote_cache_aware,
-};
-
-const pol_t *pol_get(shm_policy_t p)
-{
-    return (unsigned)p < SHM_POL_COUNT ? table[p] : NULL;
-}
 
 size_t pol_tie_turn(const pol_ctx_t *c, size_t ntied)
 {
@@ -94,26 +77,8 @@ bool pol_remote_load(const pol_ctx_t *c, size_t i, uint64_t now_ms, uint64_t loc
     return true;
 }
 
-void pol_explain(const pol_t *p, const pol_ctx_t *live, pol_explain_t *ex)
+void pol_explain_random(const pol_ctx_t *c, pol_explain_t *ex)
 {
-    pol_ctx_t dry = *live;
-    dry.dry_run = true;
-    dry.charge = NULL;
-    const pol_ctx_t *c = &dry;
-    for (size_t i = 0; i < c->n; i++) {
-        ex->cand[i].load = pol_inflight(c, i);
-        ex->cand[i].tokens = pol_tokens(c, i);
-    }
-    if (p->explain) {
-        p->explain(c, ex);
-        return;
-    }
-    ex->branch = p->name;
-    if (p == &pol_random || p == &pol_power_of_two) {
-        ex->choice = -1;
-    } else if (p == &pol_round_robin) { /* the next turn, without taking it */
-        ex->choice = (long)(shm_role_turn_peek(c->seg, c->role) % c->n);
-    } else {
-        ex->choice = (long)p->select(c); /* the other policies only read (and rotate ties) */
-    }
+    (void)c;
+    ex->choice = -1;
 }

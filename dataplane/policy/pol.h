@@ -1,5 +1,7 @@
 /*
- * dataplane/policy/pol.h - the interface every selection policy implements, one policy per file.
+ * dataplane/policy/pol.h - the interface every selection policy implements, one policy per file,
+ * and the helpers they share (pol.c). A policy is named in common/policies.h and registered by
+ * that name in registry.c; this header is what writing one needs.
  *
  * A policy receives the candidates (instance slots of one role, in URL order) and the request's
  * features, and returns the index of its choice. Ties between equally good candidates are not
@@ -69,19 +71,23 @@ typedef struct {
     pol_cand_info_t *cand; /* the caller's array, one per candidate */
 } pol_explain_t;
 
+/* What a policy needs of the request before it selects (pol_ops_t.needs). */
+#define POL_NEEDS_PROMPT 1u /* the prompt text (request.c extracts it only then) */
+#define POL_NEEDS_TOKENS 2u /* its token ids, from the tokenizer service when one is configured */
+#define POL_NEEDS_TREE   4u /* the shared prefix tree: it matches and records prompts there */
+
+/* What a policy's file defines, as `const pol_ops_t pol_<name>_ops` (common/policies.h). */
 typedef struct {
-    const char *name;
-    int needs_prompt;
+    unsigned needs;                       /* POL_NEEDS_* */
     size_t (*select)(const pol_ctx_t *c); /* index into c->slots */
-    /* optional: a policy whose decision has more to say than its loads (cache-aware) */
+    /* Fill ex (ex->cand has c->n entries, loads already filled; ex->branch is the policy's
+     * name) with what select would do, changing nothing: c->dry_run is set. NULL: select itself
+     * is a dry run then (it only reads, and rotates ties through pol_tie_turn). */
     void (*explain)(const pol_ctx_t *c, pol_explain_t *ex);
-} pol_t;
+} pol_ops_t;
 
-/* Fill ex (ex->cand has c->n entries) with what policy p would do for c, changing nothing. */
-void pol_explain(const pol_t *p, const pol_ctx_t *c, pol_explain_t *ex);
-
-/* The policy table, indexed by shm_policy_t; NULL entries are not implemented yet. */
-const pol_t *pol_get(shm_policy_t p);
+/* An explain for a policy whose choice is random: there is no choice to predict. */
+void pol_explain_random(const pol_ctx_t *c, pol_explain_t *ex);
 
 static inline uint64_t pol_inflight(const pol_ctx_t *c, size_t i)
 {
@@ -131,8 +137,5 @@ size_t pol_nth_equal(const double *v, size_t n, double x, size_t k);
 /* pol_argmin's usual keys */
 double pol_inflight_key(const pol_ctx_t *c, size_t i, uint64_t unused);
 double pol_tokens_key(const pol_ctx_t *c, size_t i, uint64_t unused);
-
-extern const pol_t pol_random, pol_round_robin, pol_power_of_two, pol_request_num, pol_process_tokens,
-    pol_fd_metrics_score, pol_fd_remote_metrics_score, pol_cache_aware, pol_remote_cache_aware;
 
 #endif

@@ -15,4 +15,4 @@ static size_t select_power_of_two(const pol_ctx_t *c)
     return pol_inflight(c, a) <= pol_inflight(c, b) ? a : b;
 }
 
-const pol_t pol_power_of_two = {.name = "power_of_two", .needs_prompt = 0, .select = select_power_of_two};
+const pol_ops_t pol_power_of_two_ops = {.select = select_power_of_two, .explain = pol_explain_random};

@@ -11,5 +11,4 @@ static size_t select_process_tokens(const pol_ctx_t *c)
     return pol_argmin(c, pol_tokens_key, 0);
 }
 
-const pol_t pol_process_tokens = {
-    .name = "process_tokens", .needs_prompt = 1, .select = select_process_tokens};
+const pol_ops_t pol_process_tokens_ops = {.needs = POL_NEEDS_PROMPT, .select = select_process_tokens};

@@ -9,4 +9,4 @@ static size_t select_random(const pol_ctx_t *c)
     return (size_t)(pol_rand(c->rng) % c->n);
 }
 
-const pol_t pol_random = {.name = "random", .needs_prompt = 0, .select = select_random};
+const pol_ops_t pol_random_ops = {.select = select_random, .explain = pol_explain_random};

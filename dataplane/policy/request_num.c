@@ -9,4 +9,4 @@ static size_t select_request_num(const pol_ctx_t *c)
     return pol_argmin(c, pol_inflight_key, 0);
 }
 
-const pol_t pol_request_num = {.name = "request_num", .needs_prompt = 0, .select = select_request_num};
+const pol_ops_t pol_request_num_ops = {.select = select_request_num};

@@ -7,8 +7,10 @@
 
 static size_t select_round_robin(const pol_ctx_t *c)
 {
-    uint64_t k = shm_role_turn_take((shm_seg_t *)c->seg, c->role);
+    /* a dry run (pol_explain) tells the next turn without taking it */
+    uint64_t k =
+        c->dry_run ? shm_role_turn_peek(c->seg, c->role) : shm_role_turn_take((shm_seg_t *)c->seg, c->role);
     return (size_t)(k % c->n);
 }
 
-const pol_t pol_round_robin = {.name = "round_robin", .needs_prompt = 0, .select = select_round_robin};
+const pol_ops_t pol_round_robin_ops = {.select = select_round_robin};

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataplane/policy/pol.h"
+#include "dataplane/policy/registry.h"
 #include "tests/unit/test_dp_fixture.h"
 #include "shm/radix.h"
 
@@ -55,7 +55,7 @@ static size_t pick_on(dp_fixture_t *f, const uint16_t *sl, const char *prompt, s
                    .prompt = prompt ? &p : NULL,
                    .rng = &rng,
                    .charge = &charge};
-    return pol_cache_aware.select(&c);
+    return pol_cache_aware_ops.select(&c);
 }
 
 static size_t pick_n(const char *prompt, size_t n)
@@ -98,7 +98,7 @@ static void remember(const char *prompt, int i)
         radix_hash_text(RADIX_SEED, prompt, strlen(prompt), cfg.cache_block_size, true, h, RADIX_MAX_BLOCKS);
     shm_instance_t *in = shm_instance(&fx.seg, slots[i]);
     uint32_t stamp = radix_stamp(shm_cache_inflow(&fx.seg, slots[i]));
-    cr_assert_eq(radix_insert(&fx.seg, h, n, slots[i], in->generation, stamp, shm_now_ms(), 0), (long)n);
+    cr_assert_eq(radix_insert(&fx.seg, h, n, slots[i], in->generation, stamp, shm_now_ms()), (long)n);
 }
 
 /* Every candidate's cache inflow raised to the largest, so the content bound holds nobody back. */
@@ -282,10 +282,10 @@ Test(cache_aware, records_older_than_the_instances_capacity_are_misses)
                    .slots = slots,
                    .n = N,
                    .prompt = &(pol_prompt_t){.text = P, .len = strlen(P), .codepoints = strlen(P)}};
-    pol_explain(&pol_cache_aware, &c, &ex);
+    pol_explain(pol_get(FD_POL_CACHE_AWARE), &c, &ex);
     cr_assert_eq(info[2].cached, 0, "evicted by now: C holds nothing of P");
     cfg.instance_cache_tokens = 0;
-    pol_explain(&pol_cache_aware, &c, &ex);
+    pol_explain(pol_get(FD_POL_CACHE_AWARE), &c, &ex);
     cr_assert_eq(info[2].cached, 56, "no capacity known: the record stands");
 }
 

@@ -97,9 +97,9 @@ Test(config, defaults_match_the_reference)
     cr_assert_eq(c.unhealthy_removal_secs, 60);
     cr_assert_eq(c.metrics_poll_interval_secs, 1);
     cr_assert_eq(c.metrics_max_age_secs, 5);
-    cr_assert_eq(c.policy, SHM_POL_REQUEST_NUM);
-    cr_assert_eq(c.prefill_policy, SHM_POL_PROCESS_TOKENS);
-    cr_assert_eq(c.decode_policy, SHM_POL_REQUEST_NUM);
+    cr_assert_eq(c.policy, FD_POL_REQUEST_NUM);
+    cr_assert_eq(c.prefill_policy, FD_POL_PROCESS_TOKENS);
+    cr_assert_eq(c.decode_policy, FD_POL_REQUEST_NUM);
     cr_assert_eq(c.eviction_interval_secs, 60);
     cr_assert_eq(c.eviction_duration_mins, 30);
     cr_assert_eq(c.cache_block_size, 64);
@@ -221,9 +221,9 @@ Test(config, every_key_is_read)
     cr_assert_eq(c.unhealthy_removal_secs, 0);
     cr_assert_eq(c.metrics_poll_interval_secs, 0.5);
     cr_assert_eq(c.metrics_max_age_secs, 2);
-    cr_assert_eq(c.policy, SHM_POL_POWER_OF_TWO);
-    cr_assert_eq(c.prefill_policy, SHM_POL_CACHE_AWARE);
-    cr_assert_eq(c.decode_policy, SHM_POL_FD_REMOTE_METRICS_SCORE);
+    cr_assert_eq(c.policy, FD_POL_POWER_OF_TWO);
+    cr_assert_eq(c.prefill_policy, FD_POL_CACHE_AWARE);
+    cr_assert_eq(c.decode_policy, FD_POL_FD_REMOTE_METRICS_SCORE);
     cr_assert_eq(c.eviction_interval_secs, 30);
     cr_assert_eq(c.eviction_duration_mins, 5);
     cr_assert_eq(c.cache_block_size, 4);
@@ -259,7 +259,7 @@ Test(config, shipped_example_loads)
     fd_config_defaults(&c);
     cr_assert_eq(fd_config_load(&c, path, err, sizeof err), 0, "%s", err);
     cr_assert_eq(c.port, 8080u);
-    cr_assert_eq(c.prefill_policy, SHM_POL_CACHE_AWARE);
+    cr_assert_eq(c.prefill_policy, FD_POL_CACHE_AWARE);
 }
 
 Test(config, go_router_spellings_are_accepted)
@@ -314,7 +314,7 @@ Test(config, null_and_empty_values_keep_defaults)
     cr_assert_eq(c.port, 0u);
     cr_assert_not(c.splitwise);
     cr_assert_str_eq(c.mode, "release");
-    cr_assert_eq(c.policy, SHM_POL_REQUEST_NUM);
+    cr_assert_eq(c.policy, FD_POL_REQUEST_NUM);
     cr_assert_eq(c.cache_block_size, 64);
     cr_assert_str_eq(c.health_check_endpoint, "/health");
 }
@@ -580,13 +580,13 @@ Test(config, unknown_keys_are_warnings)
 
 Test(config, policy_names_round_trip)
 {
-    for (int p = 0; p < SHM_POL_COUNT; p++)
-        cr_assert_eq(fd_policy_from_name(fd_policy_name((shm_policy_t)p)), p);
-    cr_assert_eq(fd_policy_from_name("fd_metrics_score"), SHM_POL_FD_METRICS_SCORE);
-    cr_assert_eq(fd_policy_from_name("remote_cache_aware"), SHM_POL_REMOTE_CACHE_AWARE);
+    for (int p = 0; p < FD_POL_COUNT; p++)
+        cr_assert_eq(fd_policy_from_name(fd_policy_name((fd_policy_t)p)), p);
+    cr_assert_eq(fd_policy_from_name("fd_metrics_score"), FD_POL_FD_METRICS_SCORE);
+    cr_assert_eq(fd_policy_from_name("remote_cache_aware"), FD_POL_REMOTE_CACHE_AWARE);
     cr_assert_eq(fd_policy_from_name("bogus"), -1);
     cr_assert_eq(fd_policy_from_name(NULL), -1);
-    cr_assert_str_eq(fd_policy_name(SHM_POL_COUNT), "unknown");
+    cr_assert_str_eq(fd_policy_name(FD_POL_COUNT), "unknown");
 }
 
 Test(config, shm_view_is_in_ms_and_bytes)
@@ -605,9 +605,9 @@ Test(config, shm_view_is_in_ms_and_bytes)
     memset(&s, 0xab, sizeof s);
     fd_config_to_shm(&c, &s);
     cr_assert_eq(s.splitwise, 1u);
-    cr_assert_eq(s.policy[SHM_ROLE_MIXED], SHM_POL_RANDOM);
-    cr_assert_eq(s.policy[SHM_ROLE_PREFILL], SHM_POL_CACHE_AWARE);
-    cr_assert_eq(s.policy[SHM_ROLE_DECODE], SHM_POL_ROUND_ROBIN);
+    cr_assert_eq(s.policy[SHM_ROLE_MIXED], FD_POL_RANDOM);
+    cr_assert_eq(s.policy[SHM_ROLE_PREFILL], FD_POL_CACHE_AWARE);
+    cr_assert_eq(s.policy[SHM_ROLE_DECODE], FD_POL_ROUND_ROBIN);
     cr_assert_eq(s.connect_timeout_ms, 1500u);
     cr_assert_eq(s.first_byte_timeout_ms, 600000u);
     cr_assert_eq(s.idle_timeout_ms, 300000u);

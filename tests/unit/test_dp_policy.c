@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataplane/policy/pol.h"
+#include "dataplane/policy/registry.h"
 #include "tests/unit/test_dp_fixture.h"
 
 #define N 4
@@ -49,7 +49,7 @@ static void load(int i, int requests, uint64_t tokens)
 TestSuite(policy, .init = setup, .fini = teardown, .timeout = 10);
 
 /* k decisions of policy p on unchanged loads; counts per candidate in seen */
-static void tally(const pol_t *p, int k, int *seen)
+static void tally(const pol_ops_t *p, int k, int *seen)
 {
     pol_ctx_t c = ctx(NULL);
     memset(seen, 0, N * sizeof *seen);
@@ -60,19 +60,19 @@ static void tally(const pol_t *p, int k, int *seen)
 Test(policy, request_num_least_loaded_ties_in_turn)
 {
     int seen[N];
-    tally(&pol_request_num, 4 * N, seen);
+    tally(&pol_request_num_ops, 4 * N, seen);
     for (int i = 0; i < N; i++)
         cr_assert_eq(seen[i], 4, "all idle: each candidate in turn (%d: %d)", i, seen[i]);
     load(0, 3, 0);
     load(1, 1, 0);
     load(2, 1, 0);
     load(3, 2, 0);
-    tally(&pol_request_num, 10, seen);
+    tally(&pol_request_num_ops, 10, seen);
     cr_assert(seen[1] == 5 && seen[2] == 5, "least loaded, the tied 1 and 2 in turn: %d %d", seen[1],
               seen[2]);
     load(1, 1, 0);
     pol_ctx_t c = ctx(NULL);
-    cr_assert_eq(pol_request_num.select(&c), 2);
+    cr_assert_eq(pol_request_num_ops.select(&c), 2);
 }
 
 Test(policy, fd_metrics_score_follows_local_running)
@@ -82,7 +82,7 @@ Test(policy, fd_metrics_score_follows_local_running)
     load(1, 2, 0);
     load(2, 1, 0);
     load(3, 1, 0);
-    tally(&pol_fd_metrics_score, 8, seen);
+    tally(&pol_fd_metrics_score_ops, 8, seen);
     cr_assert(seen[2] == 4 && seen[3] == 4, "the tied 2 and 3 in turn: %d %d", seen[2], seen[3]);
 }
 
@@ -93,30 +93,31 @@ Test(policy, process_tokens_least_tokens)
     load(1, 1, 100);
     load(2, 1, 300);
     load(3, 5, 100);
-    tally(&pol_process_tokens, 6, seen);
+    tally(&pol_process_tokens_ops, 6, seen);
     cr_assert(seen[1] == 3 && seen[3] == 3, "fewest tokens, the tied 1 and 3 in turn: %d %d", seen[1],
               seen[3]);
-    cr_assert(pol_process_tokens.needs_prompt);
+    cr_assert(pol_process_tokens_ops.needs & POL_NEEDS_PROMPT);
 }
 
 Test(policy, dry_run_does_not_rotate)
 {
     pol_ctx_t c = ctx(NULL);
     c.dry_run = true;
-    size_t first = pol_request_num.select(&c);
+    size_t first = pol_request_num_ops.select(&c);
     for (int k = 0; k < 5; k++)
-        cr_assert_eq(pol_request_num.select(&c), first, "a dry run leaves the rotation where it was");
+        cr_assert_eq(pol_request_num_ops.select(&c), first, "a dry run leaves the rotation where it was");
     c.dry_run = false;
-    cr_assert_eq(pol_request_num.select(&c), first, "the live decision takes the turn the dry run showed");
-    cr_assert_neq(pol_request_num.select(&c), first);
+    cr_assert_eq(pol_request_num_ops.select(&c), first,
+                 "the live decision takes the turn the dry run showed");
+    cr_assert_neq(pol_request_num_ops.select(&c), first);
 }
 
 Test(policy, round_robin_cycles_through_all)
 {
     pol_ctx_t c = ctx(NULL);
-    size_t first = pol_round_robin.select(&c);
+    size_t first = pol_round_robin_ops.select(&c);
     for (size_t k = 1; k < 3 * N; k++)
-        cr_assert_eq(pol_round_robin.select(&c), (first + k) % N);
+        cr_assert_eq(pol_round_robin_ops.select(&c), (first + k) % N);
 }
 
 Test(policy, random_spreads_over_every_candidate)
@@ -124,7 +125,7 @@ Test(policy, random_spreads_over_every_candidate)
     pol_ctx_t c = ctx(NULL);
     int seen[N] = {0};
     for (int k = 0; k < 4000; k++)
-        seen[pol_random.select(&c)]++;
+        seen[pol_random_ops.select(&c)]++;
     for (int i = 0; i < N; i++)
         cr_assert(seen[i] > 700 && seen[i] < 1300, "candidate %d chosen %d times of 4000", i, seen[i]);
 }
@@ -135,7 +136,7 @@ Test(policy, power_of_two_never_picks_the_most_loaded)
     load(3, 10, 0);
     int seen[N] = {0};
     for (int k = 0; k < 2000; k++)
-        seen[pol_power_of_two.select(&c)]++;
+        seen[pol_power_of_two_ops.select(&c)]++;
     cr_assert_eq(seen[3], 0, "the most loaded of any pair never wins");
     for (int i = 0; i < 3; i++)
         cr_assert_gt(seen[i], 300);
@@ -145,15 +146,26 @@ Test(policy, single_candidate)
 {
     pol_ctx_t c = ctx(NULL);
     c.n = 1;
-    cr_assert_eq(pol_power_of_two.select(&c), 0);
-    cr_assert_eq(pol_random.select(&c), 0);
-    cr_assert_eq(pol_request_num.select(&c), 0);
+    cr_assert_eq(pol_power_of_two_ops.select(&c), 0);
+    cr_assert_eq(pol_random_ops.select(&c), 0);
+    cr_assert_eq(pol_request_num_ops.select(&c), 0);
 }
 
-Test(policy, table_has_every_issue_two_policy)
+Test(policy, registry_has_every_named_policy)
 {
-    shm_policy_t ps[] = {SHM_POL_RANDOM,      SHM_POL_ROUND_ROBIN,    SHM_POL_POWER_OF_TWO,
-                         SHM_POL_REQUEST_NUM, SHM_POL_PROCESS_TOKENS, SHM_POL_FD_METRICS_SCORE};
-    for (size_t i = 0; i < sizeof(ps) / sizeof(*ps); i++)
-        cr_assert_not_null(pol_get(ps[i]));
+    for (unsigned p = 0; p < FD_POL_COUNT; p++) {
+        const pol_t *pol = pol_get(p);
+        cr_assert_not_null(pol);
+        cr_assert_eq(pol->id, p);
+        cr_assert_str_eq(pol->name, fd_policy_name(p));
+        cr_assert_not_null(pol->ops->select);
+    }
+    cr_assert_null(pol_get(FD_POL_COUNT));
+    cr_assert_eq(pol_get(FD_POL_REQUEST_NUM)->ops, &pol_request_num_ops);
+    /* what a policy needs decides what the data plane prepares before selecting */
+    cr_assert(!pol_needs(pol_get(FD_POL_REQUEST_NUM), POL_NEEDS_PROMPT));
+    cr_assert(pol_needs(pol_get(FD_POL_PROCESS_TOKENS), POL_NEEDS_PROMPT));
+    cr_assert(!pol_needs(pol_get(FD_POL_PROCESS_TOKENS), POL_NEEDS_TOKENS));
+    for (unsigned p = FD_POL_CACHE_AWARE; p <= FD_POL_REMOTE_CACHE_AWARE; p++)
+        cr_assert(pol_needs(pol_get(p), POL_NEEDS_PROMPT | POL_NEEDS_TOKENS | POL_NEEDS_TREE));
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataplane/policy/pol.h"
+#include "dataplane/policy/registry.h"
 #include "tests/unit/test_dp_fixture.h"
 
 #define N       3
@@ -38,7 +38,7 @@ TestSuite(remote_metrics, .init = setup, .fini = teardown, .timeout = 10);
 static size_t choose(void)
 {
     pol_ctx_t c = {.seg = &fx.seg, .cfg = &cfg, .role = SHM_ROLE_MIXED, .slots = slots, .n = N, .rng = &rng};
-    return pol_fd_remote_metrics_score.select(&c);
+    return pol_fd_remote_metrics_score_ops.select(&c);
 }
 
 static void local_load(int i, int requests)
@@ -55,9 +55,10 @@ static void remote(int i, double running, double waiting, int64_t age_ms)
 
 Test(remote_metrics, registered_under_its_name)
 {
-    cr_assert_eq(pol_get(SHM_POL_FD_REMOTE_METRICS_SCORE), &pol_fd_remote_metrics_score);
-    cr_assert_str_eq(pol_fd_remote_metrics_score.name, "fd_remote_metrics_score");
-    cr_assert_eq(pol_fd_remote_metrics_score.needs_prompt, 0);
+    const pol_t *p = pol_get(FD_POL_FD_REMOTE_METRICS_SCORE);
+    cr_assert_eq(p->ops, &pol_fd_remote_metrics_score_ops);
+    cr_assert_str_eq(p->name, "fd_remote_metrics_score");
+    cr_assert(!pol_needs(p, POL_NEEDS_PROMPT));
 }
 
 Test(remote_metrics, fresh_metrics_decide_over_local_counters)
@@ -166,13 +167,13 @@ static pol_explain_t explain_remote(pol_cand_info_t *cand, const char *text)
                    .prompt = &prompt,
                    .rng = &rng};
     pol_explain_t ex = {.cand = cand};
-    pol_explain(&pol_remote_cache_aware, &c, &ex);
+    pol_explain(pol_get(FD_POL_REMOTE_CACHE_AWARE), &c, &ex);
     return ex;
 }
 
 Test(remote_metrics, remote_cache_aware_weighs_remote_running)
 {
-    cr_assert_eq(pol_get(SHM_POL_REMOTE_CACHE_AWARE), &pol_remote_cache_aware);
+    cr_assert_eq(pol_get(FD_POL_REMOTE_CACHE_AWARE)->ops, &pol_remote_cache_aware_ops);
     pol_cand_info_t cand[N];
     cfg.balance_abs_threshold = 1; /* as an operator who set the Go router's test */
     cfg.balance_rel_threshold = 0.2;

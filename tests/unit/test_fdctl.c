@@ -163,7 +163,7 @@ static fdctl_status_t sample_status(void)
                              .requests_total = 42,
                              .started_at_ms = NOW - 5000};
     snprintf(st.shm_name, sizeof st.shm_name, "/fd-router-9000");
-    st.policy[SHM_ROLE_MIXED] = SHM_POL_REQUEST_NUM;
+    st.policy[SHM_ROLE_MIXED] = FD_POL_REQUEST_NUM;
     return st;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "common/policies.h"
 #include "test_shm_util.h"
 
 TestSuite(segment, .init = seg_setup, .fini = seg_teardown, .timeout = 10.0);
@@ -172,9 +173,9 @@ static shm_config_t sample_config(void)
     shm_config_t c;
     memset(&c, 0, sizeof c);
     c.splitwise = 1;
-    c.policy[SHM_ROLE_MIXED] = SHM_POL_ROUND_ROBIN;
-    c.policy[SHM_ROLE_PREFILL] = SHM_POL_CACHE_AWARE;
-    c.policy[SHM_ROLE_DECODE] = SHM_POL_REQUEST_NUM;
+    c.policy[SHM_ROLE_MIXED] = FD_POL_ROUND_ROBIN;
+    c.policy[SHM_ROLE_PREFILL] = FD_POL_CACHE_AWARE;
+    c.policy[SHM_ROLE_DECODE] = FD_POL_REQUEST_NUM;
     c.balance_abs_threshold = 1.5;
     c.hit_ratio_weight = 0.25;
     c.max_body_bytes = 1 << 20;

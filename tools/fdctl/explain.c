@@ -2,7 +2,7 @@
  * tools/fdctl/explain.c - `fdctl explain --body FILE`: what the router would do with that
  * request body right now, without doing it. It parses the body as the data plane does, takes the
  * published candidates of the role that selects first (prefill in splitwise mode, else mixed),
- * and runs the configured policy's dry run (dataplane/policy/pol.h): each candidate's load,
+ * and runs the configured policy's dry run (dataplane/policy/registry.h): each candidate's load,
  * queued work, cached part, predicted cost and why it won or lost (near-best or not, within the
  * bounds or not), the imbalance test's figures and the branch that decided, and the instance
  * that would be chosen. Nothing in shared memory changes:
@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "common/instance_info.h"
-#include "dataplane/policy/pol.h"
+#include "dataplane/policy/registry.h"
 #include "dataplane/request.h"
 #include "tools/fdctl/fdctl.h"
 
@@ -55,9 +55,9 @@ static void print_text(const explain_t *e, const dp_body_t *b)
 {
     printf("role           %s, policy %s\n", fd_role_name(e->role), e->pol->name);
     printf("prompt         %zu code points%s\n", b->prompt.codepoints,
-           e->pol->needs_prompt ? "" : " (not weighed)");
+           pol_needs(e->pol, POL_NEEDS_PROMPT) ? "" : " (not weighed)");
     printf("decided by     %s\n", e->ex.branch);
-    if (e->pol->explain) {
+    if (pol_needs(e->pol, POL_NEEDS_TREE)) {
         printf("blocks         %zu of %u tokens, %zu matched the tree\n", e->ex.blocks,
                e->cfg.cache_block_size, e->ex.matched);
         if (e->cfg.balance_abs_threshold < 0 && e->cfg.balance_rel_threshold < 0)
@@ -77,10 +77,10 @@ static void print_text(const explain_t *e, const dp_body_t *b)
            "WHY");
     for (size_t i = 0; i < e->n; i++) {
         const pol_cand_info_t *c = &e->cand[i];
-        const char *why = !e->pol->explain || e->ex.imbalanced ? ""
-                          : c->eligible                        ? "near-best"
-                          : c->weight                          ? "near-best, over a bound"
-                                                               : "too costly";
+        const char *why = !pol_needs(e->pol, POL_NEEDS_TREE) || e->ex.imbalanced ? ""
+                          : c->eligible                                          ? "near-best"
+                          : c->weight                                            ? "near-best, over a bound"
+                                                                                 : "too costly";
         printf("%s %-42s %8llu %8llu %8llu %5u %11.1f %s\n", (long)i == e->ex.choice ? "*" : " ", e->urls[i],
                (unsigned long long)c->load, (unsigned long long)c->tokens, (unsigned long long)c->cached,
                c->hit, c->score, why);
@@ -159,7 +159,7 @@ static bool setup(explain_t *e, shm_seg_t *seg)
         return false;
     }
     e->role = e->cfg.splitwise ? SHM_ROLE_PREFILL : SHM_ROLE_MIXED;
-    if (!(e->pol = pol_get((shm_policy_t)e->cfg.policy[e->role]))) {
+    if (!(e->pol = pol_get(e->cfg.policy[e->role]))) {
         fprintf(stderr, "fdctl: unknown policy %u in shared memory\n", e->cfg.policy[e->role]);
         return false;
     }
