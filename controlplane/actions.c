@@ -22,7 +22,7 @@
 static bool still_heartbeats(const shm_instance_t *in, uint64_t now_ms, uint64_t *age_ms)
 {
     uint64_t first = in->registered_at_ms;
-    uint64_t last = __atomic_load_n(&in->last_register_ms, __ATOMIC_RELAXED);
+    uint64_t last = shm_slot_last_register_ms(in);
     *age_ms = now_ms > last ? now_ms - last : 0;
     return last > first && *age_ms < HEARTBEAT_WINDOW_MS;
 }

@@ -91,19 +91,15 @@ static struct json_object *status_dps(cp_t *cp)
     struct json_object *arr = json_object_new_array();
     for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
         const shm_dp_row_t *r = shm_dp_row(&cp->seg, i);
-        int32_t pid = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
+        int32_t pid = shm_dp_row_pid(r);
         if (pid == 0)
             continue;
         struct json_object *o = json_object_new_object();
         json_object_object_add(o, "pid", json_object_new_int64(pid));
         json_object_object_add(o, "row", json_object_new_int((int)i));
-        json_object_object_add(
-            o, "state",
-            json_object_new_string(shm_dp_state_name(__atomic_load_n(&r->state, __ATOMIC_RELAXED))));
+        json_object_object_add(o, "state", json_object_new_string(shm_dp_state_name(shm_dp_row_state(r))));
         json_object_object_add(o, "started_at_ms", json_object_new_int64((int64_t)r->started_at_ms));
-        json_object_object_add(
-            o, "requests_total",
-            json_object_new_int64((int64_t)__atomic_load_n(&r->requests_total, __ATOMIC_RELAXED)));
+        json_object_object_add(o, "requests_total", json_object_new_int64((int64_t)shm_dp_row_requests(r)));
         json_object_array_add(arr, o);
     }
     return arr;

@@ -252,7 +252,7 @@ static void apply_drain(cp_etcd_t *e, ent_t *en)
     if (s < 0)
         return;
     const shm_instance_t *in = shm_instance(&e->cp->seg, (unsigned)s);
-    if ((__atomic_load_n(&in->drained, __ATOMIC_ACQUIRE) != 0) != en->drained) {
+    if (shm_slot_drained(in) != en->drained) {
         cp_registry_set_drained(e->cp, (unsigned)s, en->drained);
         LOG_INFO("Instance %s %s (fleet operator state in etcd)", en->url,
                  en->drained ? "drained" : "undrained");
@@ -280,8 +280,7 @@ static void apply_put(cp_etcd_t *e, ent_t *en)
     bool fresh = en->fresh;
     en->fresh = false;
     if (s < 0 || !cp_info_matches_slot(&info, shm_instance(&cp->seg, (unsigned)s))) {
-        shm_health_t h = s >= 0  ? (shm_health_t)__atomic_load_n(&shm_instance(&cp->seg, (unsigned)s)->health,
-                                                                 __ATOMIC_ACQUIRE)
+        shm_health_t h = s >= 0  ? (shm_health_t)shm_slot_health(shm_instance(&cp->seg, (unsigned)s))
                          : fresh ? SHM_HEALTH_HEALTHY
                                  : SHM_HEALTH_UNKNOWN;
         cp_upsert_kind_t kind;
@@ -475,7 +474,7 @@ static void range_done(cp_etcd_t *e, struct json_object *res)
     /* a reused segment (a restarted CP): what etcd does not know and nobody registers here */
     for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++) {
         const shm_instance_t *in = shm_instance(&cp->seg, s);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
+        if (!shm_slot_is_live(in))
             continue;
         ent_t *en = ent_find(e, in->url, false);
         if (en == NULL) {
@@ -1068,8 +1067,7 @@ struct json_object *cp_etcd_status_json(const cp_t *cp)
             continue;
         in_etcd++;
         int s = shm_slot_find(&cp->seg, en->url);
-        uint32_t h =
-            s >= 0 ? __atomic_load_n(&shm_instance(&cp->seg, (unsigned)s)->health, __ATOMIC_ACQUIRE) : 0;
+        uint32_t h = s >= 0 ? shm_slot_health(shm_instance(&cp->seg, (unsigned)s)) : 0;
         if (s >= 0 && h == SHM_HEALTH_HEALTHY)
             continue;
         struct json_object *d = json_object_new_object();

@@ -60,8 +60,8 @@ static bool should_remove(cp_t *cp, const shm_instance_t *in, uint64_t now)
     if (cp->cfg.unhealthy_removal_secs < 0)
         return false;
     uint64_t removal_ms = (uint64_t)(cp->cfg.unhealthy_removal_secs * 1000.0);
-    return cp_health_expired(__atomic_load_n(&in->health, __ATOMIC_ACQUIRE), cp_static_has(cp, in->url),
-                             in->unhealthy_since_ms, now, removal_ms);
+    return cp_health_expired(shm_slot_health(in), cp_static_has(cp, in->url), in->unhealthy_since_ms, now,
+                             removal_ms);
 }
 
 static void remove_instance(cp_t *cp, unsigned slot, const shm_instance_t *in)
@@ -77,8 +77,7 @@ static void apply_result(cp_t *cp, unsigned slot, shm_instance_t *in, const cp_p
     in->last_check_ms = now;
     if (!res->ok)
         snprintf(in->last_error, sizeof(in->last_error), "%s", res->error);
-    cp_health_state_t st = {__atomic_load_n(&in->health, __ATOMIC_ACQUIRE), in->consecutive_ok,
-                            in->consecutive_fail};
+    cp_health_state_t st = {shm_slot_health(in), in->consecutive_ok, in->consecutive_fail};
     uint32_t before = st.health;
     cp_health_change_t ch = cp_health_step(&st, res->ok, threshold(cp->cfg.health_success_threshold),
                                            threshold(cp->cfg.health_failure_threshold));
@@ -110,7 +109,7 @@ static void on_tick(cp_timer_t *t)
     uint64_t now = shm_now_ms();
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
+        if (!shm_slot_is_live(in))
             continue;
         if (should_remove(cp, in, now))
             remove_instance(cp, i, in);

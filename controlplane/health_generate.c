@@ -85,7 +85,7 @@ void cp_health_generate(cp_t *cp, h2o_req_t *req)
     job->targets = h2o_mem_alloc_pool(&req->pool, sizeof(*job->targets) * SHM_MAX_INSTANCES);
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         const shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (in->state != SHM_SLOT_LIVE || in->role == SHM_ROLE_MIXED)
+        if (!shm_slot_is_live(in) || in->role == SHM_ROLE_MIXED)
             continue;
         hg_target_t *t = job->targets + job->n++;
         *t = (hg_target_t){.job = job, .role = (shm_role_t)in->role};
@@ -99,7 +99,7 @@ void cp_health_generate(cp_t *cp, h2o_req_t *req)
     job->pending = job->n;
     for (size_t k = 0, i = 0; i < SHM_MAX_INSTANCES && k < job->n; i++) {
         const shm_instance_t *in = shm_instance(&cp->seg, (unsigned)i);
-        if (in->state != SHM_SLOT_LIVE || in->role == SHM_ROLE_MIXED)
+        if (!shm_slot_is_live(in) || in->role == SHM_ROLE_MIXED)
             continue;
         hg_target_t *t = job->targets + k++;
         t->probe =

@@ -16,7 +16,7 @@
 static void on_tick(cp_timer_t *t)
 {
     cp_t *cp = t->data;
-    __atomic_store_n(&cp->seg.hdr->cp_heartbeat_ms, shm_now_ms(), __ATOMIC_RELEASE);
+    shm_cp_heartbeat(&cp->seg, shm_now_ms());
     int reaped = shm_reap_dead(&cp->seg);
     if (reaped > 0)
         LOG_INFO("Released the load counters of %d dead data-plane process(es)", reaped);

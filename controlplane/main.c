@@ -129,7 +129,7 @@ static bool dp_alive(const shm_seg_t *seg)
 {
     for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
         const shm_dp_row_t *r = shm_dp_row(seg, i);
-        if (r->pid > 0 && shm_proc_alive(r->pid, r->start_time))
+        if (shm_dp_row_pid(r) > 0 && shm_proc_alive(shm_dp_row_pid(r), shm_dp_row_start_time(r)))
             return true;
     }
     return false;
@@ -195,9 +195,8 @@ static int open_shm(cp_t *cp, shm_open_result_t *how)
         return -1;
     }
     LOG_INFO("Shared memory %s: %s", cp->shm_name, open_result_name(*how));
-    shm_header_t *h = cp->seg.hdr;
-    int32_t owner = __atomic_load_n(&h->cp_pid, __ATOMIC_ACQUIRE);
-    if (owner != 0 && owner != getpid() && shm_proc_alive(owner, h->cp_start_time)) {
+    int32_t owner = shm_cp_pid(&cp->seg);
+    if (owner != 0 && owner != getpid() && shm_proc_alive(owner, shm_cp_start_time(&cp->seg))) {
         LOG_ERROR("Failed to start: shared memory %s belongs to a running control plane (pid %d)",
                   cp->shm_name, (int)owner);
         shm_detach(&cp->seg);
@@ -206,11 +205,7 @@ static int open_shm(cp_t *cp, shm_open_result_t *how)
     shm_config_publish(&cp->seg, &sc);
     cp->start_time = shm_proc_start_time(getpid());
     cp->started_at_ms = shm_now_ms();
-    h->cp_start_time = cp->start_time;
-    h->cp_started_at_ms = cp->started_at_ms;
-    h->listen_port = cp->port;
-    __atomic_store_n(&h->cp_heartbeat_ms, cp->started_at_ms, __ATOMIC_RELEASE);
-    __atomic_store_n(&h->cp_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    shm_cp_claim(&cp->seg, (int32_t)getpid(), cp->start_time, cp->started_at_ms, cp->port);
     return 0;
 }
 
@@ -222,7 +217,7 @@ static void mark_stale_unknown(cp_t *cp)
     int ok = cp->cfg.health_success_threshold, fail = cp->cfg.health_failure_threshold;
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
+        if (!shm_slot_is_live(in))
             continue;
         cp_registry_set_health(cp, i, SHM_HEALTH_UNKNOWN, now);
         in->consecutive_ok = ok > 1 ? (uint32_t)ok - 1 : 0;
@@ -367,8 +362,7 @@ static void shutdown_cp(cp_t *cp)
         close(cp->listen_fd);
     cp->listen_fd = -1;
     if (cp->seg.hdr != NULL) {
-        int32_t me = getpid();
-        __atomic_compare_exchange_n(&cp->seg.hdr->cp_pid, &me, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+        shm_cp_release(&cp->seg, (int32_t)getpid());
         shm_detach(&cp->seg);
     }
 }

@@ -229,12 +229,12 @@ static void on_tick(cp_timer_t *t)
     cp_t *cp = t->data;
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE) {
+        if (!shm_slot_is_live(in)) {
             cp_slot_job_forget(&cp->metrics.jobs, i); /* retired: its answer no longer matters */
             cp->metrics.failing[i].active = false;
             continue;
         }
-        if (cp_slot_job_running(&cp->metrics.jobs, i, in->generation))
+        if (cp_slot_job_running(&cp->metrics.jobs, i, shm_slot_generation_of(in)))
             continue; /* still running: never two polls of one instance at once */
         cp_slot_job_forget(&cp->metrics.jobs, i);
         cp_slot_job_start(&cp->metrics.jobs, i, in, in->metrics_port ? in->metrics_port : in->port,

@@ -210,15 +210,16 @@ static void on_tick(cp_timer_t *t)
     uint64_t now = fd_mono_ms();
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE) {
+        if (!shm_slot_is_live(in)) {
             cp_slot_job_forget(&cp->models.jobs, i); /* retired: its answer no longer matters */
             cp->models.slot[i].seen = false;
             continue;
         }
-        if (!cp->models.slot[i].seen || cp->models.slot[i].generation != in->generation) {
+        uint32_t generation = shm_slot_generation_of(in);
+        if (!cp->models.slot[i].seen || cp->models.slot[i].generation != generation) {
             cp_slot_job_forget(&cp->models.jobs, i); /* a new instance in this slot: poll it now */
             cp->models.slot[i].seen = true;
-            cp->models.slot[i].generation = in->generation;
+            cp->models.slot[i].generation = generation;
             cp->models.slot[i].last = LAST_NONE;
             cp->models.slot[i].due_ms = 0;
         }

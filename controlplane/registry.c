@@ -52,21 +52,15 @@ bool cp_info_matches_slot(const fd_instance_info_t *info, const shm_instance_t *
     return cp_slot_same_identity(&tmp, slot);
 }
 
-static uint32_t load_u32(const uint32_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
 int cp_registry_heartbeat(cp_t *cp, const fd_instance_info_t *info)
 {
     int s = shm_slot_find(&cp->seg, info->url);
     if (s < 0)
         return -1;
     shm_instance_t *in = shm_instance(&cp->seg, (unsigned)s);
-    if (load_u32(&in->state) != SHM_SLOT_LIVE || load_u32(&in->health) != SHM_HEALTH_HEALTHY ||
-        !cp_info_matches_slot(info, in))
+    if (!shm_slot_is_live(in) || shm_slot_health(in) != SHM_HEALTH_HEALTHY || !cp_info_matches_slot(info, in))
         return -1;
-    __atomic_store_n(&in->last_register_ms, shm_now_ms(), __ATOMIC_RELAXED);
+    shm_slot_heartbeat(in, shm_now_ms());
     return s;
 }
 
@@ -83,8 +77,8 @@ static void publish(cp_t *cp)
 
 static void apply_health(cp_t *cp, shm_instance_t *in, shm_health_t health, uint64_t now)
 {
-    uint32_t old = load_u32(&in->health);
-    __atomic_store_n(&in->health, (uint32_t)health, __ATOMIC_RELEASE);
+    uint32_t old = shm_slot_health(in);
+    shm_slot_health_set(in, (uint32_t)health);
     if (health == SHM_HEALTH_HEALTHY) {
         in->unhealthy_since_ms = 0;
         in->consecutive_ok =
@@ -108,9 +102,9 @@ static int insert_new(cp_t *cp, const fd_instance_info_t *info, shm_health_t hea
     in->registered_at_ms = now;
     in->last_register_ms = now;
     in->role = (uint32_t)info->role;
-    __atomic_store_n(&in->health, (uint32_t)SHM_HEALTH_UNKNOWN, __ATOMIC_RELAXED);
+    shm_slot_health_set(in, (uint32_t)SHM_HEALTH_UNKNOWN);
     apply_health(cp, in, health, now);
-    __atomic_store_n(&in->state, (uint32_t)SHM_SLOT_LIVE, __ATOMIC_RELEASE);
+    shm_slot_publish_live(in);
     return s;
 }
 
@@ -128,7 +122,7 @@ static void update_in_place(cp_t *cp, shm_instance_t *in, const fd_instance_info
                             uint64_t now)
 {
     fd_instance_to_slot(info, in);
-    __atomic_store_n(&in->role, (uint32_t)info->role, __ATOMIC_RELEASE);
+    shm_slot_role_set(in, (uint32_t)info->role);
     in->last_register_ms = now;
     shm_metrics_invalidate(in);
     apply_health(cp, in, health, now);
@@ -151,7 +145,7 @@ int cp_registry_upsert(cp_t *cp, const fd_instance_info_t *info, shm_health_t he
         *kind = CP_UPSERT_KEPT;
         if (!keep_existing) {
             *kind = CP_UPSERT_REFRESHED;
-            bool was = load_u32(&in->health) == SHM_HEALTH_HEALTHY;
+            bool was = shm_slot_health(in) == SHM_HEALTH_HEALTHY;
             apply_health(cp, in, health, now);
             if (was != (health == SHM_HEALTH_HEALTHY))
                 publish(cp);
@@ -179,7 +173,7 @@ void cp_registry_set_health(cp_t *cp, unsigned slot, shm_health_t health, uint64
         return;
     }
     shm_instance_t *in = shm_instance(&cp->seg, slot);
-    bool was = load_u32(&in->health) == SHM_HEALTH_HEALTHY;
+    bool was = shm_slot_health(in) == SHM_HEALTH_HEALTHY;
     apply_health(cp, in, health, now_ms);
     if (was != (health == SHM_HEALTH_HEALTHY))
         publish(cp);
@@ -193,7 +187,7 @@ void cp_registry_retire(cp_t *cp, unsigned slot)
         return;
     }
     shm_instance_t *in = shm_instance(&cp->seg, slot);
-    if (load_u32(&in->state) == SHM_SLOT_LIVE) {
+    if (shm_slot_is_live(in)) {
         shm_slot_retire(&cp->seg, slot, shm_now_ms());
         cp_health_forget(cp, slot);
         publish(cp);
@@ -206,8 +200,8 @@ int cp_registry_set_drained(cp_t *cp, unsigned slot, bool drained)
     if (shm_wlock(&cp->seg) != 0)
         return -1;
     shm_instance_t *in = shm_instance(&cp->seg, slot);
-    if (load_u32(&in->drained) != (uint32_t)drained) {
-        __atomic_store_n(&in->drained, (uint32_t)drained, __ATOMIC_RELEASE);
+    if (shm_slot_drained(in) != drained) {
+        shm_slot_drained_set(in, drained);
         publish(cp);
     }
     shm_wunlock(&cp->seg);
@@ -231,7 +225,7 @@ unsigned cp_registry_live_count(const cp_t *cp)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
-        if (load_u32(&shm_instance(&cp->seg, i)->state) == SHM_SLOT_LIVE)
+        if (shm_slot_is_live(shm_instance(&cp->seg, i)))
             n++;
     return n;
 }

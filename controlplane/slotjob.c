@@ -20,18 +20,13 @@ struct cp_slot_job {
 void cp_slot_ident_take(cp_slot_ident_t *id, unsigned slot, const shm_instance_t *in)
 {
     id->slot = slot;
-    id->generation = in->generation;
+    id->generation = shm_slot_generation_of(in);
     snprintf(id->url, sizeof(id->url), "%s", in->url);
 }
 
 shm_instance_t *cp_slot_ident_live(const shm_seg_t *seg, const cp_slot_ident_t *id)
 {
-    shm_instance_t *in = shm_instance(seg, id->slot);
-    return shm_slot_state(seg, id->slot) == SHM_SLOT_LIVE &&
-                   shm_slot_generation(seg, id->slot) == id->generation &&
-                   strncmp(in->url, id->url, SHM_URL_LEN) == 0
-               ? in
-               : NULL;
+    return shm_slot_still(seg, id->slot, id->generation, id->url) ? shm_instance(seg, id->slot) : NULL;
 }
 
 static fd_log_limit_t protocol_log[SHM_MAX_INSTANCES]; /* per slot: one line a second */

@@ -47,8 +47,7 @@ static json_object *entry(const cp_t *cp, const shm_instance_t *in)
     fd_instance_info_t info;
     fd_instance_from_slot(in, &info);
     json_object *o = fd_instance_to_json(&info);
-    json_object_object_add(o, "drained",
-                           json_object_new_boolean(__atomic_load_n(&in->drained, __ATOMIC_ACQUIRE)));
+    json_object_object_add(o, "drained", json_object_new_boolean(shm_slot_drained(in)));
     json_object_object_add(o, "static", json_object_new_boolean(cp_static_has(cp, in->url)));
     return o;
 }
@@ -81,11 +80,11 @@ static int write_file(const char *path, const char *text, size_t len)
 
 void cp_snapshot_write(cp_t *cp)
 {
-    uint64_t table = __atomic_load_n(&cp->seg.hdr->table_updated_ms, __ATOMIC_ACQUIRE);
+    uint64_t table = shm_table_updated_ms(&cp->seg);
     json_object *items = json_object_new_array();
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         const shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) == SHM_SLOT_LIVE && in->role < SHM_ROLE_COUNT)
+        if (shm_slot_is_live(in) && in->role < SHM_ROLE_COUNT)
             json_object_array_add(items, entry(cp, in));
     }
     json_object *o = json_object_new_object();
@@ -105,7 +104,7 @@ void cp_snapshot_write(cp_t *cp)
 static void on_tick(cp_timer_t *t)
 {
     cp_t *cp = t->data;
-    if (__atomic_load_n(&cp->seg.hdr->table_updated_ms, __ATOMIC_ACQUIRE) != g_written_table_ms)
+    if (shm_table_updated_ms(&cp->seg) != g_written_table_ms)
         cp_snapshot_write(cp);
 }
 

@@ -67,7 +67,7 @@ static void on_tick(cp_timer_t *t)
     uint64_t total = 0;
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         const shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (__atomic_load_n(&in->state, __ATOMIC_ACQUIRE) != SHM_SLOT_LIVE)
+        if (!shm_slot_is_live(in))
             continue;
         /* the CP alone frees slots, and not while this runs: the URL stays put */
         workers[n] = (stats_worker_t){.url = in->url, .running = shm_inflight(&cp->seg, i)};

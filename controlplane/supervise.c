@@ -130,13 +130,13 @@ void cp_dp_find_orphans(cp_t *cp, cp_orphans_t *out)
     unsigned n = 0;
     for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
         const shm_dp_row_t *r = shm_dp_row(&cp->seg, i);
-        pid_t pid = __atomic_load_n(&r->pid, __ATOMIC_ACQUIRE);
-        if (pid <= 0 || pid == getpid() ||
-            !shm_proc_alive(pid, __atomic_load_n(&r->start_time, __ATOMIC_ACQUIRE)) || listen_fd_of(pid) < 0)
+        pid_t pid = shm_dp_row_pid(r);
+        if (pid <= 0 || pid == getpid() || !shm_proc_alive(pid, shm_dp_row_start_time(r)) ||
+            listen_fd_of(pid) < 0)
             continue;
         rows[n].pid = pid;
-        rows[n].state = __atomic_load_n(&r->state, __ATOMIC_ACQUIRE);
-        rows[n].started_at_ms = __atomic_load_n(&r->started_at_ms, __ATOMIC_RELAXED);
+        rows[n].state = shm_dp_row_state(r);
+        rows[n].started_at_ms = shm_dp_row_started_at_ms(r);
         n++;
     }
     cp_dp_classify(rows, n, out);

@@ -93,8 +93,8 @@ static bool row_serving(cp_t *cp, pid_t pid)
 {
     for (unsigned i = 0; i < SHM_MAX_DPS; i++) {
         const shm_dp_row_t *r = shm_dp_row(&cp->seg, i);
-        if (__atomic_load_n(&r->pid, __ATOMIC_ACQUIRE) == pid)
-            return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == SHM_DP_SERVING;
+        if (shm_dp_row_pid(r) == pid)
+            return shm_dp_row_state(r) == SHM_DP_SERVING;
     }
     return false;
 }
