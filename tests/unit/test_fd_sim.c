@@ -8,7 +8,13 @@
 #include <json-c/json.h>
 #include <string.h>
 
-#include "tools/fd-sim/sim.h"
+#include "tools/fd-sim/abort.h"
+#include "tools/fd-sim/args.h"
+#include "tools/fd-sim/body.h"
+#include "tools/fd-sim/fault.h"
+#include "tools/fd-sim/gen.h"
+#include "tools/fd-sim/pd.h"
+#include "tools/fd-sim/state.h"
 
 /* ---- helpers ---- */
 
@@ -508,6 +514,11 @@ static int control(int (*fn)(sim_state_t *, const char *, size_t, char *, size_t
     return fn(&st, body, strlen(body), err, 256);
 }
 
+static int set_fail(const char *body, char *err)
+{
+    return sim_fault_set(&st.fault, body, strlen(body), err, 256);
+}
+
 Test(state, stats_and_last_request, .init = state_setup, .fini = state_teardown)
 {
     json_object *o = stats();
@@ -523,8 +534,8 @@ Test(state, stats_and_last_request, .init = state_setup, .fini = state_teardown)
     json_object_object_add(h, "x-request-id", json_object_new_string("abc"));
     const char body[] = "{\"messages\":[],\"note\":\"a\\\"b\"}";
     sim_state_record(&st, "/v1/chat/completions?x", 20, body, sizeof(body) - 1, h);
-    atomic_fetch_add(&st.requests, 2);
-    atomic_fetch_add(&st.cancelled, 1);
+    st.requests += 2;
+    st.cancelled++;
     o = stats();
     cr_assert_str_eq(str_field(o, "last_body"), body, "the body comes back verbatim as a string");
     cr_assert_str_eq(str_field(o, "last_path"), "/v1/chat/completions");
@@ -545,58 +556,57 @@ Test(state, fail_modes, .init = state_setup, .fini = state_teardown)
 {
     char err[256];
     sim_fail_t f;
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_NONE);
 
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\",\"status\":429,\"count\":2}", err), 0,
-                 "%s", err);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_STATUS);
+    cr_assert_eq(set_fail("{\"mode\":\"status\",\"status\":429,\"count\":2}", err), 0, "%s", err);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_STATUS);
     cr_assert_eq(f.status, 429);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_STATUS);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE, "count consumed");
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_STATUS);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_NONE, "count consumed");
 
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\"}", err), 0);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_STATUS);
+    cr_assert_eq(set_fail("{\"mode\":\"status\"}", err), 0);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_STATUS);
     cr_assert_eq(f.status, 503, "default status");
 
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"hang_before_head\"}", err), 0);
+    cr_assert_eq(set_fail("{\"mode\":\"hang_before_head\"}", err), 0);
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_HANG_BEFORE_HEAD, "no count: until reset");
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"close_before_head\",\"count\":1}", err), 0);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_CLOSE_BEFORE_HEAD);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE);
+        cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_HANG_BEFORE_HEAD, "no count: until reset");
+    cr_assert_eq(set_fail("{\"mode\":\"close_before_head\",\"count\":1}", err), 0);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_CLOSE_BEFORE_HEAD);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_NONE);
 
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"hang_before_head\"}", err), 0);
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"none\"}", err), 0);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE);
+    cr_assert_eq(set_fail("{\"mode\":\"hang_before_head\"}", err), 0);
+    cr_assert_eq(set_fail("{\"mode\":\"none\"}", err), 0);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_NONE);
 
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"explode\"}", err), -1);
-    cr_assert_eq(control(sim_state_set_fail, "{}", err), -1);
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\",\"status\":99}", err), -1);
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\",\"status\":\"503\"}", err), -1);
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"status\",\"count\":0}", err), -1);
-    cr_assert_eq(control(sim_state_set_fail, "not json", err), -1);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE, "rejected bodies change nothing");
+    cr_assert_eq(set_fail("{\"mode\":\"explode\"}", err), -1);
+    cr_assert_eq(set_fail("{}", err), -1);
+    cr_assert_eq(set_fail("{\"mode\":\"status\",\"status\":99}", err), -1);
+    cr_assert_eq(set_fail("{\"mode\":\"status\",\"status\":\"503\"}", err), -1);
+    cr_assert_eq(set_fail("{\"mode\":\"status\",\"count\":0}", err), -1);
+    cr_assert_eq(set_fail("not json", err), -1);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_NONE, "rejected bodies change nothing");
 }
 
 Test(state, health_toggle, .init = state_setup, .fini = state_teardown)
 {
     char err[256];
     cr_assert_eq(control(sim_state_set_health, "{\"healthy\":false}", err), 0);
-    cr_assert_not(atomic_load(&st.healthy));
+    cr_assert_not(st.healthy);
     json_object *o = stats();
     cr_assert_not(json_object_get_boolean(field(o, "healthy")));
     json_object_put(o);
     cr_assert_eq(control(sim_state_set_health, "{\"healthy\":true}", err), 0);
-    cr_assert(atomic_load(&st.healthy));
+    cr_assert(st.healthy);
     cr_assert_eq(control(sim_state_set_health, "{\"healthy\":0}", err), -1);
     cr_assert_eq(control(sim_state_set_health, "{}", err), -1);
-    cr_assert(atomic_load(&st.healthy));
+    cr_assert(st.healthy);
 }
 
 Test(state, metrics_follow_inflight_and_overrides, .init = state_setup, .fini = state_teardown)
 {
     char buf[1024], err[256];
-    atomic_store(&st.inflight, 3);
+    st.inflight = 3;
     sim_state_metrics_text(&st, NULL, buf, sizeof(buf));
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 3\n") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_waiting 0\n") != NULL, "%s", buf);
@@ -940,7 +950,7 @@ Test(pd, abort_bodies)
 Test(state, records_request_id_and_disaggregate_info, .init = state_setup, .fini = state_teardown)
 {
     sim_state_record_pd(&st, "12345", "{\"prefill_ip\":\"a\",\"decode_tp_size\":1}");
-    atomic_fetch_add(&st.aborted, 2);
+    st.aborted += 2;
     json_object *o = stats();
     cr_assert_eq(int_field(o, "last_request_id"), 12345, "back as the JSON value it was");
     cr_assert_str_eq(str_field(field(o, "last_disaggregate_info"), "prefill_ip"), "a");
@@ -964,16 +974,14 @@ Test(state, die_mid_stream, .init = state_setup, .fini = state_teardown)
 {
     char err[256];
     sim_fail_t f;
-    cr_assert_eq(
-        control(sim_state_set_fail, "{\"mode\":\"die_mid_stream\",\"after_chunks\":3,\"count\":1}", err), 0,
-        "%s", err);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_DIE_MID_STREAM);
+    cr_assert_eq(set_fail("{\"mode\":\"die_mid_stream\",\"after_chunks\":3,\"count\":1}", err), 0, "%s", err);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_DIE_MID_STREAM);
     cr_assert_eq(f.after_chunks, 3);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_NONE);
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"die_mid_stream\"}", err), 0);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_DIE_MID_STREAM);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_NONE);
+    cr_assert_eq(set_fail("{\"mode\":\"die_mid_stream\"}", err), 0);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_DIE_MID_STREAM);
     cr_assert_eq(f.after_chunks, 0, "default: right after the head");
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"die_mid_stream\",\"after_chunks\":-1}", err), -1);
+    cr_assert_eq(set_fail("{\"mode\":\"die_mid_stream\",\"after_chunks\":-1}", err), -1);
 }
 
 /* Which of n requests fail under the current error_rate setting, as a bit string. */
@@ -981,47 +989,45 @@ static void draws(int n, char *out)
 {
     sim_fail_t f;
     for (int i = 0; i < n; i++)
-        out[i] = sim_state_take_fail(&st, &f) == SIM_FAIL_STATUS ? '1' : '0';
+        out[i] = sim_fault_take(&st.fault, &f) == SIM_FAIL_STATUS ? '1' : '0';
     out[n] = '\0';
 }
 
 Test(state, error_rate_is_seeded, .init = state_setup, .fini = state_teardown)
 {
     char err[256], a[1001], b[1001], c[1001];
-    cr_assert_eq(
-        control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0.1,\"status\":500}", err), 0,
-        "%s", err);
+    cr_assert_eq(set_fail("{\"mode\":\"error_rate\",\"error_rate\":0.1,\"status\":500}", err), 0, "%s", err);
     draws(1000, a);
     int failures = 0;
     for (int i = 0; i < 1000; i++)
         failures += a[i] == '1';
     cr_assert(failures > 60 && failures < 140, "about 10%% fail: %d of 1000", failures);
     sim_fail_t f;
-    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":1}", err);
-    cr_assert_eq(sim_state_take_fail(&st, &f), SIM_FAIL_STATUS);
+    set_fail("{\"mode\":\"error_rate\",\"error_rate\":1}", err);
+    cr_assert_eq(sim_fault_take(&st.fault, &f), SIM_FAIL_STATUS);
     cr_assert_eq(f.status, 503, "default status");
 
-    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0.1,\"status\":500}", err);
+    set_fail("{\"mode\":\"error_rate\",\"error_rate\":0.1,\"status\":500}", err);
     draws(1000, b);
     cr_assert_str_eq(a, b, "setting the mode again restarts the draws from --seed");
-    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0.1,\"seed\":8}", err);
+    set_fail("{\"mode\":\"error_rate\",\"error_rate\":0.1,\"seed\":8}", err);
     draws(1000, c);
     cr_assert_str_neq(a, c, "another seed, other draws");
 
     sim_state_destroy(&st);
     sim_state_init(&st, "sim-t", 8);
-    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0.1}", err);
+    set_fail("{\"mode\":\"error_rate\",\"error_rate\":0.1}", err);
     draws(1000, b);
     cr_assert_str_eq(b, c, "--seed 8 and \"seed\":8 agree");
 
-    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":0}", err);
+    set_fail("{\"mode\":\"error_rate\",\"error_rate\":0}", err);
     draws(200, b);
     cr_assert_null(strchr(b, '1'), "rate 0: never");
-    control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":1,\"count\":3}", err);
+    set_fail("{\"mode\":\"error_rate\",\"error_rate\":1,\"count\":3}", err);
     draws(10, b);
     cr_assert_str_eq(b, "1110000000", "count limits the errors");
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":1.5}", err), -1);
-    cr_assert_eq(control(sim_state_set_fail, "{\"mode\":\"error_rate\",\"error_rate\":\"0.1\"}", err), -1);
+    cr_assert_eq(set_fail("{\"mode\":\"error_rate\",\"error_rate\":1.5}", err), -1);
+    cr_assert_eq(set_fail("{\"mode\":\"error_rate\",\"error_rate\":\"0.1\"}", err), -1);
 }
 
 Test(state, engine_figures_in_metrics_and_stats, .init = state_setup, .fini = state_teardown)
@@ -1033,7 +1039,7 @@ Test(state, engine_figures_in_metrics_and_stats, .init = state_setup, .fini = st
                               .prompt_tokens_total = 900,
                               .cached_tokens_total = 640,
                               .evicted_blocks_total = 12};
-    atomic_store(&st.inflight, 10);
+    st.inflight = 10;
     char buf[SIM_METRICS_CAP];
     sim_state_metrics_text(&st, &load, buf, sizeof(buf));
     cr_assert(strstr(buf, "\nfastdeploy:num_requests_running 4\n") != NULL, "%s", buf);
@@ -1060,7 +1066,7 @@ Test(state, engine_figures_in_metrics_and_stats, .init = state_setup, .fini = st
     cr_assert_eq(int_field(e, "evicted_blocks"), 12);
     json_object_put(o);
 
-    atomic_store(&st.prompt_tokens, 77);
+    st.prompt_tokens = 77;
     sim_state_metrics_text(&st, NULL, buf, sizeof(buf));
     cr_assert(strstr(buf, "\nfastdeploy:prompt_tokens_total 77\n") != NULL, "without the engine: %s", buf);
     cr_assert(strstr(buf, "\nfastdeploy:prefix_cache_hit_tokens_total 0\n") != NULL, "%s", buf);

@@ -1,6 +1,6 @@
 /*
- * tests/unit/test_fd_sim_server.c - fd-sim's HTTP server in-process (tools/fd-sim/server.c), for
- * what the router's integration tests do not reach: /v1/abort_requests across threads, the
+ * tests/unit/test_fd_sim_server.c - fd-sim's HTTP server in-process (tools/fd-sim/server.c and the modules it
+ * serves with), for what the router's integration tests do not reach: /v1/abort_requests across threads, the
  * prefill and decode roles, the engine model on the wall clock (prefix cache, queue, metrics),
  * die_mid_stream and --slow-start-ms. Requests go through the blocking client of
  * common/hclient.h; waits poll a condition with a deadline. Each test runs in its own process,
@@ -13,8 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/hclient.h"
-#include "tools/fd-sim/sim.h"
+#include "tools/fd-sim/args.h"
+#include "tools/fd-sim/server.h"
+#include "tools/fd-sim/state.h"
 
 #define TIMEOUT_MS 10000
 #define MAX_BODY   (4u << 20)
@@ -22,13 +25,6 @@
 static sim_config_t cfg;
 static sim_state_t state;
 static char target[32];
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void start(int argc, char **argv)
 {
@@ -99,10 +95,10 @@ static long stat_of(const char *key)
 /* Poll until the stats counter reaches want (deadline 10 s). */
 static void wait_stat(const char *key, long want)
 {
-    double deadline = now_ms() + TIMEOUT_MS;
+    double deadline = (double)fd_mono_ms() + TIMEOUT_MS;
     long v;
     while ((v = stat_of(key)) != want) {
-        cr_assert_lt(now_ms(), deadline, "%s stayed %ld, wanted %ld", key, v, want);
+        cr_assert_lt((double)fd_mono_ms(), deadline, "%s stayed %ld, wanted %ld", key, v, want);
         usleep(5000);
     }
 }
@@ -118,7 +114,7 @@ static int count(const char *haystack, const char *needle)
 static void set_fail(const char *body)
 {
     char err[256];
-    cr_assert_eq(sim_state_set_fail(&state, body, strlen(body), err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(sim_fault_set(&state.fault, body, strlen(body), err, sizeof(err)), 0, "%s", err);
 }
 
 /* A request on its own thread, for the ones an abort ends. */
@@ -295,9 +291,9 @@ Test(server, decode_checks_disaggregate_info)
 Test(server, prefill_answers_one_token_after_its_delay)
 {
     START("--role", "prefill", "--tokens", "50", "--prefill-delay-ms", "150");
-    double t0 = now_ms();
+    double t0 = (double)fd_mono_ms();
     reply_t r = request("POST", "/v1/completions", "{\"prompt\":\"a b\",\"request_id\":\"p1\"," DINFO "}");
-    double elapsed = now_ms() - t0;
+    double elapsed = (double)fd_mono_ms() - t0;
     cr_assert_eq(r.status, 200, "a prefill instance does not check the info");
     /* h2o's timers count from the loop's cached clock, which may lag by a few ms */
     cr_assert_geq(elapsed, 145.0, "answered after %.1f ms", elapsed);
@@ -327,12 +323,12 @@ Test(server, engine_cached_prefix_answers_sooner)
     char prompt[2048], body[2200];
     words(prompt, sizeof(prompt), 200);
     snprintf(body, sizeof(body), "{\"prompt\":\"%s\"}", prompt);
-    double t0 = now_ms();
+    double t0 = (double)fd_mono_ms();
     reply_t cold = request("POST", "/v1/completions", body);
-    double t_cold = now_ms() - t0;
-    t0 = now_ms();
+    double t_cold = (double)fd_mono_ms() - t0;
+    t0 = (double)fd_mono_ms();
     reply_t warm = request("POST", "/v1/completions", body);
-    double t_warm = now_ms() - t0;
+    double t_warm = (double)fd_mono_ms() - t0;
     cr_assert_geq(t_cold, 200.0, "200 tokens at 1 ms each, took %.1f ms", t_cold);
     cr_assert_lt(t_warm, t_cold - 100.0, "196 cached tokens save 196 ms: cold %.1f, warm %.1f", t_cold,
                  t_warm);
@@ -365,7 +361,7 @@ Test(server, engine_full_batch_queues_and_metrics_show_it)
     bg_t b[2];
     bg_start(&b[0], "/v1/chat/completions", "{\"stream\":true,\"request_id\":\"q1\"}");
     bg_start(&b[1], "/v1/chat/completions", "{\"stream\":true,\"request_id\":\"q2\"}");
-    double deadline = now_ms() + TIMEOUT_MS;
+    double deadline = (double)fd_mono_ms() + TIMEOUT_MS;
     for (;;) {
         reply_t m = request("GET", "/metrics", NULL);
         bool queued = metric_is(m.body, "fastdeploy:num_requests_running", 1) &&
@@ -374,7 +370,7 @@ Test(server, engine_full_batch_queues_and_metrics_show_it)
         free(m.body);
         if (queued)
             break;
-        cr_assert_lt(now_ms(), deadline, "never saw one running and one waiting");
+        cr_assert_lt((double)fd_mono_ms(), deadline, "never saw one running and one waiting");
         usleep(5000);
     }
     json_object *s = get_json("/sim/stats"), *e = field(s, "engine");
@@ -432,27 +428,27 @@ Test(server, die_mid_stream_after_k_chunks)
 Test(server, slow_start)
 {
     START("--slow-start-ms", "300", "--tokens", "1");
-    double t0 = now_ms();
+    double t0 = (double)fd_mono_ms();
     reply_t h = request("GET", "/health", NULL);
     reply_t c = request("POST", "/v1/completions", "{}");
-    if (now_ms() - t0 < 250) {
+    if ((double)fd_mono_ms() - t0 < 250) {
         cr_assert_eq(h.status, 503);
         cr_assert_str_eq(h.body, "{\"status\":\"starting\"}");
         cr_assert_eq(c.status, 503);
     }
     free(h.body);
     free(c.body);
-    double deadline = now_ms() + TIMEOUT_MS;
+    double deadline = (double)fd_mono_ms() + TIMEOUT_MS;
     for (;;) {
         reply_t r = request("GET", "/health", NULL);
         int status = r.status;
         free(r.body);
         if (status == 200)
             break;
-        cr_assert_lt(now_ms(), deadline, "never became healthy");
+        cr_assert_lt((double)fd_mono_ms(), deadline, "never became healthy");
         usleep(10000);
     }
-    cr_assert_geq(now_ms() - t0, 250.0, "healthy too soon");
+    cr_assert_geq((double)fd_mono_ms() - t0, 250.0, "healthy too soon");
     reply_t r = request("POST", "/v1/completions", "{}");
     cr_assert_eq(r.status, 200);
     free(r.body);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/fd-sim/sim.h"
+#include "tools/fd-sim/args.h"
 
 static const char USAGE[] =
     "Usage: %s --port P [options]\n"

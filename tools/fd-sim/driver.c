@@ -7,10 +7,13 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "tools/fd-sim/sim.h"
+#include "tools/fd-sim/driver.h"
 
 struct sim_driver {
     pthread_t tid;

@@ -10,49 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/fd-sim/sim.h"
-
-#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-
-struct json_object *sim_parse_object(const char *body, size_t len, char *err, size_t errlen)
-{
-    if (len == 0) {
-        snprintf(err, errlen, "request body is empty");
-        return NULL;
-    }
-    if (len > SIM_MAX_BODY) {
-        snprintf(err, errlen, "request body is too large");
-        return NULL;
-    }
-    json_tokener *tok = json_tokener_new();
-    if (!tok) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    json_object *obj = json_tokener_parse_ex(tok, body, (int)len);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (!obj || jerr != json_tokener_success) {
-        json_object_put(obj);
-        snprintf(err, errlen, "invalid JSON body: %s",
-                 jerr == json_tokener_continue ? "unexpected end of input" : json_tokener_error_desc(jerr));
-        return NULL;
-    }
-    while (end < len && isspace((unsigned char)body[end]))
-        end++;
-    if (end != len) {
-        json_object_put(obj);
-        snprintf(err, errlen, "invalid JSON body: trailing data after the JSON value");
-        return NULL;
-    }
-    if (!json_object_is_type(obj, json_type_object)) {
-        json_object_put(obj);
-        snprintf(err, errlen, "request body must be a JSON object");
-        return NULL;
-    }
-    return obj;
-}
+#include "tools/fd-sim/body.h"
+#include "tools/fd-sim/gen.h"
 
 /* Optional non-negative integer field; null counts as absent. Returns -1 with err on a bad type. */
 static int get_uint(json_object *root, const char *key, unsigned long max, unsigned long *val, bool *present,
@@ -270,7 +229,7 @@ unsigned sim_delay_before(const sim_gen_t *g, unsigned i)
 static char *finish(json_object *obj, const char *prefix, const char *suffix, size_t *len)
 {
     size_t jlen = 0;
-    const char *json = obj ? json_object_to_json_string_length(obj, JSON_FLAGS, &jlen) : NULL;
+    const char *json = obj ? json_object_to_json_string_length(obj, SIM_JSON_FLAGS, &jlen) : NULL;
     char *out = NULL;
     if (json) {
         size_t plen = strlen(prefix), slen = strlen(suffix);

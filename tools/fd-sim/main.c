@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "tools/fd-sim/sim.h"
+#include "tools/fd-sim/args.h"
+#include "tools/fd-sim/register.h"
+#include "tools/fd-sim/server.h"
+#include "tools/fd-sim/state.h"
 
 /* Process-lifetime objects: static, so whatever is still open at exit stays reachable. */
 static sim_config_t cfg;

@@ -1,16 +1,14 @@
 /*
- * tools/fd-sim/pd.c - the pure parts of fd-sim's prefill/decode roles and of abort: a decode
- * instance's check of the disaggregate_info the router adds (docs/fastdeploy.md 12, the Go
- * router's keys and types, and no other key, so a router that drifts is caught), the request key
- * abort requests match, and the parsing of a /v1/abort_requests body (docs/fastdeploy.md 13).
+ * tools/fd-sim/pd.c - fd-sim's prefill/decode roles (pd.h): what the prefill role does to an
+ * answer, and a decode instance's check of the disaggregate_info the router adds
+ * (docs/fastdeploy.md 12: the Go router's keys and types, and no other key).
  */
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/fd-sim/sim.h"
-
-#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+#include "tools/fd-sim/body.h"
+#include "tools/fd-sim/pd.h"
 
 typedef enum { K_STRING, K_PORT, K_STRINGS_OR_NULL, K_PROTOCOL, K_TP } kind_t;
 
@@ -108,38 +106,34 @@ int sim_check_disaggregate(json_object *root, char *err, size_t errlen)
     return 0;
 }
 
-char *sim_request_key(json_object *v)
+int sim_pd_check(const sim_config_t *cfg, json_object *root, char *err, size_t errlen)
 {
-    if (json_object_is_type(v, json_type_string))
-        return strndup(json_object_get_string(v), (size_t)json_object_get_string_len(v));
-    size_t len;
-    const char *s = json_object_to_json_string_length(v, JSON_FLAGS, &len);
-    return s ? strndup(s, len) : NULL;
+    return sim_role_of(cfg) == SIM_ROLE_DECODE ? sim_check_disaggregate(root, err, errlen) : 0;
 }
 
-int sim_parse_abort(const char *body, size_t len, sim_abort_req_t *out)
+unsigned sim_pd_prefill_delay_ms(const sim_config_t *cfg)
 {
-    char err[128];
-    out->all = false;
-    out->ids = NULL;
-    json_object *root = sim_parse_object(body, len, err, sizeof(err)), *v;
-    if (!root)
-        return -1;
-    int rc = -1;
-    if (json_object_object_get_ex(root, "abort_all", &v) && json_object_is_type(v, json_type_boolean) &&
-        json_object_get_boolean(v)) {
-        out->all = true;
-        rc = 0;
-    } else if (json_object_object_get_ex(root, "req_ids", &v) && json_object_is_type(v, json_type_array)) {
-        out->ids = json_object_get(v);
-        rc = 0;
+    return sim_role_of(cfg) == SIM_ROLE_PREFILL ? cfg->prefill_delay_ms : 0;
+}
+
+void sim_pd_shape(const sim_config_t *cfg, bool engine, sim_gen_t *g)
+{
+    if (sim_role_of(cfg) != SIM_ROLE_PREFILL)
+        return;
+    if (g->tokens > 1)
+        g->tokens = 1; /* FastDeploy's prefill instance answers with the first token */
+    if (!engine)
+        g->first_token_delay_ms += cfg->prefill_delay_ms; /* with it, call_engine.c holds the token */
+}
+
+void sim_pd_record(sim_state_t *st, json_object *root)
+{
+    json_object *rid = NULL, *info = NULL;
+    if (root) {
+        json_object_object_get_ex(root, "request_id", &rid);
+        json_object_object_get_ex(root, "disaggregate_info", &info);
     }
-    json_object_put(root);
-    return rc;
-}
-
-void sim_abort_req_free(sim_abort_req_t *a)
-{
-    json_object_put(a->ids);
-    a->ids = NULL;
+    char *r = rid ? strdup(json_object_to_json_string_ext(rid, SIM_JSON_FLAGS)) : NULL;
+    sim_state_record_pd(st, r, info ? json_object_to_json_string_ext(info, SIM_JSON_FLAGS) : NULL);
+    free(r);
 }

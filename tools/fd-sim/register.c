@@ -12,7 +12,8 @@
 #include <time.h>
 
 #include "common/hclient.h"
-#include "tools/fd-sim/sim.h"
+#include "tools/fd-sim/gen.h"
+#include "tools/fd-sim/register.h"
 
 #define REG_MAX_BODY   (64 * 1024)
 #define STOP_WAIT_SECS 1.0
@@ -37,9 +38,9 @@ static void attempt(sim_registrar_t *r)
     int rc = hc_request(r->target, "POST", "/register", "application/json", r->payload, r->payload_len,
                         SIM_REG_TIMEOUT_MS, REG_MAX_BODY, &resp);
     if (rc == 0 && resp.status == 200) {
-        atomic_fetch_add(&r->st->register_ok, 1);
+        r->st->register_ok++;
     } else {
-        atomic_fetch_add(&r->st->register_failed, 1);
+        r->st->register_failed++;
         if (rc != 0)
             fprintf(stderr, "fd-sim %s: register with %s failed: %s\n", r->st->name, r->target, resp.error);
         else
