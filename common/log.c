@@ -32,14 +32,16 @@
 
 #define LOG_LINE_MAX 8192
 
-static int g_level = FD_LOG_INFO;
-static bool g_json; /* log.format: json */
+static _Atomic int g_level = FD_LOG_INFO; /* process memory: typed atomic, plain operators */
+static bool g_json;                       /* log.format: json */
 
 /* A destination of whole lines: stdout/stderr (fd < 0) or a file rotated daily to
  * <prefix>-YYYY-MM-DD.log beside it. */
+/* fd and day are read without the lock by every logging thread (typed atomics, plain operators);
+ * they change only under it. */
 typedef struct {
-    int fd;
-    int day; /* yyyymmdd of the lines in the current file */
+    _Atomic int fd;
+    _Atomic int day; /* yyyymmdd of the lines in the current file */
     const char *prefix;
     char path[PATH_MAX];
     char dir[PATH_MAX];
@@ -54,7 +56,7 @@ static const char *const level_tag[] = {"[ERROR] ", "[WARN] ", "[INFO] ", "[DEBU
 
 void fd_log_set_level(fd_log_level_t lvl)
 {
-    __atomic_store_n(&g_level, (int)lvl, __ATOMIC_RELAXED);
+    g_level = (int)lvl;
 }
 
 /* The Go router compares the level name exactly; anything unknown (e.g. "error") keeps errors only. */
@@ -72,7 +74,7 @@ void fd_log_set_level_name(const char *name)
 
 int fd_log_enabled(fd_log_level_t lvl)
 {
-    return (int)lvl <= __atomic_load_n(&g_level, __ATOMIC_RELAXED);
+    return (int)lvl <= g_level;
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -120,7 +122,7 @@ static int sink_open(sink_t *k, const char *path)
         dup2(fd, k->fd);
         close(fd);
     } else {
-        __atomic_store_n(&k->fd, fd, __ATOMIC_RELEASE);
+        k->fd = fd;
     }
     pthread_mutex_unlock(&k->lock);
     return 0;
@@ -135,17 +137,18 @@ int fd_log_to_file(const char *path)
 static void rotate(sink_t *k, int today)
 {
     pthread_mutex_lock(&k->lock);
-    if (k->day != today) {
+    int day = k->day;
+    if (day != today) {
         struct stat mine, at_path;
         bool ours = fstat(k->fd, &mine) == 0 && stat(k->path, &at_path) == 0 &&
                     mine.st_ino == at_path.st_ino && mine.st_dev == at_path.st_dev;
         if (ours) {
             char archive[PATH_MAX + 32];
-            snprintf(archive, sizeof(archive), "%s/%s-%04d-%02d-%02d.log", k->dir, k->prefix, k->day / 10000,
-                     k->day / 100 % 100, k->day % 100);
+            snprintf(archive, sizeof(archive), "%s/%s-%04d-%02d-%02d.log", k->dir, k->prefix, day / 10000,
+                     day / 100 % 100, day % 100);
             for (int n = 1; access(archive, F_OK) == 0 && n < 100; n++)
                 snprintf(archive, sizeof(archive), "%s/%s-%04d-%02d-%02d.%d.log", k->dir, k->prefix,
-                         k->day / 10000, k->day / 100 % 100, k->day % 100, n);
+                         day / 10000, day / 100 % 100, day % 100, n);
             rename(k->path, archive);
         }
         int fd = open_log(k->path);
@@ -153,21 +156,21 @@ static void rotate(sink_t *k, int today)
             dup2(fd, k->fd);
             close(fd);
         }
-        __atomic_store_n(&k->day, today, __ATOMIC_RELEASE);
+        k->day = today;
     }
     pthread_mutex_unlock(&k->lock);
 }
 
 static void sink_emit(sink_t *k, int std_fd, const char *buf, size_t len, time_t now)
 {
-    if (__atomic_load_n(&k->fd, __ATOMIC_ACQUIRE) < 0) {
+    if (k->fd < 0) {
         write_all(std_fd, buf, len);
         return;
     }
     int today = day_of(now);
-    if (today != __atomic_load_n(&k->day, __ATOMIC_RELAXED))
+    if (today != k->day)
         rotate(k, today);
-    write_all(__atomic_load_n(&k->fd, __ATOMIC_ACQUIRE), buf, len);
+    write_all(k->fd, buf, len);
 }
 
 static void emit(fd_log_level_t lvl, const char *buf, size_t len, time_t now)
@@ -379,14 +382,25 @@ void fd_log_write_limited(fd_log_limit_t *lim, fd_log_level_t lvl, const char *f
     if (!fd_log_enabled(lvl))
         return;
     uint64_t now = fd_mono_coarse_ms() + FD_LOG_LIMIT_MS;
-    uint64_t last = __atomic_load_n(&lim->last_ms, __ATOMIC_RELAXED);
     /* +FD_LOG_LIMIT_MS above: the first line (last_ms 0) always passes, even right after boot */
-    if (now - last < FD_LOG_LIMIT_MS ||
-        !__atomic_compare_exchange_n(&lim->last_ms, &last, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        __atomic_fetch_add(&lim->suppressed, 1, __ATOMIC_RELAXED);
+    if (now - lim->last_ms < FD_LOG_LIMIT_MS) {
+        lim->suppressed += 1;
         return;
     }
-    unsigned long long n = __atomic_exchange_n(&lim->suppressed, 0, __ATOMIC_RELAXED);
+    /* One thread at a time decides (an atomic add is the try-lock; a loser never waits, its line
+     * is suppressed), so exactly one line passes per period however many threads race. */
+    bool pass = false;
+    if ((lim->busy += 1) == 1 && now - lim->last_ms >= FD_LOG_LIMIT_MS) {
+        lim->last_ms = now;
+        pass = true;
+    }
+    lim->busy -= 1;
+    if (!pass) {
+        lim->suppressed += 1;
+        return;
+    }
+    unsigned long long n = lim->suppressed;
+    lim->suppressed -= n; /* what was added meanwhile stays for the next line */
     va_list ap;
     va_start(ap, fmt);
     write_line(lvl, file, line, n, fmt, ap);

@@ -55,12 +55,16 @@ size_t fd_json_escape(char *out, size_t cap, const char *s, size_t len);
 /*
  * Rate-limited lines, for what an attacker or a failing fleet can repeat at request rate ("no
  * selectable instance", a failed poll): at most one line per call site every FD_LOG_LIMIT_MS;
- * the next line that passes ends with "(N similar suppressed)". Lock-free, no allocation.
+ * the next line that passes ends with "(N similar suppressed)". Lock-free (never waits), no
+ * allocation. Process memory only: C11 _Atomic fields used with plain operators (sequentially
+ * consistent), so they cannot be mistaken for shared-memory fields, whose atomics are shm/'s.
+ * Zero-initialised (static storage) is the initial state.
  */
 #define FD_LOG_LIMIT_MS 1000u
 typedef struct {
-    uint64_t last_ms;
-    uint64_t suppressed;
+    _Atomic uint64_t last_ms;    /* monotonic ms (+ FD_LOG_LIMIT_MS) of the last line that passed */
+    _Atomic uint64_t suppressed; /* lines held back since */
+    _Atomic unsigned busy;       /* try-lock of the thread deciding whether a line passes */
 } fd_log_limit_t;
 void fd_log_write_limited(fd_log_limit_t *lim, fd_log_level_t lvl, const char *file, int line,
                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
