@@ -15,6 +15,8 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/actions.h"
+#include "controlplane/registry.h"
 #include "controlplane/etcd.h"
 
 #define HEARTBEAT_WINDOW_MS 60000

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "controlplane/cp.h"
+#include "controlplane/args.h"
 
 typedef enum { ARG_STRING, ARG_BOOL } arg_kind_t;
 

@@ -27,6 +27,12 @@
 #include "common/names.h"
 #include "common/reply.h"
 #include "controlplane/cp.h"
+#include "controlplane/actions.h"
+#include "controlplane/ctlsock.h"
+#include "controlplane/health_generate.h"
+#include "controlplane/register.h"
+#include "controlplane/registry.h"
+#include "controlplane/upgrade.h"
 #include "controlplane/etcd.h"
 
 /* A unix socket whose backlog is full refuses connect() at once (EAGAIN), and the DP answers

@@ -31,7 +31,10 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/uclient.h"
 #include "controlplane/cp.h"
+#include "controlplane/register.h"
+#include "controlplane/registry.h"
 #include "controlplane/etcd.h"
 
 #define ETCD_MAX_ENDPOINTS 8

@@ -9,6 +9,7 @@
  */
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/evict.h"
 #include "shm/radix.h"
 
 #define MAINTAIN_PERIOD_MS 100

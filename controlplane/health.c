@@ -14,6 +14,8 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/health.h"
+#include "controlplane/registry.h"
 
 cp_health_change_t cp_health_step(cp_health_state_t *st, bool ok, unsigned success_threshold,
                                   unsigned failure_threshold)

@@ -12,6 +12,8 @@
  */
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/housekeeping.h"
+#include "controlplane/registry.h"
 
 static void on_tick(cp_timer_t *t)
 {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/listen.h"
 
 #define LISTEN_BACKLOG 4096
 

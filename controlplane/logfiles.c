@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/logfiles.h"
 
 int cp_logfiles_open(cp_t *cp)
 {

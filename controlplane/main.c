@@ -32,6 +32,16 @@
 #include "common/names.h"
 #include "common/version.h"
 #include "controlplane/cp.h"
+#include "controlplane/ctlsock.h"
+#include "controlplane/housekeeping.h"
+#include "controlplane/listen.h"
+#include "controlplane/logfiles.h"
+#include "controlplane/register.h"
+#include "controlplane/registry.h"
+#include "controlplane/reload.h"
+#include "controlplane/snapshot.h"
+#include "controlplane/supervise.h"
+#include "controlplane/upgrade.h"
 #include "controlplane/etcd.h"
 
 #define DP_STOP_TIMEOUT_MS 10000

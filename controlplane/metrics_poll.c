@@ -25,6 +25,7 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/metrics_poll.h"
 
 #define METRICS_LOG_INTERVAL_MS 60000u
 

@@ -24,6 +24,7 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/models_poll.h"
 
 #define MAX_DEPTH   8    /* an honest list nests 3 deep (list, item, permission entries) */
 #define TICK_MAX_MS 1000 /* how late a new instance's first poll may start */

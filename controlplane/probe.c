@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "controlplane/cp.h"
+#include "common/uclient.h"
+#include "controlplane/probe.h"
 
 #define PROBE_MAX_BODY (64 * 1024) /* a health answer is tiny: more is not a health endpoint */
 

@@ -24,6 +24,9 @@
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/ctlsock.h"
+#include "controlplane/register.h"
+#include "controlplane/registry.h"
 #include "controlplane/etcd.h"
 
 #define REGISTER_YAML_MAX_BYTES (4u << 20)

@@ -15,6 +15,8 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/health.h"
+#include "controlplane/registry.h"
 
 static bool same_list(uint8_t na, const char (*a)[SHM_LIST_ITEM_LEN], uint8_t nb,
                       const char (*b)[SHM_LIST_ITEM_LEN])

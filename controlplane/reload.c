@@ -21,6 +21,14 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/evict.h"
+#include "controlplane/health.h"
+#include "controlplane/logfiles.h"
+#include "controlplane/metrics_poll.h"
+#include "controlplane/models_poll.h"
+#include "controlplane/reload.h"
+#include "controlplane/stats.h"
+#include "controlplane/supervise.h"
 
 static fd_config_t prev; /* the configuration before the pending reload (large: not on the stack) */
 static char prev_binary[PATH_MAX];

@@ -27,6 +27,9 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/register.h"
+#include "controlplane/registry.h"
+#include "controlplane/snapshot.h"
 
 #define SNAPSHOT_PERIOD_MS 1000
 #define SNAPSHOT_MAX_BYTES (4u * 1024 * 1024) /* 1,024 entries take about 400 KiB */

@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/stats.h"
 #include "shm/radix.h"
 
 #define WORKERS_TEXT_MAX 6144 /* leaves room in the logger's 8 KiB line for everything else */

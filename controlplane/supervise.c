@@ -32,6 +32,8 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/listen.h"
+#include "controlplane/supervise.h"
 
 #define DP_NAME           "fd-router-dp"
 #define DP_QUICK_DEATH_MS 1000

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "controlplane/cp.h"
+#include "controlplane/timer.h"
 
 static void on_expire(h2o_socket_t *sock, const char *err)
 {

@@ -31,6 +31,9 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/reload.h"
+#include "controlplane/supervise.h"
+#include "controlplane/upgrade.h"
 
 #define POLL_MS 10
 

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/metrics_poll.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/models_poll.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

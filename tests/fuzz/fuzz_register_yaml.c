@@ -7,6 +7,7 @@
 
 #include "common/instance_info.h"
 #include "controlplane/cp.h"
+#include "controlplane/register.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/supervise.h"
+#include "controlplane/upgrade.h"
 
 static cp_orphans_t classify(const cp_dp_row_info_t *rows, unsigned n)
 {

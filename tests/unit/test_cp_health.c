@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/health.h"
 
 static cp_health_change_t feed(cp_health_state_t *st, const char *results, unsigned succ, unsigned fail)
 {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/metrics_poll.h"
 
 static cp_metrics_sample_t s;
 static char err[160];

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/models_poll.h"
 
 static shm_model_info_t m[SHM_INSTANCE_MODELS];
 static unsigned n;

@@ -13,6 +13,7 @@
 
 #include "common/instance_info.h"
 #include "controlplane/cp.h"
+#include "controlplane/register.h"
 
 static cp_register_yaml_rc_t parse(const char *text, struct json_object **items, char *err)
 {

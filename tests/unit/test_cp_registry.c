@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/instance_info.h"
 #include "controlplane/cp.h"
+#include "controlplane/registry.h"
 
 static cp_t cp;
 static char name[64];

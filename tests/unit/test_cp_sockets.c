@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/ctlsock.h"
+#include "controlplane/listen.h"
 
 static unsigned port_of(int fd)
 {

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 
 #include "controlplane/cp.h"
+#include "controlplane/supervise.h"
 
 Test(cp_supervise, binary_precedence)
 {
