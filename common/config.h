@@ -19,7 +19,7 @@
 
 #include "common/netacl.h"
 #include "common/policies.h"
-#include "shm/layout.h"
+#include "shm/shm.h"
 
 typedef struct {
     /* server */

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "shm/layout.h"
+#include "shm/shm.h"
 
 struct json_object;
 

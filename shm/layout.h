@@ -47,6 +47,17 @@
  *    claimed), which readers load: one load per slot whatever the number of DPs. A request remembers (slot,
  * generation) and decrements only if the generation still matches, so a counter can never wrap below zero.
  * When a DP dies the CP zeroes its row, taking each counter out of the totals as it clears it.
+ *  - Outside shm/ nobody applies an atomic operation to segment memory: every access other
+ *    modules make goes through an accessor of shm/shm.h that states its order once (slots:
+ *    shm_slot_state_of / shm_slot_is_live / shm_slot_generation_of / shm_slot_same_generation /
+ *    shm_slot_pinned / shm_slot_still / shm_slot_health(_set) / shm_slot_drained(_set) /
+ *    shm_slot_role_set / shm_slot_publish_live / shm_slot_heartbeat / shm_slot_copy; counters:
+ *    shm_dp_inc / shm_dp_dec / shm_inflight / shm_tokens / shm_count_status / shm_status_load /
+ *    shm_lat_add / shm_lat_bucket / shm_count_failure / shm_count_outcome; DP rows: shm_dp_row_*,
+ *    shm_dp_count_request; header: shm_cp_pid / shm_cp_claim / shm_cp_release / shm_cp_heartbeat /
+ *    shm_table_updated_ms / shm_header_info / shm_wlock_owner; the tree: shm/radix.h and
+ *    shm/radix_walk.h). Release/acquire for a field whose store publishes others, relaxed for
+ *    counters and stamps. tests/lint/shm_owner.sh fails the suite when an atomic appears elsewhere.
  *  - The prefix tree (shm/radix.h) follows the same rules with its own node arena: lookups are
  *    lock-free, every change is made under hdr.wlock, unlinked nodes wait in the tree's limbo
  *    list for a grace period. Its nodes are touched only as they are first used, so the
@@ -59,57 +70,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "shm/types.h"
+
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
 #define SHM_LAYOUT_VERSION 10u
 
-#define SHM_CACHELINE      64
-#define SHM_MAX_INSTANCES  1024
-#define SHM_MAX_DPS        8
-#define SHM_MAX_READERS    256
-#define SHM_MAX_LIST       16 /* rdma_ports / device_ids / transfer_protocol entries */
-#define SHM_LIST_ITEM_LEN  16
-#define SHM_URL_LEN        64 /* "http://" + IPv6 literal in brackets + ":65535" fits */
-#define SHM_HOST_LEN       48
-#define SHM_STATUS_BUCKETS 8 /* distinct upstream status codes counted per instance */
-#define SHM_POLICY_LEN     32
-/* Latency histograms per instance: bucket b holds latencies up to 2^(b/4) ms, i.e.
- * b = ceil(4 * log2(ms)) (0 for 1 ms or less); the last bucket takes everything longer. */
-#define SHM_LAT_BUCKETS 80
-#define SHM_ROUTES      2 /* latency histograms per route: 0 /v1/chat/completions, 1 /v1/completions */
-#define SHM_OUTCOMES    8 /* request outcome counters in the header (at least dp_outcome_t's count) */
-/* Models an instance serves (its GET /v1/models, polled by controlplane/models_poll.c) */
-#define SHM_INSTANCE_MODELS 8   /* ids kept per instance; a longer list leaves its models unknown */
-#define SHM_MODEL_ID_LEN    128 /* longest id kept, NUL included; a longer one leaves them unknown */
-#define SHM_MODEL_OWNER_LEN 64  /* owned_by, NUL included */
-#define SHM_MODELS_INDEX    64  /* distinct ids the header's model index holds */
+#define SHM_CACHELINE   64
+#define SHM_MAX_READERS 256
 
 #define SHM_ARENA_BLOCK_SIZE 4096u
 #define SHM_ARENA_BLOCKS     256u
-
-/* Instance roles. The numbering is FastDeploy's (role may be registered as int 0/1/2). */
-typedef enum {
-    SHM_ROLE_MIXED = 0,
-    SHM_ROLE_PREFILL = 1,
-    SHM_ROLE_DECODE = 2,
-    SHM_ROLE_COUNT = 3,
-} shm_role_t;
-
-/* Life of an instance slot. */
-typedef enum {
-    SHM_SLOT_FREE = 0,    /* unused; identity may be (re)written by the CP */
-    SHM_SLOT_LIVE = 1,    /* registered; in its role's view iff health == HEALTHY && !drained */
-    SHM_SLOT_RETIRED = 2, /* removed; waits for its in-flight counts to drain to 0 */
-} shm_slot_state_t;
-
-typedef enum {
-    SHM_HEALTH_UNKNOWN = 0, /* registered from register.yaml, first probe not done yet */
-    SHM_HEALTH_HEALTHY = 1,
-    SHM_HEALTH_UNHEALTHY = 2,
-} shm_health_t;
-
-/* Bit set of transfer protocols an instance lists. */
-#define SHM_PROTO_IPC  1u
-#define SHM_PROTO_RDMA 2u
 
 /*
  * What the DP needs of the configuration, published by the CP at start (and again when a new
@@ -153,7 +123,7 @@ typedef struct {
  * Row SHM_MAX_DPS holds the totals over every DP row (its pid stays 0). */
 typedef struct {
     _Alignas(SHM_CACHELINE) int32_t pid; /* 0 = row free */
-    uint32_t state;                      /* SHM_DP_* */
+    uint32_t state;                      /* SHM_DP_* (shm/types.h) */
     uint64_t start_time;
     uint64_t started_at_ms; /* wall clock */
     uint64_t requests_total;
@@ -161,8 +131,6 @@ typedef struct {
     _Alignas(SHM_CACHELINE) uint64_t inflight[SHM_MAX_INSTANCES];
     uint64_t tokens[SHM_MAX_INSTANCES];
 } shm_dp_row_t;
-
-enum { SHM_DP_FREE = 0, SHM_DP_STARTING = 1, SHM_DP_SERVING = 2, SHM_DP_DRAINING = 3 };
 
 /* Last /metrics scrape of an instance (seqcount-protected: odd seq = being written). */
 typedef struct {
@@ -177,12 +145,10 @@ typedef struct {
 
 /*
  * Count of proxied requests per upstream status code. A bucket's code is the HTTP status, or
- * SHM_STATUS_TRANSPORT for a connect/transport failure (status 0 in shm_count_status: 0 itself
+ * SHM_STATUS_TRANSPORT (shm/types.h) for a connect/transport failure (status 0 in shm_count_status: 0 itself
  * marks an unused bucket). When the first SHM_STATUS_BUCKETS - 1 buckets hold other codes, the
  * last bucket counts everything else under code SHM_STATUS_OTHER.
  */
-#define SHM_STATUS_TRANSPORT 1u
-#define SHM_STATUS_OTHER     599u
 typedef struct {
     uint32_t code; /* 0 = bucket unused */
     uint32_t pad;
