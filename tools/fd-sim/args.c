@@ -4,6 +4,7 @@
  * has no global state and the unit tests can call it repeatedly.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,228 +198,196 @@ static int parse_double(const char *s, double lo, double hi, double *out)
     return 0;
 }
 
-/* The engine model's options; returns 1 when name is not one of them. */
-static int apply_engine_option(sim_config_t *cfg, const char *name, const char *val)
-{
-    sim_engine_params_t *p = &cfg->engine_params;
-    unsigned long v;
-    if (strcmp(name, "prefill-tokens-per-sec") == 0)
-        return parse_double(val, 1e-3, 1e12, &p->prefill_tokens_per_sec);
-    if (strcmp(name, "decode-step-ms") == 0)
-        return parse_double(val, 0, SIM_MAX_DELAY_MS, &p->decode_step_ms);
-    if (strcmp(name, "decode-step-ms-per-seq") == 0)
-        return parse_double(val, 0, SIM_MAX_DELAY_MS, &p->decode_step_ms_per_seq);
-    unsigned long max = strcmp(name, "max-batch") == 0      ? SIM_ENGINE_MAX_BATCH
-                        : strcmp(name, "kv-blocks") == 0    ? SIM_ENGINE_MAX_BLOCKS
-                        : strcmp(name, "block-tokens") == 0 ? SIM_ENGINE_MAX_BLOCK_TOKENS
-                                                            : 0;
-    if (max == 0)
-        return 1;
-    if (parse_uint(val, max, &v) != 0 || v == 0)
-        return -1;
-    if (name[0] == 'm')
-        p->max_batch = (unsigned)v;
-    else if (name[0] == 'k')
-        p->kv_blocks = (unsigned)v;
-    else
-        p->block_tokens = (unsigned)v;
-    return 0;
-}
-
 /* Accept "host:port", "http://host:port" or "http://host:port/". */
-static int set_router(sim_config_t *cfg, const char *s)
+static int set_router(char *router, size_t cap, const char *s)
 {
     if (strncmp(s, "http://", 7) == 0)
         s += 7;
-    if (copy_str(cfg->router, sizeof(cfg->router), s) != 0)
+    if (copy_str(router, cap, s) != 0)
         return -1;
-    size_t len = strlen(cfg->router);
-    while (len > 0 && cfg->router[len - 1] == '/')
-        cfg->router[--len] = '\0';
-    const char *colon = strrchr(cfg->router, ':');
+    size_t len = strlen(router);
+    while (len > 0 && router[len - 1] == '/')
+        router[--len] = '\0';
+    const char *colon = strrchr(router, ':');
     unsigned long port;
-    if (len == 0 || !colon || colon == cfg->router || parse_uint(colon + 1, 65535, &port) != 0 || port == 0)
+    if (len == 0 || !colon || colon == router || parse_uint(colon + 1, 65535, &port) != 0 || port == 0)
         return -1;
+    return 0;
+}
+
+/* One of the words in `words` (NULL-terminated); copied into dst. */
+static int copy_word(char *dst, size_t cap, const char *s, const char *const *words)
+{
+    for (; *words; words++)
+        if (strcmp(s, *words) == 0)
+            return copy_str(dst, cap, s);
+    return -1;
+}
+
+static int parse_seed(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long seed = strtoull(s, &end, 10);
+    if (*s < '0' || *s > '9' || errno != 0 || *end != '\0')
+        return -1;
+    *out = seed;
+    return 0;
+}
+
+static int parse_on_off(const char *s, bool *out)
+{
+    if (strcmp(s, "on") != 0 && strcmp(s, "off") != 0)
+        return -1;
+    *out = strcmp(s, "on") == 0;
+    return 0;
+}
+
+typedef enum { O_UNSIGNED, O_INT, O_DOUBLE, O_STRING, O_LIST, O_ROUTER, O_ROLE, O_SEED, O_ON_OFF } kind_t;
+
+/* An option and the field it sets: integers in [lo, hi], doubles in [lo, hi], strings non-empty
+ * and shorter than the field. */
+typedef struct {
+    const char *name;
+    kind_t kind;
+    size_t off, size;
+    double lo, hi;
+    bool engine; /* an option of the engine model: only meaningful with --engine on */
+} option_t;
+
+#define FIELD(f) offsetof(sim_config_t, f), sizeof(((sim_config_t *)0)->f)
+
+static const option_t OPTIONS[] = {
+    {"port", O_INT, FIELD(port), 0, 65535, false},
+    {"metrics-port", O_INT, FIELD(metrics_port), 0, 65535, false},
+    {"host", O_STRING, FIELD(host), 0, 0, false},
+    {"router", O_ROUTER, FIELD(router), 0, 0, false},
+    {"role", O_ROLE, FIELD(role), 0, 0, false},
+    {"register-interval-secs", O_DOUBLE, FIELD(register_interval_secs), 0.01, 86400, false},
+    {"tokens", O_UNSIGNED, FIELD(tokens), 0, SIM_MAX_TOKENS, false},
+    {"token-delay-ms", O_UNSIGNED, FIELD(token_delay_ms), 0, SIM_MAX_DELAY_MS, false},
+    {"first-token-delay-ms", O_UNSIGNED, FIELD(first_token_delay_ms), 0, SIM_MAX_DELAY_MS, false},
+    {"connector-port", O_STRING, FIELD(connector_port), 0, 0, false},
+    {"engine-worker-queue-port", O_STRING, FIELD(engine_worker_queue_port), 0, 0, false},
+    {"device-ids", O_LIST, FIELD(device_ids), 0, 0, false},
+    {"transfer-protocol", O_LIST, FIELD(transfer_protocol), 0, 0, false},
+    {"rdma-ports", O_LIST, FIELD(rdma_ports), 0, 0, false},
+    {"tp-size", O_INT, FIELD(tp_size), 1, 1024, false},
+    {"name", O_STRING, FIELD(name), 0, 0, false},
+    {"model", O_STRING, FIELD(model), 0, 0, false},
+    {"threads", O_INT, FIELD(threads), 1, SIM_MAX_THREADS, false},
+    {"prefill-delay-ms", O_UNSIGNED, FIELD(prefill_delay_ms), 0, SIM_MAX_DELAY_MS, false},
+    {"slow-start-ms", O_UNSIGNED, FIELD(slow_start_ms), 0, SIM_MAX_DELAY_MS, false},
+    {"seed", O_SEED, FIELD(seed), 0, 0, false},
+    {"engine", O_ON_OFF, FIELD(engine), 0, 0, false},
+    {"prefill-tokens-per-sec", O_DOUBLE, FIELD(engine_params.prefill_tokens_per_sec), 1e-3, 1e12, true},
+    {"decode-step-ms", O_DOUBLE, FIELD(engine_params.decode_step_ms), 0, SIM_MAX_DELAY_MS, true},
+    {"decode-step-ms-per-seq", O_DOUBLE, FIELD(engine_params.decode_step_ms_per_seq), 0, SIM_MAX_DELAY_MS,
+     true},
+    {"max-batch", O_UNSIGNED, FIELD(engine_params.max_batch), 1, SIM_ENGINE_MAX_BATCH, true},
+    {"kv-blocks", O_UNSIGNED, FIELD(engine_params.kv_blocks), 1, SIM_ENGINE_MAX_BLOCKS, true},
+    {"block-tokens", O_UNSIGNED, FIELD(engine_params.block_tokens), 1, SIM_ENGINE_MAX_BLOCK_TOKENS, true},
+};
+
+static const option_t *find_option(const char *name)
+{
+    for (size_t i = 0; i < sizeof(OPTIONS) / sizeof(OPTIONS[0]); i++)
+        if (strcmp(OPTIONS[i].name, name) == 0)
+            return &OPTIONS[i];
+    return NULL;
+}
+
+static int parse_integer(const option_t *o, const char *val, void *field)
+{
+    unsigned long v;
+    if (parse_uint(val, (unsigned long)o->hi, &v) != 0 || v < (unsigned long)o->lo)
+        return -1;
+    if (o->kind == O_INT)
+        *(int *)field = (int)v;
+    else
+        *(unsigned *)field = (unsigned)v;
     return 0;
 }
 
 /* Apply one option; returns 0, or -1 when the value is invalid. */
-static int apply_option(sim_config_t *cfg, const char *name, const char *val)
+static int apply_option(sim_config_t *cfg, const option_t *o, const char *val)
 {
-    unsigned long v;
-    if (strcmp(name, "port") == 0) {
-        if (parse_uint(val, 65535, &v) != 0)
-            return -1;
-        cfg->port = (int)v;
-    } else if (strcmp(name, "metrics-port") == 0) {
-        if (parse_uint(val, 65535, &v) != 0)
-            return -1;
-        cfg->metrics_port = (int)v;
-    } else if (strcmp(name, "host") == 0) {
-        return copy_str(cfg->host, sizeof(cfg->host), val);
-    } else if (strcmp(name, "router") == 0) {
-        return set_router(cfg, val);
-    } else if (strcmp(name, "role") == 0) {
-        if (strcmp(val, "mixed") != 0 && strcmp(val, "prefill") != 0 && strcmp(val, "decode") != 0)
-            return -1;
-        snprintf(cfg->role, sizeof(cfg->role), "%s", val);
-    } else if (strcmp(name, "register-interval-secs") == 0) {
-        char *end;
-        errno = 0;
-        double d = strtod(val, &end);
-        if (errno != 0 || end == val || *end != '\0' || !(d >= 0.01 && d <= 86400))
-            return -1;
-        cfg->register_interval_secs = d;
-    } else if (strcmp(name, "tokens") == 0) {
-        if (parse_uint(val, SIM_MAX_TOKENS, &v) != 0)
-            return -1;
-        cfg->tokens = (unsigned)v;
-    } else if (strcmp(name, "token-delay-ms") == 0) {
-        if (parse_uint(val, SIM_MAX_DELAY_MS, &v) != 0)
-            return -1;
-        cfg->token_delay_ms = (unsigned)v;
-    } else if (strcmp(name, "first-token-delay-ms") == 0) {
-        if (parse_uint(val, SIM_MAX_DELAY_MS, &v) != 0)
-            return -1;
-        cfg->first_token_delay_ms = (unsigned)v;
-    } else if (strcmp(name, "connector-port") == 0) {
-        return copy_str(cfg->connector_port, sizeof(cfg->connector_port), val);
-    } else if (strcmp(name, "engine-worker-queue-port") == 0) {
-        return copy_str(cfg->engine_worker_queue_port, sizeof(cfg->engine_worker_queue_port), val);
-    } else if (strcmp(name, "device-ids") == 0) {
-        return parse_list(val, &cfg->device_ids);
-    } else if (strcmp(name, "transfer-protocol") == 0) {
-        return parse_list(val, &cfg->transfer_protocol);
-    } else if (strcmp(name, "rdma-ports") == 0) {
-        return parse_list(val, &cfg->rdma_ports);
-    } else if (strcmp(name, "tp-size") == 0) {
-        if (parse_uint(val, 1024, &v) != 0 || v == 0)
-            return -1;
-        cfg->tp_size = (int)v;
-    } else if (strcmp(name, "name") == 0) {
-        return copy_str(cfg->name, sizeof(cfg->name), val);
-    } else if (strcmp(name, "model") == 0) {
-        return copy_str(cfg->model, sizeof(cfg->model), val);
-    } else if (strcmp(name, "threads") == 0) {
-        if (parse_uint(val, SIM_MAX_THREADS, &v) != 0 || v == 0)
-            return -1;
-        cfg->threads = (int)v;
-    } else if (strcmp(name, "prefill-delay-ms") == 0) {
-        if (parse_uint(val, SIM_MAX_DELAY_MS, &v) != 0)
-            return -1;
-        cfg->prefill_delay_ms = (unsigned)v;
-    } else if (strcmp(name, "slow-start-ms") == 0) {
-        if (parse_uint(val, SIM_MAX_DELAY_MS, &v) != 0)
-            return -1;
-        cfg->slow_start_ms = (unsigned)v;
-    } else if (strcmp(name, "seed") == 0) {
-        char *end;
-        errno = 0;
-        unsigned long long seed = strtoull(val, &end, 10);
-        if (*val < '0' || *val > '9' || errno != 0 || *end != '\0')
-            return -1;
-        cfg->seed = seed;
-    } else if (strcmp(name, "engine") == 0) {
-        if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
-            return -1;
-        cfg->engine = strcmp(val, "on") == 0;
+    static const char *const ROLES[] = {"mixed", "prefill", "decode", NULL};
+    char *field = (char *)cfg + o->off;
+    switch (o->kind) {
+    case O_UNSIGNED:
+    case O_INT:
+        return parse_integer(o, val, field);
+    case O_DOUBLE:
+        return parse_double(val, o->lo, o->hi, (double *)field);
+    case O_STRING:
+        return copy_str(field, o->size, val);
+    case O_LIST:
+        return parse_list(val, (sim_list_t *)field);
+    case O_ROUTER:
+        return set_router(field, o->size, val);
+    case O_ROLE:
+        return copy_word(field, o->size, val, ROLES);
+    case O_SEED:
+        return parse_seed(val, (uint64_t *)field);
+    case O_ON_OFF:
+        return parse_on_off(val, (bool *)field);
+    }
+    return -1;
+}
+
+/* "--name=value" or "--name value" at argv[*i] (moving *i past the value); -1 with err. */
+static int split_option(int argc, char **argv, int *i, char *name, size_t cap, const char **val, char *err,
+                        size_t errlen)
+{
+    const char *arg = argv[*i];
+    if (strncmp(arg, "--", 2) != 0) {
+        snprintf(err, errlen, "unexpected argument: %s", arg);
+        return -1;
+    }
+    const char *eq = strchr(arg + 2, '=');
+    size_t nlen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+    if (nlen >= cap) {
+        snprintf(err, errlen, "unknown option: %s", arg);
+        return -1;
+    }
+    memcpy(name, arg + 2, nlen);
+    name[nlen] = '\0';
+    if (!find_option(name)) {
+        snprintf(err, errlen, "unknown option: --%s", name);
+        return -1;
+    }
+    if (eq) {
+        *val = eq + 1;
+    } else if (*i + 1 < argc) {
+        *val = argv[++*i];
     } else {
-        return apply_engine_option(cfg, name, val);
+        snprintf(err, errlen, "option --%s needs a value", name);
+        return -1;
     }
     return 0;
-}
-
-static const char *const KNOWN[] = {"port",
-                                    "metrics-port",
-                                    "host",
-                                    "router",
-                                    "role",
-                                    "register-interval-secs",
-                                    "tokens",
-                                    "token-delay-ms",
-                                    "first-token-delay-ms",
-                                    "connector-port",
-                                    "engine-worker-queue-port",
-                                    "device-ids",
-                                    "transfer-protocol",
-                                    "rdma-ports",
-                                    "tp-size",
-                                    "name",
-                                    "model",
-                                    "threads",
-                                    "prefill-delay-ms",
-                                    "slow-start-ms",
-                                    "seed",
-                                    "engine"};
-
-/* Options of the engine model: only meaningful with --engine on. */
-static const char *const ENGINE_OPTIONS[] = {"prefill-tokens-per-sec",
-                                             "decode-step-ms",
-                                             "decode-step-ms-per-seq",
-                                             "max-batch",
-                                             "kv-blocks",
-                                             "block-tokens"};
-
-static bool in_list(const char *const *list, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i], name) == 0)
-            return true;
-    return false;
-}
-
-static bool engine_option(const char *name)
-{
-    return in_list(ENGINE_OPTIONS, sizeof(ENGINE_OPTIONS) / sizeof(ENGINE_OPTIONS[0]), name);
-}
-
-static bool known_option(const char *name)
-{
-    return in_list(KNOWN, sizeof(KNOWN) / sizeof(KNOWN[0]), name) || engine_option(name);
 }
 
 int sim_parse_args(int argc, char **argv, sim_config_t *cfg, char *err, size_t errlen)
 {
     set_defaults(cfg);
-    char model_option[64] = "";
+    const char *model_option = NULL;
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return 1;
-        if (strncmp(arg, "--", 2) != 0) {
-            snprintf(err, errlen, "unexpected argument: %s", arg);
-            return -1;
-        }
         char name[64];
         const char *val;
-        const char *eq = strchr(arg + 2, '=');
-        size_t nlen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        if (nlen >= sizeof(name)) {
-            snprintf(err, errlen, "unknown option: %s", arg);
+        if (split_option(argc, argv, &i, name, sizeof(name), &val, err, errlen) != 0)
             return -1;
-        }
-        memcpy(name, arg + 2, nlen);
-        name[nlen] = '\0';
-        if (!known_option(name)) {
-            snprintf(err, errlen, "unknown option: --%s", name);
-            return -1;
-        }
-        if (eq) {
-            val = eq + 1;
-        } else if (i + 1 < argc) {
-            val = argv[++i];
-        } else {
-            snprintf(err, errlen, "option --%s needs a value", name);
-            return -1;
-        }
-        if (apply_option(cfg, name, val) != 0) {
+        const option_t *o = find_option(name);
+        if (apply_option(cfg, o, val) != 0) {
             snprintf(err, errlen, "invalid value for --%s: %s", name, val);
             return -1;
         }
-        if (engine_option(name))
-            snprintf(model_option, sizeof(model_option), "%s", name);
+        if (o->engine)
+            model_option = o->name;
     }
-    if (model_option[0] && !cfg->engine) {
+    if (model_option && !cfg->engine) {
         snprintf(err, errlen, "--%s configures the engine model: add --engine on", model_option);
         return -1;
     }
