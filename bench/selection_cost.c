@@ -41,10 +41,6 @@
 #include "dataplane/select.h"
 #include "shm/radix.h"
 
-/* The data plane's process state lives in dataplane/main.c, which is not in the fd_dp library:
- * the bench is the process here. */
-dp_global_t dp;
-
 /* ---- allocation counting (-Wl,--wrap=...) ---- */
 
 /* volatile: the compiler models malloc as touching no global, and would fold the self-test */

@@ -18,6 +18,8 @@
 #include "dataplane/pools.h"
 #include "dataplane/request.h"
 #include "dataplane/select.h"
+#include "dataplane/abort.h"
+#include "dataplane/reply.h"
 
 #define DP_ABORT_TIMEOUT_MS 5000
 #define MAX_ANSWER          (256 * 1024)

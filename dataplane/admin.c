@@ -16,6 +16,8 @@
 #include "dataplane/pools.h"
 #include "dataplane/select.h"
 #include "dataplane/upstream.h"
+#include "dataplane/admin.h"
+#include "dataplane/reply.h"
 
 static void send_object(h2o_req_t *req, json_object *o)
 {

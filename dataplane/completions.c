@@ -17,6 +17,8 @@
 #include "dataplane/stats.h"
 #include "dataplane/tokenizer.h"
 #include "dataplane/upstream.h"
+#include "dataplane/completions.h"
+#include "dataplane/reply.h"
 
 #define MAX_TRIES 16
 

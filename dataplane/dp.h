@@ -1,6 +1,6 @@
 /*
- * dataplane/dp.h - the data plane's process-wide and per-thread state, and what each file of
- * dataplane/ offers the others.
+ * dataplane/dp.h - the data plane's process-wide and per-thread state, and the map of the files
+ * of dataplane/.
  *
  * The DP runs N event-loop threads (libh2o-evloop), each with its own h2o context, its own
  * dup() of the listening socket the CP handed over, its own reader slot in the shared-memory
@@ -8,7 +8,10 @@
  * the request path shares nothing between threads but the shared-memory segment.
  *
  *   main.c        flags, attach, threads, signals, drain on SIGTERM
- *   server.c      h2o setup per thread, accept, routing of paths to handlers
+ *   dp.c          this header's state: the process-wide `dp`, the thread serving, outcome names
+ *   server.c      h2o setup per thread, accept, routing of paths to handlers (server.h)
+ *   reply.c       complete answers: JSON bodies, {"error": ...} (reply.h)
+ *   errjson.c     JSON bodies for the errors h2o answers itself (413)
  *   completions.c POST /v1/chat/completions and /v1/completions in mixed mode
  *   pd.c, pd_body.c the same in splitwise mode: prefill and decode legs, disaggregate_info
  *   leg.c         background upstream requests (the prefill leg, the abort fan-out)
@@ -20,7 +23,11 @@
  *   pools.c       per-thread upstream socket pools keyed by (slot, generation)
  *   admin.c       GET /registered, /registered_number, /health, /ready; POST /register (to the CP)
  *   metrics.c     GET /metrics (Prometheus text)
- *   policy/       one file per policy behind policy/pol.h
+ *   policy/       one file per policy behind policy/pol.h, found through policy/registry.h
+ *
+ * Each file's functions are declared in its own header; this one holds only the state every
+ * file shares, so that including it never depends on the route table or on main.c (no include
+ * circle: tools/include_cycles.py).
  */
 #ifndef FD_DP_H
 #define FD_DP_H
@@ -83,7 +90,7 @@ typedef struct {
     unsigned nthreads;
     dp_thread_t *threads;
     h2o_globalconf_t globalconf;
-    int stopping;               /* set once by SIGTERM/SIGINT */
+    _Atomic int stopping;       /* set once by SIGTERM/SIGINT */
     uint64_t drain_deadline_ms; /* set before `stopping` */
     unsigned drain_secs;
     unsigned drain_idle_ms; /* while draining, idle connections are closed after this long */
@@ -95,35 +102,15 @@ typedef struct {
 
 extern dp_global_t dp;
 
-dp_thread_t *dp_self(h2o_req_t *req); /* the thread serving req */
+/* The calling event-loop thread, set once as it starts (server.c); NULL on other threads. */
+extern __thread dp_thread_t *dp_current;
 
-/* server.c */
-int dp_server_setup(void);
-int dp_server_prepare(unsigned nthreads);     /* before the threads start */
-void dp_server_wait_ready(unsigned nthreads); /* every thread accepts */
-void *dp_thread_main(void *arg);              /* never returns */
-
-/* What a drain did, summed over the threads (read after every thread drained). */
-typedef struct {
-    uint64_t drained;     /* requests answered after the drain began */
-    uint64_t cut;         /* requests still being served at the drain deadline */
-    uint64_t idle_closed; /* idle keep-alive connections closed */
-} dp_drain_report_t;
-void dp_server_drain_report(dp_drain_report_t *out);
-
-/* answers with a JSON body and the given status */
-void dp_send_json(h2o_req_t *req, int status, const char *json, size_t len);
-void dp_send_error(h2o_req_t *req, int status, const char *msg); /* {"error": msg} */
-
-/* handlers: each returns 0 once it took the request (h2o's on_req contract) */
-int dp_handle_completions(h2o_req_t *req, const char *upstream_path);
-int dp_handle_registered(h2o_req_t *req);
-int dp_handle_registered_number(h2o_req_t *req);
-int dp_handle_health(h2o_req_t *req);
-int dp_handle_to_cp(h2o_req_t *req);
-int dp_handle_metrics(h2o_req_t *req);
-int dp_handle_ready(h2o_req_t *req);
-int dp_handle_abort(h2o_req_t *req);
+/* The thread serving req: the calling one (each thread serves only its own connections). */
+static inline dp_thread_t *dp_self(h2o_req_t *req)
+{
+    (void)req;
+    return dp_current;
+}
 
 /* "ok", "bad_request", ...: fd_router_requests_total's outcome label (metrics.c), the access log's too */
 const char *dp_outcome_name(dp_outcome_t o);

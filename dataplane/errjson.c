@@ -9,6 +9,7 @@
 
 #include "dataplane/dp.h"
 #include "dataplane/errjson.h"
+#include "dataplane/reply.h"
 
 typedef struct {
     h2o_ostream_t super;
@@ -38,7 +39,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
         else
             snprintf(msg, sizeof(msg), "%s", req->res.reason ? req->res.reason : "error");
         char *json = h2o_mem_alloc_pool(&req->pool, sizeof(msg) + 16);
-        int n = snprintf(json, sizeof(msg) + 16, "{\"error\": \"%s\"}", msg);
+        int n = dp_error_body(json, sizeof(msg) + 16, msg); /* fits: the message is bounded */
         ssize_t ct;
         while ((ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1)) >= 0)
             h2o_delete_header(&req->res.headers, ct);

@@ -25,12 +25,11 @@
 #include "common/hclient.h"
 #include "common/log.h"
 #include "dataplane/dp.h"
-
-#define REPORT_TIMEOUT_MS 2000
 #include "dataplane/policy/registry.h"
+#include "dataplane/server.h"
 #include "dataplane/tokenizer.h"
 
-dp_global_t dp = {.drain_lock = PTHREAD_MUTEX_INITIALIZER, .drain_cond = PTHREAD_COND_INITIALIZER};
+#define REPORT_TIMEOUT_MS 2000
 
 static void usage(FILE *f)
 {
@@ -238,7 +237,7 @@ int main(int argc, char **argv)
     shm_dp_row_state_set(&dp.seg, dp.row, SHM_DP_DRAINING);
     uint64_t drain_start = shm_now_ms();
     dp.drain_deadline_ms = drain_start + (uint64_t)drain_secs * 1000;
-    __atomic_store_n(&dp.stopping, 1, __ATOMIC_RELEASE);
+    dp.stopping = 1;
     pthread_mutex_lock(&dp.drain_lock);
     while (dp.drained < dp.nthreads)
         pthread_cond_wait(&dp.drain_cond, &dp.drain_lock);

@@ -22,6 +22,7 @@
 #include "common/version.h"
 #include "dataplane/dp.h"
 #include "dataplane/select.h"
+#include "dataplane/metrics.h"
 #include "shm/radix.h"
 
 typedef struct {
@@ -175,28 +176,13 @@ static void put_build_info(out_t *o)
         (unsigned long long)(build >> 16), (unsigned)SHM_LAYOUT_VERSION);
 }
 
-static const char *const outcome_name[DP_OUT_COUNT] = {
-    [DP_OUT_OK] = "ok",
-    [DP_OUT_BAD_REQUEST] = "bad_request",
-    [DP_OUT_NO_INSTANCE] = "no_instance",
-    [DP_OUT_UPSTREAM_ERROR] = "upstream_error",
-    [DP_OUT_TIMEOUT] = "timeout",
-    [DP_OUT_BROKEN] = "broken_stream",
-    [DP_OUT_CLIENT_ABORT] = "client_abort",
-};
-
-const char *dp_outcome_name(dp_outcome_t o)
-{
-    return (unsigned)o < DP_OUT_COUNT ? outcome_name[o] : "unknown";
-}
-
 static void put_process(out_t *o)
 {
     _Static_assert(DP_OUT_COUNT <= SHM_OUTCOMES, "shared memory counts every outcome");
     family(o, "fd_router_requests_total", "counter",
            "Inference requests by outcome, every data plane since the segment was created");
     for (int i = 0; i < DP_OUT_COUNT; i++)
-        put(o, "fd_router_requests_total{outcome=\"%s\"} %llu\n", outcome_name[i],
+        put(o, "fd_router_requests_total{outcome=\"%s\"} %llu\n", dp_outcome_name((dp_outcome_t)i),
             (unsigned long long)shm_outcome_total(&dp.seg, (unsigned)i));
     uint64_t now = shm_now_ms();
     uint64_t table = shm_table_updated_ms(&dp.seg), beat = shm_cp_heartbeat_ms(&dp.seg);

@@ -10,6 +10,7 @@
 
 #include "dataplane/dp.h"
 #include "dataplane/models.h"
+#include "dataplane/reply.h"
 
 int dp_model_resolve(h2o_iovec_t model, dp_model_t *out)
 {

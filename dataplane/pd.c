@@ -22,12 +22,14 @@
 #include "dataplane/accesslog.h"
 #include "dataplane/leg.h"
 #include "dataplane/pd.h"
+#include "dataplane/pd_body.h"
 #include "dataplane/pools.h"
 #include "dataplane/request.h"
 #include "dataplane/select.h"
 #include "dataplane/stats.h"
 #include "dataplane/tokenizer.h"
 #include "dataplane/upstream.h"
+#include "dataplane/reply.h"
 
 typedef struct {
     dp_body_t body;

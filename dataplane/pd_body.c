@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "dataplane/policy/pol.h"
-#include "dataplane/pd.h"
+#include "dataplane/pd_body.h"
 
 void dp_uuid4(uint64_t *rng, char out[DP_UUID_LEN + 1])
 {

@@ -47,20 +47,23 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "common/reply.h"
+#include "dataplane/abort.h"
 #include "dataplane/accesslog.h"
+#include "dataplane/admin.h"
+#include "dataplane/completions.h"
 #include "dataplane/dp.h"
 #include "dataplane/errjson.h"
 #include "dataplane/framing.h"
+#include "dataplane/metrics.h"
 #include "dataplane/models.h"
 #include "dataplane/pd.h"
+#include "dataplane/reply.h"
+#include "dataplane/server.h"
 
 #define SWEEP_MS          250
 #define ACCEPT_BACKOFF_MS 100
 #define MAX_REJECTS       64                    /* per sweep: bounds the work of one pass */
 #define H2O_REQ_BACKSTOP  (24ULL * 3600 * 1000) /* h2o's own request timer; the sweep acts first */
-
-static __thread dp_thread_t *current;
 
 /* One client connection of this thread. */
 typedef struct {
@@ -86,15 +89,15 @@ typedef struct {
     uint64_t drained; /* requests answered after the drain began */
     uint64_t cut;     /* requests still being served at the deadline */
     uint64_t idle_closed;
-    uint64_t reading_bytes; /* request bytes buffered by connections being read (last sweep; atomic) */
+    _Atomic uint64_t reading_bytes; /* request bytes buffered by connections being read (last sweep) */
     h2o_timeout_t sweep_timeout;
     h2o_timeout_entry_t sweep;
     h2o_timeout_t backoff_timeout;
     h2o_timeout_entry_t backoff;
 } tracker_t;
 
-/* Bodies of the requests being served by every thread of this process (atomic). */
-static uint64_t served_body_bytes;
+/* Bodies of the requests being served by every thread of this process. */
+static _Atomic uint64_t served_body_bytes;
 
 static __thread tracker_t *tracker;
 static tracker_t *trackers; /* [nthreads], read by main after every thread drained */
@@ -103,33 +106,15 @@ static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ready_cond = PTHREAD_COND_INITIALIZER;
 static unsigned ready_threads;
 
-dp_thread_t *dp_self(h2o_req_t *req)
-{
-    (void)req;
-    return current;
-}
-
-void dp_send_json(h2o_req_t *req, int status, const char *json, size_t len)
-{
-    fd_reply_json(req, status, json, len);
-}
-
-void dp_send_error(h2o_req_t *req, int status, const char *msg)
-{
-    char buf[256];
-    int n = snprintf(buf, sizeof(buf), "{\"error\": \"%s\"}", msg);
-    dp_send_json(req, status, buf, (size_t)n);
-}
-
 static void on_req_dispose(void *p)
 {
     conn_t *c = *(conn_t **)p;
     c->req = NULL;
-    c->idle_since_ms = c->progress_ms = h2o_now(current->ctx.loop);
+    c->idle_since_ms = c->progress_ms = h2o_now(dp_current->ctx.loop);
     c->head_done = false;
     c->head_scanned = c->seen_size = 0;
     if (c->body_held) {
-        __atomic_sub_fetch(&served_body_bytes, c->body_held, __ATOMIC_RELAXED);
+        served_body_bytes -= c->body_held;
         c->body_held = 0;
     }
     tracker->active--;
@@ -174,8 +159,8 @@ static bool hold_body(conn_t *c, h2o_req_t *req)
     size_t n = req->entity.base ? req->entity.len : 0;
     if (c == NULL || n == 0)
         return true;
-    if (__atomic_add_fetch(&served_body_bytes, n, __ATOMIC_RELAXED) > buffered_cap()) {
-        __atomic_sub_fetch(&served_body_bytes, n, __ATOMIC_RELAXED);
+    if ((served_body_bytes += n) > buffered_cap()) {
+        served_body_bytes -= n;
         return false;
     }
     c->body_held = n;
@@ -288,8 +273,8 @@ static void on_accept(h2o_socket_t *listener, const char *err);
 static void on_backoff_end(h2o_timeout_entry_t *entry)
 {
     (void)entry;
-    if (current->listener)
-        h2o_socket_read_start(current->listener, on_accept);
+    if (dp_current->listener)
+        h2o_socket_read_start(dp_current->listener, on_accept);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -327,12 +312,13 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 /* Answer a request that is still being read, then abort its connection (see the top). */
 static void reject_reading(conn_t *c, int status, const char *reason, const char *msg)
 {
-    char buf[384];
-    int body = snprintf(NULL, 0, "{\"error\": \"%s\"}", msg);
-    int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Connection: close\r\n\r\n{\"error\": \"%s\"}",
-                     status, reason, body, msg);
+    char body[256], buf[384];
+    int len = dp_error_body(body, sizeof(body), msg);
+    int n = len < 0 ? -1
+                    : snprintf(buf, sizeof(buf),
+                               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                               "Connection: close\r\n\r\n%s",
+                               status, reason, len, body);
     int fd = h2o_socket_get_fd(c->sock);
     if (n > 0 && (size_t)n < sizeof(buf))
         (void)!send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -376,9 +362,9 @@ static size_t sweep_one(conn_t *c, uint64_t now, uint64_t header_ms, uint64_t bo
 
 static uint64_t process_buffered(void)
 {
-    uint64_t sum = __atomic_load_n(&served_body_bytes, __ATOMIC_RELAXED);
+    uint64_t sum = served_body_bytes;
     for (unsigned i = 0; i < dp.nthreads; i++)
-        sum += __atomic_load_n(&trackers[i].reading_bytes, __ATOMIC_RELAXED);
+        sum += trackers[i].reading_bytes;
     return sum;
 }
 
@@ -403,7 +389,7 @@ static void shed_reading(tracker_t *tr)
                         "proxy.max-buffered-body-mb is %llu MiB",
                         (unsigned long long)total, (unsigned long long)(cap >> 20));
         /* it was counted in this sweep's reading_bytes, and nothing was read since */
-        __atomic_sub_fetch(&tr->reading_bytes, big->sock->input->size, __ATOMIC_RELAXED);
+        tr->reading_bytes -= big->sock->input->size;
         reject_reading(big, 503, "Service Unavailable", "too many request bytes buffered, retry later");
     }
 }
@@ -411,7 +397,7 @@ static void shed_reading(tracker_t *tr)
 static void on_sweep(h2o_timeout_entry_t *entry)
 {
     tracker_t *tr = H2O_STRUCT_FROM_MEMBER(tracker_t, sweep, entry);
-    uint64_t now = h2o_now(current->ctx.loop);
+    uint64_t now = h2o_now(dp_current->ctx.loop);
     uint64_t header_ms = dp.cfg.request_header_timeout_ms ? dp.cfg.request_header_timeout_ms : 10000;
     uint64_t body_ms = dp.cfg.request_body_timeout_ms ? dp.cfg.request_body_timeout_ms : 10000;
     uint64_t reading = 0;
@@ -420,9 +406,9 @@ static void on_sweep(h2o_timeout_entry_t *entry)
         if (!c->shut && c->req == NULL)
             reading += sweep_one(c, now, header_ms, body_ms);
     }
-    __atomic_store_n(&tr->reading_bytes, reading, __ATOMIC_RELAXED);
+    tr->reading_bytes = reading;
     shed_reading(tr);
-    h2o_timeout_link(current->ctx.loop, &tr->sweep_timeout, &tr->sweep);
+    h2o_timeout_link(dp_current->ctx.loop, &tr->sweep_timeout, &tr->sweep);
 }
 
 static void thread_init(dp_thread_t *t)
@@ -535,7 +521,7 @@ void dp_server_drain_report(dp_drain_report_t *out)
 void *dp_thread_main(void *arg)
 {
     dp_thread_t *t = arg;
-    current = t;
+    dp_current = t;
     t->reader = shm_reader_register(&dp.seg);
     if (t->reader < 0) {
         LOG_ERROR("no free reader slot in shared memory");
@@ -546,7 +532,7 @@ void *dp_thread_main(void *arg)
     ready_threads++;
     pthread_cond_signal(&ready_cond);
     pthread_mutex_unlock(&ready_lock);
-    while (!__atomic_load_n(&dp.stopping, __ATOMIC_ACQUIRE))
+    while (!dp.stopping)
         h2o_evloop_run(t->ctx.loop, 100);
     thread_drain(t, dp.drain_deadline_ms);
     shm_reader_unregister(&dp.seg, t->reader);

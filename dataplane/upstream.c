@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "dataplane/pools.h"
 #include "dataplane/upstream.h"
+#include "dataplane/reply.h"
 
 static uc_head_cb on_connect(uc_client_t *client, const char *err, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
                              int *method_is_head);

@@ -6,7 +6,7 @@
 #include <json-c/json.h>
 #include <string.h>
 
-#include "dataplane/pd.h"
+#include "dataplane/pd_body.h"
 
 static h2o_mem_pool_t pool;
 
