@@ -285,29 +285,42 @@ static char *token_text(unsigned n)
     return s;
 }
 
+/*
+ * The envelope with its one choice: for chat, an object under `key` ("message" or "delta") with
+ * the role (when role) and the content; otherwise text and logprobs. finish NULL renders null.
+ */
+static json_object *with_choice(const sim_gen_t *g, const char *object, const char *key, bool role,
+                                const char *text, const char *finish)
+{
+    json_object *o = envelope(g, object);
+    json_object *choice = json_object_new_object();
+    json_object_object_add(choice, "index", json_object_new_int(0));
+    if (g->api == SIM_API_CHAT) {
+        json_object *msg = json_object_new_object();
+        if (role)
+            json_object_object_add(msg, "role", json_object_new_string("assistant"));
+        json_object_object_add(msg, "content", json_object_new_string(text));
+        json_object_object_add(choice, key, msg);
+    } else {
+        json_object_object_add(choice, "text", json_object_new_string(text));
+        json_object_object_add(choice, "logprobs", NULL);
+    }
+    json_object_object_add(choice, "finish_reason", finish ? json_object_new_string(finish) : NULL);
+    json_object *choices = json_object_new_array();
+    json_object_array_add(choices, choice);
+    json_object_object_add(o, "choices", choices);
+    return o;
+}
+
 char *sim_render_response(const sim_gen_t *g, size_t *len)
 {
     char *text = token_text(g->tokens);
     if (!text)
         return NULL;
     bool chat = g->api == SIM_API_CHAT;
-    json_object *o = envelope(g, chat ? "chat.completion" : "text_completion");
-    json_object *choice = json_object_new_object();
-    json_object_object_add(choice, "index", json_object_new_int(0));
-    if (chat) {
-        json_object *msg = json_object_new_object();
-        json_object_object_add(msg, "role", json_object_new_string("assistant"));
-        json_object_object_add(msg, "content", json_object_new_string(text));
-        json_object_object_add(choice, "message", msg);
-    } else {
-        json_object_object_add(choice, "text", json_object_new_string(text));
-        json_object_object_add(choice, "logprobs", NULL);
-    }
+    json_object *o =
+        with_choice(g, chat ? "chat.completion" : "text_completion", "message", true, text, finish_reason(g));
     free(text);
-    json_object_object_add(choice, "finish_reason", json_object_new_string(finish_reason(g)));
-    json_object *choices = json_object_new_array();
-    json_object_array_add(choices, choice);
-    json_object_object_add(o, "choices", choices);
     json_object_object_add(o, "usage", usage(g));
     return finish(o, "", "", len);
 }
@@ -316,24 +329,7 @@ char *sim_render_response(const sim_gen_t *g, size_t *len)
 static json_object *chunk(const sim_gen_t *g, bool first, const char *piece, const char *finish)
 {
     bool chat = g->api == SIM_API_CHAT;
-    json_object *o = envelope(g, chat ? "chat.completion.chunk" : "text_completion");
-    json_object *choice = json_object_new_object();
-    json_object_object_add(choice, "index", json_object_new_int(0));
-    if (chat) {
-        json_object *delta = json_object_new_object();
-        if (first)
-            json_object_object_add(delta, "role", json_object_new_string("assistant"));
-        json_object_object_add(delta, "content", json_object_new_string(piece));
-        json_object_object_add(choice, "delta", delta);
-    } else {
-        json_object_object_add(choice, "text", json_object_new_string(piece));
-        json_object_object_add(choice, "logprobs", NULL);
-    }
-    json_object_object_add(choice, "finish_reason", finish ? json_object_new_string(finish) : NULL);
-    json_object *choices = json_object_new_array();
-    json_object_array_add(choices, choice);
-    json_object_object_add(o, "choices", choices);
-    return o;
+    return with_choice(g, chat ? "chat.completion.chunk" : "text_completion", "delta", first, piece, finish);
 }
 
 char *sim_render_chunk(const sim_gen_t *g, unsigned i, size_t *len)
