@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "tools/fd-sim/driver.h"
+#include "tools/fd-sim/monotime.h"
 
 struct sim_driver {
     pthread_t tid;
@@ -26,22 +27,6 @@ struct sim_driver {
     bool stop, started;
     struct timespec t0;
 };
-
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
-static struct timespec at_ms(const struct timespec *t0, double ms)
-{
-    double secs = floor(ms / 1e3);
-    long long ns = (long long)t0->tv_nsec + (long long)((ms - secs * 1e3) * 1e6);
-    struct timespec ts = {.tv_sec = t0->tv_sec + (time_t)secs + (time_t)(ns / 1000000000LL),
-                          .tv_nsec = (long)(ns % 1000000000LL)};
-    return ts;
-}
 
 static void on_progress(void *ctx, int owner)
 {
@@ -69,7 +54,7 @@ static void *driver_main(void *arg)
     sim_driver_t *d = arg;
     pthread_mutex_lock(&d->lock);
     while (!d->stop) {
-        sim_engine_advance(d->engine, ms_since(&d->t0));
+        sim_engine_advance(d->engine, sim_ms_since(&d->t0));
         if (d->pending) {
             flush_kicks(d); /* the engine may have changed meanwhile: look again before sleeping */
             continue;
@@ -78,7 +63,7 @@ static void *driver_main(void *arg)
         if (isinf(next)) {
             pthread_cond_wait(&d->cond, &d->lock);
         } else {
-            struct timespec until = at_ms(&d->t0, next);
+            struct timespec until = sim_ts_after(&d->t0, next);
             pthread_cond_timedwait(&d->cond, &d->lock, &until);
         }
     }
@@ -95,11 +80,7 @@ sim_driver_t *sim_driver_start(const sim_engine_params_t *p, sim_kick_fn kick, v
     d->kick_ctx = ctx;
     clock_gettime(CLOCK_MONOTONIC, &d->t0);
     d->engine = sim_engine_new(p, on_progress, d);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&d->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sim_cond_init_monotonic(&d->cond);
     pthread_mutex_init(&d->lock, NULL);
     if (!d->engine || pthread_create(&d->tid, NULL, driver_main, d) != 0) {
         sim_engine_free(d->engine);
@@ -114,7 +95,7 @@ sim_driver_t *sim_driver_start(const sim_engine_params_t *p, sim_kick_fn kick, v
 
 double sim_driver_now(const sim_driver_t *d)
 {
-    return ms_since(&d->t0);
+    return sim_ms_since(&d->t0);
 }
 
 sim_engine_t *sim_driver_lock(sim_driver_t *d)

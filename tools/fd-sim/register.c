@@ -13,10 +13,11 @@
 
 #include "common/hclient.h"
 #include "tools/fd-sim/gen.h"
+#include "tools/fd-sim/monotime.h"
 #include "tools/fd-sim/register.h"
 
-#define REG_MAX_BODY   (64 * 1024)
-#define STOP_WAIT_SECS 1.0
+#define REG_MAX_BODY (64 * 1024)
+#define STOP_WAIT_MS 1000.0
 
 struct sim_registrar {
     pthread_t tid;
@@ -25,8 +26,8 @@ struct sim_registrar {
     bool stop, finished;
     sim_state_t *st;
     char target[SIM_ROUTER_LEN];
-    double interval;
-    double first_delay; /* --slow-start-ms: FastDeploy registers once its /health is OK */
+    double interval_ms;
+    double first_delay_ms; /* --slow-start-ms: FastDeploy registers once its /health is OK */
     char *payload;
     size_t payload_len;
 };
@@ -50,28 +51,19 @@ static void attempt(sim_registrar_t *r)
     hc_response_free(&resp);
 }
 
-static struct timespec deadline_after(double secs)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)((secs - (long long)secs) * 1e9);
-    ts.tv_sec += (time_t)secs + (time_t)(ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
-    return ts;
-}
-
 static void *registrar_main(void *arg)
 {
     sim_registrar_t *r = arg;
     pthread_mutex_lock(&r->lock);
-    struct timespec ready = deadline_after(r->first_delay);
-    while (!r->stop && r->first_delay > 0 && pthread_cond_timedwait(&r->cond, &r->lock, &ready) != ETIMEDOUT)
+    struct timespec ready = sim_deadline_ms(r->first_delay_ms);
+    while (!r->stop && r->first_delay_ms > 0 &&
+           pthread_cond_timedwait(&r->cond, &r->lock, &ready) != ETIMEDOUT)
         ;
     while (!r->stop) {
         pthread_mutex_unlock(&r->lock);
         attempt(r);
         pthread_mutex_lock(&r->lock);
-        struct timespec until = deadline_after(r->interval);
+        struct timespec until = sim_deadline_ms(r->interval_ms);
         while (!r->stop && pthread_cond_timedwait(&r->cond, &r->lock, &until) != ETIMEDOUT)
             ;
     }
@@ -95,15 +87,11 @@ sim_registrar_t *sim_registrar_start(const sim_config_t *cfg, sim_state_t *st, i
     if (!r)
         return NULL;
     r->st = st;
-    r->interval = cfg->register_interval_secs;
-    r->first_delay = cfg->slow_start_ms / 1000.0;
+    r->interval_ms = cfg->register_interval_secs * 1e3;
+    r->first_delay_ms = cfg->slow_start_ms;
     snprintf(r->target, sizeof(r->target), "%s", cfg->router);
     r->payload = sim_register_payload(cfg, port, metrics_port, &r->payload_len);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sim_cond_init_monotonic(&r->cond);
     pthread_mutex_init(&r->lock, NULL);
     if (!r->payload || pthread_create(&r->tid, NULL, registrar_main, r) != 0) {
         registrar_free(r);
@@ -124,7 +112,7 @@ void sim_registrar_stop(sim_registrar_t *r)
     pthread_mutex_lock(&r->lock);
     r->stop = true;
     pthread_cond_broadcast(&r->cond);
-    struct timespec until = deadline_after(STOP_WAIT_SECS);
+    struct timespec until = sim_deadline_ms(STOP_WAIT_MS);
     while (!r->finished && pthread_cond_timedwait(&r->cond, &r->lock, &until) != ETIMEDOUT)
         ;
     bool finished = r->finished;
