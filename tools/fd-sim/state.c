@@ -142,15 +142,12 @@ char *sim_state_stats_json(sim_state_t *st, const sim_engine_load_t *load, size_
 
 void sim_state_reset(sim_state_t *st)
 {
-    st->requests = 0;
-    st->completed = 0;
-    st->cancelled = 0;
-    st->failed = 0;
-    st->rejected = 0;
-    st->aborted = 0;
+    /* totals only: inflight counts live calls, and seq keeps generated ids unique */
+    _Atomic long *const counters[] = {&st->requests, &st->completed, &st->cancelled,   &st->failed,
+                                      &st->rejected, &st->aborted,   &st->register_ok, &st->register_failed};
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+        *counters[i] = 0;
     st->prompt_tokens = 0;
-    st->register_ok = 0;
-    st->register_failed = 0;
     pthread_mutex_lock(&st->lock);
     forget_last(st);
     pthread_mutex_unlock(&st->lock);
