@@ -288,8 +288,27 @@ typedef struct {
     unsigned long allocs;
 } cell_t;
 
+/* The control plane's part, which runs beside the data plane in a router: the prefix tree's
+ * upkeep (controlplane/evict.c) on its schedule, a step every 100 ms, every 1 ms while a sweep
+ * lasts. Outside the timing (it is another process's work), but its longest writer-lock hold is
+ * reported: that is the longest a data plane's insert can wait behind it. */
+static uint64_t upkeep_due_ns, upkeep_max_hold_ns;
+static radix_sweep_t upkeep_sweep;
+
+static void control_plane_upkeep(void)
+{
+    uint64_t t0 = now_ns();
+    if (t0 < upkeep_due_ns)
+        return;
+    int more = radix_upkeep(&dp.seg, &upkeep_sweep, 0, 0);
+    uint64_t t1 = now_ns();
+    upkeep_max_hold_ns = t1 - t0 > upkeep_max_hold_ns ? t1 - t0 : upkeep_max_hold_ns;
+    upkeep_due_ns = t1 + (more ? 1000000u : 100000000u);
+}
+
 static uint64_t select_once(dp_thread_t *thr, prompts_t *p, bool count)
 {
+    control_plane_upkeep();
     pol_prompt_t prompt = prompts_next(p);
     dp_choice_t choice;
     counting = count;
@@ -456,9 +475,14 @@ int main(int argc, char **argv)
             }
         radix_stats_t st;
         radix_stats(&dp.seg, &st);
-        printf("- %u instances: tree %u nodes (+%u in limbo) of %u, %llu inserts, %llu evicted for room\n",
+        printf("- %u instances: tree %u nodes (+%u in limbo) of %u, %llu inserts (%llu cut short), %llu "
+               "evicted for room; longest upkeep step %llu us\n",
                instance_counts[i], st.nodes, st.limbo, st.capacity, (unsigned long long)st.inserts,
-               (unsigned long long)st.evictions_pressure);
+               (unsigned long long)st.inserts_truncated, (unsigned long long)st.evictions_pressure,
+               (unsigned long long)(upkeep_max_hold_ns / 1000));
+        upkeep_max_hold_ns = 0;
+        upkeep_sweep = (radix_sweep_t){0};
+        upkeep_due_ns = 0;
         fflush(stdout);
         teardown_segment(&thr);
     }

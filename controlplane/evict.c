@@ -1,11 +1,15 @@
 /*
- * controlplane/evict.c - upkeep of the shared prefix tree (shm/radix.h).
+ * controlplane/evict.c - upkeep of the shared prefix tree (shm/radix.h), the only place that
+ * evicts: a data plane's insert never does (it would hold the writer lock for a pass over the
+ * whole tree on the request path).
  *
- * TTL eviction: every eviction-duration-mins / 2 (the Go router's period), every node whose last
- * access is older than the TTL goes, with its subtree. Headroom: every 100 ms, radix_maintain
- * keeps some free nodes in reserve and returns nodes whose grace period passed, so the data
- * planes' inserts rarely have to evict under pressure themselves. The configured capacity is
- * applied at start. All of it runs on the CP loop and takes the writer lock only briefly.
+ * Every 100 ms a step of radix_upkeep applies the configured capacity (so a reload takes effect
+ * without the data planes), returns limbo nodes whose grace period passed and, when the free
+ * reserve runs low, starts a sweep that evicts the least recently used nodes. Every
+ * eviction-duration-mins / 2 (the Go router's period) a TTL pass is asked for: nodes last
+ * accessed longer ago than the TTL go, with their subtrees. A sweep runs in steps of well under
+ * a millisecond of writer-lock time, 1 ms apart while it lasts, so the data planes' inserts
+ * interleave with it.
  */
 #include "common/log.h"
 #include "controlplane/cp.h"
@@ -13,24 +17,34 @@
 #include "shm/radix.h"
 
 #define MAINTAIN_PERIOD_MS 100
+#define SWEEP_STEP_MS      1
+
+static radix_sweep_t sweep; /* the one segment's sweep (process-local, see shm/radix.h) */
 
 static uint64_t ttl_ms(const cp_t *cp)
 {
     return (uint64_t)(cp->cfg.eviction_duration_mins * 60000.0);
 }
 
+static void step(cp_t *cp, uint64_t ttl_before)
+{
+    int more = radix_upkeep(&cp->seg, &sweep, (uint32_t)cp->cfg.radix_capacity_nodes, ttl_before);
+    if (more < 0)
+        LOG_RATELIMITED(FD_LOG_ERROR, "prefix tree upkeep: the writer lock is unrecoverable");
+    else if (more) /* the next step soon; the period resumes after it */
+        cp_timer_arm(&cp->evict.maintain, SWEEP_STEP_MS, MAINTAIN_PERIOD_MS);
+}
+
 static void on_ttl(cp_timer_t *t)
 {
     cp_t *cp = t->data;
-    long n = radix_evict_ttl(&cp->seg, shm_now_ms(), ttl_ms(cp));
-    if (n > 0)
-        LOG_DEBUG("radix eviction: removed=%ld", n);
+    uint64_t now = shm_now_ms(), ttl = ttl_ms(cp);
+    step(cp, now > ttl ? now - ttl : 1);
 }
 
 static void on_maintain(cp_timer_t *t)
 {
-    cp_t *cp = t->data;
-    radix_maintain(&cp->seg);
+    step(t->data, 0);
 }
 
 int cp_evict_start(cp_t *cp)

@@ -32,7 +32,7 @@
 #define NODE_SLOTS        (SHM_RADIX_MAX_NODES + 2u) /* 0 = none, 1 = root */
 #define FIRST_NODE        2u
 #define CHAIN_MAX_STEPS   1024u /* a chain holds about one node; a longer walk is given up */
-#define HISTOGRAM_BUCKETS 64
+#define HISTOGRAM_BUCKETS RADIX_HIST_BUCKETS
 
 _Static_assert(sizeof(shm_radix_node_t) == 256, "a node is 256 bytes, 16 to a page");
 
@@ -303,9 +303,7 @@ static uint32_t reclaim(shm_seg_t *s)
 static uint32_t node_alloc(shm_seg_t *s)
 {
     shm_radix_hdr_t *t = radix_hdr(s);
-    if (!available(t))
-        reclaim(s);
-    if (!available(t))
+    if (!available(t)) /* no reclaim here: an insert does no upkeep (radix_upkeep does) */
         return SHM_RADIX_NIL;
     uint32_t i = t->free_head;
     if (i)
@@ -456,123 +454,201 @@ static void finish_retire(shm_seg_t *s, uint32_t old_head)
         radix_node(s, i)->retire_epoch = e;
 }
 
-typedef bool (*doom_fn)(const shm_radix_node_t *n, uint64_t evicted, const void *ctx);
+/*
+ * Eviction is one resumable walk, a sweep (radix_sweep_t): the control plane advances it by
+ * bounded steps, each a short hold of the writer lock, so a data plane's insert never waits
+ * behind a pass over the whole tree and never evicts itself. A sweep unlinks nodes last
+ * accessed before ttl_before (the Go router's TTL rule) and, when room is needed, about
+ * lru_target least recently used ones. A node is never accessed after its parent (an insert
+ * refreshes the whole path), so "accessed before T" is a set of whole subtrees. The LRU cut-off
+ * is found first by linear scans of the node array in chunks: the range of last accesses, then
+ * histograms that narrow down [lru_below, lru_upto), the millisecond range where the oldest
+ * lru_target nodes end; the walk then takes every node accessed before it, and nodes inside it
+ * until lru_target went. Between steps the data planes insert and split: the walk's cursor is
+ * a link (the first-child or next-sibling field of node `at`) and its parent is read live, so a
+ * split above or at the cursor is followed; a cursor whose node left the tree restarts the walk.
+ */
+enum { SWEEP_IDLE, SWEEP_RANGE, SWEEP_NARROW, SWEEP_WALK };
+enum { KEEP = 0, DOOM_TTL, DOOM_LRU };
+#define SCAN_CHUNK 16384u /* nodes read per step of a cut-off scan (sequential) */
+#define WALK_CHUNK 2048u  /* nodes visited per step of the walk (a pointer chase each) */
 
-/* Walk the whole tree pre-order; a node `doom` picks is unlinked with its subtree (and not
- * descended into). Returns the number of nodes unlinked. */
-static uint64_t evict_walk(shm_seg_t *s, doom_fn doom, const void *ctx)
+static int doom(const radix_sweep_t *w, const shm_radix_node_t *n)
+{
+    uint64_t at = n->last_ms;
+    if (at < w->ttl_before)
+        return DOOM_TTL;
+    if (at < w->lru_below || (at < w->lru_upto + w->lru_shift && w->lru_evicted < w->lru_target))
+        return DOOM_LRU;
+    return KEEP;
+}
+
+static uint32_t *cursor_link(shm_seg_t *s, const radix_sweep_t *w)
+{
+    shm_radix_node_t *n = radix_node(s, w->at);
+    return w->into ? &n->first_child : &n->next_sibling;
+}
+
+/* Is the cursor still on the tree? (Only the control plane unlinks nodes, but a synchronous pass
+ * or a repair may have run between two steps.) A node that left and came back elsewhere is a
+ * valid place to go on from: the walk is then partial, never wrong. */
+static bool cursor_valid(const shm_seg_t *s, const radix_sweep_t *w)
+{
+    uint32_t hw = radix_hdr(s)->high_water;
+    if (w->at == SHM_RADIX_ROOT)
+        return w->into;
+    if (w->at < FIRST_NODE || w->at >= hw || radix_node(s, w->at)->state != SHM_RADIX_USED)
+        return false;
+    uint32_t p = radix_node(s, w->at)->parent;
+    return p == SHM_RADIX_ROOT || (p >= FIRST_NODE && p < hw && radix_node(s, p)->state == SHM_RADIX_USED);
+}
+
+static void cursor_reset(radix_sweep_t *w)
+{
+    w->at = SHM_RADIX_ROOT;
+    w->into = true;
+}
+
+/* Visit up to `budget` nodes of the walk (an unlinked subtree counts as the nodes it held);
+ * true when the walk reached its end. */
+static bool sweep_walk(shm_seg_t *s, radix_sweep_t *w, uint64_t budget)
 {
     shm_radix_hdr_t *t = radix_hdr(s);
-    uint32_t old_head = t->limbo_head, parent = SHM_RADIX_ROOT;
-    uint32_t *link = &radix_node(s, SHM_RADIX_ROOT)->first_child;
-    uint64_t evicted = 0;
-    for (;;) {
+    uint32_t old_head = t->limbo_head;
+    bool done = false;
+    if (!cursor_valid(s, w))
+        cursor_reset(w);
+    while (budget) {
+        uint32_t *link = cursor_link(s, w);
         uint32_t i = *link;
-        if (!i) {
-            if (parent == SHM_RADIX_ROOT)
+        if (!i) { /* the children of `up` are done: on to its next sibling */
+            uint32_t up = w->into ? w->at : radix_node(s, w->at)->parent;
+            if (up == SHM_RADIX_ROOT) {
+                done = true;
                 break;
-            link = &radix_node(s, parent)->next_sibling;
-            parent = radix_node(s, parent)->parent;
+            }
+            w->at = up;
+            w->into = false;
             continue;
         }
         shm_radix_node_t *n = radix_node(s, i);
-        if (doom(n, evicted, ctx)) {
-            PUBLISH(link, n->next_sibling);
-            evicted += retire_subtree(s, i);
+        int why = doom(w, n);
+        if (why == KEEP) {
+            w->at = i;
+            w->into = true;
+            budget--;
             continue;
         }
-        parent = i;
-        link = &n->first_child;
+        PUBLISH(link, n->next_sibling);
+        uint32_t k = retire_subtree(s, i);
+        if (why == DOOM_LRU) {
+            w->lru_evicted += k;
+            SET(&t->evictions_pressure, t->evictions_pressure + k);
+        } else {
+            SET(&t->evictions_ttl, t->evictions_ttl + k);
+        }
+        budget = budget > k ? budget - k : 0;
     }
     finish_retire(s, old_head);
-    return evicted;
+    return done;
 }
 
-typedef struct {
-    uint64_t now_ms, ttl_ms;
-} ttl_ctx_t;
-
-static bool doom_ttl(const shm_radix_node_t *n, uint64_t evicted, const void *ctx)
+/* One chunk of a cut-off scan over nodes [next, next + budget): true when the array is done. */
+static bool sweep_scan(shm_seg_t *s, radix_sweep_t *w, uint64_t budget)
 {
-    const ttl_ctx_t *c = ctx;
-    (void)evicted;
-    return c->now_ms > n->last_ms && c->now_ms - n->last_ms > c->ttl_ms;
-}
-
-typedef struct {
-    uint64_t below; /* every node accessed before this goes */
-    uint64_t upto;  /* nodes accessed before this go while fewer than `target` went */
-    uint64_t target;
-} lru_ctx_t;
-
-static bool doom_lru(const shm_radix_node_t *n, uint64_t evicted, const void *ctx)
-{
-    const lru_ctx_t *c = ctx;
-    return n->last_ms < c->below || (n->last_ms < c->upto && evicted < c->target);
-}
-
-/* Histogram of the last access of reachable nodes in [lo, hi), in buckets of `width`. */
-static void histogram(const shm_seg_t *s, uint64_t lo, uint64_t hi, uint64_t width, uint64_t *hist)
-{
-    const shm_radix_hdr_t *t = radix_hdr(s);
-    memset(hist, 0, HISTOGRAM_BUCKETS * sizeof *hist);
-    for (uint32_t i = FIRST_NODE; i < t->high_water; i++) {
+    uint32_t hw = radix_hdr(s)->high_water, end = w->next + budget < hw ? w->next + (uint32_t)budget : hw;
+    uint64_t width = w->phase == SWEEP_NARROW
+                         ? (w->lru_upto - w->lru_below + HISTOGRAM_BUCKETS - 1) / HISTOGRAM_BUCKETS
+                         : 0;
+    for (uint32_t i = w->next > FIRST_NODE ? w->next : FIRST_NODE; i < end; i++) {
         const shm_radix_node_t *n = radix_node(s, i);
-        if (n->state == SHM_RADIX_USED && n->last_ms >= lo && n->last_ms < hi)
-            hist[(n->last_ms - lo) / width]++;
-    }
-}
-
-/*
- * Unlink about `target` least recently used nodes. A node is never accessed after its parent
- * (an insert refreshes the whole path), so "accessed before T" is a set of whole subtrees.
- * Histograms of last access narrow down [below, upto), the millisecond range where the oldest
- * `target` nodes end (one linear pass per narrowing, a few in all): every node accessed before
- * it goes, then nodes inside it, in walk order, until `target` went.
- */
-static uint64_t evict_lru(shm_seg_t *s, uint64_t target)
-{
-    shm_radix_hdr_t *t = radix_hdr(s);
-    uint64_t lo = UINT64_MAX, hi = 0;
-    for (uint32_t i = FIRST_NODE; i < t->high_water; i++) {
-        const shm_radix_node_t *n = radix_node(s, i);
-        if (n->state == SHM_RADIX_USED) {
-            lo = n->last_ms < lo ? n->last_ms : lo;
-            hi = n->last_ms > hi ? n->last_ms : hi;
+        if (n->state != SHM_RADIX_USED)
+            continue;
+        if (w->phase == SWEEP_RANGE) {
+            w->lru_below = n->last_ms < w->lru_below ? n->last_ms : w->lru_below;
+            w->lru_upto = n->last_ms >= w->lru_upto ? n->last_ms + 1 : w->lru_upto;
+        } else if (n->last_ms >= w->lru_below && n->last_ms < w->lru_upto) {
+            w->hist[(n->last_ms - w->lru_below) / width]++;
         }
     }
-    if (lo > hi || !target)
-        return 0;
-    uint64_t below = lo, upto = hi < UINT64_MAX ? hi + 1 : hi, older = 0, hist[HISTOGRAM_BUCKETS];
-    while (upto - below > 1) {
-        uint64_t width = (upto - below + HISTOGRAM_BUCKETS - 1) / HISTOGRAM_BUCKETS;
-        histogram(s, below, upto, width, hist);
-        int k = 0;
-        while (k < HISTOGRAM_BUCKETS - 1 && older + hist[k] < target)
-            older += hist[k++];
-        below += (uint64_t)k * width;
-        upto = below + width < upto ? below + width : upto;
-    }
-    lru_ctx_t c = {.below = below, .upto = upto, .target = target};
-    uint64_t evicted = evict_walk(s, doom_lru, &c);
-    SET(&t->evictions_pressure, t->evictions_pressure + evicted);
-    return evicted;
+    w->next = end;
+    return end >= hw;
 }
 
-/* Make sure `need` nodes are free or on their way (limbo), plus headroom / 2; when not,
- * evict the least recently used down to `need` + headroom. */
-static void make_room(shm_seg_t *s, uint32_t need)
+/* A finished histogram pass: narrow [lru_below, lru_upto) to the bucket where the oldest
+ * lru_target nodes end; true when it is one millisecond wide (the walk can start). */
+static bool sweep_narrow(radix_sweep_t *w)
 {
-    shm_radix_hdr_t *t = radix_hdr(s);
-    uint32_t room = headroom(t->capacity);
-    if (need > t->capacity)
-        need = t->capacity;
-    if (available(t) < need)
-        reclaim(s);
-    uint64_t soon = (uint64_t)available(t) + t->limbo;
-    if (soon >= (uint64_t)need + room / 2)
-        return;
-    evict_lru(s, (uint64_t)need + room - soon);
+    uint64_t width = (w->lru_upto - w->lru_below + HISTOGRAM_BUCKETS - 1) / HISTOGRAM_BUCKETS;
+    /* the last bucket holding part of the range (fewer than all when it is narrow), where the
+     * narrowing stops even if nodes touched between chunks left the range short of the target */
+    uint64_t last = (w->lru_upto - w->lru_below - 1) / width;
+    uint64_t k = 0;
+    while (k < last && w->lru_older + w->hist[k] < w->lru_target)
+        w->lru_older += w->hist[k++];
+    w->lru_below += k * width;
+    w->lru_upto = w->lru_below + width < w->lru_upto ? w->lru_below + width : w->lru_upto;
+    memset(w->hist, 0, sizeof w->hist);
+    return w->lru_upto - w->lru_below <= 1;
+}
+
+/* Start a sweep: a TTL pass (ttl_before != 0) and/or about `lru_target` LRU nodes. */
+static void sweep_start(radix_sweep_t *w, uint64_t ttl_before, uint64_t lru_target)
+{
+    w->ttl_before = ttl_before;
+    w->lru_target = lru_target;
+    w->lru_evicted = w->lru_older = w->lru_shift = w->cut_ms = 0;
+    w->lru_below = lru_target ? UINT64_MAX : 0; /* the range scan lowers it; no LRU: none */
+    w->lru_upto = 0;
+    w->next = 0;
+    memset(w->hist, 0, sizeof w->hist);
+    cursor_reset(w);
+    w->phase = lru_target ? SWEEP_RANGE : SWEEP_WALK;
+}
+
+/* Advance the sweep by one chunk (budget: nodes; UINT64_MAX runs the phase to its end); false
+ * once it is over. */
+static bool sweep_advance(shm_seg_t *s, radix_sweep_t *w, uint64_t now_ms, uint64_t scan_budget,
+                          uint64_t walk_budget)
+{
+    switch (w->phase) {
+    case SWEEP_RANGE:
+        if (!sweep_scan(s, w, scan_budget))
+            return true;
+        w->next = 0;
+        if (w->lru_below >= w->lru_upto) /* nothing reachable */
+            w->lru_target = 0, w->lru_below = w->lru_upto = 0;
+        w->phase = w->lru_upto - w->lru_below > 1 ? SWEEP_NARROW : SWEEP_WALK;
+        w->cut_ms = now_ms;
+        return true;
+    case SWEEP_NARROW:
+        if (!sweep_scan(s, w, scan_budget))
+            return true;
+        w->next = 0;
+        if (sweep_narrow(w))
+            w->phase = SWEEP_WALK;
+        w->cut_ms = now_ms;
+        return true;
+    case SWEEP_WALK:
+        /* nodes the inserts touched since the cut-off was found are newer than it: as many ms
+         * later, the range moves as far, or a tree where everything is hot would keep all */
+        w->lru_shift = now_ms > w->cut_ms ? now_ms - w->cut_ms : 0;
+        if (!sweep_walk(s, w, walk_budget))
+            return true;
+        w->phase = SWEEP_IDLE;
+        return false;
+    default:
+        return false;
+    }
+}
+
+/* Synchronous eviction of about `target` least recently used nodes (a capacity change). */
+static void evict_lru_now(shm_seg_t *s, uint64_t target)
+{
+    radix_sweep_t w;
+    sweep_start(&w, 0, target);
+    while (sweep_advance(s, &w, 0, UINT64_MAX, UINT64_MAX))
+        ;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -706,13 +782,13 @@ static void apply_capacity(shm_seg_t *s, uint32_t capacity)
     if (used(t) > capacity)
         reclaim(s);
     if (used(t) > capacity) {
-        evict_lru(s, (uint64_t)used(t) - capacity + headroom(capacity));
+        evict_lru_now(s, (uint64_t)used(t) - capacity + headroom(capacity));
         reclaim(s);
     }
 }
 
 long radix_insert(shm_seg_t *s, const uint64_t *h, size_t n, uint16_t slot, uint32_t generation,
-                  uint32_t stamp, uint64_t now_ms, uint32_t capacity)
+                  uint32_t stamp, uint64_t now_ms)
 {
     ins_t in = {.ident = radix_tag_ident(slot, generation), .now_ms = now_ms, .stamp = stamp};
     if (n > RADIX_MAX_BLOCKS)
@@ -720,12 +796,6 @@ long radix_insert(shm_seg_t *s, const uint64_t *h, size_t n, uint16_t slot, uint
     if (begin(s) < 0)
         return -1;
     shm_radix_hdr_t *t = radix_hdr(s);
-    capacity = clamp_capacity(capacity);
-    if (capacity != t->capacity)
-        apply_capacity(s, capacity);
-    size_t matched = radix_match(s, h, n, NULL);
-    size_t rest = n - matched;
-    make_room(s, (uint32_t)(rest ? (rest + SHM_RADIX_EDGE_MAX - 1) / SHM_RADIX_EDGE_MAX + 1 : 0));
     size_t done = insert_locked(s, h, n, &in);
     SET(&t->inserts, t->inserts + 1);
     if (done < n)
@@ -739,25 +809,52 @@ long radix_evict_ttl(shm_seg_t *s, uint64_t now_ms, uint64_t ttl_ms)
     if (begin(s) < 0)
         return -1;
     shm_radix_hdr_t *t = radix_hdr(s);
-    ttl_ctx_t c = {.now_ms = now_ms, .ttl_ms = ttl_ms};
-    uint64_t evicted = evict_walk(s, doom_ttl, &c);
-    SET(&t->evictions_ttl, t->evictions_ttl + evicted);
+    uint64_t before = t->evictions_ttl;
+    radix_sweep_t w;
+    sweep_start(&w, now_ms > ttl_ms ? now_ms - ttl_ms : 0, 0);
+    while (sweep_advance(s, &w, 0, UINT64_MAX, UINT64_MAX))
+        ;
     reclaim(s);
     end(s);
-    return (long)evicted;
+    return (long)(t->evictions_ttl - before);
 }
 
-long radix_maintain(shm_seg_t *s)
+/* Room to start a sweep for, at an idle step: keep 2 headrooms free or on their way, 4 once
+ * an insert ran out since the last look (the inserts outpace the sweeps). */
+static uint64_t lru_need(const shm_radix_hdr_t *t, bool ran_out)
 {
+    uint64_t soon = (uint64_t)available(t) + t->limbo, room = headroom(t->capacity);
+    uint64_t want = (ran_out ? 5 : 3) * room, cap = t->capacity / 2;
+    if (soon >= (ran_out ? want : 2 * room))
+        return 0;
+    return want - soon < cap ? want - soon : cap;
+}
+
+int radix_upkeep(shm_seg_t *s, radix_sweep_t *w, uint32_t capacity, uint64_t ttl_before)
+{
+    if (ttl_before > w->ttl_pending)
+        w->ttl_pending = ttl_before;
     if (begin(s) < 0)
         return -1;
     shm_radix_hdr_t *t = radix_hdr(s);
+    capacity = clamp_capacity(capacity);
+    if (capacity != t->capacity)
+        apply_capacity(s, capacity);
     reclaim(s);
-    uint64_t soon = (uint64_t)available(t) + t->limbo, room = headroom(t->capacity), evicted = 0;
-    if (soon < room)
-        evicted = evict_lru(s, 2 * room - soon);
+    if (w->phase == SWEEP_IDLE) {
+        bool ran_out = t->inserts_truncated != w->truncated_seen;
+        w->truncated_seen = t->inserts_truncated;
+        uint64_t need = lru_need(t, ran_out);
+        if (need || w->ttl_pending) {
+            sweep_start(w, w->ttl_pending, need);
+            w->ttl_pending = 0;
+        }
+    }
+    bool more = w->phase != SWEEP_IDLE && sweep_advance(s, w, shm_now_ms(), SCAN_CHUNK, WALK_CHUNK);
+    if (!more)
+        reclaim(s);
     end(s);
-    return (long)evicted;
+    return more || w->ttl_pending;
 }
 
 long radix_purge_slot(shm_seg_t *s, uint16_t slot)

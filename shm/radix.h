@@ -138,21 +138,48 @@ size_t radix_cached_blocks(const shm_seg_t *s, const uint64_t *h, size_t n, cons
  * Record that (slot, generation) was chosen for h[0..n): insert the path, splitting an edge
  * where it diverges, refresh the last access of every node on it and tag each with the
  * instance at `now_ms` and its cache-inflow `stamp` (a node with every tag taken loses a
- * stale-generation tag, else its oldest). `capacity` is the configured one (0 = SHM_RADIX_MAX_NODES); a
- * change of it is applied here. Room is made first (least recently used nodes go); if even so no node can be
- * had, the path is recorded as far as it fits. Returns the number of blocks recorded.
+ * stale-generation tag, else its oldest). An insert never evicts nor reclaims (that is
+ * radix_upkeep's, on the control plane): when the free nodes run out, the path is recorded as
+ * far as they go and inserts_truncated counts it, which makes the next upkeep keep a larger
+ * reserve. Returns the number of blocks recorded.
  */
 long radix_insert(shm_seg_t *s, const uint64_t *h, size_t n, uint16_t slot, uint32_t generation,
-                  uint32_t stamp, uint64_t now_ms, uint32_t capacity);
+                  uint32_t stamp, uint64_t now_ms);
 
-/* CP timer: unlink every non-root node last accessed more than `ttl_ms` before `now_ms`,
- * together with its subtree (the Go router's rule). Returns the number of nodes unlinked. */
+/*
+ * The control plane's eviction, as a sweep advanced by bounded steps (each a short writer-lock
+ * hold: SCAN_CHUNK nodes read or WALK_CHUNK visited, well under a millisecond), so that no insert
+ * waits behind a pass over the whole tree. Process-local state, zero-initialised; one per
+ * segment; its fields are radix.c's.
+ */
+#define RADIX_HIST_BUCKETS 64
+typedef struct {
+    int phase;
+    uint32_t next;                           /* next node index of a cut-off scan */
+    uint32_t at;                             /* walk cursor: node whose link is next */
+    bool into;                               /* the link is at's first_child, else next_sibling */
+    uint64_t ttl_before, ttl_pending;        /* TTL cut-off of this sweep, of the next one */
+    uint64_t lru_target, lru_evicted;        /* least recently used nodes to take, taken */
+    uint64_t lru_below, lru_upto, lru_older; /* the LRU cut-off range being narrowed */
+    uint64_t cut_ms, lru_shift;              /* when it was found; how far it moved since */
+    uint64_t hist[RADIX_HIST_BUCKETS];
+    uint64_t truncated_seen; /* inserts_truncated at the last sweep's start */
+} radix_sweep_t;
+
+/*
+ * One step of upkeep: apply a changed `capacity` (0 = SHM_RADIX_MAX_NODES; shrinking evicts at
+ * once), move limbo nodes whose grace period passed to the free list, start a sweep when fewer
+ * than 2/16 of the capacity are free or on their way (5/16 once an insert ran out) or a TTL pass
+ * is asked for (ttl_before != 0: unlink every node last accessed before it, with its subtree;
+ * the Go router's rule; queued if a sweep is under way), and advance the sweep by one chunk.
+ * Returns 1 while a sweep is under way (step again soon), 0 when idle, -1 if the lock is
+ * unrecoverable.
+ */
+int radix_upkeep(shm_seg_t *s, radix_sweep_t *w, uint32_t capacity, uint64_t ttl_before);
+
+/* The TTL pass at once, in one writer-lock hold (tests, tools): unlink every non-root node last
+ * accessed more than `ttl_ms` before `now_ms`, with its subtree. Returns the nodes unlinked. */
 long radix_evict_ttl(shm_seg_t *s, uint64_t now_ms, uint64_t ttl_ms);
-
-/* CP timer: keep headroom for the DPs' inserts (evicting the least recently used nodes when
- * free + limbo nodes are below 1/16 of the capacity) and move limbo nodes whose grace period
- * has passed to the free list. Returns the number of nodes unlinked. */
-long radix_maintain(shm_seg_t *s);
 
 /* Remove every tag of instance slot `slot`, whatever its generation (instance removal). The
  * generation in each tag already keeps a re-used slot from matching; this frees the tags.

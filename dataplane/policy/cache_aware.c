@@ -334,8 +334,7 @@ static size_t select_scored(const pol_ctx_t *c, bool remote)
         *c->charge = (pol_charge_t){.tokens = d.uncached + block_of(c), .prefill = d.uncached};
     uint64_t inflow = shm_cache_inflow_add(s, slot, d.uncached);
     if (d.why == RADIX_DECIDED_BY_CACHE) {
-        radix_insert(s, d.hashes, d.nh, slot, d.rc[d.choice].gen, radix_stamp(inflow), d.now,
-                     c->cfg->radix_capacity);
+        radix_insert(s, d.hashes, d.nh, slot, d.rc[d.choice].gen, radix_stamp(inflow), d.now);
         if (c->prompt->session)
             radix_count_session(s, c->prompt->session, slot, d.rc[d.choice].gen);
     }

@@ -98,7 +98,7 @@ static void remember(const char *prompt, int i)
         radix_hash_text(RADIX_SEED, prompt, strlen(prompt), cfg.cache_block_size, true, h, RADIX_MAX_BLOCKS);
     shm_instance_t *in = shm_instance(&fx.seg, slots[i]);
     uint32_t stamp = radix_stamp(shm_cache_inflow(&fx.seg, slots[i]));
-    cr_assert_eq(radix_insert(&fx.seg, h, n, slots[i], in->generation, stamp, shm_now_ms(), 0), (long)n);
+    cr_assert_eq(radix_insert(&fx.seg, h, n, slots[i], in->generation, stamp, shm_now_ms()), (long)n);
 }
 
 /* Every candidate's cache inflow raised to the largest, so the content bound holds nobody back. */

@@ -25,12 +25,35 @@ static uint32_t gen_of(unsigned slot)
     return shm_instance(&seg, slot)->generation;
 }
 
-static uint32_t cap;   /* the configured capacity, as a DP passes it (0 = maximum) */
-static uint32_t stamp; /* the inserting instance's inflow stamp */
+static uint32_t cap;        /* the configured capacity, as the CP passes it (0 = maximum) */
+static uint32_t stamp;      /* the inserting instance's inflow stamp */
+static radix_sweep_t sweep; /* the CP's eviction state */
 
+/* The CP's upkeep, run until its sweep (if one started) is over: returns the steps taken. */
+static int upkeep(uint64_t ttl_before)
+{
+    int steps = 0, rc;
+    while ((rc = radix_upkeep(&seg, &sweep, cap, ttl_before)) == 1) {
+        ttl_before = 0;
+        steps++;
+        check();
+    }
+    cr_assert_eq(rc, 0);
+    return steps + 1;
+}
+
+/* An insert as a DP makes it (never evicting)... */
+static long dp_ins(const uint64_t *h, size_t n, int slot, uint64_t now_ms)
+{
+    return radix_insert(&seg, h, n, (uint16_t)slot, gen_of((unsigned)slot), stamp, now_ms);
+}
+
+/* ...and with the CP's upkeep after it, as in a running router. */
 static long ins(const uint64_t *h, size_t n, int slot, uint64_t now_ms)
 {
-    return radix_insert(&seg, h, n, (uint16_t)slot, gen_of((unsigned)slot), stamp, now_ms, cap);
+    long r = dp_ins(h, n, slot, now_ms);
+    upkeep(0);
+    return r;
 }
 
 static void set_cap(uint32_t c)
@@ -508,7 +531,7 @@ Test(radix, a_path_longer_than_the_capacity_is_recorded_as_far_as_it_fits)
     uint64_t p[50];
     for (int i = 0; i < 50; i++)
         p[i] = 7000 + (uint64_t)i;
-    cr_assert_eq(ins(p, 50, a, 1000), 30);
+    cr_assert_eq(dp_ins(p, 50, a, 1000), 30);
     cr_assert_eq(T()->inserts_truncated, 1);
     cr_assert_eq(T()->nodes, 3);
     cr_assert_eq(match(p, 50, NULL), 30);
@@ -530,10 +553,65 @@ Test(radix, shrinking_the_capacity_evicts_down_to_it)
     check();
     cr_assert_eq(radix_set_capacity(&seg, 0), 0);
     cr_assert_eq(T()->capacity, SHM_RADIX_MAX_NODES, "0 means the maximum");
-    uint64_t h = 1;
-    radix_insert(&seg, &h, 1, (uint16_t)a, 0, 0, 1000, 5);
-    cr_assert_eq(T()->capacity, 5, "an insert applies the configured capacity");
+    cap = 5;
+    upkeep(0);
+    cr_assert_eq(T()->capacity, 5, "an upkeep step applies the configured capacity");
     cr_assert_leq(T()->nodes + T()->limbo, 5);
+    check();
+}
+
+Test(radix, an_insert_never_evicts_the_next_upkeep_makes_room)
+{
+    int a = inst("http://127.0.0.1:1");
+    set_cap(16);
+    for (uint64_t i = 0; i < 16; i++) { /* fill it as DPs would with the CP away */
+        uint64_t h = 100 + i;
+        cr_assert_eq(dp_ins(&h, 1, a, 100 + i), 1);
+    }
+    cr_assert_eq(T()->nodes, 16);
+    uint64_t h = 999;
+    cr_assert_eq(dp_ins(&h, 1, a, 500), 0, "a full tree records nothing more");
+    cr_assert_eq(T()->evictions_pressure, 0, "the insert evicted nothing");
+    cr_assert_eq(T()->nodes, 16);
+    cr_assert_eq(T()->inserts_truncated, 1);
+    upkeep(0);
+    cr_assert_gt(T()->evictions_pressure, 0, "the upkeep made room");
+    uint64_t oldest = 100;
+    cr_assert_eq(match(&oldest, 1, NULL), 0, "the least recently used went");
+    cr_assert_eq(dp_ins(&h, 1, a, 600), 1);
+    check();
+}
+
+Test(radix, a_sweep_takes_bounded_steps_and_inserts_interleave)
+{
+    int a = inst("http://127.0.0.1:1");
+    enum { N = 20000 };
+    for (uint64_t i = 0; i < N; i++) { /* one-node prompts, all older than the TTL below */
+        uint64_t h = 1000000 + i;
+        cr_assert_eq(dp_ins(&h, 1, a, 1000 + i % 500), 1);
+    }
+    cr_assert_eq(radix_upkeep(&seg, &sweep, cap, 5000), 1,
+                 "a TTL pass of 20000 nodes takes more than one step");
+    uint64_t first = T()->evictions_ttl;
+    cr_assert_gt(first, 0);
+    cr_assert_lt(first, N / 4, "one step unlinked %llu nodes", (unsigned long long)first);
+    /* between steps a DP inserts fresh paths and splits an old edge under the walk */
+    uint64_t fresh[12];
+    for (int i = 0; i < 12; i++)
+        fresh[i] = 7000000 + (uint64_t)i;
+    cr_assert_eq(dp_ins(fresh, 12, a, 9000), 12);
+    fresh[6] = 1;
+    cr_assert_eq(dp_ins(fresh, 12, a, 9000), 12);
+    check();
+    int steps = 1, rc;
+    while ((rc = radix_upkeep(&seg, &sweep, cap, 0)) == 1)
+        steps++; /* (the invariant check is quadratic: at the ends only, on this size) */
+    cr_assert_eq(rc, 0);
+    cr_assert_geq(steps, 4, "%d steps", steps);
+    cr_assert_eq(T()->evictions_ttl, N, "every old node went: %llu", (unsigned long long)T()->evictions_ttl);
+    cr_assert_eq(match(fresh, 12, NULL), 12, "what was inserted during the sweep stays");
+    fresh[6] = 7000006;
+    cr_assert_eq(match(fresh, 12, NULL), 12);
     check();
 }
 
@@ -552,11 +630,14 @@ Test(radix, unlinked_nodes_wait_for_readers_in_older_epochs)
     cr_assert_eq(T()->limbo, 2, "a reader may still stand on them");
     cr_assert_eq(radix_node(&seg, at)->depth, 20, "and they are intact for it");
     uint64_t q[] = {50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71};
-    cr_assert_eq(ins(q, 22, a, 20000), 20, "two nodes free, two held in limbo by the reader");
+    cr_assert_eq(dp_ins(q, 22, a, 20000), 20, "two nodes free, two held in limbo by the reader");
     check();
+    radix_upkeep(&seg, &sweep, cap, 0);
+    cr_assert_geq(T()->limbo, 2, "the upkeep cannot free what a reader may stand on");
     shm_read_exit(&seg, me);
-    cr_assert_eq(ins(q, 22, a, 20001), 22, "after the reader left, limbo is reused");
-    cr_assert_eq(T()->limbo, 0);
+    upkeep(0);
+    cr_assert_eq(T()->limbo, 0, "after the reader left, the next upkeep frees the limbo");
+    cr_assert_eq(dp_ins(q, 22, a, 20001), 22, "and the insert completes");
     check();
     shm_reader_unregister(&seg, me);
 }

@@ -119,8 +119,7 @@ static int dp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
         size_t matched = radix_cached_blocks(s, p->h, p->n, cand, CANDIDATES, blocks);
         radix_match(s, p->h, p->n, &at);
         uint32_t depth = __atomic_load_n(&radix_node(s, at)->depth, __ATOMIC_RELAXED);
-        long recorded =
-            radix_insert(s, p->h, p->n, cand[pick].slot, cand[pick].gen, 0, shm_now_ms(), CAPACITY);
+        long recorded = radix_insert(s, p->h, p->n, cand[pick].slot, cand[pick].gen, 0, shm_now_ms());
         bool reused = __atomic_load_n(&radix_node(s, at)->depth, __ATOMIC_RELAXED) != depth;
         shm_read_exit(s, me);
         if (reused)
@@ -140,12 +139,18 @@ static int dp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
     return 0;
 }
 
-/* The CP: TTL eviction with short random TTLs, headroom upkeep, tag purges. */
+/* The CP: upkeep steps (sweeps interleaved with the DPs' inserts, TTL passes with short random
+ * TTLs asked for now and then), a whole TTL pass at once now and then (it moves the sweep's
+ * cursor off the tree), tag purges. */
 static int cp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
 {
     uint64_t ops = 0;
+    radix_sweep_t w = {0};
     while (fd_mono_ms() < deadline) {
-        if (radix_evict_ttl(s, shm_now_ms(), 1 + splitmix(&seed) % 40) < 0 || radix_maintain(s) < 0)
+        uint64_t r = splitmix(&seed), now = shm_now_ms();
+        if (radix_upkeep(s, &w, CAPACITY, r % 8 == 0 ? now - 1 - r % 40 : 0) < 0)
+            return EXIT_EVICT;
+        if (r % 64 == 1 && radix_evict_ttl(s, now, 1 + r % 40) < 0)
             return EXIT_EVICT;
         if (++ops % 16 == 0 && radix_purge_slot(s, (uint16_t)inst_slots[splitmix(&seed) % CANDIDATES]) < 0)
             return EXIT_EVICT;
