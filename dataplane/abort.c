@@ -265,6 +265,10 @@ int dp_handle_abort(h2o_req_t *req)
         const char *auth = tg->url + strlen("http://");
         tg->leg =
             dp_leg_start(t, pool, h2o_iovec_init(auth, strlen(auth)), path, req->entity, &abort_ops, tg);
+        if (!tg->leg) {
+            tg->err = "out of memory";
+            target_done(tg);
+        }
     }
     return 0;
 }

@@ -104,16 +104,26 @@ static uc_head_cb on_connect(uc_client_t *client, const char *err, h2o_iovec_t *
 dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h2o_iovec_t path,
                        h2o_iovec_t body, const dp_leg_ops_t *ops, void *data)
 {
-    dp_leg_t *l = calloc(1, sizeof(*l));
+    if (pool == NULL)
+        return NULL;
     h2o_mem_pool_t tmp;
     h2o_mem_init_pool(&tmp);
     h2o_iovec_t head =
         dp_request_head(&tmp, h2o_iovec_init(H2O_STRLIT("POST")), path, authority, body.len, NULL);
-    /* one allocation holds head and body, owned by the leg */
-    char *buf = malloc(head.len + body.len);
-    memcpy(buf, head.base, head.len);
-    memcpy(buf + head.len, body.base, body.len);
+    /* the leg may outlive the request that started it, so it is not in the request's pool:
+     * checked allocations, one of them holding head and body, owned by the leg */
+    dp_leg_t *l = calloc(1, sizeof(*l));
+    char *buf = l ? malloc(head.len + body.len) : NULL;
+    if (buf) {
+        memcpy(buf, head.base, head.len);
+        memcpy(buf + head.len, body.base, body.len);
+    }
     h2o_mem_clear_pool(&tmp);
+    if (buf == NULL) {
+        free(l);
+        dp_pool_release(pool);
+        return NULL;
+    }
     l->reqbufs[0] = h2o_iovec_init(buf, head.len);
     l->reqbufs[1] = h2o_iovec_init(buf + head.len, body.len);
     l->t = t;

@@ -33,7 +33,9 @@ struct dp_leg {
     const char *deferred_err; /* an ending that happened while starting */
 };
 
-/* Start a POST of `body` to `path` on `pool` (a reference the leg takes over). */
+/* Start a POST of `body` to `path` on `pool` (a reference the leg takes over). NULL when the
+ * leg could not be made (no pool, or out of memory: the pool reference is released then): the
+ * caller treats it as a leg that failed before connecting, and on_end is never called. */
 dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h2o_iovec_t path,
                        h2o_iovec_t body, const dp_leg_ops_t *ops, void *data);
 /* Stop it now: the connection is closed (the instance sees the cancellation), on_end is not called. */

@@ -223,7 +223,11 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < dp.nthreads; i++) {
         dp.threads[i].index = i;
-        pthread_create(&dp.threads[i].tid, NULL, dp_thread_main, &dp.threads[i]);
+        int err = pthread_create(&dp.threads[i].tid, NULL, dp_thread_main, &dp.threads[i]);
+        if (err) {
+            LOG_ERROR("cannot start thread %u: %s", i, strerror(err));
+            return 1;
+        }
     }
     dp_server_wait_ready(dp.nthreads);
     shm_dp_row_state_set(&dp.seg, dp.row, SHM_DP_SERVING);

@@ -226,6 +226,10 @@ static void pd_start(h2o_req_t *req, pd_req_t *r)
         return;
     }
     r->pleg = dp_leg_start(t, ppool, authority_of(&req->pool, &r->p), r->path, body, &pleg_ops, r);
+    if (!r->pleg) {
+        dp_proxy_abort(r->proxy, 503, "out of memory, retry later", DP_OUT_UPSTREAM_ERROR);
+        return;
+    }
     dp_proxy_start(r->proxy);
 }
 

@@ -425,6 +425,10 @@ static void thread_init(dp_thread_t *t)
     h2o_timeout_init(t->ctx.loop, &t->abort_timeout, 5000);
     h2o_timeout_init(t->ctx.loop, &t->tokenizer_timeout, c->tokenizer_timeout_ms);
     t->pools = calloc(SHM_MAX_INSTANCES, sizeof(*t->pools));
+    if (t->pools == NULL) { /* at start, before SERVING: the CP sees the exit and restarts us */
+        LOG_ERROR("out of memory for thread %u's upstream pools", t->index);
+        exit(1);
+    }
     /* request ids are drawn from it: seed from the kernel so no two processes or runs collide */
     if (getrandom(&t->rng, sizeof(t->rng), 0) != sizeof(t->rng) || !t->rng)
         t->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)getpid() << 16) ^ (t->index + 1) ^ shm_now_ms();

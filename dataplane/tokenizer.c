@@ -191,4 +191,6 @@ void dp_tokenize(h2o_req_t *req, const pol_prompt_t *prompt, dp_tokenize_cb cb, 
     c->leg = dp_leg_start(t, pool, h2o_iovec_init(tk.authority, strlen(tk.authority)),
                           h2o_iovec_init(tk.path, strlen(tk.path)), request_body(&req->pool, prompt),
                           &tokenize_ops, c);
+    if (!c->leg)
+        finish(c, "out of memory");
 }
