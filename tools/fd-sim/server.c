@@ -89,6 +89,8 @@ static void on_kick(h2o_socket_t *sock, const char *err)
 {
     (void)err;
     sim_thread_t *th = sock->data;
+    /* Sequentially consistent on purpose: the flag must be clear before the calls' state is read
+     * (a store-load order that no weaker order gives), or a kick arriving meanwhile is lost. */
     th->kicked = false;
     h2o_buffer_consume(&sock->input, sock->input->size);
     h2o_linklist_t *node, *next;
