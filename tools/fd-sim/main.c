@@ -21,6 +21,26 @@ static sim_config_t cfg;
 static sim_state_t state;
 static sim_server_t *server;
 
+/* Before any thread starts, so that every thread inherits the mask: the stop signals are taken
+ * only by sigwait() in main, and a closed peer is an error return, never SIGPIPE. */
+static void block_signals(sigset_t *stop_signals)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(stop_signals);
+    sigaddset(stop_signals, SIGINT);
+    sigaddset(stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, stop_signals, NULL);
+}
+
+/* The lines tests and scripts wait for before they send anything. */
+static void announce(int port, int metrics_port)
+{
+    printf("fd-sim listening on %d\n", port);
+    if (metrics_port != port)
+        printf("fd-sim metrics listening on %d\n", metrics_port);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     char err[256];
@@ -33,12 +53,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fd-sim: %s (see --help)\n", err);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    block_signals(&stop_signals);
 
     int port, metrics_port;
     server = sim_server_create(&cfg, &state, &port, &metrics_port, err, sizeof(err));
@@ -52,10 +68,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fd-sim: cannot start the server threads\n");
         return 1;
     }
-    printf("fd-sim listening on %d\n", port);
-    if (metrics_port != port)
-        printf("fd-sim metrics listening on %d\n", metrics_port);
-    fflush(stdout);
+    announce(port, metrics_port);
 
     sim_registrar_t *reg = NULL;
     if (cfg.router[0] && !(reg = sim_registrar_start(&cfg, &state, port, metrics_port)))

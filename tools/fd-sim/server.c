@@ -128,6 +128,33 @@ static int listen_on(const char *host, int port, int *bound, char *err, size_t e
     return fd;
 }
 
+/* The API socket and, when asked for on another port, the metrics one; -1 with err. */
+static int bind_listeners(sim_server_t *srv, int *port, int *metrics_port, char *err, size_t errlen)
+{
+    const sim_config_t *cfg = srv->cfg;
+    srv->api_fd = listen_on(cfg->host, cfg->port, port, err, errlen);
+    if (srv->api_fd < 0)
+        return -1;
+    *metrics_port = *port;
+    if (cfg->metrics_port >= 0 && cfg->metrics_port != *port) {
+        srv->metrics_fd = listen_on(cfg->host, cfg->metrics_port, metrics_port, err, errlen);
+        if (srv->metrics_fd < 0) {
+            close(srv->api_fd);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void init_h2o(sim_server_t *srv)
+{
+    h2o_config_init(&srv->conf);
+    srv->conf.max_request_entity_size = SIM_MAX_BODY;
+    srv->conf.http1.upgrade_to_http2 = 0; /* HTTP/1 only: the stream framing in call.c relies on it */
+    srv->api_hosts[0] = sim_routes_host(srv, "default", false);
+    srv->metrics_hosts[0] = sim_routes_host(srv, "metrics", true);
+}
+
 sim_server_t *sim_server_create(const sim_config_t *cfg, sim_state_t *st, int *port, int *metrics_port,
                                 char *err, size_t errlen)
 {
@@ -140,31 +167,17 @@ sim_server_t *sim_server_create(const sim_config_t *cfg, sim_state_t *st, int *p
     srv->st = st;
     srv->metrics_fd = -1;
     srv->t0_ms = fd_mono_ms();
-    srv->api_fd = listen_on(cfg->host, cfg->port, port, err, errlen);
-    if (srv->api_fd < 0)
-        goto fail;
-    *metrics_port = *port;
-    if (cfg->metrics_port >= 0 && cfg->metrics_port != *port) {
-        srv->metrics_fd = listen_on(cfg->host, cfg->metrics_port, metrics_port, err, errlen);
-        if (srv->metrics_fd < 0)
-            goto fail;
+    if (bind_listeners(srv, port, metrics_port, err, errlen) != 0) {
+        free(srv);
+        return NULL;
     }
-    h2o_config_init(&srv->conf);
-    srv->conf.max_request_entity_size = SIM_MAX_BODY;
-    srv->conf.http1.upgrade_to_http2 = 0; /* HTTP/1 only: the stream framing in call.c relies on it */
-    srv->api_hosts[0] = sim_routes_host(srv, "default", false);
-    srv->metrics_hosts[0] = sim_routes_host(srv, "metrics", true);
+    init_h2o(srv);
     srv->nthreads = cfg->threads;
     pthread_mutex_init(&srv->park_lock, NULL);
     pthread_cond_init(&srv->park_cond, NULL);
     pthread_mutex_init(&srv->reg_lock, NULL);
     h2o_linklist_init_anchor(&srv->registry);
     return srv;
-fail:
-    if (srv->api_fd >= 0)
-        close(srv->api_fd);
-    free(srv);
-    return NULL;
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
