@@ -21,6 +21,7 @@
  * narrow down the cut-off, then an unlinking walk), amortised over a batch of 1/16 of the
  * capacity.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -83,10 +84,11 @@ static inline unsigned bit_count(uint32_t x)
  * lead byte, so a block ends before the lead byte of code point want + 1 (continuation bytes
  * stay with the code point they continue, valid or not). Whole chunks are counted with one
  * popcount; inside the chunk where the block ends, the cut is the (want - count + 1)-th lead bit.
- * *got gets the code points taken (< want only at the end). */
-static size_t take_codepoints(const unsigned char *p, size_t len, size_t want, size_t *got)
+ * Starts at byte i with `count` code points already taken; *got gets the code points taken
+ * (< want only at the end). */
+static size_t take_codepoints(const unsigned char *p, size_t len, size_t i, size_t count, size_t want,
+                              size_t *got)
 {
-    size_t i = 0, count = 0;
     while (i + LEAD_CHUNK <= len) {
         uint32_t bits = lead_bits(p + i);
         size_t k = bit_count(bits);
@@ -110,20 +112,101 @@ static size_t take_codepoints(const unsigned char *p, size_t len, size_t want, s
     return i;
 }
 
-size_t radix_hash_text(uint64_t seed, const char *text, size_t len, uint32_t block_size, bool short_tail,
-                       uint64_t *out, size_t max)
+/* The block loop, inlined into each instruction-set variant below with its own cutter. */
+typedef size_t (*take_fn)(const unsigned char *p, size_t len, size_t want, size_t *got);
+
+static inline __attribute__((always_inline)) size_t hash_text(take_fn take, uint64_t seed,
+                                                              const unsigned char *p, size_t len, size_t want,
+                                                              bool short_tail, uint64_t *out, size_t max)
 {
-    const unsigned char *p = (const unsigned char *)text;
-    size_t want = block_size ? block_size : 1, n = 0, off = 0;
+    size_t n = 0, off = 0;
     uint64_t prev = seed;
     while (n < max && off < len) {
-        size_t got, bytes = take_codepoints(p + off, len - off, want, &got);
+        size_t got, bytes = take(p + off, len - off, want, &got);
         if (got < want && !(short_tail && n == 0 && got > 0))
             break; /* only full blocks count, but for the short tail of a prompt shorter than one */
         prev = out[n++] = XXH3_64bits_withSeed(p + off, bytes, prev);
         off += bytes;
     }
     return n;
+}
+
+static inline size_t take_base(const unsigned char *p, size_t len, size_t want, size_t *got)
+{
+    return take_codepoints(p, len, 0, 0, want, got);
+}
+
+static size_t hash_text_base(uint64_t seed, const unsigned char *p, size_t len, size_t want, bool short_tail,
+                             uint64_t *out, size_t max)
+{
+    return hash_text(take_base, seed, p, len, want, short_tail, out, max);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/*
+ * AVX2 + BMI2 (chosen at run time): 64 bytes per step, the lead bits of both halves in one
+ * 64-bit mask, the cut found by depositing one bit on the (want - count + 1)-th lead (PDEP) and
+ * counting the zeros below it. With 64-byte steps a block of 64 code points takes one whole step
+ * and one cut nearly always, so the branch that ends a block is predictable; 16-byte steps end
+ * a block at a varying step and pay a misprediction per block.
+ */
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2,popcnt,bmi,bmi2")))
+
+AVX2_TARGET static inline uint64_t lead_mask64(const unsigned char *p)
+{
+    const __m256i lim = _mm256_set1_epi8(-65);
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32));
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(hi, lim)) << 32 |
+           (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(lo, lim));
+}
+
+AVX2_TARGET static inline size_t take_avx2(const unsigned char *p, size_t len, size_t want, size_t *got)
+{
+    size_t i = 0, count = 0;
+    while (i + 64 <= len) {
+        uint64_t m = lead_mask64(p + i);
+        size_t k = (size_t)_mm_popcnt_u64(m);
+        if (count + k <= want) {
+            count += k;
+            i += 64;
+            continue;
+        }
+        *got = want;
+        return i + (size_t)_tzcnt_u64(_pdep_u64(1ULL << (want - count), m));
+    }
+    return take_codepoints(p, len, i, count, want, got);
+}
+
+AVX2_TARGET static size_t hash_text_avx2(uint64_t seed, const unsigned char *p, size_t len, size_t want,
+                                         bool short_tail, uint64_t *out, size_t max)
+{
+    return hash_text(take_avx2, seed, p, len, want, short_tail, out, max);
+}
+
+/* FD_RADIX_NO_AVX2 (any value) keeps the baseline variant: the tests check both, and an
+ * operator can rule the vector code out. */
+static bool have_avx2(void)
+{
+    static int have = -1; /* a benign race: every thread computes the same answer */
+    if (have < 0)
+        have = !getenv("FD_RADIX_NO_AVX2") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+    return have;
+}
+#endif
+
+size_t radix_hash_text(uint64_t seed, const char *text, size_t len, uint32_t block_size, bool short_tail,
+                       uint64_t *out, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t want = block_size ? block_size : 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (have_avx2())
+        return hash_text_avx2(seed, p, len, want, short_tail, out, max);
+#endif
+    return hash_text_base(seed, p, len, want, short_tail, out, max);
 }
 
 size_t radix_hash_tokens(uint64_t seed, const uint64_t *tok, size_t ntok, uint32_t block_size,

@@ -163,7 +163,20 @@ static size_t ref_hash_text(uint64_t seed, const unsigned char *p, size_t len, s
     return n;
 }
 
+static void chunked_scan_matches_the_definition(void);
+
 Test(radix, chunked_code_point_scan_cuts_where_the_byte_definition_does)
+{
+    chunked_scan_matches_the_definition(); /* the AVX2 variant where the CPU has it */
+}
+
+Test(radix, the_baseline_scan_cuts_where_the_byte_definition_does_too)
+{
+    setenv("FD_RADIX_NO_AVX2", "1", 1); /* read at the first hash of this (forked) test */
+    chunked_scan_matches_the_definition();
+}
+
+static void chunked_scan_matches_the_definition(void)
 {
     /* random mixes of ASCII runs, 2-4 byte sequences, stray continuation and invalid bytes, at
      * every alignment against the 16-byte chunks, for block sizes around the chunk size */
