@@ -362,7 +362,7 @@ typedef struct {
     uint64_t table_updated_ms;
 
     uint32_t config_seq;
-    int32_t wlock_owner; /* pid holding wlock, 0 = free (shm_wlock_owner); was padding, zero before */
+    uint32_t pad0;
     shm_config_t config;
 
     /* RCU state */
@@ -376,6 +376,9 @@ typedef struct {
     uint64_t wlock_recovered; /* times a dead writer's lock was recovered */
 
     _Alignas(SHM_CACHELINE) pthread_mutex_t wlock;
+    /* pid holding wlock, 0 = free (shm_wlock_owner). In the lock's cache line, which taking the
+     * lock writes anyway; it was padding (zero) before, so the layout version did not change. */
+    int32_t wlock_owner;
 
     /* shared round-robin cursors, one per role */
     _Alignas(SHM_CACHELINE) uint64_t rr_cursor[SHM_ROLE_COUNT];

@@ -11,16 +11,43 @@
  * does not come in time it goes to limbo instead, which is always safe.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <unistd.h>
 
 #include "shm/internal.h"
 
 #define RECOVERY_GRACE_MS 2000
 
+_Static_assert(offsetof(shm_header_t, wlock_owner) / SHM_CACHELINE ==
+                   offsetof(shm_header_t, wlock) / SHM_CACHELINE,
+               "the owner is written with the lock: keep it in the lock's cache line");
+
 /* Only the holder writes it (after taking the lock, before giving it up). */
 static void set_owner(shm_seg_t *s, int32_t pid)
 {
     __atomic_store_n(&s->hdr->wlock_owner, pid, __ATOMIC_RELAXED);
+}
+
+/* This process's pid, cached: getpid() is a system call (glibc no longer caches it) and the lock
+ * is taken for every cache_aware decision. A forked child forgets the parent's. */
+static _Atomic int32_t self_pid;
+static void forget_pid(void)
+{
+    self_pid = 0;
+}
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+static int32_t my_pid(void)
+{
+    int32_t pid = self_pid;
+    if (pid == 0) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, watch_forks);
+        self_pid = pid = (int32_t)getpid();
+    }
+    return pid;
 }
 
 enum { MARK_NONE = 0, MARK_VIEW, MARK_LIMBO, MARK_FREE };
@@ -97,7 +124,7 @@ int shm_wlock(shm_seg_t *s)
     int rc = pthread_mutex_lock(&s->hdr->wlock);
     if (rc != 0 && rc != EOWNERDEAD)
         return -1; /* ENOTRECOVERABLE: the segment must be rebuilt */
-    set_owner(s, getpid());
+    set_owner(s, my_pid());
     if (rc == 0)
         return 0;
     rebuild_allocator(s);
