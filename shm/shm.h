@@ -214,6 +214,28 @@ static inline uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
                : 0;
 }
 
+/* The totals (requests, or tokens) of n slots at once into out[0..n), for a policy's argmin: one
+ * pass, no call per candidate, branch-free minimum (a candidate list in view order makes the
+ * loads a gather, which is the cost). Returns the smallest and *nmin how many have it. Relaxed
+ * loads, as shm_inflight: a snapshot of counters that move under the reader. */
+static inline uint64_t shm_loads_read(const shm_seg_t *s, const uint16_t *slots, size_t n, bool tokens,
+                                      uint64_t *out, size_t *nmin)
+{
+    const shm_dp_row_t *t = shm_dp_row(s, SHM_MAX_DPS);
+    const uint64_t *a = tokens ? t->tokens : t->inflight;
+    uint64_t best = UINT64_MAX;
+    size_t ties = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = slots[i] < SHM_MAX_INSTANCES ? __atomic_load_n(&a[slots[i]], __ATOMIC_RELAXED) : 0;
+        out[i] = v;
+        ties = v < best ? 0 : ties;
+        best = v < best ? v : best;
+        ties += v == best;
+    }
+    *nmin = ties;
+    return best;
+}
+
 /* Request outcome counters of the segment (any process, lock-free; `outcome` < SHM_OUTCOMES,
  * others ignored / 0). They are never reset: they add up every data plane of every run. */
 void shm_count_outcome(shm_seg_t *s, unsigned outcome);

@@ -134,8 +134,8 @@ size_t pol_argmin(const pol_ctx_t *c, double (*f)(const pol_ctx_t *, size_t, uin
 /* Index of the k-th (from 0) of v[0..n) equal to x; 0 when there is none. */
 size_t pol_nth_equal(const double *v, size_t n, double x, size_t k);
 
-/* pol_argmin's usual keys */
-double pol_inflight_key(const pol_ctx_t *c, size_t i, uint64_t unused);
-double pol_tokens_key(const pol_ctx_t *c, size_t i, uint64_t unused);
+/* pol_argmin over the in-flight requests (tokens = false) or tokens of the candidates, read in
+ * one pass (shm_loads_read) instead of a call per candidate: the same choice, ties included. */
+size_t pol_argmin_load(const pol_ctx_t *c, bool tokens);
 
 #endif

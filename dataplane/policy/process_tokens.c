@@ -8,7 +8,7 @@
 
 static size_t select_process_tokens(const pol_ctx_t *c)
 {
-    return pol_argmin(c, pol_tokens_key, 0);
+    return pol_argmin_load(c, true);
 }
 
 const pol_ops_t pol_process_tokens_ops = {.needs = POL_NEEDS_PROMPT, .select = select_process_tokens};

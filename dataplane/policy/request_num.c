@@ -6,7 +6,7 @@
 
 static size_t select_request_num(const pol_ctx_t *c)
 {
-    return pol_argmin(c, pol_inflight_key, 0);
+    return pol_argmin_load(c, false);
 }
 
 const pol_ops_t pol_request_num_ops = {.select = select_request_num};
