@@ -1,7 +1,7 @@
 /*
  * tools/fd-sim/call.c - a completion call's life on its event-loop thread: the progress word
- * shared with abort, framing and sending, pacing by the fixed delays, the liveness probe, and
- * the teardown in the pool's dispose callback (call.h says the rules).
+ * shared with abort, framing and sending, the fixed delays' timing, the liveness probe, and the
+ * teardown in the pool's dispose callback (call.h says the rules).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +42,12 @@ static bool aborting(const sim_call_t *c)
     return c->progress & P_ABORT;
 }
 
+static void call_leave(sim_call_t *c)
+{
+    if (c->timing->leave)
+        c->timing->leave(c);
+}
+
 static void call_quiesce(sim_call_t *c)
 {
     h2o_timeout_unlink(&c->tick);
@@ -67,7 +73,7 @@ static void call_dispose(void *p)
     h2o_linklist_unlink(&c->reg_link);
     pthread_mutex_unlock(&srv->reg_lock);
     h2o_linklist_unlink(&c->link);
-    sim_call_leave_engine(c);
+    call_leave(c);
     call_uncount(c);
     if (!c->done)
         srv->st->cancelled++;
@@ -87,7 +93,7 @@ static void call_abort(sim_call_t *c)
 {
     bool started = c->started;
     call_quiesce(c);
-    sim_call_leave_engine(c);
+    call_leave(c);
     c->started = c->sending = true;
     sim_drop_connection(c->req, &c->super, started);
 }
@@ -125,7 +131,7 @@ static void call_send(sim_call_t *c, char *buf, size_t len, h2o_send_state_t sta
     if (state == H2O_SEND_STATE_FINAL) {
         c->done = true;
         call_uncount(c);
-        sim_call_leave_engine(c);
+        call_leave(c);
         if (!aborting(c))
             c->th->srv->st->completed++;
     }
@@ -182,7 +188,7 @@ void sim_call_end_aborted(sim_call_t *c)
     unsigned emitted = (unsigned)(c->progress & P_COUNT);
     c->th->srv->st->aborted++;
     call_quiesce(c);
-    sim_call_leave_engine(c);
+    call_leave(c);
     if (!c->g.stream) {
         c->g.tokens = emitted;
         c->g.aborted = true;
@@ -256,7 +262,7 @@ static void call_no_timer(sim_call_t *c)
     c->progress |= P_DONE; /* answered: no longer abortable */
     c->done = true;
     call_uncount(c);
-    sim_call_leave_engine(c);
+    call_leave(c);
     if (c->started) {
         call_abort(c);
         return;
@@ -324,6 +330,15 @@ static void call_advance_fixed(sim_call_t *c)
     }
 }
 
+/* The token the timer waited for is due. */
+static void fixed_tick(sim_call_t *c)
+{
+    if (fixed_emit(c))
+        call_advance_fixed(c);
+}
+
+static const sim_timing_t FIXED_TIMING = {.advance = call_advance_fixed, .tick = fixed_tick};
+
 /* Nothing is in flight: act on an abort, or move on. */
 static void call_advance(sim_call_t *c)
 {
@@ -335,10 +350,8 @@ static void call_advance(sim_call_t *c)
     }
     if (c->hang)
         sim_call_arm_probe(c);
-    else if (c->er)
-        sim_call_advance_engine(c);
     else
-        call_advance_fixed(c);
+        c->timing->advance(c);
 }
 
 /*
@@ -351,8 +364,8 @@ void sim_call_poll(sim_call_t *c)
         return;
     if (aborting(c))
         sim_call_end_aborted(c);
-    else if (c->er && !h2o_timeout_is_linked(&c->tick))
-        sim_call_advance_engine(c);
+    else if (c->timing->kick && !h2o_timeout_is_linked(&c->tick))
+        c->timing->kick(c);
 }
 
 static void on_tick(h2o_timeout_entry_t *entry)
@@ -361,10 +374,8 @@ static void on_tick(h2o_timeout_entry_t *entry)
     h2o_timeout_unlink(&c->probe);
     if (aborting(c))
         sim_call_end_aborted(c);
-    else if (c->er)
-        sim_call_advance_engine(c); /* the prefill delay has passed */
-    else if (fixed_emit(c))
-        call_advance_fixed(c);
+    else
+        c->timing->tick(c);
 }
 
 static void on_probe(h2o_timeout_entry_t *entry)
@@ -399,6 +410,7 @@ sim_call_t *sim_call_new(sim_thread_t *th, h2o_req_t *req, const sim_gen_t *g, c
     c->tick.cb = on_tick;
     c->probe.cb = on_probe;
     c->counted = true;
+    c->timing = &FIXED_TIMING;
     atomic_init(&c->progress, 0);
     size_t klen = strlen(key);
     c->key = h2o_mem_alloc_pool(&req->pool, klen + 1);

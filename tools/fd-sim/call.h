@@ -1,6 +1,6 @@
 /*
- * tools/fd-sim/call.h - one completion being answered (call.c, and call_engine.c for the engine
- * model's timing).
+ * tools/fd-sim/call.h - one completion being answered (call.c), and the interface of what
+ * times it: the fixed delays (call.c) or the engine model (call_engine.h).
  *
  * A call lives in its request's memory pool; the pool's dispose callback is the single place it
  * is torn down, so a client that disconnects (noticed on the next write, or by the liveness
@@ -23,11 +23,20 @@
 
 #include "tools/fd-sim/engine.h"
 #include "tools/fd-sim/gen.h"
-#include "tools/fd-sim/server.h"
+#include "tools/fd-sim/loop.h"
 
-struct json_object;
+typedef struct sim_call sim_call_t;
 
+/* What paces a call's tokens. Every hook runs on the call's thread, never while a send is in
+ * flight, and may end the call; leave is the last one a call calls (it is done or disposed). */
 typedef struct {
+    void (*advance)(sim_call_t *c); /* nothing in flight: send what is due, or wait for it */
+    void (*tick)(sim_call_t *c);    /* the timer the call waited on fired */
+    void (*kick)(sim_call_t *c);    /* another thread reported progress; NULL: never */
+    void (*leave)(sim_call_t *c);   /* the call ends: give back what the timing holds; NULL: nothing */
+} sim_timing_t;
+
+struct sim_call {
     h2o_generator_t super;
     h2o_req_t *req;
     sim_thread_t *th;
@@ -48,12 +57,14 @@ typedef struct {
     char *key;    /* what abort requests match (pool memory) */
     bool key_raw; /* key is the JSON text of a non-string request_id */
     _Atomic unsigned long progress;
-    sim_ereq_t *er; /* with the engine */
-} sim_call_t;
+    const sim_timing_t *timing; /* the fixed delays unless the engine model took the call */
+    sim_ereq_t *er;             /* with the engine */
+};
 
 /* ---- for the request handlers ---- */
 
-/* A new call, counted in flight and findable by abort under key (copied into the pool). */
+/* A new call, counted in flight, findable by abort under key (copied into the pool) and timed by
+ * the fixed delays. */
 sim_call_t *sim_call_new(sim_thread_t *th, h2o_req_t *req, const sim_gen_t *g, const char *key, bool key_raw);
 /* Start answering: a stream sends its head at once, a whole answer waits for its tokens. */
 void sim_call_begin(sim_call_t *c);
@@ -65,7 +76,7 @@ void sim_call_poll(sim_call_t *c);
  * call ended or was claimed first. */
 bool sim_call_try_abort(sim_call_t *c, unsigned *emitted);
 
-/* ---- shared by call.c and call_engine.c ---- */
+/* ---- for the timings: the steps a call is made of ---- */
 
 /* Claim n more tokens for the client (and with last, the end of the answer). False once an
  * abort claimed the call first: then the call must end as aborted instead. */
@@ -84,15 +95,5 @@ void sim_call_die(sim_call_t *c);
 bool sim_call_wait(sim_call_t *c, unsigned ms);
 /* Watch for the client leaving while the call waits. */
 void sim_call_arm_probe(sim_call_t *c);
-
-/* ---- the engine model's timing (call_engine.c) ---- */
-
-/* Queue the request in the engine; NULL when it was answered already (an error). */
-sim_ereq_t *sim_call_engine_submit(sim_thread_t *th, h2o_req_t *req, sim_api_t api, struct json_object *root,
-                                   const sim_gen_t *g);
-/* Send whatever the engine produced for the call since the last look. */
-void sim_call_advance_engine(sim_call_t *c);
-/* Give the engine its slot back (aborting the request there if it still runs). */
-void sim_call_leave_engine(sim_call_t *c);
 
 #endif

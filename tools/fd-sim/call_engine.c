@@ -1,12 +1,10 @@
 /*
- * tools/fd-sim/call_engine.c - a call timed by the engine model (--engine on): the request is
- * queued in the engine (driver.h) when it arrives, and each kick from the driver sends the
- * tokens the engine produced for it since the last look. The engine's lock is held only to read
- * or change the engine, never across a send.
+ * tools/fd-sim/call_engine.c - a call timed by the engine model (call_engine.h says the rules):
+ * submission, the timing's hooks, and the prefill role's hold of its token.
  */
 #include <stdio.h>
 
-#include "tools/fd-sim/call.h"
+#include "tools/fd-sim/call_engine.h"
 #include "tools/fd-sim/http.h"
 #include "tools/fd-sim/pd.h"
 
@@ -48,7 +46,7 @@ sim_ereq_t *sim_call_engine_submit(sim_thread_t *th, h2o_req_t *req, sim_api_t a
     return er;
 }
 
-void sim_call_leave_engine(sim_call_t *c)
+static void leave_engine(sim_call_t *c)
 {
     sim_driver_t *d = c->th->srv->driver;
     if (!c->er)
@@ -88,7 +86,7 @@ static void advance_stream(sim_call_t *c, unsigned avail)
         sim_call_arm_probe(c);
 }
 
-void sim_call_advance_engine(sim_call_t *c)
+static void advance_engine(sim_call_t *c)
 {
     sim_driver_t *d = c->th->srv->driver;
     sim_ereq_info_t in;
@@ -108,4 +106,14 @@ void sim_call_advance_engine(sim_call_t *c)
         advance_stream(c, avail);
     else
         advance_whole(c, avail, done);
+}
+
+/* The engine's progress is polled on every kick; a tick is the prefill hold ending. */
+static const sim_timing_t ENGINE_TIMING = {
+    .advance = advance_engine, .tick = advance_engine, .kick = advance_engine, .leave = leave_engine};
+
+void sim_call_use_engine(sim_call_t *c, sim_ereq_t *er)
+{
+    c->er = er;
+    c->timing = &ENGINE_TIMING;
 }

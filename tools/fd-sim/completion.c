@@ -10,6 +10,7 @@
 
 #include "tools/fd-sim/abort.h"
 #include "tools/fd-sim/call.h"
+#include "tools/fd-sim/call_engine.h"
 #include "tools/fd-sim/completion.h"
 #include "tools/fd-sim/http.h"
 #include "tools/fd-sim/pd.h"
@@ -59,7 +60,8 @@ static void serve(sim_thread_t *th, h2o_req_t *req, sim_api_t api, json_object *
         srv->st->prompt_tokens += g->prompt_tokens;
     }
     sim_call_t *c = sim_call_new(th, req, g, key, raw);
-    c->er = er;
+    if (er)
+        sim_call_use_engine(c, er);
     if (f->mode == SIM_FAIL_DIE_MID_STREAM)
         c->die_after = (long)f->after_chunks;
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-sim-instance"), 0, NULL,

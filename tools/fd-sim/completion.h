@@ -12,7 +12,7 @@
 #include <h2o.h>
 
 #include "tools/fd-sim/gen.h"
-#include "tools/fd-sim/server.h"
+#include "tools/fd-sim/loop.h"
 
 void sim_completion_handle(sim_thread_t *th, h2o_req_t *req, sim_api_t api);
 

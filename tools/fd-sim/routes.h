@@ -13,7 +13,7 @@
 #include <h2o.h>
 #include <stdbool.h>
 
-#include "tools/fd-sim/server.h"
+#include "tools/fd-sim/loop.h"
 
 /* Register the host `name` of srv's h2o configuration, serving the API or only /metrics. */
 h2o_hostconf_t *sim_routes_host(sim_server_t *srv, const char *name, bool metrics_only);
