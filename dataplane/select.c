@@ -111,8 +111,8 @@ void dp_for_each_slot(dp_thread_t *t, bool with_retired, dp_slot_fn f, void *arg
     shm_read_enter(&dp.seg, t->reader);
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         const shm_instance_t *in = shm_instance(&dp.seg, i);
-        uint32_t st = shm_slot_state(&dp.seg, i);
-        if ((st == SHM_SLOT_LIVE || (with_retired && st == SHM_SLOT_RETIRED)) && in->role < SHM_ROLE_COUNT)
+        bool registered = shm_slot_is_live(in) || (with_retired && shm_slot_state_of(in) == SHM_SLOT_RETIRED);
+        if (registered && in->role < SHM_ROLE_COUNT)
             f(in, i, arg);
     }
     shm_read_exit(&dp.seg, t->reader);
