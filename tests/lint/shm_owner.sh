@@ -24,6 +24,8 @@ check() { # root -> exit status 0 clean, 1 findings
     existing=
     for d in $DIRS; do [ -d "$root/$d" ] && existing="$existing $d"; done
     [ -n "$existing" ] || { echo "shm_owner: none of $DIRS under $root" >&2; return 2; }
+    # $existing is a list of directories: split on purpose
+    # shellcheck disable=SC2086
     found=$(cd "$root" && grep -rnE --include='*.c' --include='*.h' "$PATTERN" $existing)
     status=0
     echo "$found" | while IFS= read -r hit; do
