@@ -264,6 +264,13 @@ static inline bool shm_slot_is_live(const shm_instance_t *in)
 {
     return shm_slot_state_of(in) == SHM_SLOT_LIVE;
 }
+/* LIVE, or with `with_retired` also RETIRED (still draining): what a scan of the slot table that
+ * also reports retired instances lists. One acquire load of the state. */
+static inline bool shm_slot_listed(const shm_instance_t *in, bool with_retired)
+{
+    uint32_t st = shm_slot_state_of(in);
+    return st == SHM_SLOT_LIVE || (with_retired && st == SHM_SLOT_RETIRED);
+}
 /* CP, writer lock held, identity written: the slot becomes LIVE (release: publishes the identity). */
 static inline void shm_slot_publish_live(shm_instance_t *in)
 {

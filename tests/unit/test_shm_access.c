@@ -37,6 +37,9 @@ Test(access, selectable_and_counts_follow_health_drain_and_state)
     cr_assert(shm_slot_drained(ia));
     cr_assert_not(shm_slot_selectable(ia));
     shm_slot_retire(&seg, (unsigned)b, 1);
+    cr_assert(shm_slot_listed(ia, false));
+    cr_assert_not(shm_slot_listed(ib, false));
+    cr_assert(shm_slot_listed(ib, true), "a retired slot is listed with the retired ones");
     unsigned live, retired;
     shm_slot_counts(&seg, &live, &retired);
     cr_assert_eq(live, 1);
