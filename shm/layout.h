@@ -51,7 +51,8 @@
  *    modules make goes through an accessor of shm/shm.h that states its order once (slots:
  *    shm_slot_state_of / shm_slot_is_live / shm_slot_generation_of / shm_slot_same_generation /
  *    shm_slot_pinned / shm_slot_still / shm_slot_health(_set) / shm_slot_drained(_set) /
- *    shm_slot_role_set / shm_slot_publish_live / shm_slot_heartbeat / shm_slot_copy; counters:
+ *    shm_slot_role_set / shm_slot_publish_live / shm_slot_heartbeat / shm_slot_copy /
+ *    shm_slot_fleet_health(_set); counters:
  *    shm_dp_inc / shm_dp_dec / shm_inflight / shm_tokens / shm_count_status / shm_status_load /
  *    shm_lat_add / shm_lat_bucket / shm_count_failure / shm_count_outcome; DP rows: shm_dp_row_*,
  *    shm_dp_count_request; header: shm_cp_pid / shm_cp_claim / shm_cp_release / shm_cp_heartbeat /
@@ -239,6 +240,9 @@ typedef struct {
     uint64_t total_sum_ms[SHM_ROUTES];
 
     shm_models_t models; /* CP writes (models_poll.c), DPs read (shm_models_accepts) */
+    /* registry.backend: etcd: how the fleet's hosts judge the instance (shm_slot_fleet_health);
+     * 0 = no fleet view. In the slot's tail padding (zero before): layout version unchanged. */
+    uint64_t fleet_health;
 } shm_instance_t;
 
 /* A published view: the selectable slots of one role, sorted by URL (the Go router's order). */

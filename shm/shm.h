@@ -339,6 +339,24 @@ static inline void shm_slot_drained_set(shm_instance_t *in, bool drained)
 {
     __atomic_store_n(&in->drained, (uint32_t)drained, __ATOMIC_RELEASE);
 }
+/* registry.backend: etcd: how many of the fleet's router hosts judge the instance healthy or
+ * unhealthy by their own probes (this host included); hosts = those with a verdict. CP writes
+ * (controlplane/etcd.c), /registered and fdctl read. One relaxed 64-bit word: the three counts
+ * are always of one moment, and they order nothing else. hosts == 0: no fleet view (the local
+ * backend, or no verdict yet). */
+typedef struct {
+    uint16_t healthy, unhealthy, hosts;
+} shm_fleet_health_t;
+static inline shm_fleet_health_t shm_slot_fleet_health(const shm_instance_t *in)
+{
+    uint64_t w = __atomic_load_n(&in->fleet_health, __ATOMIC_RELAXED);
+    return (shm_fleet_health_t){(uint16_t)w, (uint16_t)(w >> 16), (uint16_t)(w >> 32)};
+}
+static inline void shm_slot_fleet_health_set(shm_instance_t *in, shm_fleet_health_t f)
+{
+    uint64_t w = (uint64_t)f.healthy | (uint64_t)f.unhealthy << 16 | (uint64_t)f.hosts << 32;
+    __atomic_store_n(&in->fleet_health, w, __ATOMIC_RELAXED);
+}
 /* CP, writer lock held: a LIVE slot's new role (release: the metadata rewritten before it is
  * visible to whoever reads the role; the next publication moves the slot between views). */
 static inline void shm_slot_role_set(shm_instance_t *in, uint32_t role)
