@@ -150,7 +150,7 @@ static int cp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
         uint64_t r = splitmix(&seed), now = shm_now_ms();
         if (radix_upkeep(s, &w, CAPACITY, r % 8 == 0 ? now - 1 - r % 40 : 0) < 0)
             return EXIT_EVICT;
-        if (r % 64 == 1 && radix_evict_ttl(s, now, 1 + r % 40) < 0)
+        if (r % 4 == 1 && radix_evict_ttl(s, now, 1 + r % 40) < 0)
             return EXIT_EVICT;
         if (++ops % 16 == 0 && radix_purge_slot(s, (uint16_t)inst_slots[splitmix(&seed) % CANDIDATES]) < 0)
             return EXIT_EVICT;
