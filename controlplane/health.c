@@ -111,11 +111,18 @@ static void on_tick(cp_timer_t *t)
     uint64_t now = shm_now_ms();
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (!shm_slot_is_live(in))
+        bool live = shm_slot_is_live(in);
+        /* A probe of an instance that left the slot (retired, or the slot since reused) no
+         * longer matters: its answer would be dropped (slotjob.c). It is cancelled here, as the
+         * metrics poll does, so that whoever retires an instance need not know about probes. */
+        if (!live || !cp_slot_job_running(&cp->health.jobs, i, shm_slot_generation_of(in)))
+            cp_slot_job_forget(&cp->health.jobs, i);
+        if (!live)
             continue;
-        if (should_remove(cp, in, now))
+        if (should_remove(cp, in, now)) {
+            cp_slot_job_forget(&cp->health.jobs, i);
             remove_instance(cp, i, in);
-        else if (!cp_slot_job_busy(&cp->health.jobs, i))
+        } else if (!cp_slot_job_busy(&cp->health.jobs, i))
             cp_slot_job_start(&cp->health.jobs, i, in, in->port, cp->cfg.health_check_endpoint, 0);
     }
 }
@@ -129,11 +136,6 @@ int cp_health_start(cp_t *cp)
     uint64_t period = secs > 0 ? (uint64_t)(secs * 1000.0) : 1000;
     cp_timer_arm(&cp->health.timer, 1, period ? period : 1);
     return 0;
-}
-
-void cp_health_forget(cp_t *cp, unsigned slot)
-{
-    cp_slot_job_forget(&cp->health.jobs, slot);
 }
 
 void cp_health_stop(cp_t *cp)

@@ -24,7 +24,5 @@ bool cp_health_expired(uint32_t health, bool is_static, uint64_t unhealthy_since
 
 int cp_health_start(cp_t *cp);
 void cp_health_stop(cp_t *cp);
-/* Forget any probe in flight for `slot` (it was retired or replaced). */
-void cp_health_forget(cp_t *cp, unsigned slot);
 
 #endif

@@ -15,7 +15,6 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
-#include "controlplane/health.h"
 #include "controlplane/registry.h"
 
 static bool same_list(uint8_t na, const char (*a)[SHM_LIST_ITEM_LEN], uint8_t nb,
@@ -191,7 +190,6 @@ void cp_registry_retire(cp_t *cp, unsigned slot)
     shm_instance_t *in = shm_instance(&cp->seg, slot);
     if (shm_slot_is_live(in)) {
         shm_slot_retire(&cp->seg, slot, shm_now_ms());
-        cp_health_forget(cp, slot);
         publish(cp);
     }
     shm_wunlock(&cp->seg);
