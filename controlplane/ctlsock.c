@@ -25,13 +25,13 @@
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/names.h"
-#include "common/reply.h"
 #include "controlplane/cp.h"
 #include "controlplane/actions.h"
 #include "controlplane/ctlsock.h"
 #include "controlplane/health_generate.h"
 #include "controlplane/register.h"
 #include "controlplane/registry.h"
+#include "controlplane/respond.h"
 #include "controlplane/upgrade.h"
 #include "controlplane/etcd.h"
 
@@ -47,22 +47,6 @@ struct ctl_handler {
     h2o_handler_t super;
     cp_t *cp;
 };
-
-void cp_respond_json(h2o_req_t *req, int status, const char *body)
-{
-    fd_reply_json(req, status, body, strlen(body));
-}
-
-void cp_respond_msg(h2o_req_t *req, int status, const char *msg)
-{
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "code", json_object_new_int(status));
-    json_object_object_add(o, "msg", json_object_new_string(msg));
-    cp_respond_json(
-        req, status,
-        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
-}
 
 static struct json_object *status_cp(cp_t *cp)
 {

@@ -12,8 +12,6 @@ int cp_ctlsock_in_use(const char *path);
 int cp_ctlsock_open(cp_t *cp, char *err, size_t errlen);
 /* Stop accepting and unlink the socket file if it is still the one we bound. */
 void cp_ctlsock_close(cp_t *cp);
-void cp_respond_json(h2o_req_t *req, int status, const char *body);
-void cp_respond_msg(h2o_req_t *req, int status, const char *msg); /* {"code":status,"msg":msg} */
 /* The /status document (caller puts it). */
 struct json_object *cp_status_json(cp_t *cp);
 

@@ -32,8 +32,8 @@
 
 #include "common/log.h"
 #include "common/uclient.h"
+#include "controlplane/admit.h"
 #include "controlplane/cp.h"
-#include "controlplane/register.h"
 #include "controlplane/registry.h"
 #include "controlplane/etcd.h"
 
@@ -270,8 +270,7 @@ static void apply_put(cp_etcd_t *e, ent_t *en)
     msg[0] = '\0';
     /* another host may run another configuration: this host's own rules decide what it routes to */
     if (fd_instance_parse_body(en->val, strlen(en->val), cp->splitwise, &info, msg, sizeof msg) != 0 ||
-        cp_register_host_allowed(cp, &info, msg, sizeof msg) != 0 ||
-        strncmp(info.url, en->url, SHM_URL_LEN) != 0) {
+        cp_admit_host(cp, &info, msg, sizeof msg) != 0 || strncmp(info.url, en->url, SHM_URL_LEN) != 0) {
         LOG_RATELIMITED(FD_LOG_WARN, "etcd: ignoring the registration of %s: %s", en->url,
                         msg[0] ? msg : "URL does not match its key");
         return;

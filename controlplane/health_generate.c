@@ -11,8 +11,8 @@
 
 #include "common/log.h"
 #include "controlplane/cp.h"
-#include "controlplane/ctlsock.h"
 #include "controlplane/health_generate.h"
+#include "controlplane/respond.h"
 
 typedef struct hg_job hg_job_t;
 

@@ -23,10 +23,11 @@
 
 #include "common/ctlproto.h"
 #include "common/log.h"
+#include "controlplane/admit.h"
 #include "controlplane/cp.h"
-#include "controlplane/ctlsock.h"
 #include "controlplane/register.h"
 #include "controlplane/registry.h"
+#include "controlplane/respond.h"
 #include "controlplane/etcd.h"
 
 #define REGISTER_YAML_MAX_BYTES (4u << 20)
@@ -99,24 +100,6 @@ static void start_probe(reg_job_t *job)
                                 on_probe_done, job);
 }
 
-/* host_ip rules on top of the payload validation: the router probes and proxies to whatever
- * is registered, so an address class no inference server can have (or one outside
- * auth.instance-allow) would turn it into a prober of the operator's network. 0 or 400. */
-int cp_register_host_allowed(const cp_t *cp, const fd_instance_info_t *info, char *msg, size_t msglen)
-{
-    const char *why = fd_host_refusal(info->host);
-    if (why != NULL) {
-        snprintf(msg, msglen, "invalid InstanceInfo format:host_ip %s is a %s address", info->host, why);
-        return 400;
-    }
-    if (!fd_acl_allows(&cp->cfg.instance_allow, info->host)) {
-        snprintf(msg, msglen, "invalid InstanceInfo format:host_ip %s is outside auth.instance-allow",
-                 info->host);
-        return 400;
-    }
-    return 0;
-}
-
 /* auth.register-allow, judged on the address the DP saw (FD_CLIENT_ADDR_HEADER). A request
  * without it comes straight from a local process on the private control socket (fdctl). */
 static bool client_allowed(const cp_t *cp, h2o_req_t *req, char *msg, size_t msglen)
@@ -146,7 +129,7 @@ void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len)
     }
     int status = fd_instance_parse_body(body, len, cp->splitwise, &info, msg, sizeof(msg));
     if (status == 0)
-        status = cp_register_host_allowed(cp, &info, msg, sizeof(msg));
+        status = cp_admit_host(cp, &info, msg, sizeof(msg));
     if (status != 0) {
         LOG_ERROR("Failed to register instance: %s", msg);
         cp_respond_msg(req, status, msg);
@@ -461,7 +444,7 @@ static void register_static(cp_t *cp, size_t idx, struct json_object *item)
         return;
     }
     if (fd_instance_parse_object(item, cp->splitwise, &info, msg, sizeof(msg)) != 0 ||
-        cp_register_host_allowed(cp, &info, msg, sizeof(msg)) != 0) {
+        cp_admit_host(cp, &info, msg, sizeof(msg)) != 0) {
         LOG_ERROR("Failed to register instance from index %zu: %s", idx, msg);
         return;
     }

@@ -8,9 +8,6 @@
 #include "controlplane/cp.h"
 
 void cp_register_handle(cp_t *cp, h2o_req_t *req, const char *body, size_t len);
-/* The host_ip rules beyond the payload's validation (address classes, auth.instance-allow), for
- * every source of registrations: 0, or 400 with FastDeploy-style text in msg. */
-int cp_register_host_allowed(const cp_t *cp, const fd_instance_info_t *info, char *msg, size_t msglen);
 /* Answer every /register still waiting (shutdown) and cancel its probes. */
 void cp_register_abort_all(cp_t *cp);
 

@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "controlplane/admit.h"
 #include "controlplane/cp.h"
-#include "controlplane/register.h"
 #include "controlplane/registry.h"
 #include "controlplane/snapshot.h"
 
@@ -155,7 +155,7 @@ static bool restore_one(cp_t *cp, json_object *item)
     json_object *v;
     if (!json_object_is_type(item, json_type_object) ||
         fd_instance_parse_object(item, cp->splitwise, &info, msg, sizeof(msg)) != 0 ||
-        cp_register_host_allowed(cp, &info, msg, sizeof(msg)) != 0) {
+        cp_admit_host(cp, &info, msg, sizeof(msg)) != 0) {
         LOG_WARN("Registry snapshot: an entry is not carried over: %s",
                  json_object_is_type(item, json_type_object) ? msg : "not an object");
         return false;
