@@ -18,13 +18,13 @@
  */
 #include <ctype.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/errmsg.h"
 #include "controlplane/metrics_poll.h"
 
 #define METRICS_LOG_INTERVAL_MS 60000u
@@ -101,15 +101,6 @@ static bool parse_value(const char *p, const char *end, double *out, const char 
     return true;
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* One line [p, end) without its newline. Adds a wanted sample to sum[] and sets seen[]. */
 static int parse_line(const char *p, const char *end, unsigned lineno, double *sum, bool *seen, char *err,
                       size_t errlen)
@@ -130,18 +121,18 @@ static int parse_line(const char *p, const char *end, unsigned lineno, double *s
         p++;
     if (p < end && *p == '{') {
         if ((p = skip_labels(p, end)) == NULL)
-            return fail(err, errlen, "line %u: unterminated label set of %.*s", lineno, nlen, name);
+            return cp_errmsg(err, errlen, "line %u: unterminated label set of %.*s", lineno, nlen, name);
         sep = p;
         while (p < end && blank(*p))
             p++;
     }
     if (p == sep) /* the value must be separated from the name or the labels */
-        return fail(err, errlen, "line %u: malformed sample of %.*s", lineno, nlen, name);
+        return cp_errmsg(err, errlen, "line %u: malformed sample of %.*s", lineno, nlen, name);
     double v;
     const char *tok_end;
     if (!parse_value(p, end, &v, &tok_end)) {
         int shown = tok_end - p > 40 ? 40 : (int)(tok_end - p);
-        return fail(err, errlen, "line %u: bad value \"%.*s\" of %.*s", lineno, shown, p, nlen, name);
+        return cp_errmsg(err, errlen, "line %u: bad value \"%.*s\" of %.*s", lineno, shown, p, nlen, name);
     }
     sum[m] += v;
     seen[m] = true;

@@ -17,28 +17,19 @@
  * its previous one ended.
  */
 #include <json-c/json.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "controlplane/cp.h"
+#include "controlplane/errmsg.h"
 #include "controlplane/models_poll.h"
 
 #define MAX_DEPTH   8    /* an honest list nests 3 deep (list, item, permission entries) */
 #define TICK_MAX_MS 1000 /* how late a new instance's first poll may start */
 
 /* ---- the OpenAI model list (pure) ---- */
-
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* A string json-c holds without a NUL or control character inside, shorter than cap. */
 static bool clean_string(json_object *v, size_t cap)
@@ -67,10 +58,10 @@ static int parse_item(json_object *item, size_t idx, shm_model_info_t *m, char *
 {
     json_object *v;
     if (!json_object_is_type(item, json_type_object))
-        return fail(err, errlen, "data[%zu] is not an object", idx);
+        return cp_errmsg(err, errlen, "data[%zu] is not an object", idx);
     if (!json_object_object_get_ex(item, "id", &v) || !clean_string(v, SHM_MODEL_ID_LEN))
-        return fail(err, errlen, "data[%zu].id is not a non-empty string of at most %d bytes", idx,
-                    SHM_MODEL_ID_LEN - 1);
+        return cp_errmsg(err, errlen, "data[%zu].id is not a non-empty string of at most %d bytes", idx,
+                         SHM_MODEL_ID_LEN - 1);
     memset(m, 0, sizeof(*m));
     memcpy(m->id, json_object_get_string(v), (size_t)json_object_get_string_len(v));
     /* informative fields: a value of another type or too long is left out, not an error */
@@ -96,7 +87,7 @@ int cp_models_parse(const char *text, size_t len, shm_model_info_t *out, unsigne
     *n = 0;
     json_tokener *tok = json_tokener_new_ex(MAX_DEPTH);
     if (tok == NULL)
-        return fail(err, errlen, "out of memory");
+        return cp_errmsg(err, errlen, "out of memory");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     json_object *root = len <= INT32_MAX ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
     enum json_tokener_error jerr = json_tokener_get_error(tok);
@@ -105,16 +96,16 @@ int cp_models_parse(const char *text, size_t len, shm_model_info_t *out, unsigne
     int rc = -1;
     json_object *data, *v;
     if (root == NULL || jerr != json_tokener_success)
-        fail(err, errlen, "not JSON: %s", json_tokener_error_desc(jerr));
+        cp_errmsg(err, errlen, "not JSON: %s", json_tokener_error_desc(jerr));
     else if (!only_blanks(text + used, len - used))
-        fail(err, errlen, "data after the JSON object");
+        cp_errmsg(err, errlen, "data after the JSON object");
     else if (!json_object_is_type(root, json_type_object))
-        fail(err, errlen, "not a JSON object");
+        cp_errmsg(err, errlen, "not a JSON object");
     else if (json_object_object_get_ex(root, "object", &v) &&
              (!json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), "list") != 0))
-        fail(err, errlen, "\"object\" is not \"list\"");
+        cp_errmsg(err, errlen, "\"object\" is not \"list\"");
     else if (!json_object_object_get_ex(root, "data", &data) || !json_object_is_type(data, json_type_array))
-        fail(err, errlen, "no \"data\" array");
+        cp_errmsg(err, errlen, "no \"data\" array");
     else
         rc = 0;
     for (size_t i = 0; rc == 0 && i < json_object_array_length(data); i++) {
@@ -122,7 +113,7 @@ int cp_models_parse(const char *text, size_t len, shm_model_info_t *out, unsigne
         rc = parse_item(json_object_array_get_idx(data, i), i, &m, err, errlen);
         if (rc == 0 && !seen_before(out, *n, m.id)) {
             if (*n == max)
-                rc = fail(err, errlen, "more than %u models listed", max);
+                rc = cp_errmsg(err, errlen, "more than %u models listed", max);
             else
                 out[(*n)++] = m;
         }
