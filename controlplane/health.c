@@ -110,14 +110,8 @@ static void on_tick(cp_timer_t *t)
     cp_t *cp = t->data;
     uint64_t now = shm_now_ms();
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
-        shm_instance_t *in = shm_instance(&cp->seg, i);
-        bool live = shm_slot_is_live(in);
-        /* A probe of an instance that left the slot (retired, or the slot since reused) no
-         * longer matters: its answer would be dropped (slotjob.c). It is cancelled here, as the
-         * metrics poll does, so that whoever retires an instance need not know about probes. */
-        if (!live || !cp_slot_job_running(&cp->health.jobs, i, shm_slot_generation_of(in)))
-            cp_slot_job_forget(&cp->health.jobs, i);
-        if (!live)
+        shm_instance_t *in = cp_slot_job_prune(&cp->health.jobs, i);
+        if (in == NULL)
             continue;
         if (should_remove(cp, in, now)) {
             cp_slot_job_forget(&cp->health.jobs, i);

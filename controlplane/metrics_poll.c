@@ -220,15 +220,13 @@ static void on_tick(cp_timer_t *t)
 {
     cp_t *cp = t->data;
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
-        shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (!shm_slot_is_live(in)) {
-            cp_slot_job_forget(&cp->metrics.jobs, i); /* retired: its answer no longer matters */
+        shm_instance_t *in = cp_slot_job_prune(&cp->metrics.jobs, i);
+        if (in == NULL) {
             cp->metrics.failing[i].active = false;
             continue;
         }
-        if (cp_slot_job_running(&cp->metrics.jobs, i, shm_slot_generation_of(in)))
+        if (cp_slot_job_busy(&cp->metrics.jobs, i))
             continue; /* still running: never two polls of one instance at once */
-        cp_slot_job_forget(&cp->metrics.jobs, i);
         cp_slot_job_start(&cp->metrics.jobs, i, in, in->metrics_port ? in->metrics_port : in->port,
                           "/metrics", CP_METRICS_MAX_BODY);
     }

@@ -201,15 +201,14 @@ static void on_tick(cp_timer_t *t)
     cp_t *cp = t->data;
     uint64_t now = fd_mono_ms();
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
-        shm_instance_t *in = shm_instance(&cp->seg, i);
-        if (!shm_slot_is_live(in)) {
-            cp_slot_job_forget(&cp->models.jobs, i); /* retired: its answer no longer matters */
+        shm_instance_t *in = cp_slot_job_prune(&cp->models.jobs, i);
+        if (in == NULL) {
             cp->models.slot[i].seen = false;
             continue;
         }
         uint32_t generation = shm_slot_generation_of(in);
         if (!cp->models.slot[i].seen || cp->models.slot[i].generation != generation) {
-            cp_slot_job_forget(&cp->models.jobs, i); /* a new instance in this slot: poll it now */
+            /* a new instance in this slot (a poll of the one before was pruned): poll it now */
             cp->models.slot[i].seen = true;
             cp->models.slot[i].generation = generation;
             cp->models.slot[i].last = LAST_NONE;

@@ -76,11 +76,6 @@ void cp_slot_job_start(cp_slot_jobs_t *j, unsigned slot, const shm_instance_t *i
                           : cp_probe_start(p, in->host, port, path, on_done, job);
 }
 
-bool cp_slot_job_running(const cp_slot_jobs_t *j, unsigned slot, uint32_t generation)
-{
-    return j->inflight[slot] != NULL && j->inflight[slot]->id.generation == generation;
-}
-
 bool cp_slot_job_busy(const cp_slot_jobs_t *j, unsigned slot)
 {
     return j->inflight[slot] != NULL;
@@ -94,6 +89,16 @@ void cp_slot_job_forget(cp_slot_jobs_t *j, unsigned slot)
     j->inflight[slot] = NULL;
     cp_probe_cancel(job->probe);
     free(job);
+}
+
+shm_instance_t *cp_slot_job_prune(cp_slot_jobs_t *j, unsigned slot)
+{
+    shm_instance_t *in = shm_instance(&j->cp->seg, slot);
+    bool live = shm_slot_is_live(in);
+    const struct cp_slot_job *job = j->inflight[slot];
+    if (job != NULL && (!live || job->id.generation != shm_slot_generation_of(in)))
+        cp_slot_job_forget(j, slot);
+    return live ? in : NULL;
 }
 
 void cp_slot_jobs_stop(cp_slot_jobs_t *j)

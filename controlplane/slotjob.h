@@ -10,8 +10,6 @@
 
 typedef struct cp cp_t;
 
-typedef struct cp cp_t;
-
 /* The instance a per-instance job (health probe, metrics poll, models poll) is about: its slot
  * may be retired, and even reused by another instance, while the job's request runs. */
 typedef struct {
@@ -45,8 +43,12 @@ void cp_slot_jobs_init(cp_slot_jobs_t *j, cp_t *cp, const char *what, cp_slot_jo
  * max_body bytes. Replaces nothing: the caller checks that none runs for the slot. */
 void cp_slot_job_start(cp_slot_jobs_t *j, unsigned slot, const shm_instance_t *in, uint16_t port,
                        const char *path, size_t max_body);
-/* A request runs for the slot's instance of that generation. */
-bool cp_slot_job_running(const cp_slot_jobs_t *j, unsigned slot, uint32_t generation);
+/* A job's tick, for each slot: cancels the slot's request if its instance has left the slot
+ * (retired, or the slot reused by another generation: the answer would be dropped), so that
+ * whoever retires an instance need not know about the jobs. Returns the slot's LIVE instance,
+ * or NULL when it holds none. */
+shm_instance_t *cp_slot_job_prune(cp_slot_jobs_t *j, unsigned slot);
+/* A request runs for the slot (after cp_slot_job_prune: for its instance of today). */
 bool cp_slot_job_busy(const cp_slot_jobs_t *j, unsigned slot);
 /* Cancel the slot's request, if any (its answer no longer matters): no callback follows. */
 void cp_slot_job_forget(cp_slot_jobs_t *j, unsigned slot);
