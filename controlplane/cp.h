@@ -14,6 +14,9 @@
  *   timer.c      timerfd-backed timers of any period on the h2o loop
  *   probe.c      asynchronous "GET http://host:port/path == 200" probes (register and health)
  *   slotjob.c    what the per-instance jobs share: one request per slot, the instance checked live
+ *   errmsg.c     a parser's failure reason into a bounded buffer
+ *   respond.c    complete JSON answers of the control socket's handlers
+ *   admit.c      this host's rules on an instance's address, for every source of registrations
  *   ctlsock.c    the control-socket HTTP server (/register, /status, operator actions)
  *   actions.c    operator actions on instances: drain, undrain, remove
  *   register.c   /register and register.yaml

@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/lint/include_cycles.sh - no include circle among the files of dataplane/ nor among those
-# of controlplane/ (docs/architecture.md, "The data plane's code" and "Control-plane jobs"):
+# of controlplane/ (docs/architecture.md, "The data plane's code" and "The control plane's code"):
 # tools/include_cycles.py, where a file depends on the headers it includes and a header on the
 # .c files defining what it declares, must find none. Usage: include_cycles.sh [SOURCE_DIR] | --self-test
 set -u
