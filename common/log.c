@@ -387,14 +387,16 @@ void fd_log_write_limited(fd_log_limit_t *lim, fd_log_level_t lvl, const char *f
         lim->suppressed += 1;
         return;
     }
-    /* One thread at a time decides (an atomic add is the try-lock; a loser never waits, its line
-     * is suppressed), so exactly one line passes per period however many threads race. */
+    /* One thread at a time decides (a test-and-set flag is the try-lock; a loser never waits, its
+     * line is suppressed), so exactly one line passes per period however many threads race. */
     bool pass = false;
-    if ((lim->busy += 1) == 1 && now - lim->last_ms >= FD_LOG_LIMIT_MS) {
-        lim->last_ms = now;
-        pass = true;
+    if (!atomic_flag_test_and_set(&lim->busy)) {
+        if (now - lim->last_ms >= FD_LOG_LIMIT_MS) {
+            lim->last_ms = now;
+            pass = true;
+        }
+        atomic_flag_clear(&lim->busy);
     }
-    lim->busy -= 1;
     if (!pass) {
         lim->suppressed += 1;
         return;

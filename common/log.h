@@ -8,6 +8,7 @@
 #ifndef FD_COMMON_LOG_H
 #define FD_COMMON_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,7 +65,7 @@ size_t fd_json_escape(char *out, size_t cap, const char *s, size_t len);
 typedef struct {
     _Atomic uint64_t last_ms;    /* monotonic ms (+ FD_LOG_LIMIT_MS) of the last line that passed */
     _Atomic uint64_t suppressed; /* lines held back since */
-    _Atomic unsigned busy;       /* try-lock of the thread deciding whether a line passes */
+    atomic_flag busy;            /* try-lock of the thread deciding whether a line passes */
 } fd_log_limit_t;
 void fd_log_write_limited(fd_log_limit_t *lim, fd_log_level_t lvl, const char *file, int line,
                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
