@@ -159,7 +159,10 @@ static bool hold_body(conn_t *c, h2o_req_t *req)
     size_t n = req->entity.base ? req->entity.len : 0;
     if (c == NULL || n == 0)
         return true;
-    if ((served_body_bytes += n) > buffered_cap()) {
+    served_body_bytes += n;
+    /* read back apart (clang 14 cannot use an _Atomic compound assignment's value): a racing
+     * thread's add seen here only makes the cap stricter for a moment, never looser */
+    if (served_body_bytes > buffered_cap()) {
         served_body_bytes -= n;
         return false;
     }
