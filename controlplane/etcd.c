@@ -9,6 +9,8 @@
  *              instance's heartbeats keeps that lease alive (its id comes with the key), so an
  *              instance that stops heartbeating anywhere disappears everywhere when it ends.
  *   P/d/<url>  present = drained by an operator (no lease: operator state outlives instances)
+ *   P/h/<host>/<url>  host <host>'s own health verdict on the instance, "healthy" or "unhealthy",
+ *              under that host's lease (the section "health verdicts" says when it is written)
  *
  * Every host: writes what it receives (a put only when etcd's value differs: a heartbeat of an
  * unchanged registration is a lease keep-alive, not a write), watches P/ and applies each event
@@ -29,6 +31,7 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/uclient.h"
@@ -43,6 +46,9 @@
 #define ETCD_MAX_CALLS     4096                    /* calls in flight; more wait for the next sync */
 #define ETCD_READD_MS      10000 /* how often instances this host dropped are offered again */
 #define ETCD_KEY_LEN       (256 + 2 + SHM_URL_LEN) /* prefix "/", kind "/", url */
+#define ETCD_HOST_LEN      80                      /* a host's identity: hostname ":" port */
+#define ETCD_MAX_HOSTS     64 /* other hosts whose verdicts are counted (bits of a mask) */
+#define ETCD_TXN_OPS       64 /* verdict writes per txn (etcd's --max-txn-ops is 128 by default) */
 
 typedef enum { ST_DOWN, ST_SYNCING, ST_UP } etcd_state_t;
 static const char *const state_names[] = {"down", "syncing", "up"};
@@ -55,7 +61,10 @@ typedef enum {
     OP_KEEPALIVE,
     OP_DELETE,
     OP_DRAIN_PUT,
-    OP_PING
+    OP_PING,
+    OP_HOST_GRANT,     /* this host's own lease, which its verdicts live under */
+    OP_HOST_KEEPALIVE, /* ... kept alive every quarter lease while the CP runs */
+    OP_VERDICTS        /* a txn of verdict puts and deletes */
 } etcd_op_t;
 
 /* What this host knows of one URL in etcd and wants there. */
@@ -80,6 +89,14 @@ typedef struct {
     int drain_want;   /* -1 nothing pending, else the drain state to write */
     bool remove_want; /* delete P/i/<url> at the next chance */
     bool drain_busy;  /* a drain put/delete in flight */
+    /* health verdicts, P/h/<host>/<url>: -1 none, 0 unhealthy, 1 healthy */
+    int8_t verdict;        /* this host's own (what it routes by) */
+    int8_t verdict_etcd;   /* what etcd holds under this host's identity */
+    int8_t verdict_sent;   /* in the txn in flight */
+    bool verdict_busy;     /* ... which holds this one */
+    int64_t verdict_lease; /* the lease of that key (another run's: written again) */
+    int64_t verdict_rev;   /* etcd's revision at our last write of it: older events are stale */
+    uint64_t hosts_healthy, hosts_unhealthy; /* the other hosts' verdicts: bits of e->hosts */
 } ent_t;
 
 typedef struct etcd_call {
@@ -126,6 +143,22 @@ struct cp_etcd {
     bool dispatching_freed;   /* ... and it was ended meanwhile */
     cp_timer_t timer;
 
+    /* health verdicts (the section "health verdicts" below) */
+    char host_id[ETCD_HOST_LEN];
+    int64_t host_lease;
+    bool host_lease_busy, host_lease_checked; /* checked: alive since the last sync */
+    uint64_t host_keepalive_ms;
+    bool verdicts_busy; /* a txn in flight */
+    uint64_t verdict_writes, verdict_txns;
+    struct {
+        char id[ETCD_HOST_LEN];
+        unsigned refs; /* verdict bits set for it; 0 = the row is free */
+    } hosts[ETCD_MAX_HOSTS];
+    struct {
+        int ent; /* index into ents of the slot's instance, -1 none */
+        uint32_t generation;
+    } slot_ent[SHM_MAX_INSTANCES];
+
     ent_t ents[ETCD_MAX_ENTS];
 };
 
@@ -133,6 +166,13 @@ static void call_start(cp_etcd_t *e, etcd_op_t op, const char *url, int64_t leas
                        struct json_object *body);
 static void sync_ent(cp_etcd_t *e, ent_t *en);
 static void put_registration(cp_etcd_t *e, ent_t *en, int64_t lease);
+static void on_verdict_key(cp_etcd_t *e, const char *rest, const char *val, int64_t lease, int64_t mod_rev,
+                           bool from_watch);
+static void verdicts_scan(cp_etcd_t *e);
+static void verdicts_flush(cp_etcd_t *e);
+static void verdicts_done(cp_etcd_t *e, const etcd_call_t *c, struct json_object *res);
+static void host_lease_done(cp_etcd_t *e, etcd_op_t op, struct json_object *res);
+static void host_lease_call(cp_etcd_t *e, etcd_op_t op);
 
 /* ---- small helpers ---- */
 
@@ -215,6 +255,7 @@ static ent_t *ent_find(cp_etcd_t *e, const char *url, bool create)
     memset(free_ent, 0, sizeof(*free_ent));
     free_ent->used = true;
     free_ent->drain_want = -1;
+    free_ent->verdict = free_ent->verdict_etcd = free_ent->verdict_sent = -1;
     snprintf(free_ent->url, sizeof free_ent->url, "%s", url);
     return free_ent;
 }
@@ -304,6 +345,7 @@ static void apply_gone(cp_etcd_t *e, ent_t *en)
     }
     free(en->want); /* gone from the fleet, and from here */
     en->want = NULL;
+    en->verdict = -1; /* and this host's verdict on it */
     int s = shm_slot_find(&e->cp->seg, en->url);
     if (s >= 0) {
         cp_registry_retire(e->cp, (unsigned)s);
@@ -311,14 +353,19 @@ static void apply_gone(cp_etcd_t *e, ent_t *en)
     }
 }
 
-/* A key of ours changed: kind 'i' or 'd'; val NULL for a delete. */
-static void on_key(cp_etcd_t *e, const char *key, size_t keylen, const char *val, int64_t lease, bool apply)
+/* A key of ours changed: kind 'i', 'd' or 'h'; val NULL for a delete. */
+static void on_key(cp_etcd_t *e, const char *key, size_t keylen, const char *val, int64_t lease,
+                   int64_t mod_rev, bool apply)
 {
     if (keylen < e->prefix_len + 3 || memcmp(key, e->prefix, e->prefix_len) != 0 ||
         key[e->prefix_len + 1] != '/')
         return;
     char kind = key[e->prefix_len];
     const char *url = key + e->prefix_len + 2;
+    if (kind == 'h') { /* P/h/<host>/<url>: a host's health verdict */
+        on_verdict_key(e, url, val, lease, mod_rev, apply);
+        return;
+    }
     if ((kind != 'i' && kind != 'd') || strlen(url) >= SHM_URL_LEN)
         return;
     ent_t *en = ent_find(e, url, val != NULL);
@@ -410,6 +457,267 @@ static void put_registration(cp_etcd_t *e, ent_t *en, int64_t lease)
     call_start(e, OP_PUT, en->url, lease, "/v3/kv/put", b);
 }
 
+/* ---- health verdicts ----
+ *
+ * Each host publishes what it routes by: its own verdict on each instance, P/h/<host>/<url> =
+ * "healthy" or "unhealthy", under a lease of the host's own (kept alive every quarter lease
+ * while the CP runs), so a host that dies takes its verdicts with it. A verdict is the slot's
+ * health here: HEALTHY or UNHEALTHY (an instance learnt from the fleet starts HEALTHY: this host
+ * routes to it until its own probes say otherwise); UNKNOWN (a slot re-added after this host
+ * dropped it) keeps the last verdict, and so does a slot this host dropped while the fleet keeps
+ * the instance; an instance gone from the fleet loses it. Written only when it changes, in txns
+ * of up to ETCD_TXN_OPS operations, one txn in flight, so a burst of changes (a host cut off
+ * from many instances) costs a few revisions, and a steady fleet none.
+ *
+ * Every host counts the others' verdicts from the watch (bits of e->hosts per instance) and
+ * publishes, per slot, in shared memory, how many hosts see the instance healthy and unhealthy
+ * (shm_slot_fleet_health), which /registered and fdctl health show; the hosts' names are in
+ * the control socket's /status ("health_disagreements"). */
+
+static int host_index(cp_etcd_t *e, const char *id, bool create)
+{
+    int free_row = -1;
+    for (int h = 0; h < ETCD_MAX_HOSTS; h++) {
+        if (e->hosts[h].refs > 0 && strcmp(e->hosts[h].id, id) == 0)
+            return h;
+        if (e->hosts[h].refs == 0 && free_row < 0)
+            free_row = h;
+    }
+    if (create && free_row >= 0)
+        snprintf(e->hosts[free_row].id, sizeof e->hosts[free_row].id, "%s", id);
+    return create ? free_row : -1;
+}
+
+/* Host h's verdict v (-1: none) on en; a host row lives while one of its bits is set. */
+static void host_bit(cp_etcd_t *e, ent_t *en, int h, int v)
+{
+    uint64_t bit = 1ULL << h;
+    bool had = ((en->hosts_healthy | en->hosts_unhealthy) & bit) != 0;
+    en->hosts_healthy &= ~bit;
+    en->hosts_unhealthy &= ~bit;
+    if (v == 1)
+        en->hosts_healthy |= bit;
+    else if (v == 0)
+        en->hosts_unhealthy |= bit;
+    if (had && v < 0)
+        e->hosts[h].refs--;
+    else if (!had && v >= 0)
+        e->hosts[h].refs++;
+}
+
+static void on_verdict_key(cp_etcd_t *e, const char *rest, const char *val, int64_t lease, int64_t mod_rev,
+                           bool from_watch)
+{
+    const char *slash = strchr(rest, '/');
+    if (slash == NULL || slash == rest || (size_t)(slash - rest) >= ETCD_HOST_LEN ||
+        strlen(slash + 1) >= SHM_URL_LEN)
+        return;
+    char host[ETCD_HOST_LEN];
+    snprintf(host, sizeof host, "%.*s", (int)(slash - rest), rest);
+    int v = val == NULL                     ? -1
+            : strcmp(val, "healthy") == 0   ? 1
+            : strcmp(val, "unhealthy") == 0 ? 0
+                                            : -1; /* not a verdict this build knows: none */
+    ent_t *en = ent_find(e, slash + 1, v >= 0);
+    if (en == NULL)
+        return;
+    if (strcmp(host, e->host_id) == 0) { /* ours: what etcd holds, unless we wrote it since */
+        if (from_watch && mod_rev < en->verdict_rev)
+            return;
+        en->verdict_etcd = (int8_t)v;
+        en->verdict_lease = v >= 0 ? lease : 0;
+        return;
+    }
+    int h = host_index(e, host, v >= 0);
+    if (h < 0) {
+        if (v >= 0)
+            LOG_RATELIMITED(FD_LOG_WARN, "etcd: more than %d other router hosts; %s's verdicts not counted",
+                            ETCD_MAX_HOSTS, host);
+        return;
+    }
+    host_bit(e, en, h, v);
+}
+
+/* This host's verdict from its slot's health; UNKNOWN keeps the last one. */
+static void own_verdict(ent_t *en, uint32_t health)
+{
+    if (health == SHM_HEALTH_HEALTHY)
+        en->verdict = 1;
+    else if (health == SHM_HEALTH_UNHEALTHY)
+        en->verdict = 0;
+}
+
+/* The slot of en's instance is gone here: dropped by this host (the fleet keeps the instance:
+ * the verdict stands) or gone from the fleet (no verdict). */
+static void slot_left(ent_t *en)
+{
+    if (!en->in_etcd)
+        en->verdict = -1;
+}
+
+/* Every slot: this host's verdict on it, and the fleet's counts into shared memory. Cheap
+ * enough for each tick (a few loads per slot; an ent lookup only when a slot changes). */
+static void verdicts_scan(cp_etcd_t *e)
+{
+    uint16_t hosts = 1; /* this one */
+    for (int h = 0; h < ETCD_MAX_HOSTS; h++)
+        hosts += e->hosts[h].refs > 0;
+    for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++) {
+        shm_instance_t *in = shm_instance(&e->cp->seg, s);
+        bool live = shm_slot_is_live(in);
+        uint32_t gen = shm_slot_generation_of(in);
+        int *m = &e->slot_ent[s].ent;
+        if (*m >= 0 && (!live || e->slot_ent[s].generation != gen)) {
+            slot_left(&e->ents[*m]);
+            *m = -1;
+        }
+        if (!live)
+            continue;
+        if (*m < 0) {
+            ent_t *en = ent_find(e, in->url, true);
+            if (en == NULL)
+                continue;
+            *m = (int)(en - e->ents);
+            e->slot_ent[s].generation = gen;
+        }
+        ent_t *en = &e->ents[*m];
+        own_verdict(en, shm_slot_health(in));
+        shm_fleet_health_t f = {
+            .healthy = (uint16_t)(__builtin_popcountll(en->hosts_healthy) + (en->verdict == 1)),
+            .unhealthy = (uint16_t)(__builtin_popcountll(en->hosts_unhealthy) + (en->verdict == 0)),
+            .hosts = hosts,
+        };
+        shm_fleet_health_t cur = shm_slot_fleet_health(in);
+        if (cur.healthy != f.healthy || cur.unhealthy != f.unhealthy || cur.hosts != f.hosts)
+            shm_slot_fleet_health_set(in, f);
+    }
+}
+
+/* en is forgotten: no slot may point at it any more (its row is reused for another URL). */
+static void ent_forget(cp_etcd_t *e, ent_t *en)
+{
+    en->used = false;
+    for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++)
+        if (e->slot_ent[s].ent == (int)(en - e->ents))
+            e->slot_ent[s].ent = -1;
+}
+
+static bool verdict_unwritten(const cp_etcd_t *e, const ent_t *en)
+{
+    return en->verdict != en->verdict_etcd || (en->verdict >= 0 && en->verdict_lease != e->host_lease);
+}
+
+/* Write what changed: one txn of up to ETCD_TXN_OPS puts and deletes. Puts wait for a lease
+ * known alive (granted, or kept alive since the last sync). */
+static void verdicts_flush(cp_etcd_t *e)
+{
+    if (e->state != ST_UP || e->verdicts_busy)
+        return;
+    bool lease_needed = false;
+    unsigned n = 0;
+    struct json_object *ops = json_object_new_array();
+    for (unsigned i = 0; i < ETCD_MAX_ENTS && n < ETCD_TXN_OPS; i++) {
+        ent_t *en = &e->ents[i];
+        if (!en->used || !verdict_unwritten(e, en))
+            continue;
+        if (en->verdict >= 0 && (e->host_lease == 0 || !e->host_lease_checked)) {
+            lease_needed = true;
+            continue;
+        }
+        char key[ETCD_KEY_LEN + ETCD_HOST_LEN];
+        snprintf(key, sizeof key, "%sh/%s/%s", e->prefix, e->host_id, en->url);
+        struct json_object *r = json_object_new_object(), *op = json_object_new_object();
+        json_object_object_add(r, "key", b64(key, strlen(key)));
+        if (en->verdict >= 0) {
+            const char *v = en->verdict ? "healthy" : "unhealthy";
+            json_object_object_add(r, "value", b64(v, strlen(v)));
+            json_object_object_add(r, "lease", json_object_new_int64(e->host_lease));
+        }
+        json_object_object_add(op, en->verdict >= 0 ? "request_put" : "request_delete_range", r);
+        json_object_array_add(ops, op);
+        en->verdict_busy = true;
+        en->verdict_sent = en->verdict;
+        n++;
+    }
+    if (lease_needed && !e->host_lease_busy)
+        host_lease_call(e, e->host_lease == 0 ? OP_HOST_GRANT : OP_HOST_KEEPALIVE);
+    if (n == 0 || e->state != ST_UP) {
+        json_object_put(ops);
+        if (n > 0) /* the lease call failed at once: nothing was sent */
+            for (unsigned i = 0; i < ETCD_MAX_ENTS; i++)
+                e->ents[i].verdict_busy = false;
+        return;
+    }
+    struct json_object *b = json_object_new_object();
+    json_object_object_add(b, "success", ops);
+    e->verdicts_busy = true;
+    call_start(e, OP_VERDICTS, "", e->host_lease, "/v3/kv/txn", b);
+}
+
+/* The txn ended: answered (res) or abandoned (NULL: etcd's state of those keys is unknown, the
+ * next sync's range tells). */
+static void verdicts_done(cp_etcd_t *e, const etcd_call_t *c, struct json_object *res)
+{
+    struct json_object *h;
+    int64_t rev = res && json_object_object_get_ex(res, "header", &h) ? member_i64(h, "revision") : 0;
+    unsigned n = 0;
+    for (unsigned i = 0; i < ETCD_MAX_ENTS; i++) {
+        ent_t *en = &e->ents[i];
+        if (!en->verdict_busy)
+            continue;
+        en->verdict_busy = false;
+        n++;
+        if (res == NULL)
+            continue;
+        en->verdict_etcd = en->verdict_sent;
+        en->verdict_lease = en->verdict_sent >= 0 ? c->lease : 0;
+        en->verdict_rev = rev;
+    }
+    e->verdicts_busy = false;
+    if (res == NULL)
+        return;
+    e->verdict_txns++;
+    e->verdict_writes += n;
+    verdicts_flush(e); /* what changed meanwhile */
+}
+
+static void host_lease_call(cp_etcd_t *e, etcd_op_t op)
+{
+    struct json_object *b = json_object_new_object();
+    if (op == OP_HOST_GRANT)
+        json_object_object_add(b, "TTL", json_object_new_int64(e->lease_secs));
+    else
+        json_object_object_add(b, "ID", json_object_new_int64(e->host_lease));
+    e->host_lease_busy = true;
+    call_start(e, op, "", e->host_lease, op == OP_HOST_GRANT ? "/v3/lease/grant" : "/v3/lease/keepalive", b);
+}
+
+static void host_lease_done(cp_etcd_t *e, etcd_op_t op, struct json_object *res)
+{
+    e->host_lease_busy = false;
+    e->host_keepalive_ms = fd_mono_ms();
+    if (op == OP_HOST_GRANT) {
+        e->grants++;
+        e->host_lease = member_i64(res, "ID"); /* 0: none granted, asked again at the next flush */
+        e->host_lease_checked = e->host_lease != 0;
+    } else {
+        struct json_object *r;
+        e->keepalives++;
+        if (json_object_object_get_ex(res, "result", &r) && member_i64(r, "TTL") > 0) {
+            e->host_lease_checked = true;
+        } else { /* it ended (etcd was away longer than a lease): so did our verdicts */
+            for (unsigned i = 0; i < ETCD_MAX_ENTS; i++)
+                if (e->ents[i].used && e->ents[i].verdict_lease == e->host_lease) {
+                    e->ents[i].verdict_etcd = -1;
+                    e->ents[i].verdict_lease = 0;
+                }
+            e->host_lease = 0;
+            e->host_lease_checked = false;
+        }
+    }
+    verdicts_flush(e);
+}
+
 /* ---- connection life ---- */
 
 static void calls_cancel_all(cp_etcd_t *e);
@@ -430,8 +738,15 @@ static void connection_lost(cp_etcd_t *e, const char *why)
 static void range_done(cp_etcd_t *e, struct json_object *res)
 {
     cp_t *cp = e->cp;
-    for (unsigned i = 0; i < ETCD_MAX_ENTS; i++)
-        e->ents[i].seen = false;
+    for (unsigned i = 0; i < ETCD_MAX_ENTS; i++) {
+        ent_t *en = &e->ents[i];
+        en->seen = false;
+        en->hosts_healthy = en->hosts_unhealthy = 0; /* the verdicts: as the range has them */
+        en->verdict_etcd = -1;
+        en->verdict_lease = 0;
+    }
+    for (int h = 0; h < ETCD_MAX_HOSTS; h++)
+        e->hosts[h].refs = 0;
     struct json_object *kvs;
     size_t n = json_object_object_get_ex(res, "kvs", &kvs) ? json_object_array_length(kvs) : 0;
     for (size_t i = 0; i < n; i++) {
@@ -440,7 +755,7 @@ static void range_done(cp_etcd_t *e, struct json_object *res)
         char *key = unb64(member_str(kv, "key") ? member_str(kv, "key") : "", &klen);
         char *val = unb64(member_str(kv, "value") ? member_str(kv, "value") : "", &vlen);
         if (key != NULL && val != NULL)
-            on_key(e, key, klen, val, member_i64(kv, "lease"), false);
+            on_key(e, key, klen, val, member_i64(kv, "lease"), member_i64(kv, "mod_revision"), false);
         free(key);
         free(val);
     }
@@ -470,8 +785,9 @@ static void range_done(cp_etcd_t *e, struct json_object *res)
             apply_gone(e, en);
         apply_drain(e, en);
         sync_ent(e, en);
-        if (!en->in_etcd && en->want == NULL && !en->drained && en->drain_want < 0 && !en->busy)
-            en->used = false; /* forgotten: nothing here or there */
+        if (!en->in_etcd && en->want == NULL && !en->drained && en->drain_want < 0 && !en->busy &&
+            en->verdict < 0 && en->verdict_etcd < 0 && (en->hosts_healthy | en->hosts_unhealthy) == 0)
+            ent_forget(e, en); /* forgotten: nothing here or there */
     }
     /* a reused segment (a restarted CP): what etcd does not know and nobody registers here */
     for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++) {
@@ -491,6 +807,13 @@ static void range_done(cp_etcd_t *e, struct json_object *res)
     e->synced_once = true;
     if (e->state != ST_UP)
         return; /* a call started above failed at once */
+    /* this host's verdicts, as its table has them now, against etcd's; a lease from before is
+     * asked whether it still lives before anything is written under it */
+    e->host_lease_checked = false;
+    verdicts_scan(e);
+    verdicts_flush(e);
+    if (e->state != ST_UP)
+        return;
     /* and follow it from there */
     struct json_object *cr = json_object_new_object();
     char end[sizeof e->prefix];
@@ -549,7 +872,7 @@ static void watch_message(cp_etcd_t *e, const char *line, size_t len)
         char *key = unb64(member_str(kv, "key") ? member_str(kv, "key") : "", &klen);
         char *val = del ? NULL : unb64(member_str(kv, "value") ? member_str(kv, "value") : "", &vlen);
         if (key != NULL && (del || val != NULL))
-            on_key(e, key, klen, val, member_i64(kv, "lease"), true);
+            on_key(e, key, klen, val, member_i64(kv, "lease"), member_i64(kv, "mod_revision"), true);
         free(key);
         free(val);
     }
@@ -580,6 +903,10 @@ static void call_abandon(etcd_call_t *c)
 {
     if (c->op == OP_PING)
         c->e->ping_busy = false;
+    if (c->op == OP_HOST_GRANT || c->op == OP_HOST_KEEPALIVE)
+        c->e->host_lease_busy = false;
+    if (c->op == OP_VERDICTS)
+        verdicts_done(c->e, c, NULL);
     ent_t *en = c->url[0] ? ent_find(c->e, c->url, false) : NULL;
     if (en == NULL)
         return;
@@ -625,6 +952,14 @@ static void call_done(etcd_call_t *c, struct json_object *res)
     }
     if (c->op == OP_RANGE) {
         range_done(e, res);
+        return;
+    }
+    if (c->op == OP_HOST_GRANT || c->op == OP_HOST_KEEPALIVE) {
+        host_lease_done(e, c->op, res);
+        return;
+    }
+    if (c->op == OP_VERDICTS) {
+        verdicts_done(e, c, res);
         return;
     }
     ent_t *en = ent_find(e, c->url, false);
@@ -868,6 +1203,7 @@ static void call_start(cp_etcd_t *e, etcd_op_t op, const char *url, int64_t leas
 static void on_timer(cp_timer_t *t)
 {
     cp_etcd_t *e = t->data;
+    verdicts_scan(e); /* etcd down too: the health views stay this host's own */
     if (e->state == ST_DOWN) {
         if (fd_mono_ms() >= e->next_sync_mono)
             sync_start(e);
@@ -888,6 +1224,10 @@ static void on_timer(cp_timer_t *t)
     for (unsigned i = 0; i < ETCD_MAX_ENTS && e->state == ST_UP; i++)
         if (e->ents[i].used && (e->ents[i].is_static || e->ents[i].drain_want >= 0 || e->ents[i].remove_want))
             sync_ent(e, &e->ents[i]);
+    if (e->state == ST_UP && e->host_lease != 0 && !e->host_lease_busy &&
+        now - e->host_keepalive_ms >= (uint64_t)e->lease_secs * 250)
+        host_lease_call(e, OP_HOST_KEEPALIVE);
+    verdicts_flush(e);
 }
 
 /* ---- the interface ---- */
@@ -960,6 +1300,15 @@ int cp_etcd_start(cp_t *cp, char *err, size_t errlen)
     snprintf(e->prefix, sizeof e->prefix, "%s/", cp->cfg.etcd_prefix);
     e->prefix_len = strlen(e->prefix);
     e->cp = cp;
+    char hostname[64] = "";
+    if (gethostname(hostname, sizeof hostname - 1) != 0 || hostname[0] == '\0')
+        snprintf(hostname, sizeof hostname, "localhost");
+    for (char *c = hostname; *c; c++)
+        if (*c == '/')
+            *c = '_'; /* the identity is one key segment */
+    snprintf(e->host_id, sizeof e->host_id, "%s:%u", hostname, cp->port);
+    for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++)
+        e->slot_ent[s].ent = -1;
     e->lease_secs = (unsigned)cp->cfg.etcd_lease_secs;
     e->timeout_ms = (uint64_t)(cp->cfg.etcd_timeout_secs * 1000);
     e->retry_ms = (uint64_t)(cp->cfg.etcd_retry_secs * 1000);
@@ -979,8 +1328,8 @@ int cp_etcd_start(cp_t *cp, char *err, size_t errlen)
     uint64_t period = e->retry_ms < 1000 ? e->retry_ms : 1000;
     cp_timer_arm(&e->timer, 1, period ? period : 1);
     cp->etcd = e;
-    LOG_INFO("Registry backend etcd: %s, prefix %s, lease %u s", cp->cfg.etcd_endpoints, e->prefix,
-             e->lease_secs);
+    LOG_INFO("Registry backend etcd: %s, prefix %s, lease %u s, this host %s", cp->cfg.etcd_endpoints,
+             e->prefix, e->lease_secs, e->host_id);
     return 0;
 }
 
@@ -1041,6 +1390,54 @@ void cp_etcd_action(cp_t *cp, cp_etcd_action_t act, const char *url)
     sync_ent(e, en);
 }
 
+#define ETCD_STATUS_DISAGREEMENTS 64 /* listed in /status; the count says how many there are */
+
+static struct json_object *verdict_hosts(const cp_etcd_t *e, const ent_t *en, int v)
+{
+    struct json_object *a = json_object_new_array();
+    if (en->verdict == v)
+        json_object_array_add(a, json_object_new_string(e->host_id));
+    uint64_t bits = v ? en->hosts_healthy : en->hosts_unhealthy;
+    for (int h = 0; h < ETCD_MAX_HOSTS; h++)
+        if (bits & (1ULL << h))
+            json_object_array_add(a, json_object_new_string(e->hosts[h].id));
+    return a;
+}
+
+/* This host's identity, the other hosts with verdicts, the verdict writes, and the instances
+ * the hosts disagree on, with who says what. */
+static void health_status_json(const cp_etcd_t *e, struct json_object *o)
+{
+    json_object_object_add(o, "host", json_object_new_string(e->host_id));
+    struct json_object *hosts = json_object_new_array();
+    for (int h = 0; h < ETCD_MAX_HOSTS; h++)
+        if (e->hosts[h].refs > 0)
+            json_object_array_add(hosts, json_object_new_string(e->hosts[h].id));
+    json_object_object_add(o, "other_hosts", hosts);
+    json_object_object_add(o, "verdict_writes", json_object_new_int64((int64_t)e->verdict_writes));
+    json_object_object_add(o, "verdict_txns", json_object_new_int64((int64_t)e->verdict_txns));
+    struct json_object *dis = json_object_new_array();
+    unsigned n = 0;
+    for (unsigned i = 0; i < ETCD_MAX_ENTS; i++) {
+        const ent_t *en = &e->ents[i];
+        bool healthy = en->verdict == 1 || en->hosts_healthy,
+             unhealthy = en->verdict == 0 || en->hosts_unhealthy;
+        if (!en->used || !healthy || !unhealthy || n++ >= ETCD_STATUS_DISAGREEMENTS)
+            continue;
+        struct json_object *d = json_object_new_object();
+        json_object_object_add(d, "url", json_object_new_string(en->url));
+        json_object_object_add(d, "here",
+                               json_object_new_string(en->verdict == 1   ? "healthy"
+                                                      : en->verdict == 0 ? "unhealthy"
+                                                                         : "no verdict"));
+        json_object_object_add(d, "healthy_on", verdict_hosts(e, en, 1));
+        json_object_object_add(d, "unhealthy_on", verdict_hosts(e, en, 0));
+        json_object_array_add(dis, d);
+    }
+    json_object_object_add(o, "health_disagreements", dis);
+    json_object_object_add(o, "health_disagreements_total", json_object_new_int((int)n));
+}
+
 struct json_object *cp_etcd_status_json(const cp_t *cp)
 {
     const cp_etcd_t *e = cp->etcd;
@@ -1086,5 +1483,6 @@ struct json_object *cp_etcd_status_json(const cp_t *cp)
     json_object_object_add(o, "puts", json_object_new_int64((int64_t)e->puts));
     json_object_object_add(o, "keepalives", json_object_new_int64((int64_t)e->keepalives));
     json_object_object_add(o, "syncs", json_object_new_int64((int64_t)e->syncs));
+    health_status_json(e, o);
     return o;
 }
