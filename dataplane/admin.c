@@ -1,6 +1,7 @@
 /*
  * dataplane/admin.c - the router's own routes besides inference and /metrics:
- *   GET  /registered         FastDeploy's shape, read from shared memory (works while the CP is down)
+ *   GET  /registered         FastDeploy's shape, read from shared memory (works while the CP is down);
+ *                            with registry.backend: etcd each entry adds "fleet_health"
  *   GET  /registered_number  {"mixed":n,"prefill":n,"decode":n}, healthy instances only
  *   GET  /health             the router's own liveness
  *   POST /register           forwarded verbatim to the control plane's control socket; the CP's
@@ -46,6 +47,23 @@ static json_object *string_list(const char (*items)[SHM_LIST_ITEM_LEN], unsigned
     return a;
 }
 
+/* registry.backend: etcd: this host's verdict beside the fleet's, from the counts the control
+ * plane publishes (controlplane/etcd.c); an added field, so FastDeploy's clients read on. */
+static json_object *fleet_health(const shm_instance_t *in, shm_fleet_health_t f)
+{
+    uint32_t h = shm_slot_health(in);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "here",
+                           json_object_new_string(h == SHM_HEALTH_HEALTHY     ? "healthy"
+                                                  : h == SHM_HEALTH_UNHEALTHY ? "unhealthy"
+                                                                              : "unknown"));
+    json_object_object_add(o, "healthy_hosts", json_object_new_int(f.healthy));
+    json_object_object_add(o, "unhealthy_hosts", json_object_new_int(f.unhealthy));
+    json_object_object_add(o, "hosts", json_object_new_int(f.hosts));
+    json_object_object_add(o, "disagree", json_object_new_boolean(f.healthy > 0 && f.unhealthy > 0));
+    return o;
+}
+
 static json_object *worker_info(const shm_instance_t *in)
 {
     json_object *o = json_object_new_object();
@@ -62,6 +80,9 @@ static json_object *worker_info(const shm_instance_t *in)
     json_object_object_add(o, "device_ids",
                            string_list(in->device_ids, in->n_device_ids, in->n_device_ids != 0xff));
     json_object_object_add(o, "tp_size", json_object_new_int((int)in->tp_size));
+    shm_fleet_health_t f = shm_slot_fleet_health(in);
+    if (f.hosts > 0)
+        json_object_object_add(o, "fleet_health", fleet_health(in, f));
     return o;
 }
 
