@@ -52,6 +52,7 @@ typedef struct {
     shm_remote_metrics_t remote;
     int n_models; /* -1: not known (it accepts every model), else what its GET /v1/models listed */
     shm_model_info_t models[SHM_INSTANCE_MODELS];
+    shm_fleet_health_t fleet; /* registry.backend: etcd: the fleet's verdicts (hosts 0: none) */
 } fdctl_instance_t;
 
 typedef struct {
@@ -108,8 +109,14 @@ struct json_object *fdctl_instances_json(const fdctl_instance_t *in, unsigned n,
 void fdctl_instances_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
 struct json_object *fdctl_status_json(const fdctl_status_t *st, uint64_t now_ms);
 void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms);
-struct json_object *fdctl_health_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
-void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
+/* `reg`: the control plane's registry state (fdctl_ctl_registry) or NULL; with the etcd backend it
+ * names the hosts behind a disagreement ("health_disagreements"). */
+struct json_object *fdctl_health_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms,
+                                      struct json_object *reg);
+void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms,
+                        struct json_object *reg);
+/* "healthy on H of N hosts", with ", DISAGREE" when some hosts see it healthy and others not. */
+void fdctl_fleet_text(char *out, size_t outlen, shm_fleet_health_t f);
 struct json_object *fdctl_stats_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
 void fdctl_stats_table(FILE *f, const fdctl_instance_t *in, unsigned n);
 /* The latency (ms) under which a fraction q of a histogram's samples lie: the upper bound of the

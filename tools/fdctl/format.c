@@ -243,7 +243,58 @@ void fdctl_status_text(FILE *f, const fdctl_status_t *st, uint64_t now_ms)
 
 /* ---- health ---- */
 
-static json_object *health_entry_json(const fdctl_instance_t *in, uint64_t now_ms)
+void fdctl_fleet_text(char *out, size_t outlen, shm_fleet_health_t f)
+{
+    if (f.unhealthy == 0)
+        snprintf(out, outlen, "healthy on %u of %u hosts", f.healthy, f.hosts);
+    else
+        snprintf(out, outlen, "healthy on %u of %u hosts, unhealthy on %u%s", f.healthy, f.hosts, f.unhealthy,
+                 f.healthy ? ", DISAGREE" : "");
+}
+
+static bool fleet_disagrees(shm_fleet_health_t f)
+{
+    return f.healthy > 0 && f.unhealthy > 0;
+}
+
+static const char *reg_string(json_object *reg, const char *key)
+{
+    json_object *v;
+    return reg && json_object_object_get_ex(reg, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : NULL;
+}
+
+/* The control plane's record of the hosts behind a disagreement on url, or NULL. */
+static json_object *disagreement_of(json_object *reg, const char *url)
+{
+    json_object *list, *u;
+    if (reg == NULL || !json_object_object_get_ex(reg, "health_disagreements", &list) ||
+        !json_object_is_type(list, json_type_array))
+        return NULL;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *d = json_object_array_get_idx(list, i);
+        if (json_object_object_get_ex(d, "url", &u) && strcmp(json_object_get_string(u), url) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+static json_object *fleet_json(const fdctl_instance_t *in, json_object *reg)
+{
+    json_object *o = json_object_new_object(), *d = disagreement_of(reg, in->url), *v;
+    add(o, "healthy_hosts", json_object_new_int(in->fleet.healthy));
+    add(o, "unhealthy_hosts", json_object_new_int(in->fleet.unhealthy));
+    add(o, "hosts", json_object_new_int(in->fleet.hosts));
+    add(o, "disagree", json_object_new_boolean(fleet_disagrees(in->fleet)));
+    if (d && json_object_object_get_ex(d, "healthy_on", &v))
+        add(o, "healthy_on", json_object_get(v));
+    if (d && json_object_object_get_ex(d, "unhealthy_on", &v))
+        add(o, "unhealthy_on", json_object_get(v));
+    return o;
+}
+
+static json_object *health_entry_json(const fdctl_instance_t *in, uint64_t now_ms, json_object *reg)
 {
     json_object *o = json_object_new_object();
     add(o, "url", json_object_new_string(in->url));
@@ -258,34 +309,90 @@ static json_object *health_entry_json(const fdctl_instance_t *in, uint64_t now_m
         in->health == SHM_HEALTH_UNHEALTHY ? age_json(now_ms, in->unhealthy_since_ms) : NULL);
     add(o, "last_register_age_ms", age_json(now_ms, in->last_register_ms));
     add(o, "last_error", in->last_error[0] ? json_object_new_string(in->last_error) : NULL);
+    if (in->fleet.hosts > 0)
+        add(o, "fleet", fleet_json(in, reg));
     return o;
 }
 
-json_object *fdctl_health_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms)
+json_object *fdctl_health_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms, json_object *reg)
 {
     json_object *list = json_object_new_array();
     for (unsigned i = 0; i < n; i++)
-        json_object_array_add(list, health_entry_json(&in[i], now_ms));
+        json_object_array_add(list, health_entry_json(&in[i], now_ms, reg));
     json_object *o = json_object_new_object();
     add(o, "instances", list);
+    if (reg_string(reg, "host"))
+        add(o, "host", json_object_new_string(reg_string(reg, "host")));
     return o;
 }
 
-void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms)
+/* "healthy on a:9000 (this host), b:9000; unhealthy on c:9000" from the control plane's record. */
+static void print_hosts(FILE *f, json_object *d, const char *key, const char *self)
+{
+    json_object *a;
+    if (!json_object_object_get_ex(d, key, &a) || !json_object_is_type(a, json_type_array))
+        return;
+    for (size_t i = 0; i < json_object_array_length(a); i++) {
+        const char *h = json_object_get_string(json_object_array_get_idx(a, i));
+        fprintf(f, "%s%s%s", i ? ", " : "", h, self && strcmp(h, self) == 0 ? " (this host)" : "");
+    }
+    if (json_object_array_length(a) == 0)
+        fprintf(f, "none");
+}
+
+/* Under the table: each instance the hosts disagree on, with who says what. */
+static void disagreements_text(FILE *f, const fdctl_instance_t *in, unsigned n, json_object *reg)
+{
+    const char *self = reg_string(reg, "host");
+    bool unnamed = false;
+    for (unsigned i = 0; i < n; i++) {
+        if (!fleet_disagrees(in[i].fleet))
+            continue;
+        json_object *d = disagreement_of(reg, in[i].url);
+        if (d == NULL) {
+            unnamed = true;
+            continue;
+        }
+        fprintf(f, "hosts disagree on %s: healthy on ", in[i].url);
+        print_hosts(f, d, "healthy_on", self);
+        fprintf(f, "; unhealthy on ");
+        print_hosts(f, d, "unhealthy_on", self);
+        fprintf(f, "\n");
+    }
+    if (unnamed)
+        fprintf(f, "(hosts of a disagreement not named: %s)\n",
+                reg ? "not in the control plane's list yet" : "no control plane answered");
+}
+
+void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms, json_object *reg)
 {
     if (n == 0) {
         fprintf(f, "no instances registered\n");
         return;
     }
-    fprintf(f, "%-40s  %-9s  %6s  %6s  %10s  %s\n", "URL", "HEALTH", "OK", "FAIL", "CHECKED", "LAST ERROR");
+    bool fleet = false; /* registry.backend: etcd: the fleet's column */
+    for (unsigned i = 0; i < n; i++)
+        fleet = fleet || in[i].fleet.hosts > 0;
+    if (fleet)
+        fprintf(f, "%-40s  %-9s  %6s  %6s  %10s  %-46s  %s\n", "URL", "HEALTH", "OK", "FAIL", "CHECKED",
+                "FLEET", "LAST ERROR");
+    else
+        fprintf(f, "%-40s  %-9s  %6s  %6s  %10s  %s\n", "URL", "HEALTH", "OK", "FAIL", "CHECKED",
+                "LAST ERROR");
     for (unsigned i = 0; i < n; i++) {
-        char checked[32];
+        char checked[32], fl[64] = "-";
         fdctl_format_duration(checked, sizeof checked,
                               in[i].last_check_ms ? fdctl_age_ms(now_ms, in[i].last_check_ms) : UINT64_MAX);
-        fprintf(f, "%-40s  %-9s  %6u  %6u  %10s  %s\n", in[i].url, fdctl_health_name(in[i].health),
-                in[i].consecutive_ok, in[i].consecutive_fail, checked,
-                in[i].last_error[0] ? in[i].last_error : "-");
+        if (in[i].fleet.hosts > 0)
+            fdctl_fleet_text(fl, sizeof fl, in[i].fleet);
+        fprintf(f, "%-40s  %-9s  %6u  %6u  %10s  ", in[i].url, fdctl_health_name(in[i].health),
+                in[i].consecutive_ok, in[i].consecutive_fail, checked);
+        if (fleet)
+            fprintf(f, "%-46s  ", fl);
+        fprintf(f, "%s\n", in[i].last_error[0] ? in[i].last_error : "-");
     }
+    if (fleet)
+        disagreements_text(f, in, n, reg);
 }
 
 /* ---- stats ---- */

@@ -240,6 +240,17 @@ static void print_json(json_object *o)
     json_object_put(o);
 }
 
+/* The router's control socket: --control_socket, else the port's default (empty without either). */
+static fdctl_ctl_t ctl_of(const fdctl_args_t *a)
+{
+    fdctl_ctl_t c = {.port = a->port, .json = a->json};
+    if (a->control_socket[0])
+        snprintf(c.socket, sizeof c.socket, "%s", a->control_socket);
+    else if (a->port)
+        fd_default_control_socket(c.socket, sizeof c.socket, a->port);
+    return c;
+}
+
 typedef enum { VIEW_REGISTERED, VIEW_HEALTH, VIEW_STATS } view_t;
 
 /* The instance views: one snapshot of the slots, rendered as `view` in JSON or as a table. */
@@ -252,16 +263,25 @@ static int show_instances(const fdctl_args_t *a, shm_seg_t *seg, int reader, vie
     }
     unsigned n = fdctl_snapshot_instances(seg, reader, list, SHM_MAX_INSTANCES);
     uint64_t now = shm_now_ms();
+    /* registry.backend: etcd: the names of the hosts behind a disagreement are the control
+     * plane's (shared memory holds the counts); asked only when the fleet's view is there */
+    bool fleet = false;
+    for (unsigned i = 0; view == VIEW_HEALTH && i < n && !fleet; i++)
+        fleet = list[i].fleet.hosts > 0;
+    fdctl_ctl_t c = ctl_of(a);
+    json_object *reg =
+        fleet && c.socket[0] && fdctl_router_running(seg) ? fdctl_ctl_registry(&c, 1000) : NULL;
     if (a->json)
         print_json(view == VIEW_REGISTERED ? fdctl_instances_json(list, n, now)
-                   : view == VIEW_HEALTH   ? fdctl_health_json(list, n, now)
+                   : view == VIEW_HEALTH   ? fdctl_health_json(list, n, now, reg)
                                            : fdctl_stats_json(list, n, now));
     else if (view == VIEW_REGISTERED)
         fdctl_instances_table(stdout, list, n, now);
     else if (view == VIEW_HEALTH)
-        fdctl_health_table(stdout, list, n, now);
+        fdctl_health_table(stdout, list, n, now, reg);
     else
         fdctl_stats_table(stdout, list, n);
+    json_object_put(reg);
     free(list);
     return report_stopped(a, seg) ? 1 : 0;
 }
@@ -287,11 +307,7 @@ static int cmd_status(const fdctl_args_t *a, shm_seg_t *seg, int reader)
     fdctl_snapshot_status(seg, reader, &st);
     uint64_t now = shm_now_ms();
     /* the registry backend's state lives in the control plane, not in shared memory */
-    fdctl_ctl_t c = {.port = a->port};
-    if (a->control_socket[0])
-        snprintf(c.socket, sizeof c.socket, "%s", a->control_socket);
-    else if (a->port)
-        fd_default_control_socket(c.socket, sizeof c.socket, a->port);
+    fdctl_ctl_t c = ctl_of(a);
     json_object *reg = st.running && c.socket[0] ? fdctl_ctl_registry(&c, 1000) : NULL;
     if (a->json) {
         json_object *o = fdctl_status_json(&st, now);
@@ -369,11 +385,7 @@ int main(int argc, char **argv)
     if (action) {
         if (!a.port && !a.control_socket[0])
             return usage_error("%s", "--port (or --control_socket) is required");
-        fdctl_ctl_t c = {.port = a.port, .json = a.json};
-        if (a.control_socket[0])
-            snprintf(c.socket, sizeof c.socket, "%s", a.control_socket);
-        else
-            fd_default_control_socket(c.socket, sizeof c.socket, a.port);
+        fdctl_ctl_t c = ctl_of(&a);
         return a.url ? fdctl_ctl_action(&c, a.command, a.url) : fdctl_ctl_upgrade(&c, &a.upgrade);
     }
     if (!a.port && !a.shm_name[0])

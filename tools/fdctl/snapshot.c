@@ -37,6 +37,7 @@ static void fill(const shm_seg_t *seg, unsigned i, const shm_instance_t *c, fdct
     dst->last_error[sizeof dst->last_error - 1] = '\0';
     dst->consecutive_ok = c->consecutive_ok;
     dst->consecutive_fail = c->consecutive_fail;
+    dst->fleet = shm_slot_fleet_health(c);
     for (unsigned b = 0; b < SHM_STATUS_BUCKETS; b++)
         dst->status[b].count = shm_status_load(c, b, &dst->status[b].code);
     for (unsigned r = 0; r < SHM_ROUTES; r++) { /* fdctl stats: all routes together */
