@@ -119,6 +119,14 @@ class EtcdScale(FdTestCase):
         wait_until(converged, 2, interval=0.05, what="every host to hold all %d instances" % N)
         converged_s = time.monotonic() - t_registered
 
+        # every host's first verdicts written (once, not per heartbeat): each host sees every
+        # instance healthy on all 3 hosts
+        def verdicts_settled():
+            return all(all((e.get("fleet_health") or {}).get("healthy_hosts") == HOSTS
+                           for e in r.get("/registered").json()["mixed"]) for r in routers)
+
+        wait_until(verdicts_settled, 10, interval=0.1, what="every host's verdicts in etcd")
+
         # steady state: heartbeats every 5 s, through the hosts in turn
         rev0 = max(r.cp_status()["registry"]["revision"] for r in routers)
         puts0 = sum(r.cp_status()["registry"]["puts"] for r in routers)
