@@ -1,5 +1,6 @@
 /*
- * controlplane/logfiles.c - log.output: file, the Go router's file mode, and log.access-log. The control plane opens
+ * controlplane/logfiles.c - log.output: file, the Go router's file mode, and log.access-log. The control
+ * plane opens
  * ./logs/router.log (relative to its working directory, as the Go router does), passes the path
  * to the data planes it starts (--log_file) so both write the same file, and every
  * log.cleanup-interval-secs deletes the archives older than log.max-age-days, then the oldest
@@ -63,7 +64,8 @@ int cp_access_log_open(cp_t *cp, char *err, size_t errlen)
     } else if (strcmp(cp->cfg.access_log, "file") == 0) {
         if (logs_dir(dir, err, errlen) != 0)
             return -1;
-        if (snprintf(cp->access_log, sizeof(cp->access_log), "%s/access.log", dir) >= (int)sizeof(cp->access_log)) {
+        if (snprintf(cp->access_log, sizeof(cp->access_log), "%s/access.log", dir) >=
+            (int)sizeof(cp->access_log)) {
             snprintf(err, errlen, "path of ./logs/access.log too long");
             cp->access_log[0] = '\0';
             return -1;
