@@ -340,7 +340,8 @@ static inline void shm_slot_drained_set(shm_instance_t *in, bool drained)
     __atomic_store_n(&in->drained, (uint32_t)drained, __ATOMIC_RELEASE);
 }
 /* registry.backend: etcd: how many of the fleet's router hosts judge the instance healthy or
- * unhealthy by their own probes (this host included); hosts = those with a verdict. CP writes
+ * unhealthy by their own probes (this host included); hosts = this host plus every other host
+ * known to have published a verdict on any instance. CP writes
  * (controlplane/etcd.c), /registered and fdctl read. One relaxed 64-bit word: the three counts
  * are always of one moment, and they order nothing else. hosts == 0: no fleet view (the local
  * backend, or no verdict yet). */
