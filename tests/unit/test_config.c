@@ -28,8 +28,10 @@ static void cleanup(void)
         unlink(tmp_path);
 }
 
+/* One file at a time: a test that loads several documents removes each before the next. */
 static const char *write_yaml(const char *text)
 {
+    cleanup();
     snprintf(tmp_path, sizeof tmp_path, "/tmp/fdcfg-XXXXXX");
     int fd = mkstemp(tmp_path);
     cr_assert(fd >= 0);
