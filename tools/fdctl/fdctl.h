@@ -115,7 +115,9 @@ struct json_object *fdctl_health_json(const fdctl_instance_t *in, unsigned n, ui
                                       struct json_object *reg);
 void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_t now_ms,
                         struct json_object *reg);
-/* "healthy on H of N hosts", with ", DISAGREE" when some hosts see it healthy and others not. */
+/* "healthy on H of N hosts", with ", DISAGREE" when some hosts see it healthy and others not.
+ * FDCTL_FLEET_TEXT_LEN holds the longest (every count 65535). */
+#define FDCTL_FLEET_TEXT_LEN 64
 void fdctl_fleet_text(char *out, size_t outlen, shm_fleet_health_t f);
 struct json_object *fdctl_stats_json(const fdctl_instance_t *in, unsigned n, uint64_t now_ms);
 void fdctl_stats_table(FILE *f, const fdctl_instance_t *in, unsigned n);

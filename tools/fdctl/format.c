@@ -274,7 +274,8 @@ static json_object *disagreement_of(json_object *reg, const char *url)
         return NULL;
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         json_object *d = json_object_array_get_idx(list, i);
-        if (json_object_object_get_ex(d, "url", &u) && strcmp(json_object_get_string(u), url) == 0)
+        if (json_object_object_get_ex(d, "url", &u) && json_object_is_type(u, json_type_string) &&
+            strcmp(json_object_get_string(u), url) == 0)
             return d;
     }
     return NULL;
@@ -332,11 +333,16 @@ static void print_hosts(FILE *f, json_object *d, const char *key, const char *se
     json_object *a;
     if (!json_object_object_get_ex(d, key, &a) || !json_object_is_type(a, json_type_array))
         return;
+    unsigned shown = 0;
     for (size_t i = 0; i < json_object_array_length(a); i++) {
-        const char *h = json_object_get_string(json_object_array_get_idx(a, i));
-        fprintf(f, "%s%s%s", i ? ", " : "", h, self && strcmp(h, self) == 0 ? " (this host)" : "");
+        json_object *h = json_object_array_get_idx(a, i);
+        if (!json_object_is_type(h, json_type_string)) /* not a host's name: nothing to show */
+            continue;
+        const char *name = json_object_get_string(h);
+        fprintf(f, "%s%s%s", shown++ ? ", " : "", name,
+                self && strcmp(name, self) == 0 ? " (this host)" : "");
     }
-    if (json_object_array_length(a) == 0)
+    if (shown == 0)
         fprintf(f, "none");
 }
 
@@ -370,17 +376,26 @@ void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_
         fprintf(f, "no instances registered\n");
         return;
     }
-    bool fleet = false; /* registry.backend: etcd: the fleet's column */
-    for (unsigned i = 0; i < n; i++)
-        fleet = fleet || in[i].fleet.hosts > 0;
+    /* registry.backend: etcd: the fleet's column, as wide as its widest cell, so that LAST ERROR
+     * stays aligned whatever the counts ("..., DISAGREE" is the longest text) */
+    bool fleet = false;
+    int fleet_w = (int)strlen("FLEET");
+    for (unsigned i = 0; i < n; i++) {
+        if (in[i].fleet.hosts == 0)
+            continue;
+        char fl[FDCTL_FLEET_TEXT_LEN];
+        fdctl_fleet_text(fl, sizeof fl, in[i].fleet);
+        fleet = true;
+        fleet_w = (int)strlen(fl) > fleet_w ? (int)strlen(fl) : fleet_w;
+    }
     if (fleet)
-        fprintf(f, "%-40s  %-9s  %6s  %6s  %10s  %-46s  %s\n", "URL", "HEALTH", "OK", "FAIL", "CHECKED",
-                "FLEET", "LAST ERROR");
+        fprintf(f, "%-40s  %-9s  %6s  %6s  %10s  %-*s  %s\n", "URL", "HEALTH", "OK", "FAIL", "CHECKED",
+                fleet_w, "FLEET", "LAST ERROR");
     else
         fprintf(f, "%-40s  %-9s  %6s  %6s  %10s  %s\n", "URL", "HEALTH", "OK", "FAIL", "CHECKED",
                 "LAST ERROR");
     for (unsigned i = 0; i < n; i++) {
-        char checked[32], fl[64] = "-";
+        char checked[32], fl[FDCTL_FLEET_TEXT_LEN] = "-";
         fdctl_format_duration(checked, sizeof checked,
                               in[i].last_check_ms ? fdctl_age_ms(now_ms, in[i].last_check_ms) : UINT64_MAX);
         if (in[i].fleet.hosts > 0)
@@ -388,7 +403,7 @@ void fdctl_health_table(FILE *f, const fdctl_instance_t *in, unsigned n, uint64_
         fprintf(f, "%-40s  %-9s  %6u  %6u  %10s  ", in[i].url, fdctl_health_name(in[i].health),
                 in[i].consecutive_ok, in[i].consecutive_fail, checked);
         if (fleet)
-            fprintf(f, "%-46s  ", fl);
+            fprintf(f, "%-*s  ", fleet_w, fl);
         fprintf(f, "%s\n", in[i].last_error[0] ? in[i].last_error : "-");
     }
     if (fleet)
