@@ -91,17 +91,19 @@ def start_backends(b, a):
     return ng, sims
 
 
-def start_nginx_proxy(b, name, ports):
+def start_nginx_proxy(b, name, ports, keepalive=128):
+    """nginx (1 worker) proxying to ports round robin, keeping up to `keepalive` idle upstream
+    connections; returns (its port, its process)."""
     port = benchlib.free_port()
     up = "".join("    server 127.0.0.1:%d;\n" % p for p in ports)
-    b.start_nginx(name, role="proxy", http_body="  upstream backends {\n%s    keepalive 128;\n  }\n"
+    proc = b.start_nginx(name, role="proxy", http_body="  upstream backends {\n%s    keepalive %d;\n  }\n"
                         "  server {\n    listen 127.0.0.1:%d;\n    client_max_body_size 8m;\n"
                         "    client_body_buffer_size 1m;\n    location / {\n      proxy_pass http://backends;\n"
                         "      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n"
-                        "      proxy_buffering off;\n    }\n  }" % (up, port))
+                        "      proxy_buffering off;\n    }\n  }" % (up, keepalive, port))
     benchlib.wait_until(lambda: benchlib.http("GET", "http://127.0.0.1:%d/health" % port)[0] == 200, 10,
                         "nginx proxy")
-    return port
+    return port, proc
 
 
 def main():
@@ -113,7 +115,8 @@ def main():
         b.pin_cpus()
     benchlib.log(benchlib.machine_line() + (", CPUs by role: %s" % b.cpus if b.cpus else ""))
     ng, sims = start_backends(b, a)
-    proxies = {"whole": start_nginx_proxy(b, "proxy-whole", ng), "stream": start_nginx_proxy(b, "proxy-stream", sims)}
+    proxies = {"whole": start_nginx_proxy(b, "proxy-whole", ng)[0],
+               "stream": start_nginx_proxy(b, "proxy-stream", sims)[0]}
     routers = {}
     for kind, ports in (("whole", ng), ("stream", sims)):
         for pol in policies:

@@ -12,13 +12,20 @@ selectable, and wrk -t1 measures requests per second (--connections connections)
 latency with one connection, next to wrk on one instance directly. The ratio to the same
 policy's 1-instance figure is the cost of the fleet's size.
 
+The same is measured for nginx (1 worker) as a reverse proxy with the first N ports as one upstream
+group (round robin, keep-alive with room for a connection to every instance), unless --no-nginx:
+whatever the kernel and the backend pay for spreading the load over N sockets instead of one, nginx
+pays too, so its own N-vs-1 ratio is the bound this machine puts on any proxy's. Besides req/s, each
+cell records the proxy process's CPU time per request (the data plane; the nginx worker), from
+/proc/<pid>/stat around the wrk run: other work on a shared machine disturbs it less.
+
 If the bench_selection program (bench/selection_cost.c, see bench/README.md) is in --bin, its
 table (ns per dp_select against instance count and prompt length) is run too (--selection-scale
 scales its time) and appended.
 
 Output (in --results): scale.txt, scale.md, scale.json, scale.png.
 
-  bench/scale.py [--results DIR] [--bin DIR] [--counts 1,10,100,1000] [--policies a,b]
+  bench/scale.py [--results DIR] [--bin DIR] [--counts 1,10,100,1000] [--policies a,b] [--no-nginx]
 """
 
 import argparse
@@ -47,6 +54,7 @@ def parse_args():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--health-interval", type=float, default=5,
                    help="manager.health-check-interval-secs (5, the default: 200 probes/s at 1,000 instances)")
+    p.add_argument("--no-nginx", action="store_true", help="skip the nginx reverse proxy's row")
     p.add_argument("--selection-scale", type=float, default=0.3, help="bench_selection --budget-scale (0: skip)")
     return p.parse_args()
 
@@ -85,6 +93,44 @@ def run_selection(b, a):
     return r.stdout
 
 
+NGINX = "nginx-proxy"  # one word: the chart names its lines with gnuplot's word()
+
+
+def measure(b, a, n, name, url, pid, lua, direct_url):
+    """One cell: req/s next to direct's, the proxy process's CPU time per request, latency."""
+    d_rps = b.wrk(direct_url, lua, a.connections, a.duration)
+    cpu0 = benchlib.cpu_seconds(pid)
+    rps = b.wrk(url + "/v1/chat/completions", lua, a.connections, a.duration)
+    cpu_us = 1e6 * (benchlib.cpu_seconds(pid) - cpu0) / max(1.0, rps["rps"] * a.duration)
+    d_lat = b.wrk(direct_url, lua, 1, a.duration)
+    lat = b.wrk(url + "/v1/chat/completions", lua, 1, a.duration)
+    row = {"instances": n, "policy": name, "rps": rps["rps"], "direct_rps": d_rps["rps"], "cpu_us": cpu_us,
+           "p50": lat["p50"], "p99": lat["p99"], "direct_p50": d_lat["p50"], "direct_p99": d_lat["p99"],
+           "errors": rps["errors"] + lat["errors"]}
+    benchlib.log("%4d instances %-24s %7.0f req/s (direct %7.0f), %.1f us CPU per request, 1-conn p50 %.0f us "
+                 "(direct %.0f us), errors %d" % (n, name, row["rps"], row["direct_rps"], cpu_us, 1e6 * row["p50"],
+                                                  1e6 * row["direct_p50"], row["errors"]))
+    return row
+
+
+def nginx_worker(master):
+    """The nginx worker's pid (the master's one child), once it runs."""
+    def child():
+        with open("/proc/%d/task/%d/children" % (master, master)) as f:
+            kids = [int(x) for x in f.read().split()]
+        return kids[0] if kids else None
+    benchlib.wait_until(child, 10, "the nginx worker")
+    return child()
+
+
+def measure_nginx(b, a, n, ports, lua, direct_url):
+    port, proc = overhead.start_nginx_proxy(b, "proxy-%d" % n, ports[:n], keepalive=2 * (n + a.connections))
+    try:
+        return measure(b, a, n, NGINX, "http://127.0.0.1:%d" % port, nginx_worker(proc.pid), lua, direct_url)
+    finally:
+        b.stop(proc)
+
+
 def main():
     a = parse_args()
     counts = [int(c) for c in a.counts.split(",") if c]
@@ -97,30 +143,24 @@ def main():
     lua = benchlib.write_lua(os.path.join(b.tmp, "small.lua"), overhead.body(0, False))
     direct_url = "http://127.0.0.1:%d/v1/chat/completions" % ports[0]
     rows = []
+    names = policies + ([] if a.no_nginx else [NGINX])
     for n in counts:
         reg = os.path.join(b.tmp, "register-%d.yaml" % n)
         with open(reg, "w") as f:
             f.write("instances:\n")
             for port in ports[:n]:
                 f.write("  - {role: mixed, host_ip: 127.0.0.1, port: %d, metrics_port: %d}\n" % (port, port))
-        for pol in policies:
+        for pol in names:
+            if pol == NGINX:
+                rows.append(measure_nginx(b, a, n, ports, lua, direct_url))
+                continue
             r = b.start_router(pol, {"manager": {"health-check-interval-secs": a.health_interval}}, register_path=reg)
             try:
                 r.wait_selectable(n, timeout=120)
-                d_rps = b.wrk(direct_url, lua, a.connections, a.duration)
-                rps = b.wrk(r.url + "/v1/chat/completions", lua, a.connections, a.duration)
-                d_lat = b.wrk(direct_url, lua, 1, a.duration)
-                lat = b.wrk(r.url + "/v1/chat/completions", lua, 1, a.duration)
+                rows.append(measure(b, a, n, pol, r.url, r.dp_pid(), lua, direct_url))
             finally:
                 b.stop_router(r)
-            row = {"instances": n, "policy": pol, "rps": rps["rps"], "direct_rps": d_rps["rps"], "p50": lat["p50"],
-                   "p99": lat["p99"], "direct_p50": d_lat["p50"], "direct_p99": d_lat["p99"],
-                   "errors": rps["errors"] + lat["errors"]}
-            rows.append(row)
-            benchlib.log("%4d instances %-24s %7.0f req/s (direct %7.0f), 1-conn p50 %.0f us (direct %.0f us), "
-                         "errors %d" % (n, pol, row["rps"], row["direct_rps"], 1e6 * row["p50"], 1e6 * row["direct_p50"],
-                                        row["errors"]))
-    report(b, a, counts, policies, rows, run_selection(b, a))
+    report(b, a, counts, names, rows, run_selection(b, a))
     return 0
 
 
@@ -154,6 +194,11 @@ def report(b, a, counts, policies, rows, selection):
         first, last = get(counts[0], pol), get(counts[-1], pol)
         line.append("%.2f" % ((last["rps"] / last["direct_rps"]) / (first["rps"] / first["direct_rps"])))
         t1.append(line)
+    header_cpu = (["policy"] + ["%d inst CPU us/req" % n for n in counts] +
+                  ["%d vs %d (CPU at %d / at %d)" % (counts[-1], counts[0], counts[0], counts[-1])])
+    t_cpu = [[pol] + ["%.1f" % get(n, pol)["cpu_us"] for n in counts] +
+             ["%.2f" % (get(counts[0], pol)["cpu_us"] / max(1e-9, get(counts[-1], pol)["cpu_us"]))]
+             for pol in policies]
     header2 = ["policy"] + ["%d inst added p50 us" % n for n in counts]
     t2 = [[pol] + ["%+.0f" % (1e6 * (get(n, pol)["p50"] - get(n, pol)["direct_p50"])) for n in counts]
           for pol in policies]
@@ -163,9 +208,12 @@ def report(b, a, counts, policies, rows, selection):
             "errors %d" % (a.connections, a.duration, counts[-1], errors), "",
             "requests per second (fraction of direct, measured next to it); last column: that fraction at %d "
             "instances over the one at %d" % (counts[-1], counts[0]),
-            benchlib.fmt_table(header, t1), "", "latency added to direct's (1 connection, p50)",
+            benchlib.fmt_table(header, t1), "",
+            "CPU time of the proxy process per request (the data plane; %s: its worker); last column: the "
+            "throughput ratio that predicts for a proxy bound by its own CPU" % NGINX,
+            benchlib.fmt_table(header_cpu, t_cpu), "", "latency added to direct's (1 connection, p50)",
             benchlib.fmt_table(header2, t2), ""]
-    md = [benchlib.fmt_md(header, t1), "", benchlib.fmt_md(header2, t2), ""]
+    md = [benchlib.fmt_md(header, t1), "", benchlib.fmt_md(header_cpu, t_cpu), "", benchlib.fmt_md(header2, t2), ""]
     if selection:
         text += ["bench_selection (bench/selection_cost.c): ns per selection, median / p99", selection]
         md += ["```", selection.strip(), "```", ""]
