@@ -20,6 +20,8 @@ static void leg_free(dp_leg_t *l)
 {
     timer_set(l, NULL);
     dp_pool_release(l->pool);
+    if (l->shared)
+        h2o_mem_release_shared(l->shared);
     free(l->reqbufs[0].base);
     free(l);
 }
@@ -101,8 +103,10 @@ static uc_head_cb on_connect(uc_client_t *client, const char *err, h2o_iovec_t *
     return on_head;
 }
 
-dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h2o_iovec_t path,
-                       h2o_iovec_t body, const dp_leg_ops_t *ops, void *data)
+/* copy: the body is copied next to the head; else it is h2o shared memory and the leg takes a
+ * reference to it */
+static dp_leg_t *leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h2o_iovec_t path,
+                           h2o_iovec_t body, bool copy, const dp_leg_ops_t *ops, void *data)
 {
     if (pool == NULL)
         return NULL;
@@ -111,12 +115,13 @@ dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h
     h2o_iovec_t head =
         dp_request_head(&tmp, h2o_iovec_init(H2O_STRLIT("POST")), path, authority, body.len, NULL);
     /* the leg may outlive the request that started it, so it is not in the request's pool:
-     * checked allocations, one of them holding head and body, owned by the leg */
+     * checked allocations, one of them holding the head (and the body when copied), owned by the leg */
     dp_leg_t *l = calloc(1, sizeof(*l));
-    char *buf = l ? malloc(head.len + body.len) : NULL;
+    char *buf = l ? malloc(head.len + (copy ? body.len : 0)) : NULL;
     if (buf) {
         memcpy(buf, head.base, head.len);
-        memcpy(buf + head.len, body.base, body.len);
+        if (copy)
+            memcpy(buf + head.len, body.base, body.len);
     }
     h2o_mem_clear_pool(&tmp);
     if (buf == NULL) {
@@ -125,7 +130,11 @@ dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h
         return NULL;
     }
     l->reqbufs[0] = h2o_iovec_init(buf, head.len);
-    l->reqbufs[1] = h2o_iovec_init(buf + head.len, body.len);
+    l->reqbufs[1] = copy ? h2o_iovec_init(buf + head.len, body.len) : body;
+    if (!copy && body.base) {
+        h2o_mem_addref_shared(body.base);
+        l->shared = body.base;
+    }
     l->t = t;
     l->pool = pool;
     l->ops = ops;
@@ -136,6 +145,18 @@ dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h
     uc_connect(&l->client, l, &pool->up, on_connect);
     l->starting = false;
     return l;
+}
+
+dp_leg_t *dp_leg_start(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h2o_iovec_t path,
+                       h2o_iovec_t body, const dp_leg_ops_t *ops, void *data)
+{
+    return leg_start(t, pool, authority, path, body, true, ops, data);
+}
+
+dp_leg_t *dp_leg_start_shared(dp_thread_t *t, dp_pool_t *pool, h2o_iovec_t authority, h2o_iovec_t path,
+                              h2o_iovec_t body, const dp_leg_ops_t *ops, void *data)
+{
+    return leg_start(t, pool, authority, path, body, false, ops, data);
 }
 
 void dp_leg_cancel(dp_leg_t *l)

@@ -4,7 +4,8 @@
  * For each request: make sure it has a request_id (the client's, of any JSON type, is kept;
  * otherwise a UUIDv4), select a prefill instance (prefill-policy) then a decode instance
  * (decode-policy), and send both the same body plus `disaggregate_info` - spliced into the
- * original JSON text, never re-encoded, so large prompts cost one copy. Both legs start at once.
+ * original JSON text, never re-encoded, so large prompts cost one copy, which both legs send (the
+ * prefill leg holds a reference to it, not a copy of its own). Both legs start at once.
  * The decode leg is the client's response; it is held until the prefill instance has answered
  * its head (FastDeploy pairs the halves by request_id, and a decode answer without a prefill is
  * not to be trusted), then streamed with its real status. The prefill answer is read and
@@ -225,7 +226,7 @@ static void pd_start(h2o_req_t *req, pd_req_t *r)
         dp_proxy_abort(r->proxy, 502, "Failed to connect to backend service", DP_OUT_UPSTREAM_ERROR);
         return;
     }
-    r->pleg = dp_leg_start(t, ppool, authority_of(&req->pool, &r->p), r->path, body, &pleg_ops, r);
+    r->pleg = dp_leg_start_shared(t, ppool, authority_of(&req->pool, &r->p), r->path, body, &pleg_ops, r);
     if (!r->pleg) {
         dp_proxy_abort(r->proxy, 503, "out of memory, retry later", DP_OUT_UPSTREAM_ERROR);
         return;

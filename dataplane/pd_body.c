@@ -4,7 +4,6 @@
  * are spliced in before the closing brace (no re-encoding of possibly huge prompts, no loss of
  * integer precision as with the Go router's float64 round trip).
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "dataplane/policy/pol.h"
@@ -41,42 +40,47 @@ static void sb_putn(sb_t *s, const char *p, size_t n)
     s->len += n;
 }
 
-static void sb_puts(sb_t *s, const char *p)
-{
-    sb_putn(s, p, strlen(p));
-}
+#define SB_LIT(s, lit) sb_putn((s), (lit), sizeof(lit) - 1)
 
-/* JSON string literal; registration values are validated, but escape anyway */
+/* JSON string literal; registration values are validated, but escape anyway. Runs that need no
+ * escape (all of them, in practice) are copied whole: this runs for every splitwise request. */
 static void sb_json_str(sb_t *s, const char *p)
 {
-    sb_putn(s, "\"", 1);
+    static const char hex[] = "0123456789abcdef";
+    SB_LIT(s, "\"");
+    const char *run = p;
     for (; *p; p++) {
-        char esc[8];
         unsigned char c = (unsigned char)*p;
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        sb_putn(s, run, (size_t)(p - run));
+        run = p + 1;
         if (c == '"' || c == '\\') {
-            esc[0] = '\\', esc[1] = (char)c;
+            char esc[2] = {'\\', (char)c};
             sb_putn(s, esc, 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            sb_putn(s, esc, 6);
         } else {
-            sb_putn(s, (const char *)&c, 1);
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            sb_putn(s, esc, 6);
         }
     }
-    sb_putn(s, "\"", 1);
+    sb_putn(s, run, (size_t)(p - run));
+    SB_LIT(s, "\"");
 }
 
 static void sb_uint(sb_t *s, unsigned v)
 {
     char num[16];
-    snprintf(num, sizeof(num), "%u", v);
-    sb_puts(s, num);
+    char *e = num + sizeof(num), *b = e;
+    do
+        *--b = (char)('0' + v % 10);
+    while (v /= 10);
+    sb_putn(s, b, (size_t)(e - b));
 }
 
 static void sb_list(sb_t *s, const char (*items)[SHM_LIST_ITEM_LEN], uint8_t n)
 {
     if (n == 0xff) {
-        sb_puts(s, "null");
+        SB_LIT(s, "null");
         return;
     }
     sb_putn(s, "[", 1);
@@ -106,42 +110,53 @@ static const char *transfer_protocol(const shm_instance_t *p, const shm_instance
 size_t dp_disaggregate_info(char *out, size_t cap, const shm_instance_t *p, const shm_instance_t *d)
 {
     sb_t s = {out, cap, 0};
-    sb_puts(&s, "{\"decode_connector_port\":");
+    SB_LIT(&s, "{\"decode_connector_port\":");
     sb_uint(&s, d->connector_port);
-    sb_puts(&s, ",\"decode_device_ids\":");
+    SB_LIT(&s, ",\"decode_device_ids\":");
     sb_list(&s, d->device_ids, d->n_device_ids);
-    sb_puts(&s, ",\"decode_ip\":");
+    SB_LIT(&s, ",\"decode_ip\":");
     sb_json_str(&s, d->host);
-    sb_puts(&s, ",\"decode_rdma_ports\":");
+    SB_LIT(&s, ",\"decode_rdma_ports\":");
     sb_list(&s, d->rdma_ports, d->n_rdma_ports);
-    sb_puts(&s, ",\"decode_tp_size\":");
+    SB_LIT(&s, ",\"decode_tp_size\":");
     sb_uint(&s, tp_of(d));
-    sb_puts(&s, ",\"prefill_connector_port\":");
+    SB_LIT(&s, ",\"prefill_connector_port\":");
     sb_uint(&s, p->connector_port);
-    sb_puts(&s, ",\"prefill_ip\":");
+    SB_LIT(&s, ",\"prefill_ip\":");
     sb_json_str(&s, p->host);
-    sb_puts(&s, ",\"transfer_protocol\":");
+    SB_LIT(&s, ",\"transfer_protocol\":");
     sb_json_str(&s, transfer_protocol(p, d));
     sb_putn(&s, "}", 1);
     return s.len;
 }
 
+/* What disaggregate_info takes for an ordinary fleet; longer lists take a second pass. */
+#define INFO_STACK 1024
+
 h2o_iovec_t dp_pd_body(h2o_mem_pool_t *pool, h2o_iovec_t body, const dp_body_t *scan, const shm_instance_t *p,
                        const shm_instance_t *d, const char *request_id)
 {
-    size_t info_len = dp_disaggregate_info(NULL, 0, p, d);
+    char stack[INFO_STACK];
+    char *info = stack;
+    size_t info_len = dp_disaggregate_info(stack, sizeof(stack), p, d);
+    if (info_len > sizeof(stack)) {
+        info = h2o_mem_alloc_pool(pool, info_len);
+        dp_disaggregate_info(info, info_len, p, d);
+    }
     size_t close = scan->close;
     size_t cap = close + info_len + DP_UUID_LEN + 64;
-    sb_t s = {h2o_mem_alloc_pool(pool, cap), cap, 0};
+    /* shared memory linked to the request's pool: a leg that outlives the request takes its own
+     * reference instead of a copy (dp_leg_start_shared) */
+    sb_t s = {h2o_mem_alloc_shared(pool, cap, NULL), cap, 0};
     sb_putn(&s, body.base, close);
     if (scan->members)
-        sb_putn(&s, ",", 1);
-    sb_puts(&s, "\"disaggregate_info\":");
-    s.len += dp_disaggregate_info(s.buf + s.len, cap - s.len, p, d);
+        SB_LIT(&s, ",");
+    SB_LIT(&s, "\"disaggregate_info\":");
+    sb_putn(&s, info, info_len);
     if (request_id && request_id[0]) {
-        sb_puts(&s, ",\"request_id\":");
+        SB_LIT(&s, ",\"request_id\":");
         sb_json_str(&s, request_id);
     }
-    sb_putn(&s, "}", 1);
+    SB_LIT(&s, "}");
     return h2o_iovec_init(s.buf, s.len);
 }

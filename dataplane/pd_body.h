@@ -25,7 +25,8 @@ size_t dp_disaggregate_info(char *out, size_t cap, const shm_instance_t *p, cons
  * (and "request_id" when `request_id` is non-empty) appended as last members, so they win over
  * any client-sent field of the same name in every JSON parser that keeps the last duplicate.
  * `scan` is dp_parse_body's result for `body`: where the closing brace is, whether a comma is needed;
- * the body is not read again. One copy, allocated in `pool`, shared by both legs.
+ * the body is not read again. One copy, in h2o shared memory linked to `pool` (h2o_mem_alloc_shared),
+ * sent by both legs: the prefill leg, which may outlive the request, holds a reference to it.
  */
 h2o_iovec_t dp_pd_body(h2o_mem_pool_t *pool, h2o_iovec_t body, const dp_body_t *scan, const shm_instance_t *p,
                        const shm_instance_t *d, const char *request_id);

@@ -2,7 +2,8 @@
  * Unit tests of dataplane/leg.c's allocation policy (docs/architecture.md): a leg outlives the
  * request that starts it, so its memory is checked malloc; when it cannot be had, dp_leg_start
  * returns NULL, gives the pool reference back and never calls on_end. The test binary is linked
- * with --wrap=malloc,calloc (CMakeLists.txt) so a chosen allocation can fail.
+ * with --wrap=malloc,calloc (CMakeLists.txt) so a chosen allocation can fail. dp_leg_start_shared
+ * sends the starter's h2o shared memory without a copy, holding a reference to it.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -102,4 +103,50 @@ Test(leg, a_leg_that_can_be_made_is)
     cr_assert_eq(l->reqbufs[1].len, 16);
     dp_leg_cancel(l);
     cr_assert_eq(pool->refs, 0);
+}
+
+static int disposed;
+static void count_dispose(void *p)
+{
+    (void)p;
+    disposed++;
+}
+
+static dp_leg_t *start_shared(h2o_mem_pool_t *req_pool, h2o_iovec_t *body)
+{
+    disposed = 0;
+    *body = h2o_iovec_init(h2o_mem_alloc_shared(req_pool, 64, count_dispose), 64);
+    memset(body->base, 'y', body->len);
+    return dp_leg_start_shared(&t, pool, h2o_iovec_init(H2O_STRLIT("127.0.0.1:9")),
+                               h2o_iovec_init(H2O_STRLIT("/")), *body, &ops, NULL);
+}
+
+Test(leg, a_shared_body_is_referenced_not_copied)
+{
+    h2o_mem_pool_t req_pool;
+    h2o_mem_init_pool(&req_pool);
+    h2o_iovec_t body;
+    dp_leg_t *l = start_shared(&req_pool, &body);
+    cr_assert_not_null(l);
+    cr_assert_eq(l->reqbufs[1].base, body.base, "the leg sends the starter's bytes");
+    cr_assert_eq(l->reqbufs[1].len, 64);
+    h2o_mem_clear_pool(&req_pool); /* the request ends first */
+    cr_assert_eq(disposed, 0, "the leg's reference keeps the body");
+    cr_assert_eq(l->reqbufs[1].base[63], 'y');
+    dp_leg_cancel(l);
+    cr_assert_eq(disposed, 1, "the leg's end releases it");
+    cr_assert_eq(pool->refs, 0);
+}
+
+Test(leg, a_failed_shared_start_takes_no_reference)
+{
+    h2o_mem_pool_t req_pool;
+    h2o_mem_init_pool(&req_pool);
+    h2o_iovec_t body;
+    fail_calloc_size = sizeof(dp_leg_t);
+    dp_leg_t *l = start_shared(&req_pool, &body);
+    fail_calloc_size = 0;
+    assert_clean_failure(l);
+    h2o_mem_clear_pool(&req_pool);
+    cr_assert_eq(disposed, 1, "the pool's reference was the only one");
 }

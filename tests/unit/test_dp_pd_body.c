@@ -172,3 +172,70 @@ Test(pd_body, uuid4_format_and_uniqueness)
     cr_assert_eq(a[14], '4', "version nibble");
     cr_assert(strchr("89ab", a[19]), "variant nibble");
 }
+
+/* disaggregate_info longer than the splice's stack buffer (16 device ids and 16 rdma ports of 15
+ * characters each, most of them escaped): still whole and valid JSON in the body */
+Test(pd_body, long_lists_are_spliced_whole)
+{
+    shm_instance_t p = inst("10.0.0.1", 1, 0, 1), d = inst("10.0.0.2", 2, 0, SHM_MAX_LIST);
+    d.n_rdma_ports = SHM_MAX_LIST;
+    for (int i = 0; i < SHM_MAX_LIST; i++) {
+        snprintf(d.device_ids[i], SHM_LIST_ITEM_LEN, "%c\"\"\"\"\"\"\"\"\"\"\"\"\"\"", 'a' + i);
+        snprintf(d.rdma_ports[i], SHM_LIST_ITEM_LEN, "%s", d.device_ids[i]);
+    }
+    const char *body = "{\"model\":\"m\"}";
+    dp_body_t scan;
+    cr_assert_eq(dp_parse_body(&pool, body, strlen(body), false, &scan), 0);
+    cr_assert_gt(dp_disaggregate_info(NULL, 0, &p, &d), 1024, "the case this test is for");
+    h2o_iovec_t out = dp_pd_body(&pool, h2o_iovec_init(body, strlen(body)), &scan, &p, &d, "r");
+    char *z = strndup(out.base, out.len);
+    json_object *o = json_tokener_parse(z), *di, *ids;
+    cr_assert_not_null(o, "not JSON: %s", z);
+    free(z);
+    cr_assert(json_object_object_get_ex(o, "disaggregate_info", &di));
+    cr_assert(json_object_object_get_ex(di, "decode_device_ids", &ids));
+    cr_assert_eq(json_object_array_length(ids), SHM_MAX_LIST);
+    cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(ids, 15)), d.device_ids[15]);
+    cr_assert_str_eq(str(o, "request_id"), "r");
+    json_object_put(o);
+}
+
+/* what needs escaping in a JSON string is escaped, the rest copied as it is */
+Test(pd_body, strings_are_escaped)
+{
+    shm_instance_t p = inst("a\"b\\c\x01"
+                            "d",
+                            1, 0, 1),
+                   d = inst("plain", 2, 0, 1);
+    json_object *o = info(&p, &d);
+    cr_assert_str_eq(str(o, "prefill_ip"), "a\"b\\c\x01"
+                                           "d");
+    cr_assert_str_eq(str(o, "decode_ip"), "plain");
+    json_object_put(o);
+}
+
+static int disposed;
+static void count_dispose(void *p)
+{
+    (void)p;
+    disposed++;
+}
+
+/* the body both legs send is h2o shared memory linked to the request's pool: a reference taken
+ * on it (the prefill leg's) keeps it past the pool */
+Test(pd_body, the_body_is_shared_memory_of_the_pool)
+{
+    h2o_iovec_t out = splice("{\"a\":1}", "");
+    h2o_mem_addref_shared(out.base);
+    h2o_mem_clear_pool(&pool);
+    cr_assert_eq(memcmp(out.base, "{\"a\":1,", 7), 0, "still readable after the pool is gone");
+    cr_assert_eq(h2o_mem_release_shared(out.base), 1, "the last reference frees it");
+    h2o_mem_init_pool(&pool);
+    /* and the pool alone frees it (the dispose count shows h2o's linking works as used) */
+    disposed = 0;
+    void *x = h2o_mem_alloc_shared(&pool, 8, count_dispose);
+    (void)x;
+    h2o_mem_clear_pool(&pool);
+    cr_assert_eq(disposed, 1);
+    h2o_mem_init_pool(&pool);
+}
