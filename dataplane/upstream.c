@@ -155,19 +155,44 @@ h2o_iovec_t dp_upstream_path(h2o_req_t *req, const char *upstream_path)
     return h2o_concat(&req->pool, path, query);
 }
 
+static char *put(char *o, const char *s, size_t n)
+{
+    memcpy(o, s, n);
+    return o + n;
+}
+#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static char *put_size(char *o, size_t v)
+{
+    char num[24], *e = num + sizeof(num), *b = e;
+    do
+        *--b = (char)('0' + v % 10);
+    while (v /= 10);
+    return put(o, b, (size_t)(e - b));
+}
+
+/* Built with copies, not snprintf: it runs for every upstream request (two for a splitwise one),
+ * where vfprintf's parsing of the format cost more than the copying. */
 h2o_iovec_t dp_request_head(h2o_mem_pool_t *pool, h2o_iovec_t method, h2o_iovec_t path, h2o_iovec_t authority,
                             size_t body_len, const h2o_headers_t *client_headers)
 {
+    /* 256: the fixed text below (about 120 bytes) and the length's digits */
     size_t cap = 256 + method.len + path.len + authority.len;
     for (size_t i = 0; client_headers && i < client_headers->size; i++)
         cap += client_headers->entries[i].name->len + client_headers->entries[i].value.len + 4;
     h2o_iovec_t head = {h2o_mem_alloc_pool(pool, cap), 0};
-    head.len = (size_t)snprintf(head.base, cap,
-                                "%.*s %.*s HTTP/1.1\r\nhost: %.*s\r\ncontent-length: %zu\r\n%s"
-                                "connection: keep-alive\r\n",
-                                (int)method.len, method.base, (int)path.len, path.base, (int)authority.len,
-                                authority.base, body_len,
-                                client_headers ? "" : "content-type: application/json\r\n");
+    char *o = put(head.base, method.base, method.len);
+    o = PUT_LIT(o, " ");
+    o = put(o, path.base, path.len);
+    o = PUT_LIT(o, " HTTP/1.1\r\nhost: ");
+    o = put(o, authority.base, authority.len);
+    o = PUT_LIT(o, "\r\ncontent-length: ");
+    o = put_size(o, body_len);
+    o = PUT_LIT(o, "\r\n");
+    if (!client_headers)
+        o = PUT_LIT(o, "content-type: application/json\r\n");
+    o = PUT_LIT(o, "connection: keep-alive\r\n");
+    head.len = (size_t)(o - head.base);
     if (client_headers)
         append_request_headers(client_headers, &head, cap);
     memcpy(head.base + head.len, "\r\n", 2);
