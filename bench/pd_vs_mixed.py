@@ -16,7 +16,11 @@ the backends). The router runs on the last CPU, the instances and wrk on the oth
 kernel places them). Besides req/s, each round records the data plane's CPU time per request
 (/proc/<pid>/stat around the wrk run), which other work on a shared machine disturbs less.
 
+--body-kib N sends chat bodies of about N KiB (bench/overhead.py's large body) instead of the
+150-byte one: what the splice and the legs cost per byte of prompt.
+
 Usage:  bench/pd_vs_mixed.py [--rounds 3] [--secs 5] [--connections 32] [--backends nginx|fd-sim]
+                             [--body-kib N]
 Everything runs on 127.0.0.1 and is stopped by pid at exit.
 """
 
@@ -27,6 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
+import overhead  # noqa: E402
 import scale  # noqa: E402
 
 BODY = json.dumps({"model": "default", "stream": False, "max_tokens": 1,
@@ -70,6 +75,7 @@ def main():
     p.add_argument("--secs", type=int, default=5)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--backends", choices=("nginx", "fd-sim"), default="nginx")
+    p.add_argument("--body-kib", type=int, default=0, help="chat bodies of about N KiB (0: a 150-byte one)")
     p.add_argument("--no-pin", action="store_true", help="let the kernel place the processes (default: the router "
                                                          "on the last CPU, the instances and wrk on the others)")
     a = p.parse_args()
@@ -77,7 +83,7 @@ def main():
     if not a.no_pin:
         b.pin_cpus()
     benchlib.log(benchlib.machine_line() + (", CPUs by role: %s" % b.cpus if b.cpus else ""))
-    lua = benchlib.write_lua(os.path.join(b.tmp, "post.lua"), BODY)
+    lua = benchlib.write_lua(os.path.join(b.tmp, "post.lua"), overhead.body(a.body_kib, False) if a.body_kib else BODY)
     routers = {"mixed": start_mixed(b, a.backends), "splitwise": start_pd(b, a.backends)}
     runs = {k: [] for k in routers}
     for rnd in range(a.rounds):
@@ -100,14 +106,16 @@ def main():
     rows = [[k, "%.0f" % v["rps"], "%.2f" % (v["p50"] * 1e3), "%.2f" % (v["p99"] * 1e3),
              "%.2f" % (v["rps"] / best["mixed"]["rps"]), "%.1f" % cpu[k], "%.2f" % (cpu["mixed"] / cpu[k])]
             for k, v in best.items()]
-    note = ("backends: %s; wrk -t1 -c%d -d%ds, %d alternating rounds; ratio per round: %s" %
-            (a.backends, a.connections, a.secs, a.rounds, ", ".join("%.2f" % x for x in round_ratios)))
+    note = ("backends: %s; body: %s; wrk -t1 -c%d -d%ds, %d alternating rounds; ratio per round: %s" %
+            (a.backends, "%d KiB" % a.body_kib if a.body_kib else "150 bytes", a.connections, a.secs, a.rounds,
+             ", ".join("%.2f" % x for x in round_ratios)))
     print(benchlib.machine_line())
     print(note)
     print(benchlib.fmt_table(header, rows))
     b.write("pd_vs_mixed.md", benchlib.machine_line() + "\n\n" + note + "\n\n" + benchlib.fmt_md(header, rows) + "\n")
     b.write("pd_vs_mixed.json", json.dumps({"runs": runs, "ratio": ratio, "round_ratios": round_ratios,
-                                            "dp_cpu_us": cpu, "backends": a.backends}, indent=1, default=str))
+                                            "dp_cpu_us": cpu, "backends": a.backends,
+                                            "body_kib": a.body_kib}, indent=1, default=str))
 
 
 if __name__ == "__main__":
