@@ -147,6 +147,8 @@ static void pool_put(uc_pool_t *p, h2o_socket_t *sock)
     e->pool = p;
     e->since_ms = h2o_now(p->loop);
     sock->data = e;
+    e->link = (h2o_linklist_t){NULL, NULL}; /* a recycled or fresh record's link is not a list's yet
+                                             * (h2o's debug check reads it; NDEBUG builds never did) */
     h2o_linklist_insert(p->idle.next, &e->link);
     p->nidle++;
     h2o_socket_read_start(sock, on_idle_read);
