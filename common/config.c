@@ -755,7 +755,6 @@ void fd_config_to_shm(const fd_config_t *c, shm_config_t *out)
     out->waiting_weight = c->waiting_weight;
     out->instance_cache_tokens = (uint64_t)c->instance_cache_tokens;
     out->cache_block_size = (uint32_t)c->cache_block_size;
-    out->radix_capacity = (uint32_t)c->radix_capacity_nodes;
     out->connect_timeout_ms = to_ms(c->connect_timeout_secs);
     out->first_byte_timeout_ms = to_ms(c->first_byte_timeout_secs);
     out->idle_timeout_ms = to_ms(c->idle_timeout_secs);

@@ -73,6 +73,9 @@ void shm_slot_counts(const shm_seg_t *s, unsigned *live, unsigned *retired)
 /* A slot is a whole number of 8-byte words (it is cache-line aligned), so it can be copied with
  * one relaxed load per word: no torn word, and no data race on what the CP and DPs store. */
 _Static_assert(sizeof(shm_instance_t) % sizeof(uint64_t) == 0, "slot copied by words");
+_Static_assert(offsetof(shm_instance_t, cache_inflow) + sizeof(uint64_t) <= SHM_CACHELINE &&
+                   offsetof(shm_instance_t, url_hash) + sizeof(uint64_t) <= SHM_CACHELINE,
+               "what cache_aware reads per candidate shares the generation's cache line");
 
 bool shm_slot_copy(const shm_seg_t *s, unsigned slot, shm_instance_t *out)
 {

@@ -74,7 +74,7 @@
 #include "shm/types.h"
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 10u
+#define SHM_LAYOUT_VERSION 11u
 
 #define SHM_CACHELINE   64
 #define SHM_MAX_READERS 256
@@ -106,7 +106,6 @@ typedef struct {
     uint32_t dp_threads;         /* 0 = one per core */
     char tokenizer_url[256];
     uint32_t tokenizer_timeout_ms;
-    uint32_t radix_capacity;            /* scheduler.radix-capacity-nodes; 0 = SHM_RADIX_MAX_NODES */
     uint32_t request_header_timeout_ms; /* a client's request head must be complete within this */
     uint32_t request_body_timeout_ms;   /* longest pause between two reads of a request body */
     uint64_t max_buffered_body_bytes;   /* request bodies one DP holds at once; 503 beyond */
@@ -197,6 +196,14 @@ typedef struct {
     uint32_t consecutive_ok;
     uint32_t consecutive_fail;
     uint32_t tp_size;
+    /* In the first cache line with generation because cache_aware reads all three for every
+     * candidate of every decision: one line per candidate, not three, at 1,024 instances. */
+    uint64_t url_hash; /* XXH3-64 of url: the instance's weight in rendezvous placement */
+    /* Prompt units (code points or tokens) this router sent the instance to prefill beyond what
+     * it was predicted to hold in cache, added by DPs at each cache_aware decision: how much new
+     * content has gone through its cache, the clock by which a prefix tag ages (shm/radix.h) and
+     * the measure of cache_aware's content bound. Starts at the live instances' mean. */
+    uint64_t cache_inflow;
 
     /* identity: "http://host:port" is the registry key */
     char url[SHM_URL_LEN];
@@ -213,7 +220,6 @@ typedef struct {
     char transfer_protocol[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
     char rdma_ports[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
     char device_ids[SHM_MAX_LIST][SHM_LIST_ITEM_LEN];
-    uint64_t url_hash; /* XXH3-64 of url: the instance's weight in rendezvous placement */
 
     uint64_t registered_at_ms;
     uint64_t last_register_ms; /* last /register heartbeat */
@@ -227,11 +233,6 @@ typedef struct {
     shm_remote_metrics_t metrics;
     shm_status_bucket_t status[SHM_STATUS_BUCKETS];
     uint64_t failures_total; /* upstream attempts that failed before a head */
-    /* Prompt units (code points or tokens) this router sent the instance to prefill beyond what
-     * it was predicted to hold in cache, added by DPs at each cache_aware decision: how much new
-     * content has gone through its cache, the clock by which a prefix tag ages (shm/radix.h) and
-     * the measure of cache_aware's content bound. Starts at the live instances' mean. */
-    uint64_t cache_inflow;
 
     /* latencies of requests proxied to this instance, by route, added by DPs (dataplane/stats.c) */
     uint64_t ttfb_hist[SHM_ROUTES][SHM_LAT_BUCKETS];  /* request received -> upstream head */
