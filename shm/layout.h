@@ -74,7 +74,7 @@
 #include "shm/types.h"
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 11u
+#define SHM_LAYOUT_VERSION 12u
 
 #define SHM_CACHELINE   64
 #define SHM_MAX_READERS 256
@@ -338,6 +338,7 @@ typedef struct {
     uint64_t fallback_imbalance;
     uint64_t fallback_no_prompt;
     uint64_t lookups_hit; /* decisions whose prompt matched at least one block */
+    uint32_t reuse;       /* radix_reuse() in units of 1/RADIX_REUSE_ONE (radix.c) */
     /* Session stickiness (the Go router's "cache hit rate"): of the cache-scored decisions that
      * carried a session_id, how many chose the same instance as that session's previous one.
      * The last choice of each session is kept in a fixed table (SHM_RADIX_SESSIONS entries,

@@ -37,10 +37,11 @@
 
 _Static_assert(sizeof(shm_radix_node_t) == 256, "a node is 256 bytes, 16 to a page");
 
-#define LOAD(p)       __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define PUBLISH(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define SET(p, v)     __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define GET(p)        __atomic_load_n((p), __ATOMIC_RELAXED)
+#define LOAD(p)         __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define PUBLISH(p, v)   __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define SET(p, v)       __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define GET(p)          __atomic_load_n((p), __ATOMIC_RELAXED)
+#define RADIX_REUSE_ONE 65536u /* shm_radix_hdr_t.reuse's fixed point: 1.0 */
 
 /* ------------------------------------------------------------------------------------------ */
 /* hashing                                                                                    */
@@ -1099,6 +1100,7 @@ void radix_format(shm_seg_t *s)
     t->max_nodes = SHM_RADIX_MAX_NODES;
     t->capacity = SHM_RADIX_MAX_NODES;
     t->high_water = FIRST_NODE;
+    t->reuse = RADIX_REUSE_ONE;
     shm_radix_node_t *root = radix_node(s, SHM_RADIX_ROOT);
     memset(root, 0, sizeof *root);
     root->state = SHM_RADIX_USED;
@@ -1113,6 +1115,22 @@ void radix_count_decision(shm_seg_t *s, radix_decision_t d, bool hit)
     __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
     if (hit)
         __atomic_add_fetch(&t->lookups_hit, 1, __ATOMIC_RELAXED);
+}
+
+double radix_reuse(const shm_seg_t *s)
+{
+    uint32_t r = GET(&radix_hdr(s)->reuse);
+    return r < RADIX_REUSE_ONE ? (double)r / RADIX_REUSE_ONE : 1.0; /* the segment is input too */
+}
+
+void radix_note_reuse(shm_seg_t *s, bool reused)
+{
+    uint32_t *p = &radix_hdr(s)->reuse, r = GET(p);
+    r = r < RADIX_REUSE_ONE ? r : RADIX_REUSE_ONE;
+    /* r += (x - r) / span in integers, the decay rounded up so that traffic that never comes
+     * back takes r to 0 itself; both terms keep r within [0, RADIX_REUSE_ONE] */
+    r -= (r + RADIX_REUSE_SPAN - 1) / RADIX_REUSE_SPAN;
+    SET(p, r + (reused ? RADIX_REUSE_ONE / RADIX_REUSE_SPAN : 0));
 }
 
 void radix_stats(const shm_seg_t *s, radix_stats_t *out)

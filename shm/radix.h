@@ -201,6 +201,15 @@ typedef enum {
 /* Count one cache_aware decision; `hit` = its prompt matched at least one block. */
 void radix_count_decision(shm_seg_t *s, radix_decision_t d, bool hit);
 
+/* How much this router's traffic reuses prefixes: the share of its recent cache-scored decisions
+ * whose prompt was mostly cached somewhere, an exponentially weighted average over about
+ * RADIX_REUSE_SPAN decisions, in [0, 1]. A new segment starts at 1 (until traffic shows otherwise,
+ * a new prefix is assumed to come back: see cache_aware.c). The DP threads share one average and
+ * update it without a lock: an update lost to a race only delays it. */
+#define RADIX_REUSE_SPAN 32
+double radix_reuse(const shm_seg_t *s);
+void radix_note_reuse(shm_seg_t *s, bool reused);
+
 typedef struct {
     uint64_t seed;
     uint32_t max_nodes, capacity;

@@ -25,11 +25,22 @@
  *  - a prompt mostly cached somewhere (slack small) goes to the cheapest instance, so a hot
  *    prefix whose instance has queued more work than the prefill it saves spreads to the next
  *    instance, and comes back when that queue drains;
- *  - a prefix held nowhere (slack = T) tolerates loads up to one prefill apart;
+ *  - a prefix held nowhere tolerates loads up to (1 + NEW_SLACK_REUSE x reuse) prefills apart
+ *    (slack = that many T), where reuse is the share of this router's recent decisions whose
+ *    prompt was mostly cached (radix_reuse); see "Why a new prefix mostly ignores load" below;
  *  among the near-best, the longest cached part wins, then the highest rendezvous weight of
  *  (hash of the prompt's first PLACEMENT_BLOCKS blocks, the instance's URL hash): new prefixes
  *  spread over the fleet by hash, two routers that share no state place a new prefix alike, and
  *  a prefix cached on two instances settles back on the same one of them.
+ *
+ * Why a new prefix mostly ignores load: a router sees only the loads of its own requests, so
+ * two routers that share nothing see different loads, and a load-based detour of a new prefix is
+ * exactly where they part ways. A prefix they split costs a second prefill and a second copy in
+ * the fleet's cache for as long as it lives, which outweighs the queue a detour saves whenever
+ * prefixes come back. When they do not (unique prompts: reuse near 0) a detour costs nothing
+ * later, and the plain rule (loads one prefill apart, the load bound as below) holds. Measured
+ * with bench/routing_quality.py (docs/benchmarks.md 2): two replicas kept 56% of prefix groups on
+ * one instance with the plain rule, 88% with this one.
  *
  * The Go router's imbalance test is applied only when an operator sets balance-abs-threshold or
  * balance-rel-threshold: then imbalanced loads choose the least-loaded candidate by the same
@@ -53,7 +64,8 @@
 #define REPLICA_WEIGHT   1.0  /* see score() */
 #define LOAD_BOUND       1.25 /* see bounds() */
 #define CONTENT_BOUND    1.1
-#define CONTENT_SIGMAS   2.5
+#define CONTENT_SIGMAS   1.5
+#define NEW_SLACK_REUSE  8.0 /* see the file's comment: a new prefix's slack, in prefills, per reuse */
 #define GO_ABS_DEFAULT   1.0
 #define GO_REL_DEFAULT   0.2
 
@@ -71,6 +83,8 @@ typedef struct {
     radix_decision_t why;
     size_t choice, nh, matched;
     uint64_t now, units, uncached; /* the prompt's units, and the chosen instance's uncached part */
+    double reuse;                  /* radix_reuse() when the decision began */
+    bool reused;                   /* the prompt was at least half cached somewhere */
     uint64_t hashes[RADIX_MAX_BLOCKS];
     radix_cand_t rc[SHM_VIEW_MAX_SLOTS];
 } decision_t;
@@ -169,33 +183,34 @@ static size_t least_loaded(const pol_ctx_t *c, const cand_t *k)
 
 /* Consistent hashing with bounded loads: an instance takes a prefix it does not hold only while
  * its requests in flight stay within LOAD_BOUND x the mean, counting this one (which spreads a
- * burst), and the content sent to its cache within CONTENT_BOUND x the mean, counting this
- * prompt (SGLang's "least cached content" as a bound rather than the rule). The load bound
- * allows at least one request above the mean: at low loads a strict ratio would turn every
- * small difference into a detour.
+ * burst; for a prefix held nowhere, `relax` x that, see the file's comment), and the content
+ * sent to its cache within CONTENT_BOUND x the mean, counting this prompt (SGLang's "least
+ * cached content" as a bound rather than the rule). The load bound allows at least one request
+ * above the mean: at low loads a strict ratio would turn every small difference into a detour.
  *
  * The content bound must not fire on the scatter a fair hash makes anyway. With m prompts of
  * about `units` each placed by hash on n instances, an instance's share is binomial: its
  * content strays from the mean by about sqrt(mean x units) (one standard deviation, in units).
  * Two routers that share nothing each see their own sample of the prefixes, so a bound within
  * that scatter detours them at different moments and they place the same new prefix
- * differently. CONTENT_SIGMAS standard deviations of slack leave the hash's own scatter alone
- * (simulated: two routers placing 24 prefixes on 3 instances in turn split a group in about 1
- * run of 1,000, where a slack of two prompts did in 1 of 7), while a skew beyond it, such as
- * the longest prompts all homed on one instance, grows with the mean and is cut. */
+ * differently. CONTENT_SIGMAS standard deviations of slack leave most of the hash's own scatter
+ * alone, while a skew beyond it, such as the longest prompts all homed on one instance, grows
+ * with the mean and is cut. 1.5 rather than more, because with new prefixes placed by hash the
+ * content bound is what keeps an unlucky hash from homing more groups on one instance than it
+ * can serve (measured: docs/benchmarks.md 2). */
 typedef struct {
     uint64_t load;
     double content;
 } bound_t;
 
-static bound_t bounds(const cand_t *k, size_t n, uint64_t units)
+static bound_t bounds(const cand_t *k, size_t n, uint64_t units, double relax)
 {
     uint64_t load = 1;
     double content = (double)units;
     for (size_t i = 0; i < n; i++)
         load += k[i].load, content += (double)k[i].inflow;
     double mean = (double)load / (double)n, b = LOAD_BOUND * mean, cmean = content / (double)n;
-    b = b > mean + 1 ? b : mean + 1;
+    b = (b > mean + 1 ? b : mean + 1) * relax;
     uint64_t ceil = (uint64_t)b;
     double cb = CONTENT_BOUND * cmean;
     double cslack = cmean + CONTENT_SIGMAS * sqrt(cmean * (double)units);
@@ -246,8 +261,12 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
         most = k[i].cached > most ? k[i].cached : most;
     }
     uint64_t rest = d->units - most;
-    bound_t bound = bounds(k, n, d->units);
+    bound_t bound = bounds(k, n, d->units, most ? 1 : 1 + d->reuse);
     double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
+    if (!most) /* held nowhere: see the file's comment */
+        slack *= 1 + NEW_SLACK_REUSE * d->reuse;
+    if (ex)
+        ex->slack = slack;
     bool exploit = most > 0 && 2 * most >= d->units;
     size_t pick[2] = {SIZE_MAX, SIZE_MAX}; /* within the bound, and regardless of it */
     uint64_t pick_w[2] = {0, 0};
@@ -293,6 +312,8 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
     d->now = shm_now_ms();
     d->nh = d->matched = 0;
     d->units = d->uncached = 0;
+    d->reuse = radix_reuse(c->seg);
+    d->reused = false;
     bool has_prompt = c->prompt && c->prompt->text && c->prompt->len;
     if (has_prompt)
         d->nh = hash_prompt(c, block, d->hashes, &d->units);
@@ -300,7 +321,7 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
     uint64_t min, max;
     bool unbalanced = imbalanced(c, k, n, &min, &max);
     if (ex)
-        ex->min_load = min, ex->max_load = max, ex->imbalanced = unbalanced;
+        ex->min_load = min, ex->max_load = max, ex->imbalanced = unbalanced, ex->reuse = d->reuse;
     if (unbalanced || !d->nh) {
         d->why = unbalanced ? RADIX_FALLBACK_IMBALANCE : RADIX_FALLBACK_NO_PROMPT;
         d->choice = least_loaded(c, k);
@@ -315,6 +336,8 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
         uint32_t blocks[SHM_VIEW_MAX_SLOTS];
         d->matched = radix_cached_blocks(c->seg, d->hashes, d->nh, d->rc, n, blocks);
         score(c, d, blocks, k, n);
+        for (size_t i = 0; i < n; i++)
+            d->reused |= k[i].cached > 0 && 2 * k[i].cached >= d->units;
         d->why = RADIX_DECIDED_BY_CACHE;
         d->choice = tiny_and_new(d, k, n, block) ? least_loaded(c, k) : choose(c, d, k, n, ex);
         d->uncached = d->units - k[d->choice].cached;
@@ -338,6 +361,8 @@ static size_t select_scored(const pol_ctx_t *c, bool remote)
     decision_t d;
     decide(c, remote, &d, NULL);
     radix_count_decision(s, d.why, d.matched > 0);
+    if (d.why == RADIX_DECIDED_BY_CACHE)
+        radix_note_reuse(s, d.reused);
     uint16_t slot = c->slots[d.choice];
     if (c->charge) /* the work this request queues there (read_loads' queued) */
         *c->charge = (pol_charge_t){.tokens = d.uncached + block_of(c), .prefill = d.uncached};

@@ -67,6 +67,8 @@ typedef struct {
     uint64_t units;         /* cache-aware: the prompt's length in units (tokens or code points) */
     uint64_t min_load, max_load;
     bool imbalanced;       /* cache-aware: the imbalance test fired */
+    double reuse;          /* cache-aware: radix_reuse(), which widens a new prefix's slack */
+    double slack;          /* cache-aware: how far above the lowest cost is still near-best */
     long choice;           /* index into the candidates, -1 for a random choice */
     pol_cand_info_t *cand; /* the caller's array, one per candidate */
 } pol_explain_t;

@@ -2,7 +2,8 @@
  * tests/unit/test_cache_aware.c - the cache_aware policy (dataplane/policy/cache_aware.c) on a
  * real segment, against hand-computed cases of its predicted cost (uncached prefill + queued
  * work, with the two weights), the slack and the rendezvous placement of new prefixes (and two
- * segments, as two routers, agreeing), the bounded load, the charge it leaves, the capacity rule,
+ * segments, as two routers, agreeing), the reuse estimate and how it widens a new prefix's
+ * tolerance of local load, the bounded load, the charge it leaves, the capacity rule,
  * the Go router's imbalance test only when configured, the record of each choice, short and
  * over-long prompts, and a re-registered instance losing its predecessor's hits.
  */
@@ -133,6 +134,20 @@ static size_t rendezvous(const char *prompt, const uint16_t *sl, size_t n)
     return at;
 }
 
+/* Traffic that never comes back: distinct new prompts until the reuse estimate is near 0, so
+ * that a new prefix meets the plain cost rule (one prefill of slack, the load bound unrelaxed);
+ * the content they sent is then levelled so that it holds nobody back. */
+static void unique_traffic(void)
+{
+    char prompt[64];
+    for (int k = 0; k < 400; k++) {
+        snprintf(prompt, sizeof prompt, "%03d: a one-off prompt that will never return", k);
+        pick(prompt);
+    }
+    level_inflow();
+    cr_assert_eq(radix_reuse(&fx.seg), 0.0);
+}
+
 static radix_stats_t stats(void)
 {
     radix_stats_t st;
@@ -202,6 +217,7 @@ Test(cache_aware, two_routers_that_share_nothing_place_a_new_prefix_alike)
 
 Test(cache_aware, loads_within_one_prefill_keep_the_rendezvous_choice)
 {
+    unique_traffic();
     const char *q = "a prompt that nobody has sent before, forty-eight cp";
     size_t home = rendezvous(q, slots, N);
     uint64_t t[N] = {0, 0, 0};
@@ -217,9 +233,61 @@ Test(cache_aware, loads_within_one_prefill_keep_the_rendezvous_choice)
     cr_assert_neq(pick(r), home, "more than that: the load decides");
 }
 
+Test(cache_aware, the_reuse_estimate_follows_the_traffic)
+{
+    cr_assert_eq(radix_reuse(&fx.seg), 1.0, "a new segment assumes prefixes come back");
+    unique_traffic();
+    for (int k = 0; k < 100; k++)
+        pick(P);
+    cr_assert_gt(radix_reuse(&fx.seg), 0.9, "a prompt sent again and again: %f", radix_reuse(&fx.seg));
+    pol_explain_t ex = {.cand = (pol_cand_info_t[N]){{0}}};
+    double before = radix_reuse(&fx.seg);
+    pol_prompt_t p = {.text = "explained, never sent", .len = 21, .codepoints = 21};
+    pol_ctx_t c = {.seg = &fx.seg,
+                   .cfg = &cfg,
+                   .role = SHM_ROLE_MIXED,
+                   .slots = slots,
+                   .n = N,
+                   .prompt = &p,
+                   .rng = &rng};
+    pol_cache_aware_ops.explain(&c, &ex);
+    cr_assert_eq(radix_reuse(&fx.seg), before, "a dry run changes nothing");
+}
+
+/* Where prefixes come back (here a new segment's prior, reuse 1), a new prefix tolerates local
+ * load up to (1 + 8 x reuse) prefills apart and the load bound x (1 + reuse): a router whose own
+ * requests happen to crowd the prefix's home still sends it there, as a router that sees that
+ * home idle does. */
+Test(cache_aware, with_reused_prefixes_a_new_one_keeps_its_home_against_local_load)
+{
+    dp_fixture_t other; /* a second router: the same instances, none of this one's load */
+    uint16_t oslots[N];
+    dp_fixture_open(&other, "ca3", oslots, N, 8000);
+    const char *q = "a new prefix while this router's own load is on its home";
+    size_t home = rendezvous(q, slots, N);
+    uint64_t t[N] = {0, 0, 0}, l[N] = {1, 1, 1};
+    t[home] = 4 * strlen(q); /* four prefills queued there: the plain rule detours at one */
+    l[home] = 3;             /* plain bound 3 (see a_new_copy_respects_the_load_bound), relaxed 6 */
+    tokens(t[0], t[1], t[2]);
+    loads(l[0], l[1], l[2]);
+    size_t a = pick(q), b = pick_on(&other, oslots, q, N);
+    cr_assert_eq(a, home);
+    cr_assert_eq(shm_instance(&fx.seg, slots[a])->url_hash, shm_instance(&other.seg, oslots[b])->url_hash,
+                 "the two routers agree");
+    const char *r = "another new prefix, this time with ten prefills queued at home";
+    home = rendezvous(r, slots, N);
+    t[0] = t[1] = t[2] = 0;
+    l[0] = l[1] = l[2] = 1;
+    t[home] = 10 * strlen(r); /* beyond nine prefills: even so, the load decides */
+    tokens(t[0], t[1], t[2]);
+    loads(l[0], l[1], l[2]);
+    cr_assert_neq(pick(r), home);
+    dp_fixture_close(&other);
+}
+
 /* The content bound leaves a fair hash's own scatter alone and cuts what goes beyond it: with
  * candidate i already sent x prompts' worth of content (the others none), a new prefix whose
- * rendezvous home is i still goes there while x stays within 2.5 standard deviations of the mean
+ * rendezvous home is i still goes there while x stays within 1.5 standard deviations of the mean
  * (the mean counting this prompt: m = (x + 1) / 3 prompts, sd = sqrt(m) prompts), and elsewhere
  * once it does not. */
 Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it)
@@ -232,12 +300,12 @@ Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it
         uint64_t unit = strlen(prompt);
         for (size_t i = 0; i < N; i++) /* back to nothing sent anywhere (adds -inflow, mod 2^64) */
             shm_cache_inflow_add(&fx.seg, slots[i], -shm_cache_inflow(&fx.seg, slots[i]));
-        /* x = 4 prompts: m = 5/3, bound m + 2.5 sqrt(m) = 4.9 prompts (two prompts of slack
-         * would have been 3.7 and detoured it); x = 8: m = 3, bound 7.3 */
-        uint64_t x = k % 2 ? 8 : 4;
+        /* x = 3 prompts: m = 4/3, bound m + 1.5 sqrt(m) = 3.07 prompts; x = 6: m = 7/3,
+         * bound 4.6 */
+        uint64_t x = k % 2 ? 6 : 3;
         shm_cache_inflow_add(&fx.seg, slots[home], x * unit);
         size_t got = pick(prompt);
-        if (x == 4)
+        if (x == 3)
             homed++, stayed += got == home;
         else
             cr_assert_neq(got, home, "prompt %d: %lu prompts' worth already sent there", k, (unsigned long)x);
@@ -247,6 +315,7 @@ Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it
 
 Test(cache_aware, a_new_copy_respects_the_load_bound)
 {
+    unique_traffic();
     const char *q = "bounded loads: a prompt nobody holds, placed by hash";
     size_t home = rendezvous(q, slots, N);
     uint64_t l[N] = {1, 1, 1};
