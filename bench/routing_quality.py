@@ -66,7 +66,7 @@ WORKLOADS = ["shared-prefix", "hot-prefix", "chat", "unique"]
 OPEN = "shared-prefix (open loop)"
 REPLICAS = "shared-prefix (replicas)"
 SHORT = {"balance-abs-threshold": "abs", "balance-rel-threshold": "rel", "load-balance-weight": "lbw",
-         "hit-ratio-weight": "hrw", "waiting-weight": "ww"}
+         "hit-ratio-weight": "hrw", "waiting-weight": "ww", "new-prefix-placement": "new"}
 
 
 def label(policy):
@@ -182,7 +182,10 @@ def run_one(b, a, sims, policy, section, wl, seed, load, routers=1):
     extra = {}
     for kv in filter(None, tweaks.split("/")):
         k, _, v = kv.partition("=")
-        extra[k] = float(v)
+        try:
+            extra[k] = float(v)
+        except ValueError:  # a word, such as new-prefix-placement=hash
+            extra[k] = v
     started = []
     try:
         for _ in range(routers):

@@ -86,6 +86,7 @@ void fd_config_defaults(fd_config_t *c)
     c->retry_attempts = 3;
 
     snprintf(c->registry_backend, sizeof c->registry_backend, "local");
+    snprintf(c->new_prefix_placement, sizeof c->new_prefix_placement, "auto");
     snprintf(c->etcd_endpoints, sizeof c->etcd_endpoints, "http://127.0.0.1:2379");
     snprintf(c->etcd_prefix, sizeof c->etcd_prefix, "/fd-router/default");
     c->etcd_lease_secs = 15;
@@ -149,6 +150,11 @@ static const char *check_socket_path(const char *v)
     return strlen(v) < sizeof(((struct sockaddr_un *)0)->sun_path)
                ? NULL
                : "is longer than a unix socket path may be";
+}
+
+static const char *check_placement(const char *v)
+{
+    return strcmp(v, "auto") && strcmp(v, "load") && strcmp(v, "hash") ? "must be auto, load or hash" : NULL;
 }
 
 static const char *check_backend(const char *v)
@@ -233,6 +239,7 @@ static const key_spec_t key_specs[] = {
     NUM("scheduler", "load-balance-weight", load_balance_weight),
     NUM("scheduler", "waiting-weight", waiting_weight),
     NUM("scheduler", "instance-cache-tokens", instance_cache_tokens),
+    LOWER("scheduler", "new-prefix-placement", new_prefix_placement, check_placement),
     PERIOD("scheduler", "stats-interval-secs", stats_interval_secs),
     {"scheduler", "interval-cleanup-secs", K_IGNORED, 0, 0, 0, 0, false, NULL},
 
@@ -754,6 +761,10 @@ void fd_config_to_shm(const fd_config_t *c, shm_config_t *out)
     out->load_balance_weight = c->load_balance_weight;
     out->waiting_weight = c->waiting_weight;
     out->instance_cache_tokens = (uint64_t)c->instance_cache_tokens;
+    /* auto: by hash where the registry says several router hosts share the fleet */
+    out->new_prefix_by_hash =
+        !strcmp(c->new_prefix_placement, "hash") ||
+        (!strcmp(c->new_prefix_placement, "auto") && !strcmp(c->registry_backend, "etcd"));
     out->cache_block_size = (uint32_t)c->cache_block_size;
     out->connect_timeout_ms = to_ms(c->connect_timeout_secs);
     out->first_byte_timeout_ms = to_ms(c->first_byte_timeout_secs);

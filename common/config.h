@@ -67,6 +67,7 @@ typedef struct {
     double load_balance_weight;
     double waiting_weight;
     double instance_cache_tokens; /* fd-router: KV cache capacity of an instance; 0 = unknown */
+    char new_prefix_placement[8]; /* fd-router: auto | load | hash (cache_aware.c) */
     double stats_interval_secs;
 
     /* proxy (fd-router) */

@@ -96,6 +96,7 @@ typedef struct {
     double load_balance_weight;
     double waiting_weight;
     uint64_t instance_cache_tokens; /* scheduler.instance-cache-tokens; 0 = unknown */
+    uint32_t new_prefix_by_hash;    /* scheduler.new-prefix-placement resolved: hash (1) or load */
     uint32_t cache_block_size;
     uint32_t connect_timeout_ms;
     uint32_t first_byte_timeout_ms;

@@ -25,22 +25,28 @@
  *  - a prompt mostly cached somewhere (slack small) goes to the cheapest instance, so a hot
  *    prefix whose instance has queued more work than the prefill it saves spreads to the next
  *    instance, and comes back when that queue drains;
- *  - a prefix held nowhere tolerates loads up to (1 + NEW_SLACK_REUSE x reuse) prefills apart
- *    (slack = that many T), where reuse is the share of this router's recent decisions whose
- *    prompt was mostly cached (radix_reuse); see "Why a new prefix mostly ignores load" below;
+ *  - a prefix held nowhere tolerates loads up to one prefill apart (slack = T); placed by hash
+ *    (scheduler.new-prefix-placement, below), up to (1 + NEW_SLACK_REUSE x reuse) prefills,
+ *    where reuse is the share of this router's recent decisions whose prompt was mostly cached
+ *    (radix_reuse);
  *  among the near-best, the longest cached part wins, then the highest rendezvous weight of
  *  (hash of the prompt's first PLACEMENT_BLOCKS blocks, the instance's URL hash): new prefixes
  *  spread over the fleet by hash, two routers that share no state place a new prefix alike, and
  *  a prefix cached on two instances settles back on the same one of them.
  *
- * Why a new prefix mostly ignores load: a router sees only the loads of its own requests, so
- * two routers that share nothing see different loads, and a load-based detour of a new prefix is
- * exactly where they part ways. A prefix they split costs a second prefill and a second copy in
- * the fleet's cache for as long as it lives, which outweighs the queue a detour saves whenever
- * prefixes come back. When they do not (unique prompts: reuse near 0) a detour costs nothing
- * later, and the plain rule (loads one prefill apart, the load bound as below) holds. Measured
- * with bench/routing_quality.py (docs/benchmarks.md 2): two replicas kept 56% of prefix groups on
- * one instance with the plain rule, 88% with this one.
+ * New prefixes by load or by hash (scheduler.new-prefix-placement; auto = by hash when the
+ * registry is etcd, i.e. several router hosts share the fleet). A router sees only the loads of
+ * its own requests, so two routers that share nothing see different loads, and a load-based
+ * detour of a new prefix is exactly where they part ways; a prefix they split costs a second
+ * prefill and a second copy in the fleet's cache for as long as it lives. By hash, a new prefix
+ * tolerates far more local load before it detours (slack above, the load bound x (1 + reuse),
+ * the content bound at HASH_SIGMAS), as long as prefixes come back (reuse high); traffic that
+ * never comes back (reuse near 0) gets the plain rule, since a detour then costs nothing later.
+ * The price is a single router's balance in a burst of new prefixes: the hash's own scatter
+ * stands, so an unlucky instance queues their prefills. Measured (bench/routing_quality.py,
+ * docs/benchmarks.md 2): two replicas kept 52% of prefix groups on one instance by load, about
+ * 80% by hash with better hits and TTFT; one router in the open loop had a TTFT p99 of 98 ms by
+ * load and 317 ms by hash. Hence load for a lone router, hash for a fleet of them.
  *
  * The Go router's imbalance test is applied only when an operator sets balance-abs-threshold or
  * balance-rel-threshold: then imbalanced loads choose the least-loaded candidate by the same
@@ -64,7 +70,8 @@
 #define REPLICA_WEIGHT   1.0  /* see score() */
 #define LOAD_BOUND       1.25 /* see bounds() */
 #define CONTENT_BOUND    1.1
-#define CONTENT_SIGMAS   1.5
+#define CONTENT_SIGMAS   2.5 /* placing new prefixes by load */
+#define HASH_SIGMAS      1.5 /* by hash */
 #define NEW_SLACK_REUSE  8.0 /* see the file's comment: a new prefix's slack, in prefills, per reuse */
 #define GO_ABS_DEFAULT   1.0
 #define GO_REL_DEFAULT   0.2
@@ -193,17 +200,20 @@ static size_t least_loaded(const pol_ctx_t *c, const cand_t *k)
  * content strays from the mean by about sqrt(mean x units) (one standard deviation, in units).
  * Two routers that share nothing each see their own sample of the prefixes, so a bound within
  * that scatter detours them at different moments and they place the same new prefix
- * differently. CONTENT_SIGMAS standard deviations of slack leave most of the hash's own scatter
- * alone, while a skew beyond it, such as the longest prompts all homed on one instance, grows
- * with the mean and is cut. 1.5 rather than more, because with new prefixes placed by hash the
- * content bound is what keeps an unlucky hash from homing more groups on one instance than it
- * can serve (measured: docs/benchmarks.md 2). */
+ * differently. CONTENT_SIGMAS standard deviations of slack leave the hash's own scatter alone
+ * (simulated: two routers placing 24 prefixes on 3 instances in turn split a group in about 1
+ * run of 1,000, where a slack of two prompts did in 1 of 7), while a skew beyond it, such as
+ * the longest prompts all homed on one instance, grows with the mean and is cut. Placing new
+ * prefixes by hash, where loads no longer even out what the hash scatters, the bound is the
+ * one balance left, hence HASH_SIGMAS: simulated with 16 prefixes on 4 instances seen by two
+ * routers in independent orders, 2.5 sigmas agree on 99% of them with the busiest instance
+ * homing 1.5 x the mean, 1.5 sigmas on 88% with 1.4 x, a bound of the mean + 1 on 62%. */
 typedef struct {
     uint64_t load;
     double content;
 } bound_t;
 
-static bound_t bounds(const cand_t *k, size_t n, uint64_t units, double relax)
+static bound_t bounds(const cand_t *k, size_t n, uint64_t units, double relax, double sigmas)
 {
     uint64_t load = 1;
     double content = (double)units;
@@ -213,7 +223,7 @@ static bound_t bounds(const cand_t *k, size_t n, uint64_t units, double relax)
     b = (b > mean + 1 ? b : mean + 1) * relax;
     uint64_t ceil = (uint64_t)b;
     double cb = CONTENT_BOUND * cmean;
-    double cslack = cmean + CONTENT_SIGMAS * sqrt(cmean * (double)units);
+    double cslack = cmean + sigmas * sqrt(cmean * (double)units);
     return (bound_t){.load = ceil + ((double)ceil < b), .content = cb > cslack ? cb : cslack};
 }
 
@@ -261,7 +271,8 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
         most = k[i].cached > most ? k[i].cached : most;
     }
     uint64_t rest = d->units - most;
-    bound_t bound = bounds(k, n, d->units, most ? 1 : 1 + d->reuse);
+    bound_t bound = bounds(k, n, d->units, most ? 1 : 1 + d->reuse,
+                           c->cfg->new_prefix_by_hash ? HASH_SIGMAS : CONTENT_SIGMAS);
     double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
     if (!most) /* held nowhere: see the file's comment */
         slack *= 1 + NEW_SLACK_REUSE * d->reuse;
@@ -312,7 +323,7 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
     d->now = shm_now_ms();
     d->nh = d->matched = 0;
     d->units = d->uncached = 0;
-    d->reuse = radix_reuse(c->seg);
+    d->reuse = c->cfg->new_prefix_by_hash ? radix_reuse(c->seg) : 0;
     d->reused = false;
     bool has_prompt = c->prompt && c->prompt->text && c->prompt->len;
     if (has_prompt)

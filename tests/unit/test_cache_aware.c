@@ -217,7 +217,6 @@ Test(cache_aware, two_routers_that_share_nothing_place_a_new_prefix_alike)
 
 Test(cache_aware, loads_within_one_prefill_keep_the_rendezvous_choice)
 {
-    unique_traffic();
     const char *q = "a prompt that nobody has sent before, forty-eight cp";
     size_t home = rendezvous(q, slots, N);
     uint64_t t[N] = {0, 0, 0};
@@ -254,12 +253,13 @@ Test(cache_aware, the_reuse_estimate_follows_the_traffic)
     cr_assert_eq(radix_reuse(&fx.seg), before, "a dry run changes nothing");
 }
 
-/* Where prefixes come back (here a new segment's prior, reuse 1), a new prefix tolerates local
- * load up to (1 + 8 x reuse) prefills apart and the load bound x (1 + reuse): a router whose own
- * requests happen to crowd the prefix's home still sends it there, as a router that sees that
- * home idle does. */
-Test(cache_aware, with_reused_prefixes_a_new_one_keeps_its_home_against_local_load)
+/* New prefixes by hash: where prefixes come back (here a new segment's prior, reuse 1), a new
+ * prefix tolerates local load up to (1 + 8 x reuse) prefills apart and the load bound x
+ * (1 + reuse): a router whose own requests happen to crowd the prefix's home still sends it
+ * there, as a router that sees that home idle does. */
+Test(cache_aware, by_hash_with_reused_prefixes_a_new_one_keeps_its_home_against_local_load)
 {
+    cfg.new_prefix_by_hash = 1;
     dp_fixture_t other; /* a second router: the same instances, none of this one's load */
     uint16_t oslots[N];
     dp_fixture_open(&other, "ca3", oslots, N, 8000);
@@ -285,11 +285,35 @@ Test(cache_aware, with_reused_prefixes_a_new_one_keeps_its_home_against_local_lo
     dp_fixture_close(&other);
 }
 
+/* By hash, but under traffic that never comes back: the plain rule, as by load. */
+Test(cache_aware, by_hash_without_reuse_the_load_decides_a_new_prefix)
+{
+    cfg.new_prefix_by_hash = 1;
+    unique_traffic();
+    const char *q = "by hash, after one-off traffic: a prompt nobody has sent";
+    size_t home = rendezvous(q, slots, N);
+    uint64_t t[N] = {0, 0, 0};
+    t[home] = 2 * strlen(q);
+    tokens(t[0], t[1], t[2]);
+    cr_assert_neq(pick(q), home, "two prefills queued at home: the load decides");
+}
+
+Test(cache_aware, by_load_the_reuse_estimate_is_not_used)
+{
+    const char *q = "by load (the default): a new segment's reuse of 1 changes nothing";
+    size_t home = rendezvous(q, slots, N);
+    uint64_t t[N] = {0, 0, 0};
+    t[home] = 2 * strlen(q);
+    tokens(t[0], t[1], t[2]);
+    cr_assert_eq(radix_reuse(&fx.seg), 1.0);
+    cr_assert_neq(pick(q), home, "two prefills queued at home: the load decides");
+}
+
 /* The content bound leaves a fair hash's own scatter alone and cuts what goes beyond it: with
  * candidate i already sent x prompts' worth of content (the others none), a new prefix whose
- * rendezvous home is i still goes there while x stays within 1.5 standard deviations of the mean
+ * rendezvous home is i still goes there while x stays within 2.5 standard deviations of the mean
  * (the mean counting this prompt: m = (x + 1) / 3 prompts, sd = sqrt(m) prompts), and elsewhere
- * once it does not. */
+ * once it does not; placing new prefixes by hash, within 1.5. */
 Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it)
 {
     char prompt[64];
@@ -300,12 +324,14 @@ Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it
         uint64_t unit = strlen(prompt);
         for (size_t i = 0; i < N; i++) /* back to nothing sent anywhere (adds -inflow, mod 2^64) */
             shm_cache_inflow_add(&fx.seg, slots[i], -shm_cache_inflow(&fx.seg, slots[i]));
-        /* x = 3 prompts: m = 4/3, bound m + 1.5 sqrt(m) = 3.07 prompts; x = 6: m = 7/3,
-         * bound 4.6 */
-        uint64_t x = k % 2 ? 6 : 3;
+        /* x = 4 prompts: m = 5/3, bound m + 2.5 sqrt(m) = 4.9 prompts (two prompts of slack
+         * would have been 3.7 and detoured it); x = 8: m = 3, bound 7.3. By hash: x = 3, m = 4/3,
+         * bound m + 1.5 sqrt(m) = 3.07; x = 6: m = 7/3, bound 4.6 */
+        cfg.new_prefix_by_hash = k >= 20;
+        uint64_t x = (k % 2 ? 8 : 4) - (cfg.new_prefix_by_hash ? (k % 2 ? 2 : 1) : 0);
         shm_cache_inflow_add(&fx.seg, slots[home], x * unit);
         size_t got = pick(prompt);
-        if (x == 3)
+        if (!(k % 2))
             homed++, stayed += got == home;
         else
             cr_assert_neq(got, home, "prompt %d: %lu prompts' worth already sent there", k, (unsigned long)x);
@@ -315,7 +341,6 @@ Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it
 
 Test(cache_aware, a_new_copy_respects_the_load_bound)
 {
-    unique_traffic();
     const char *q = "bounded loads: a prompt nobody holds, placed by hash";
     size_t home = rendezvous(q, slots, N);
     uint64_t l[N] = {1, 1, 1};

@@ -624,6 +624,33 @@ Test(config, shm_view_is_in_ms_and_bytes)
     cr_assert_eq(s.instance_cache_tokens, 65536u);
     cr_assert_str_eq(s.tokenizer_url, "http://t");
     cr_assert_eq(s.tokenizer_timeout_ms, 1u, "a positive timeout never becomes 0 ms");
+    cr_assert_eq(s.new_prefix_by_hash, 0u, "auto with the local registry: by load");
+}
+
+/* scheduler.new-prefix-placement: auto is by hash exactly when the registry is etcd (several
+ * router hosts); an explicit value wins either way. */
+Test(config, new_prefix_placement_resolves_auto_by_the_registry)
+{
+    static const struct {
+        const char *yaml;
+        unsigned want;
+    } cases[] = {
+        {"scheduler:\n  policy: cache_aware\n", 0},
+        {"registry:\n  backend: etcd\n", 1},
+        {"scheduler:\n  new-prefix-placement: HASH\n", 1},
+        {"scheduler:\n  new-prefix-placement: load\nregistry:\n  backend: etcd\n", 0},
+        {"scheduler:\n  new-prefix-placement: auto\nregistry:\n  backend: etcd\n", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        fd_config_t c;
+        char err[256];
+        cr_assert_eq(load(cases[i].yaml, &c, err, sizeof err), 0, "%s", err);
+        shm_config_t s;
+        fd_config_to_shm(&c, &s);
+        cr_assert_eq(s.new_prefix_by_hash, cases[i].want, "case %zu", i);
+    }
+    expect_error("scheduler:\n  new-prefix-placement: ring\n",
+                 "2: scheduler.new-prefix-placement: must be auto, load or hash, got 'ring'");
 }
 
 /* ---- log.c ---- */

@@ -197,10 +197,9 @@ Test(remote_metrics, remote_cache_aware_weighs_remote_running)
     cr_assert_str_eq(ex.branch, "predicted_cost");
     cr_assert_gt(cand[0].score, cand[1].score);
     cr_assert_eq(cand[0].tokens, 2 * 4, "2 remote requests x a block of 4");
-    /* 15, 1, 1 with the shipped defaults (no Go test): over the load bound for a new prefix
-     * (mean (17 + 1) / 3 = 6, bound 1.25 x 6 = 7.5, relaxed x (1 + reuse) = x 2 in a new segment:
-     * 15, and 15 + 1 > 15) */
-    remote(0, 15, 0, 0);
+    /* 3, 1, 1 with the shipped defaults (no Go test): over the load bound for a new prefix
+     * (mean (5 + 1) / 3 = 2, bound 3, and 3 + 1 > 3) */
+    remote(0, 3, 0, 0);
     cfg.balance_abs_threshold = cfg.balance_rel_threshold = -1;
     ex = explain_remote(cand, "some prompt text");
     cr_assert_str_eq(ex.branch, "predicted_cost");

@@ -72,8 +72,13 @@ static void print_text(const explain_t *e, const dp_body_t *b)
                "               near-best: within what the best still prefills; then longest cached (when\n"
                "               half is), then highest rendezvous weight, among those within the bounds\n",
                e->cfg.hit_ratio_weight, e->cfg.load_balance_weight, (unsigned long long)e->ex.units);
-        printf("slack          %.1f (reuse %.2f: a prefix held nowhere tolerates (1 + 8 x reuse) prefills)\n",
-               e->ex.slack, e->ex.reuse);
+        if (e->cfg.new_prefix_by_hash)
+            printf("slack          %.1f (new prefixes by hash: one held nowhere tolerates 1 + 8 x reuse %.2f "
+                   "prefills)\n",
+                   e->ex.slack, e->ex.reuse);
+        else
+            printf("slack          %.1f (new prefixes by load: one held nowhere tolerates one prefill)\n",
+                   e->ex.slack);
     }
     printf("\n  %-42s %8s %8s %8s %5s %11s %s\n", "CANDIDATE", "LOAD", "QUEUED", "CACHED", "HIT%", "COST",
            "WHY");
@@ -106,6 +111,8 @@ static json_object *to_json(const explain_t *e, const dp_body_t *b)
     json_object_object_add(o, "max_load", json_object_new_int64((int64_t)e->ex.max_load));
     json_object_object_add(o, "imbalanced", json_object_new_boolean(e->ex.imbalanced));
     json_object_object_add(o, "prompt_units", json_object_new_int64((int64_t)e->ex.units));
+    json_object_object_add(o, "new_prefix_placement",
+                           json_object_new_string(e->cfg.new_prefix_by_hash ? "hash" : "load"));
     json_object_object_add(o, "reuse", json_object_new_double(e->ex.reuse));
     json_object_object_add(o, "slack", json_object_new_double(e->ex.slack));
     for (size_t i = 0; i < e->n; i++) {
