@@ -116,7 +116,9 @@ class EtcdScale(FdTestCase):
         def converged():
             return all(sum(r.get("/registered_number").json().values()) == N for r in routers)
 
-        wait_until(converged, 2, interval=0.05, what="every host to hold all %d instances" % N)
+        # 2 s is the acceptance figure; sanitizer builds, several times slower by design, get
+        # fh.scaled(2) (as the CPU check below is skipped for them)
+        wait_until(converged, fh.scaled(2), interval=0.05, what="every host to hold all %d instances" % N)
         converged_s = time.monotonic() - t_registered
 
         # every host's first verdicts written (once, not per heartbeat): each host sees every
