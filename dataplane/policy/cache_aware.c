@@ -43,10 +43,11 @@
  * the content bound at HASH_SIGMAS), as long as prefixes come back (reuse high); traffic that
  * never comes back (reuse near 0) gets the plain rule, since a detour then costs nothing later.
  * The price is a single router's balance in a burst of new prefixes: the hash's own scatter
- * stands, so an unlucky instance queues their prefills. Measured (bench/routing_quality.py,
- * docs/benchmarks.md 2): two replicas kept 52% of prefix groups on one instance by load, about
- * 80% by hash with better hits and TTFT; one router in the open loop had a TTFT p99 of 98 ms by
- * load and 317 ms by hash. Hence load for a lone router, hash for a fleet of them.
+ * stands, so an unlucky instance queues their prefills. Measured side by side
+ * (bench/routing_quality.py, docs/benchmarks.md 2a): two replicas kept 48% of prefix groups on
+ * one instance by load and 94% by hash, with more hits and 0.4x the TTFT p50; one router alone
+ * had fewer hits by hash (82% against 87%) and a p99 1.3x request_num's instead of 1.04x. Hence
+ * load for a lone router, hash for a fleet of them. The reuse estimate is kept only by hash.
  *
  * The Go router's imbalance test is applied only when an operator sets balance-abs-threshold or
  * balance-rel-threshold: then imbalanced loads choose the least-loaded candidate by the same
@@ -372,7 +373,7 @@ static size_t select_scored(const pol_ctx_t *c, bool remote)
     decision_t d;
     decide(c, remote, &d, NULL);
     radix_count_decision(s, d.why, d.matched > 0);
-    if (d.why == RADIX_DECIDED_BY_CACHE)
+    if (d.why == RADIX_DECIDED_BY_CACHE && c->cfg->new_prefix_by_hash) /* by load nothing reads it */
         radix_note_reuse(s, d.reused);
     uint16_t slot = c->slots[d.choice];
     if (c->charge) /* the work this request queues there (read_loads' queued) */

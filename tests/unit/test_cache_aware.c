@@ -235,6 +235,15 @@ Test(cache_aware, loads_within_one_prefill_keep_the_rendezvous_choice)
 Test(cache_aware, the_reuse_estimate_follows_the_traffic)
 {
     cr_assert_eq(radix_reuse(&fx.seg), 1.0, "a new segment assumes prefixes come back");
+    for (int k = 0; k < 10; k++)
+        pick(P);
+    char one_off[48];
+    for (int k = 0; k < 10; k++) {
+        snprintf(one_off, sizeof one_off, "%02d: by load, a one-off prompt", k);
+        pick(one_off);
+    }
+    cr_assert_eq(radix_reuse(&fx.seg), 1.0, "by load (the default) the estimate is not kept");
+    cfg.new_prefix_by_hash = 1;
     unique_traffic();
     for (int k = 0; k < 100; k++)
         pick(P);
