@@ -28,26 +28,42 @@
  *  - a prefix held nowhere tolerates loads up to one prefill apart (slack = T); placed by hash
  *    (scheduler.new-prefix-placement, below), up to (1 + NEW_SLACK_REUSE x reuse) prefills,
  *    where reuse is the share of this router's recent decisions whose prompt was mostly cached
- *    (radix_reuse);
- *  among the near-best, the longest cached part wins, then the highest rendezvous weight of
- *  (hash of the prompt's first PLACEMENT_BLOCKS blocks, the instance's URL hash): new prefixes
- *  spread over the fleet by hash, two routers that share no state place a new prefix alike, and
- *  a prefix cached on two instances settles back on the same one of them.
+ *    (radix_reuse).
+ * Among the near-best, a prompt at least half cached somewhere goes to the longest cached part,
+ * then to the highest rendezvous weight of (hash of the prompt's first PLACEMENT_BLOCKS blocks,
+ * the instance's URL hash), so a prefix cached on two instances settles back on one of them.
+ * Any other prompt (explore) goes, among the near-best:
+ *  - by that rendezvous weight when new prefixes are placed by hash, or when no candidate has a
+ *    request in flight: new prefixes spread over the fleet by hash, and routers that share no
+ *    state place a new prefix alike (a fleet's routers; one router and its restarted self);
+ *  - by load, while prefixes come back (reuse >= 0.5): to the least content sent to its cache,
+ *    then by weight. SGLang's "least cached content" as the order among equals: a burst of new
+ *    prefix groups is homed evenly by what each cache was given to hold, where the hash alone
+ *    scatters them (docs/benchmarks.md 2: 16 groups on 4 instances homed 4-4-4-4 instead of
+ *    the hash's 5-4-4-3);
+ *  - by load, for traffic that does not come back (reuse < 0.5): to the fewest requests in
+ *    flight, then by weight, which balances one-off prompts as request_num does, since no later
+ *    request gains from where they went.
  *
  * New prefixes by load or by hash (scheduler.new-prefix-placement; auto = by hash when the
  * registry is etcd, i.e. several router hosts share the fleet). A router sees only the loads of
  * its own requests, so two routers that share nothing see different loads, and a load-based
  * detour of a new prefix is exactly where they part ways; a prefix they split costs a second
  * prefill and a second copy in the fleet's cache for as long as it lives. By hash, a new prefix
- * tolerates far more local load before it detours (slack above, the load bound x (1 + reuse),
- * the content bound at HASH_SIGMAS), as long as prefixes come back (reuse high); traffic that
- * never comes back (reuse near 0) gets the plain rule, since a detour then costs nothing later.
+ * ignores local load among the near-best and tolerates far more of it before it detours (slack
+ * above, the content bound at HASH_SIGMAS), as long as prefixes come back (reuse high); traffic
+ * that never comes back (reuse near 0) gets the plain slack, since a detour then costs nothing
+ * later.
  * The price is a single router's balance in a burst of new prefixes: the hash's own scatter
  * stands, so an unlucky instance queues their prefills. Measured side by side
  * (bench/routing_quality.py, docs/benchmarks.md 2a): two replicas kept 48% of prefix groups on
  * one instance by load and 94% by hash, with more hits and 0.4x the TTFT p50; one router alone
  * had fewer hits by hash (82% against 87%) and a p99 1.3x request_num's instead of 1.04x. Hence
- * load for a lone router, hash for a fleet of them. The reuse estimate is kept only by hash.
+ * load for a lone router, hash for a fleet of them.
+ *
+ * In both modes, a prefix held nowhere meets the load bound x (1 + reuse): where prefixes come
+ * back, its first request places the whole group that follows, so a burst's passing difference
+ * in loads is a poor reason to home it away from its place by hash or by content.
  *
  * The Go router's imbalance test is applied only when an operator sets balance-abs-threshold or
  * balance-rel-threshold: then imbalanced loads choose the least-loaded candidate by the same
@@ -258,10 +274,47 @@ static void score(const pol_ctx_t *c, decision_t *d, const uint32_t *blocks, can
     }
 }
 
-/* Among the candidates within slack of the lowest cost: when some instance holds at least half of
- * the prompt, the longest cached part first (exploit: keep the prefix where it is); then the
- * highest rendezvous weight (explore by hash: a short shared part, such as a common first
- * sentence, does not pull every new prefix to where it was first seen). A candidate that would
+/* How the near-best candidates are ordered for a prompt not mostly cached anywhere (see the file's
+ * comment). */
+typedef enum {
+    ORDER_HASH,    /* the highest rendezvous weight */
+    ORDER_CONTENT, /* the least content sent to its cache, then by hash */
+    ORDER_LOAD,    /* the fewest requests in flight, then by hash */
+} order_t;
+
+static const char *const order_names[] = {
+    [ORDER_HASH] = "rendezvous weight",
+    [ORDER_CONTENT] = "least content sent, then rendezvous weight",
+    [ORDER_LOAD] = "fewest in flight, then rendezvous weight",
+};
+
+static order_t order_of(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n)
+{
+    bool idle = true;
+    for (size_t i = 0; i < n; i++)
+        idle &= k[i].load == 0;
+    if (c->cfg->new_prefix_by_hash || idle)
+        return ORDER_HASH;
+    return d->reuse >= 0.5 ? ORDER_CONTENT : ORDER_LOAD;
+}
+
+/* Whether near-best candidate a is preferred to b: when some instance holds at least half of the
+ * prompt, the longest cached part first (exploit: keep the prefix where it is), then the highest
+ * rendezvous weight (a prefix cached on two instances settles on one); otherwise by `order`
+ * (explore: a short shared part, such as a common first sentence, does not pull every new prefix
+ * to where it was first seen). */
+static bool prefer(const cand_t *a, const cand_t *b, bool exploit, order_t order)
+{
+    if (exploit && a->cached != b->cached)
+        return a->cached > b->cached;
+    if (!exploit && order == ORDER_CONTENT && a->inflow != b->inflow)
+        return a->inflow < b->inflow;
+    if (!exploit && order == ORDER_LOAD && a->load != b->load)
+        return a->load < b->load;
+    return a->w > b->w;
+}
+
+/* The preferred candidate among those within slack of the lowest cost. A candidate that would
  * take a new copy must be within the load bound, unless no near-best one is. */
 static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n, pol_explain_t *ex)
 {
@@ -272,32 +325,30 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
         most = k[i].cached > most ? k[i].cached : most;
     }
     uint64_t rest = d->units - most;
+    double reuse = c->cfg->new_prefix_by_hash ? d->reuse : 0; /* widens only by hash */
     bound_t bound = bounds(k, n, d->units, most ? 1 : 1 + d->reuse,
                            c->cfg->new_prefix_by_hash ? HASH_SIGMAS : CONTENT_SIGMAS);
     double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
     if (!most) /* held nowhere: see the file's comment */
-        slack *= 1 + NEW_SLACK_REUSE * d->reuse;
+        slack *= 1 + NEW_SLACK_REUSE * reuse;
     if (ex)
         ex->slack = slack;
     bool exploit = most > 0 && 2 * most >= d->units;
+    order_t order = order_of(c, d, k, n);
+    if (ex)
+        ex->order = exploit ? "longest cached, then rendezvous weight" : order_names[order];
     size_t pick[2] = {SIZE_MAX, SIZE_MAX}; /* within the bound, and regardless of it */
-    uint64_t pick_w[2] = {0, 0};
     for (size_t i = 0; i < n; i++) {
         if (ex)
             ex->cand[i].eligible = false, ex->cand[i].weight = 0;
         if (k[i].cost > best + slack)
             continue;
-        uint64_t w = k[i].w;
         bool bounded = (!exploit || k[i].cached < most) && over_bound(&k[i], &bound);
         if (ex)
-            ex->cand[i].eligible = !bounded, ex->cand[i].weight = w;
-        for (int b = bounded; b < 2; b++) {
-            size_t p = pick[b];
-            bool more = exploit && k[i].cached > k[p == SIZE_MAX ? i : p].cached;
-            bool same = !exploit || k[i].cached == k[p == SIZE_MAX ? i : p].cached;
-            if (p == SIZE_MAX || more || (same && w > pick_w[b]))
-                pick[b] = i, pick_w[b] = w;
-        }
+            ex->cand[i].eligible = !bounded, ex->cand[i].weight = k[i].w;
+        for (int b = bounded; b < 2; b++)
+            if (pick[b] == SIZE_MAX || prefer(&k[i], &k[pick[b]], exploit, order))
+                pick[b] = i;
     }
     return pick[0] != SIZE_MAX ? pick[0] : pick[1] != SIZE_MAX ? pick[1] : 0;
 }
@@ -320,11 +371,11 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
     size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
     uint32_t block = block_of(c);
     if (ex)
-        memset(ex->cand, 0, n * sizeof *ex->cand);
+        memset(ex->cand, 0, n * sizeof *ex->cand), ex->order = NULL;
     d->now = shm_now_ms();
     d->nh = d->matched = 0;
     d->units = d->uncached = 0;
-    d->reuse = c->cfg->new_prefix_by_hash ? radix_reuse(c->seg) : 0;
+    d->reuse = radix_reuse(c->seg);
     d->reused = false;
     bool has_prompt = c->prompt && c->prompt->text && c->prompt->len;
     if (has_prompt)
@@ -373,7 +424,7 @@ static size_t select_scored(const pol_ctx_t *c, bool remote)
     decision_t d;
     decide(c, remote, &d, NULL);
     radix_count_decision(s, d.why, d.matched > 0);
-    if (d.why == RADIX_DECIDED_BY_CACHE && c->cfg->new_prefix_by_hash) /* by load nothing reads it */
+    if (d.why == RADIX_DECIDED_BY_CACHE)
         radix_note_reuse(s, d.reused);
     uint16_t slot = c->slots[d.choice];
     if (c->charge) /* the work this request queues there (read_loads' queued) */

@@ -2,7 +2,8 @@
  * tests/unit/test_cache_aware.c - the cache_aware policy (dataplane/policy/cache_aware.c) on a
  * real segment, against hand-computed cases of its predicted cost (uncached prefill + queued
  * work, with the two weights), the slack and the rendezvous placement of new prefixes (and two
- * segments, as two routers, agreeing), the reuse estimate and how it widens a new prefix's
+ * segments, as two routers, agreeing), the order of the near-best for a new prefix (by hash,
+ * least content sent, fewest in flight), the reuse estimate and how it widens a new prefix's
  * tolerance of local load, the bounded load, the charge it leaves, the capacity rule,
  * the Go router's imbalance test only when configured, the record of each choice, short and
  * over-long prompts, and a re-registered instance losing its predecessor's hits.
@@ -134,6 +135,19 @@ static size_t rendezvous(const char *prompt, const uint16_t *sl, size_t n)
     return at;
 }
 
+/* A prompt's rendezvous home given `at_home` of a counter (inflight or tokens), every other
+ * candidate `others`; returns the home. */
+#define INFLIGHT offsetof(shm_dp_row_t, inflight)
+#define TOKENS   offsetof(shm_dp_row_t, tokens)
+static size_t busy_home(const char *prompt, size_t counter_off, uint64_t others, uint64_t at_home)
+{
+    size_t home = rendezvous(prompt, slots, N);
+    uint64_t v[N] = {others, others, others};
+    v[home] = at_home;
+    set_load(counter_off, v[0], v[1], v[2]);
+    return home;
+}
+
 /* Traffic that never comes back: distinct new prompts until the reuse estimate is near 0, so
  * that a new prefix meets the plain cost rule (one prefill of slack, the load bound unrelaxed);
  * the content they sent is then levelled so that it holds nobody back. */
@@ -218,32 +232,48 @@ Test(cache_aware, two_routers_that_share_nothing_place_a_new_prefix_alike)
 Test(cache_aware, loads_within_one_prefill_keep_the_rendezvous_choice)
 {
     const char *q = "a prompt that nobody has sent before, forty-eight cp";
-    size_t home = rendezvous(q, slots, N);
-    uint64_t t[N] = {0, 0, 0};
-    t[home] = strlen(q); /* slack for a new prefix: its whole prefill */
-    tokens(t[0], t[1], t[2]);
+    size_t home = busy_home(q, TOKENS, 0, strlen(q)); /* slack for a new prefix: its whole prefill */
     cr_assert_eq(pick(q), home, "queued work one prefill ahead: still its place");
     level_inflow();
     const char *r = "and one more prompt nobody has sent before, of 52";
-    home = rendezvous(r, slots, N);
-    t[0] = t[1] = t[2] = 0;
-    t[home] = strlen(r) + 1;
-    tokens(t[0], t[1], t[2]);
-    cr_assert_neq(pick(r), home, "more than that: the load decides");
+    size_t home_r = busy_home(r, TOKENS, 0, strlen(r) + 1);
+    cr_assert_neq(pick(r), home_r, "more than that: the load decides");
+}
+
+/* By load, with requests in flight and prefixes that come back (a new segment's reuse of 1):
+ * among the near-best, a new prefix goes where the least content was sent, whatever its hash. */
+Test(cache_aware, by_load_under_reuse_a_new_prefix_goes_where_the_least_content_went)
+{
+    const char *q = "under reuse: a new prefix goes to the emptiest cache";
+    size_t home = rendezvous(q, slots, N), a = (home + 1) % N, b = (home + 2) % N;
+    loads(1, 1, 1);
+    shm_cache_inflow_add(&fx.seg, slots[home], 20);
+    shm_cache_inflow_add(&fx.seg, slots[a], 10);
+    cr_assert_eq(pick(q), b, "nothing sent to %zu yet", b);
+    loads(0, 0, 0);
+    const char *r = "an idle fleet: the rendezvous hash decides, as any router would";
+    cr_assert_eq(pick(r), rendezvous(r, slots, N));
+}
+
+/* By load, under traffic that never comes back: the fewest requests in flight, whatever the
+ * content sent; an idle fleet still by hash. */
+Test(cache_aware, by_load_without_reuse_a_new_prefix_goes_to_the_fewest_in_flight)
+{
+    unique_traffic();
+    const char *q = "without reuse: a new prefix goes to the least busy instance";
+    size_t home = rendezvous(q, slots, N), a = (home + 1) % N, b = (home + 2) % N;
+    uint64_t l[N];
+    l[home] = 1, l[a] = 2, l[b] = 0;
+    loads(l[0], l[1], l[2]);
+    cr_assert_eq(pick(q), b);
+    loads(0, 0, 0);
+    const char *r = "without reuse, an idle fleet: the rendezvous hash decides";
+    cr_assert_eq(pick(r), rendezvous(r, slots, N));
 }
 
 Test(cache_aware, the_reuse_estimate_follows_the_traffic)
 {
     cr_assert_eq(radix_reuse(&fx.seg), 1.0, "a new segment assumes prefixes come back");
-    for (int k = 0; k < 10; k++)
-        pick(P);
-    char one_off[48];
-    for (int k = 0; k < 10; k++) {
-        snprintf(one_off, sizeof one_off, "%02d: by load, a one-off prompt", k);
-        pick(one_off);
-    }
-    cr_assert_eq(radix_reuse(&fx.seg), 1.0, "by load (the default) the estimate is not kept");
-    cfg.new_prefix_by_hash = 1;
     unique_traffic();
     for (int k = 0; k < 100; k++)
         pick(P);
@@ -300,20 +330,14 @@ Test(cache_aware, by_hash_without_reuse_the_load_decides_a_new_prefix)
     cfg.new_prefix_by_hash = 1;
     unique_traffic();
     const char *q = "by hash, after one-off traffic: a prompt nobody has sent";
-    size_t home = rendezvous(q, slots, N);
-    uint64_t t[N] = {0, 0, 0};
-    t[home] = 2 * strlen(q);
-    tokens(t[0], t[1], t[2]);
+    size_t home = busy_home(q, TOKENS, 0, 2 * strlen(q));
     cr_assert_neq(pick(q), home, "two prefills queued at home: the load decides");
 }
 
-Test(cache_aware, by_load_the_reuse_estimate_is_not_used)
+Test(cache_aware, by_load_the_reuse_estimate_does_not_widen_the_slack)
 {
     const char *q = "by load (the default): a new segment's reuse of 1 changes nothing";
-    size_t home = rendezvous(q, slots, N);
-    uint64_t t[N] = {0, 0, 0};
-    t[home] = 2 * strlen(q);
-    tokens(t[0], t[1], t[2]);
+    size_t home = busy_home(q, TOKENS, 0, 2 * strlen(q));
     cr_assert_eq(radix_reuse(&fx.seg), 1.0);
     cr_assert_neq(pick(q), home, "two prefills queued at home: the load decides");
 }
@@ -348,24 +372,38 @@ Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it
     cr_assert_eq(stayed, homed, "within the scatter: %d of %d kept their home", stayed, homed);
 }
 
+/* By hash without reuse (the plain bound, the near-best ordered by hash alone). */
 Test(cache_aware, a_new_copy_respects_the_load_bound)
 {
+    cfg.new_prefix_by_hash = 1;
+    unique_traffic();
     const char *q = "bounded loads: a prompt nobody holds, placed by hash";
-    size_t home = rendezvous(q, slots, N);
-    uint64_t l[N] = {1, 1, 1};
-    l[home] = 3; /* (5 + 1) / 3 x 1.25 = 2.5: bound 3, and 3 + 1 > 3 */
-    loads(l[0], l[1], l[2]);
-    cr_assert_neq(pick(q), home, "over the bound: the next by weight");
+    /* (5 + 1) / 3 x 1.25 = 2.5: bound 3, and 3 + 1 > 3 */
+    size_t home_q = busy_home(q, INFLIGHT, 1, 3);
+    cr_assert_neq(pick(q), home_q, "over the bound: the next by weight");
     const char *r = "bounded loads: another prompt that nobody holds yet";
-    home = rendezvous(r, slots, N);
-    l[0] = l[1] = l[2] = 1;
-    l[home] = 2; /* (4 + 1) / 3 x 1.25 = 2.08: bound 3, 2 + 1 <= 3 */
-    loads(l[0], l[1], l[2]);
-    cr_assert_eq(pick(r), home, "within it: its own place");
-    l[0] = l[1] = l[2] = 9; /* everyone over a bound (28 / 3 x 1.25 = 11.7 -> 12: no one is) */
-    loads(l[0], l[1], l[2]);
-    cr_assert_eq(pick("bounded loads: equal loads never hit the bound at all"),
-                 rendezvous("bounded loads: equal loads never hit the bound at all", slots, N));
+    /* (4 + 1) / 3 x 1.25 = 2.08: bound 3, 2 + 1 <= 3 */
+    size_t home_r = busy_home(r, INFLIGHT, 1, 2);
+    cr_assert_eq(pick(r), home_r, "within it: its own place");
+    const char *e = "bounded loads: equal loads never hit the bound at all";
+    /* everyone over a bound (28 / 3 x 1.25 = 11.7 -> 12: no one is) */
+    size_t home_e = busy_home(e, INFLIGHT, 9, 9);
+    cr_assert_eq(pick(e), home_e);
+}
+
+/* A prefix held nowhere, while prefixes come back (reuse 1): the load bound x (1 + reuse), so
+ * a burst's unequal loads detour fewer new prefixes from their place by hash. */
+Test(cache_aware, under_reuse_a_new_prefix_has_the_load_bound_relaxed)
+{
+    const char *q = "relaxed bound: a prompt nobody holds, while others come back";
+    /* plain bound 3, and 3 + 1 > 3; relaxed 6 */
+    size_t home_q = busy_home(q, INFLIGHT, 1, 3);
+    cr_assert_eq(pick(q), home_q, "within the relaxed bound: its own place");
+    level_inflow();
+    const char *r = "relaxed bound: and a prompt whose home is far busier than the rest";
+    /* (17 + 1) / 3 = 6, x 1.25 = 7.5, relaxed 15: 15 + 1 > 15 */
+    size_t home_r = busy_home(r, INFLIGHT, 1, 15);
+    cr_assert_neq(pick(r), home_r, "beyond even that: elsewhere");
 }
 
 Test(cache_aware, the_charge_is_the_uncached_part_plus_a_block)

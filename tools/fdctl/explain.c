@@ -69,16 +69,18 @@ static void print_text(const explain_t *e, const dp_body_t *b)
                    e->ex.imbalanced ? "imbalanced" : "balanced", e->cfg.balance_abs_threshold,
                    e->cfg.balance_rel_threshold);
         printf("cost           (uncached + copy of what another holds) x %g + queued x %g, in units of %llu\n"
-               "               near-best: within what the best still prefills; then longest cached (when\n"
-               "               half is), then highest rendezvous weight, among those within the bounds\n",
+               "               near-best: within what the best still prefills, and within the bounds\n",
                e->cfg.hit_ratio_weight, e->cfg.load_balance_weight, (unsigned long long)e->ex.units);
         if (e->cfg.new_prefix_by_hash)
             printf("slack          %.1f (new prefixes by hash: one held nowhere tolerates 1 + 8 x reuse %.2f "
                    "prefills)\n",
                    e->ex.slack, e->ex.reuse);
         else
-            printf("slack          %.1f (new prefixes by load: one held nowhere tolerates one prefill)\n",
-                   e->ex.slack);
+            printf("slack          %.1f (new prefixes by load: one held nowhere tolerates one prefill; reuse "
+                   "%.2f)\n",
+                   e->ex.slack, e->ex.reuse);
+        if (e->ex.order)
+            printf("order          %s\n", e->ex.order);
     }
     printf("\n  %-42s %8s %8s %8s %5s %11s %s\n", "CANDIDATE", "LOAD", "QUEUED", "CACHED", "HIT%", "COST",
            "WHY");
@@ -115,6 +117,7 @@ static json_object *to_json(const explain_t *e, const dp_body_t *b)
                            json_object_new_string(e->cfg.new_prefix_by_hash ? "hash" : "load"));
     json_object_object_add(o, "reuse", json_object_new_double(e->ex.reuse));
     json_object_object_add(o, "slack", json_object_new_double(e->ex.slack));
+    json_object_object_add(o, "order", e->ex.order ? json_object_new_string(e->ex.order) : NULL);
     for (size_t i = 0; i < e->n; i++) {
         json_object *c = json_object_new_object();
         json_object_object_add(c, "url", json_object_new_string(e->urls[i]));
