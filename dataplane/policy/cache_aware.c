@@ -56,10 +56,10 @@
  * later.
  * The price is a single router's balance in a burst of new prefixes: the hash's own scatter
  * stands, so an unlucky instance queues their prefills. Measured side by side
- * (bench/routing_quality.py, docs/benchmarks.md 2a): two replicas kept 48% of prefix groups on
- * one instance by load and 94% by hash, with more hits and 0.4x the TTFT p50; one router alone
- * had fewer hits by hash (82% against 87%) and a p99 1.3x request_num's instead of 1.04x. Hence
- * load for a lone router, hash for a fleet of them.
+ * (bench/routing_quality.py, docs/benchmarks.md 2b): two replicas kept 33% of prefix groups on
+ * one instance by load and 75% by hash, with more hits (83% against 66%) and 0.3x the TTFT p50;
+ * one router alone had fewer hits by hash (83% against 89%), 0.91x the throughput and a spread
+ * of 1.17 instead of 1.00. Hence load for a lone router, hash for a fleet of them.
  *
  * In both modes, a prefix held nowhere meets the load bound x (1 + reuse): where prefixes come
  * back, its first request places the whole group that follows, so a burst's passing difference
