@@ -12,6 +12,7 @@
 
 #include "dataplane/policy/registry.h"
 #include "tests/unit/test_dp_fixture.h"
+#include "shm/radix.h"
 
 #define N       3
 #define MAX_AGE 5000u
@@ -197,10 +198,14 @@ Test(remote_metrics, remote_cache_aware_weighs_remote_running)
     cr_assert_str_eq(ex.branch, "predicted_cost");
     cr_assert_gt(cand[0].score, cand[1].score);
     cr_assert_eq(cand[0].tokens, 2 * 4, "2 remote requests x a block of 4");
-    /* 3, 1, 1 with the shipped defaults (no Go test): over the load bound for a new prefix
-     * (mean (5 + 1) / 3 = 2, bound 3, and 3 + 1 > 3) */
+    /* 3, 1, 1 with the shipped defaults (no Go test), under traffic that does not come back (the
+     * reuse estimate at 0; test_cache_aware.c has the bound it relaxes): over the load bound for
+     * a new prefix (mean (5 + 1) / 3 = 2, bound 3, and 3 + 1 > 3) */
     remote(0, 3, 0, 0);
     cfg.balance_abs_threshold = cfg.balance_rel_threshold = -1;
+    for (int k = 0; k < 400; k++)
+        radix_note_reuse(&fx.seg, false);
+    cr_assert_eq(radix_reuse(&fx.seg), 0.0);
     ex = explain_remote(cand, "some prompt text");
     cr_assert_str_eq(ex.branch, "predicted_cost");
     cr_assert_not(cand[0].eligible, "over the bound");
