@@ -29,6 +29,13 @@ class ModelsTest(FdTestCase):
                                         register_interval_secs=3600, extra=args))
         return out
 
+    def wait_models_known(self, router, sims, models):
+        """Until every instance's models are polled: one not polled yet accepts every model
+        (dataplane/models.h), so a request sent before could rightly go to another model's instance."""
+        want = {s.url: ([m] if m else None) for s, m in zip(sims, models)}
+        wait_until(lambda: {i["url"]: i["models"] for i in router.registered_local()} == want, 10,
+                   what="every instance's models polled")
+
     def chat_to(self, router, model):
         body = fdharness.chat_body("which instance") if model is None else fdharness.chat_body("x", model=model)
         if model is None:
@@ -43,6 +50,7 @@ class ModelsTest(FdTestCase):
         router = self.h.start_router(config=FAST_POLL)
         a1, a2, b = self.sims(router, ["model-a", "model-a", "model-b"])
         wait_until(lambda: listed(router) == ["model-a", "model-b"], 10, what="both models listed")
+        self.wait_models_known(router, [a1, a2, b], ["model-a", "model-a", "model-b"])
         doc = router.get("/v1/models").json()
         for m in doc["data"]:
             self.assertEqual(m["object"], "model")
@@ -102,6 +110,7 @@ class ModelsTest(FdTestCase):
         da, db = self.sims(router, ["model-a", "model-b"], role="decode", extra=PD_ARGS)
         wait_until(lambda: listed(router) == ["model-a", "model-b"], 10, what="both models listed")
         wait_until(lambda: len(router.selectable_urls()) == 4, 10, what="four instances selectable")
+        self.wait_models_known(router, [pa, pb, da, db], ["model-a", "model-b", "model-a", "model-b"])
         for model, p, d in (("model-a", pa, da), ("model-b", pb, db)):
             for _ in range(3):
                 r = self.chat_to(router, model)
