@@ -274,21 +274,23 @@ static void score(const pol_ctx_t *c, decision_t *d, const uint32_t *blocks, can
     }
 }
 
-/* How the near-best candidates are ordered for a prompt not mostly cached anywhere (see the file's
- * comment). */
+/* How the near-best candidates are ordered (see the file's comment). */
 typedef enum {
+    ORDER_CACHED,  /* the longest cached part, then by hash: a prompt mostly cached somewhere */
     ORDER_HASH,    /* the highest rendezvous weight */
     ORDER_CONTENT, /* the least content sent to its cache, then by hash */
     ORDER_LOAD,    /* the fewest requests in flight, then by hash */
 } order_t;
 
 static const char *const order_names[] = {
+    [ORDER_CACHED] = "longest cached, then rendezvous weight",
     [ORDER_HASH] = "rendezvous weight",
     [ORDER_CONTENT] = "least content sent, then rendezvous weight",
     [ORDER_LOAD] = "fewest in flight, then rendezvous weight",
 };
 
-static order_t order_of(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n)
+/* The order for a prompt not mostly cached anywhere (explore). */
+static order_t explore_order(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n)
 {
     bool idle = true;
     for (size_t i = 0; i < n; i++)
@@ -298,18 +300,17 @@ static order_t order_of(const pol_ctx_t *c, const decision_t *d, const cand_t *k
     return d->reuse >= 0.5 ? ORDER_CONTENT : ORDER_LOAD;
 }
 
-/* Whether near-best candidate a is preferred to b: when some instance holds at least half of the
- * prompt, the longest cached part first (exploit: keep the prefix where it is), then the highest
- * rendezvous weight (a prefix cached on two instances settles on one); otherwise by `order`
- * (explore: a short shared part, such as a common first sentence, does not pull every new prefix
- * to where it was first seen). */
-static bool prefer(const cand_t *a, const cand_t *b, bool exploit, order_t order)
+/* Whether near-best candidate a is preferred to b. Exploit (ORDER_CACHED) keeps a prefix where it
+ * is, and a prefix cached on two instances settles on one by weight; the explore orders keep a
+ * short shared part, such as a common first sentence, from pulling every new prefix to where it
+ * was first seen. */
+static bool prefer(const cand_t *a, const cand_t *b, order_t order)
 {
-    if (exploit && a->cached != b->cached)
+    if (order == ORDER_CACHED && a->cached != b->cached)
         return a->cached > b->cached;
-    if (!exploit && order == ORDER_CONTENT && a->inflow != b->inflow)
+    if (order == ORDER_CONTENT && a->inflow != b->inflow)
         return a->inflow < b->inflow;
-    if (!exploit && order == ORDER_LOAD && a->load != b->load)
+    if (order == ORDER_LOAD && a->load != b->load)
         return a->load < b->load;
     return a->w > b->w;
 }
@@ -334,9 +335,9 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
     if (ex)
         ex->slack = slack;
     bool exploit = most > 0 && 2 * most >= d->units;
-    order_t order = order_of(c, d, k, n);
+    order_t order = exploit ? ORDER_CACHED : explore_order(c, d, k, n);
     if (ex)
-        ex->order = exploit ? "longest cached, then rendezvous weight" : order_names[order];
+        ex->order = order_names[order];
     size_t pick[2] = {SIZE_MAX, SIZE_MAX}; /* within the bound, and regardless of it */
     for (size_t i = 0; i < n; i++) {
         if (ex)
@@ -347,7 +348,7 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
         if (ex)
             ex->cand[i].eligible = !bounded, ex->cand[i].weight = k[i].w;
         for (int b = bounded; b < 2; b++)
-            if (pick[b] == SIZE_MAX || prefer(&k[i], &k[pick[b]], exploit, order))
+            if (pick[b] == SIZE_MAX || prefer(&k[i], &k[pick[b]], order))
                 pick[b] = i;
     }
     return pick[0] != SIZE_MAX ? pick[0] : pick[1] != SIZE_MAX ? pick[1] : 0;

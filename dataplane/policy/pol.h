@@ -67,7 +67,7 @@ typedef struct {
     uint64_t units;         /* cache-aware: the prompt's length in units (tokens or code points) */
     uint64_t min_load, max_load;
     bool imbalanced;       /* cache-aware: the imbalance test fired */
-    double reuse;          /* cache-aware: radix_reuse(), which widens a new prefix's slack */
+    double reuse;          /* cache-aware: radix_reuse(): a new prefix's slack, bound and order */
     double slack;          /* cache-aware: how far above the lowest cost is still near-best */
     const char *order;     /* cache-aware: how the near-best were ordered (NULL: none were) */
     long choice;           /* index into the candidates, -1 for a random choice */
