@@ -147,13 +147,16 @@ class Runner:
         self.sent += 1
         return (self.sent - 1) % len(self.pools)
 
-    async def run_job(self, index, job):
+    async def run_job(self, index, job, counted=False):
+        """counted: the open loop counted the first round as outstanding when it launched the job
+        (the task starts later, and arrivals due at once would otherwise all pass its check)."""
         gen = job()
         body = next(gen)
         rnd = 0
         while True:
             t = self.target()
-            self.outstanding += 1
+            self.outstanding += not counted
+            counted = False
             try:
                 res = await client.post(self.pools[t], self.path, json.dumps(body).encode(), self.args.stream,
                                         self.args.timeout)
@@ -189,7 +192,8 @@ class Runner:
                 dropped.end, dropped.error = dropped.start, "dropped"
                 self.results.append((i, 0, None, dropped))
                 continue
-            tasks.append(asyncio.ensure_future(self.run_job(i, job)))
+            self.outstanding += 1
+            tasks.append(asyncio.ensure_future(self.run_job(i, job, counted=True)))
         await asyncio.gather(*tasks)
 
     async def closed_loop(self):

@@ -34,6 +34,11 @@ def sse(obj):
     return chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
 
 
+class Gate:
+    """While `opened` is an unset asyncio.Event, the streamed answers of serve() wait for it."""
+    opened = None
+
+
 async def serve(reader, writer):
     """One behaviour per path; keep-alive until the client closes."""
     try:
@@ -60,6 +65,8 @@ async def serve(reader, writer):
                              (len(body), body))
                 await writer.drain()
                 continue
+            if Gate.opened is not None:
+                await Gate.opened.wait()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             for i in range(3):
                 await asyncio.sleep(0.05)
@@ -218,8 +225,18 @@ class WorkloadTest(unittest.TestCase):
         self.assertEqual(len(set(firsts)), 50)
 
 
-async def run_loadgen(argv, servers=1):
-    """Run loadgen's Runner against `servers` test servers; returns the Runner."""
+async def open_when(runner, ready, bound_s=10.0):
+    """Open the gate once ready(runner) holds (at most bound_s later: a test then fails on its
+    figures instead of hanging)."""
+    deadline = asyncio.get_running_loop().time() + bound_s
+    while not ready(runner) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.001)
+    Gate.opened.set()
+
+
+async def run_loadgen(argv, servers=1, hold_until=None):
+    """Run loadgen's Runner against `servers` test servers; returns the Runner. With hold_until,
+    every streamed answer waits until hold_until(runner) holds."""
     handlers = []
 
     def handle(reader, writer):  # kept, so the connections' ends are awaited before the loop closes
@@ -230,11 +247,18 @@ async def run_loadgen(argv, servers=1):
     try:
         args = loadgen.parse_args(["--url", urls] + argv)
         runner = loadgen.Runner(args, workload.build(loadgen.spec_of(args)))
+        opener = None
+        if hold_until is not None:
+            Gate.opened = asyncio.Event()
+            opener = asyncio.ensure_future(open_when(runner, hold_until))
         await runner.run()
+        if opener is not None:
+            await opener
         if handlers:
             await asyncio.wait(handlers, timeout=5)  # the closed pools' connections: their handlers see EOF
         return runner
     finally:
+        Gate.opened = None
         for s in started:
             s.close()
             await s.wait_closed()
@@ -260,7 +284,11 @@ class LoadTest(unittest.TestCase):
         self.assertNotEqual([round(x, 2) for x in a], [round(x, 2) for x in b])
 
     def test_open_loop_drops_arrivals_beyond_max_outstanding(self):
-        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--rate", "1000", "--max-outstanding", "3"]))
+        # answers are held until all 10 jobs have arrived (each either in flight or dropped), so
+        # no answer can end before a late arrival however slowly this machine runs the loop
+        arrived = lambda r: r.outstanding + len(r.results) >= 10  # noqa: E731
+        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--rate", "1000", "--max-outstanding", "3"],
+                                         hold_until=arrived))
         errors = sorted(str(r.error) for _, _, _, r in runner.results)
         self.assertEqual(errors, ["None"] * 3 + ["dropped"] * 7)
         s = report.summarize([r for _, _, _, r in runner.results], (0, 1))
