@@ -284,10 +284,11 @@ class LoadTest(unittest.TestCase):
         self.assertNotEqual([round(x, 2) for x in a], [round(x, 2) for x in b])
 
     def test_open_loop_drops_arrivals_beyond_max_outstanding(self):
-        # answers are held until all 10 jobs have arrived (each either in flight or dropped), so
-        # no answer can end before a late arrival however slowly this machine runs the loop
+        # every arrival is overdue at once (a stalled loop's case: no await between launches, so a
+        # job must count as outstanding when launched), and answers are held until all 10 jobs
+        # have arrived (in flight or dropped), so no answer ends before a late arrival
         arrived = lambda r: r.outstanding + len(r.results) >= 10  # noqa: E731
-        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--rate", "1000", "--max-outstanding", "3"],
+        runner = asyncio.run(run_loadgen(self.UNIQUE + ["--rate", "1e9", "--max-outstanding", "3"],
                                          hold_until=arrived))
         errors = sorted(str(r.error) for _, _, _, r in runner.results)
         self.assertEqual(errors, ["None"] * 3 + ["dropped"] * 7)
