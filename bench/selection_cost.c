@@ -300,7 +300,7 @@ static void control_plane_upkeep(void)
     uint64_t t0 = now_ns();
     if (t0 < upkeep_due_ns)
         return;
-    int more = radix_upkeep(&dp.seg, &upkeep_sweep, 0, 0);
+    int more = radix_upkeep(&dp.seg, &upkeep_sweep, 0, 0, shm_now_ms());
     uint64_t t1 = now_ns();
     upkeep_max_hold_ns = t1 - t0 > upkeep_max_hold_ns ? t1 - t0 : upkeep_max_hold_ns;
     upkeep_due_ns = t1 + (more ? 1000000u : 100000000u);

@@ -28,7 +28,8 @@ static uint64_t ttl_ms(const cp_t *cp)
 
 static void step(cp_t *cp, uint64_t ttl_before)
 {
-    int more = radix_upkeep(&cp->seg, &sweep, (uint32_t)cp->cfg.radix_capacity_nodes, ttl_before);
+    int more =
+        radix_upkeep(&cp->seg, &sweep, (uint32_t)cp->cfg.radix_capacity_nodes, ttl_before, shm_now_ms());
     if (more < 0)
         LOG_RATELIMITED(FD_LOG_ERROR, "prefix tree upkeep: the writer lock is unrecoverable");
     else if (more) /* the next step soon; the period resumes after it */

@@ -918,7 +918,7 @@ static uint64_t lru_need(const shm_radix_hdr_t *t, bool ran_out)
     return want - soon < cap ? want - soon : cap;
 }
 
-int radix_upkeep(shm_seg_t *s, radix_sweep_t *w, uint32_t capacity, uint64_t ttl_before)
+int radix_upkeep(shm_seg_t *s, radix_sweep_t *w, uint32_t capacity, uint64_t ttl_before, uint64_t now_ms)
 {
     if (ttl_before > w->ttl_pending)
         w->ttl_pending = ttl_before;
@@ -938,7 +938,7 @@ int radix_upkeep(shm_seg_t *s, radix_sweep_t *w, uint32_t capacity, uint64_t ttl
             w->ttl_pending = 0;
         }
     }
-    bool more = w->phase != SWEEP_IDLE && sweep_advance(s, w, shm_now_ms(), SCAN_CHUNK, WALK_CHUNK);
+    bool more = w->phase != SWEEP_IDLE && sweep_advance(s, w, now_ms, SCAN_CHUNK, WALK_CHUNK);
     if (!more)
         reclaim(s);
     end(s);

@@ -172,10 +172,11 @@ typedef struct {
  * than 2/16 of the capacity are free or on their way (5/16 once an insert ran out) or a TTL pass
  * is asked for (ttl_before != 0: unlink every node last accessed before it, with its subtree;
  * the Go router's rule; queued if a sweep is under way), and advance the sweep by one chunk.
- * Returns 1 while a sweep is under way (step again soon), 0 when idle, -1 if the lock is
- * unrecoverable.
+ * `now_ms` is the clock the inserts stamp nodes with (shm_now_ms() in a router; a test's own
+ * clock in tests, so that a slow step cannot move the LRU cut-off). Returns 1 while a sweep is
+ * under way (step again soon), 0 when idle, -1 if the lock is unrecoverable.
  */
-int radix_upkeep(shm_seg_t *s, radix_sweep_t *w, uint32_t capacity, uint64_t ttl_before);
+int radix_upkeep(shm_seg_t *s, radix_sweep_t *w, uint32_t capacity, uint64_t ttl_before, uint64_t now_ms);
 
 /* The TTL pass at once, in one writer-lock hold (tests, tools): unlink every non-root node last
  * accessed more than `ttl_ms` before `now_ms`, with its subtree. Returns the nodes unlinked. */

@@ -28,12 +28,13 @@ static uint32_t gen_of(unsigned slot)
 static uint32_t cap;        /* the configured capacity, as the CP passes it (0 = maximum) */
 static uint32_t stamp;      /* the inserting instance's inflow stamp */
 static radix_sweep_t sweep; /* the CP's eviction state */
+static uint64_t clock_ms;   /* the tests' clock: the latest stamp an insert used (the upkeep's now) */
 
 /* The CP's upkeep, run until its sweep (if one started) is over: returns the steps taken. */
 static int upkeep(uint64_t ttl_before)
 {
     int steps = 0, rc;
-    while ((rc = radix_upkeep(&seg, &sweep, cap, ttl_before)) == 1) {
+    while ((rc = radix_upkeep(&seg, &sweep, cap, ttl_before, clock_ms)) == 1) {
         ttl_before = 0;
         steps++;
         check();
@@ -45,6 +46,8 @@ static int upkeep(uint64_t ttl_before)
 /* An insert as a DP makes it (never evicting)... */
 static long dp_ins(const uint64_t *h, size_t n, int slot, uint64_t now_ms)
 {
+    if (now_ms > clock_ms)
+        clock_ms = now_ms;
     return radix_insert(&seg, h, n, (uint16_t)slot, gen_of((unsigned)slot), stamp, now_ms);
 }
 
@@ -604,7 +607,7 @@ Test(radix, a_sweep_takes_bounded_steps_and_inserts_interleave)
         uint64_t h = 1000000 + i;
         cr_assert_eq(dp_ins(&h, 1, a, 1000 + i % 500), 1);
     }
-    cr_assert_eq(radix_upkeep(&seg, &sweep, cap, 5000), 1,
+    cr_assert_eq(radix_upkeep(&seg, &sweep, cap, 5000, clock_ms), 1,
                  "a TTL pass of 20000 nodes takes more than one step");
     uint64_t first = T()->evictions_ttl;
     cr_assert_gt(first, 0);
@@ -618,7 +621,7 @@ Test(radix, a_sweep_takes_bounded_steps_and_inserts_interleave)
     cr_assert_eq(dp_ins(fresh, 12, a, 9000), 12);
     check();
     int steps = 1, rc;
-    while ((rc = radix_upkeep(&seg, &sweep, cap, 0)) == 1)
+    while ((rc = radix_upkeep(&seg, &sweep, cap, 0, clock_ms)) == 1)
         steps++; /* (the invariant check is quadratic: at the ends only, on this size) */
     cr_assert_eq(rc, 0);
     cr_assert_geq(steps, 4, "%d steps", steps);
@@ -646,7 +649,7 @@ Test(radix, unlinked_nodes_wait_for_readers_in_older_epochs)
     uint64_t q[] = {50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71};
     cr_assert_eq(dp_ins(q, 22, a, 20000), 20, "two nodes free, two held in limbo by the reader");
     check();
-    radix_upkeep(&seg, &sweep, cap, 0);
+    radix_upkeep(&seg, &sweep, cap, 0, clock_ms);
     cr_assert_geq(T()->limbo, 2, "the upkeep cannot free what a reader may stand on");
     shm_read_exit(&seg, me);
     upkeep(0);

@@ -148,7 +148,7 @@ static int cp_body(shm_seg_t *s, uint64_t seed, uint64_t deadline, int out)
     radix_sweep_t w = {0};
     while (fd_mono_ms() < deadline) {
         uint64_t r = splitmix(&seed), now = shm_now_ms();
-        if (radix_upkeep(s, &w, CAPACITY, r % 8 == 0 ? now - 1 - r % 40 : 0) < 0)
+        if (radix_upkeep(s, &w, CAPACITY, r % 8 == 0 ? now - 1 - r % 40 : 0, now) < 0)
             return EXIT_EVICT;
         if (r % 4 == 1 && radix_evict_ttl(s, now, 1 + r % 40) < 0)
             return EXIT_EVICT;
