@@ -140,6 +140,7 @@ static void setup_segment(unsigned n, dp_thread_t *thr)
     snprintf(seg_name, sizeof seg_name, "/fd-router-selbench-%d-%u", (int)getpid(), k++);
     if (shm_open_cp(&dp.seg, seg_name, true, &how, err, sizeof err) != 0)
         die("shm_open_cp", err);
+    shm_prefault(&dp.seg); /* as the data plane does at attach */
     if (shm_wlock(&dp.seg) != 0)
         die("shm_wlock", "unrecoverable");
     for (unsigned i = 0; i < n; i++) {

@@ -142,6 +142,8 @@ static int attach(const char *shm_name)
         LOG_ERROR("cannot attach shared memory %s: %s", shm_name, err);
         return -1;
     }
+    if (!shm_prefault(&dp.seg)) /* requests then take the page faults, as before Linux 5.14 */
+        LOG_INFO("shared memory %s: page tables not prefaulted (%s)", shm_name, strerror(errno));
     if (!shm_config_read(&dp.seg, &dp.cfg)) {
         LOG_ERROR("the configuration in %s is being rewritten by a control plane that died; retry", shm_name);
         return -1;

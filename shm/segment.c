@@ -299,6 +299,16 @@ int shm_attach(shm_seg_t *s, const char *name, char *err, size_t errlen)
     return 0;
 }
 
+bool shm_prefault(shm_seg_t *s)
+{
+#ifdef MADV_POPULATE_WRITE
+    return s->hdr && madvise(s->hdr, s->size, MADV_POPULATE_WRITE) == 0;
+#else
+    (void)s;
+    return false;
+#endif
+}
+
 void shm_config_publish(shm_seg_t *s, const shm_config_t *c)
 {
     shm_header_t *h = s->hdr;

@@ -2,6 +2,7 @@
  * tests/unit/test_shm_segment.c - segment life (create, reuse, attach, refuse, rebuild) and the
  * seqcount-protected configuration.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -218,4 +219,36 @@ Test(segment, config_left_mid_write_is_not_read_until_republished)
     cr_assert_eq(shm_config_seq(&seg) % 2, 0);
     cr_assert(shm_config_read(&seg, &out));
     cr_assert_eq(memcmp(&in, &out, sizeof in), 0);
+}
+
+/* kB of the mapping that starts at `at` resident in this process's page tables (smaps' Rss) */
+static long mapped_kb(const void *at)
+{
+    char want[32], line[256];
+    snprintf(want, sizeof want, "%lx-", (unsigned long)(uintptr_t)at);
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    long kb = -1;
+    bool in = false;
+    while (kb < 0 && fgets(line, sizeof line, f)) {
+        if (strchr(line, '-') && strchr(line, ' ') && strchr(line, '-') < strchr(line, ' '))
+            in = !strncmp(line, want, strlen(want));
+        else if (in && !strncmp(line, "Rss:", 4))
+            kb = strtol(line + 4, NULL, 10);
+    }
+    fclose(f);
+    return kb;
+}
+
+Test(segment, prefault_maps_every_page_of_an_attached_segment)
+{
+    shm_seg_t dp;
+    char err[256] = "";
+    cr_assert_eq(shm_attach(&dp, seg_name, err, sizeof err), 0, "%s", err);
+    long before = mapped_kb(dp.hdr), all = (long)(dp.size >> 10);
+    cr_assert_lt(before, all / 2, "a fresh attach maps pages as they are touched: %ld of %ld kB", before,
+                 all);
+    cr_assert(shm_prefault(&dp), "MADV_POPULATE_WRITE: %s", strerror(errno));
+    cr_assert_eq(mapped_kb(dp.hdr), all, "every page mapped");
+    shm_detach(&dp);
 }
