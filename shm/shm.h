@@ -222,12 +222,15 @@ static inline uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
                : 0;
 }
 
-/* The totals (requests, or tokens) of n slots at once into out[0..n), for a policy's argmin: one
- * pass, no call per candidate, branch-free minimum (a candidate list in view order makes the
- * loads a gather, which is the cost). Returns the smallest and *nmin how many have it. Relaxed
- * loads, as shm_inflight: a snapshot of counters that move under the reader. */
-static inline uint64_t shm_loads_read(const shm_seg_t *s, const uint16_t *slots, size_t n, bool tokens,
-                                      uint64_t *out, size_t *nmin)
+/* The smallest total (requests, or tokens) among n slots, for a policy's argmin, in one pass:
+ * tied[0..*nmin) gets the indices (into slots, in order) of the candidates that hold it, so the
+ * caller picks among ties without a second pass. Branch-free: every index is stored, and the
+ * count advances only for a tie (a new minimum restarts the list at 0), since "is it the
+ * minimum" as a branch would mispredict among mixed loads. A candidate list in view order makes
+ * the loads a gather, which is the cost. Relaxed loads, as shm_inflight: a snapshot of counters
+ * that move under the reader. tied must hold n entries. */
+static inline uint64_t shm_loads_min(const shm_seg_t *s, const uint16_t *slots, size_t n, bool tokens,
+                                     uint16_t *tied, size_t *nmin)
 {
     const shm_dp_row_t *t = shm_dp_row(s, SHM_MAX_DPS);
     const uint64_t *a = tokens ? t->tokens : t->inflight;
@@ -235,9 +238,10 @@ static inline uint64_t shm_loads_read(const shm_seg_t *s, const uint16_t *slots,
     size_t ties = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t v = slots[i] < SHM_MAX_INSTANCES ? __atomic_load_n(&a[slots[i]], __ATOMIC_RELAXED) : 0;
-        out[i] = v;
-        ties = v < best ? 0 : ties;
-        best = v < best ? v : best;
+        bool lower = v < best;
+        ties = lower ? 0 : ties;
+        best = lower ? v : best;
+        tied[ties] = (uint16_t)i;
         ties += v == best;
     }
     *nmin = ties;

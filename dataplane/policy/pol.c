@@ -37,18 +37,10 @@ size_t pol_nth_equal(const double *v, size_t n, double x, size_t k)
 
 size_t pol_argmin_load(const pol_ctx_t *c, bool tokens)
 {
-    uint64_t v[SHM_VIEW_MAX_SLOTS];
+    uint16_t tied[SHM_VIEW_MAX_SLOTS];
     size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS, ntied;
-    uint64_t best = shm_loads_read(c->seg, c->slots, n, tokens, v, &ntied);
-    size_t k = pol_tie_turn(c, ntied);
-    for (size_t i = 0; i < n; i++) {
-        /* one branch, taken once: "is it the minimum" alone would mispredict among mixed loads */
-        bool tied = v[i] == best;
-        if (tied & (k == 0))
-            return i;
-        k -= tied;
-    }
-    return 0;
+    shm_loads_min(c->seg, c->slots, n, tokens, tied, &ntied);
+    return ntied ? tied[pol_tie_turn(c, ntied)] : 0;
 }
 
 /* Distance either way: a wall clock stepped back must not make old numbers look fresh. */

@@ -138,7 +138,8 @@ size_t pol_argmin(const pol_ctx_t *c, double (*f)(const pol_ctx_t *, size_t, uin
 size_t pol_nth_equal(const double *v, size_t n, double x, size_t k);
 
 /* pol_argmin over the in-flight requests (tokens = false) or tokens of the candidates, read in
- * one pass (shm_loads_read) instead of a call per candidate: the same choice, ties included. */
+ * one pass (shm_loads_min, which lists the tied) instead of a call per candidate: the same
+ * choice, ties included. */
 size_t pol_argmin_load(const pol_ctx_t *c, bool tokens);
 
 #endif
