@@ -102,11 +102,22 @@ typedef struct {
     double cost;
 } cand_t;
 
+/* What the candidates add up to, gathered in the pass that reads their loads, so the bounds,
+ * the imbalance test and the idle test need no pass of their own (a decision at 1,024 instances
+ * is a few passes over the candidates, each costing about a nanosecond per candidate). */
+typedef struct {
+    uint64_t load;  /* the sum of the candidates' loads */
+    double content; /* the sum of their inflows */
+    uint64_t min, max;
+} fleet_t;
+
 /* One decision, without changing anything: what to record is left in d. */
 typedef struct {
     radix_decision_t why;
     size_t choice, nh, matched;
     uint64_t now, units, uncached; /* the prompt's units, and the chosen instance's uncached part */
+    uint64_t most;                 /* the longest cached part of any candidate (score) */
+    double best;                   /* the lowest predicted cost (score) */
     double reuse;                  /* radix_reuse() when the decision began */
     bool reused;                   /* the prompt was at least half cached somewhere */
     uint64_t hashes[RADIX_MAX_BLOCKS];
@@ -142,12 +153,18 @@ static uint32_t tag_within(const pol_ctx_t *c)
     return cap < UINT32_MAX ? (uint32_t)cap : UINT32_MAX - 1;
 }
 
-static void read_loads(const pol_ctx_t *c, bool remote, uint64_t now, cand_t *k, size_t n)
+/* Each candidate's shared counters, read once, with what radix_cached_blocks needs of it (rc:
+ * the generation is on the slot's first cache line with the inflow), and their sums in f. */
+static void read_loads(const pol_ctx_t *c, bool remote, uint64_t now, cand_t *k, radix_cand_t *rc, size_t n,
+                       fleet_t *f)
 {
+    uint32_t within = tag_within(c);
+    *f = (fleet_t){.min = UINT64_MAX};
     for (size_t i = 0; i < n; i++) {
+        uint16_t slot = c->slots[i];
         k[i].load = pol_inflight(c, i);
         k[i].queued = pol_tokens(c, i);
-        k[i].inflow = shm_cache_inflow(c->seg, c->slots[i]);
+        k[i].inflow = shm_cache_inflow(c->seg, slot);
         double r;
         if (remote && pol_remote_load(c, i, now, k[i].load, 1, &r)) {
             uint64_t est = (uint64_t)r;
@@ -155,19 +172,22 @@ static void read_loads(const pol_ctx_t *c, bool remote, uint64_t now, cand_t *k,
                 k[i].queued += (est - k[i].load) * block_of(c);
             k[i].load = est;
         }
+        rc[i] = (radix_cand_t){.slot = slot,
+                               .gen = shm_slot_generation(c->seg, slot),
+                               .stamp = radix_stamp(k[i].inflow),
+                               .within = within};
+        f->load += k[i].load;
+        f->content += (double)k[i].inflow;
+        f->min = k[i].load < f->min ? k[i].load : f->min;
+        f->max = k[i].load > f->max ? k[i].load : f->max;
     }
 }
 
 /* The Go router's imbalance test, with the operator's thresholds (an unset one takes the Go
  * router's default); never applied when neither is set. */
-static bool imbalanced(const pol_ctx_t *c, const cand_t *k, size_t n, uint64_t *min_out, uint64_t *max_out)
+static bool imbalanced(const pol_ctx_t *c, const fleet_t *f, size_t n)
 {
-    uint64_t min = UINT64_MAX, max = 0;
-    for (size_t i = 0; i < n; i++) {
-        min = k[i].load < min ? k[i].load : min;
-        max = k[i].load > max ? k[i].load : max;
-    }
-    *min_out = min, *max_out = max;
+    uint64_t min = f->min, max = f->max;
     double abs = c->cfg->balance_abs_threshold, rel = c->cfg->balance_rel_threshold;
     if ((abs < 0 && rel < 0) || n < 2 || max == min)
         return false;
@@ -230,12 +250,10 @@ typedef struct {
     double content;
 } bound_t;
 
-static bound_t bounds(const cand_t *k, size_t n, uint64_t units, double relax, double sigmas)
+static bound_t bounds(const fleet_t *f, size_t n, uint64_t units, double relax, double sigmas)
 {
-    uint64_t load = 1;
-    double content = (double)units;
-    for (size_t i = 0; i < n; i++)
-        load += k[i].load, content += (double)k[i].inflow;
+    uint64_t load = f->load + 1;
+    double content = f->content + (double)units;
     double mean = (double)load / (double)n, b = LOAD_BOUND * mean, cmean = content / (double)n;
     b = (b > mean + 1 ? b : mean + 1) * relax;
     uint64_t ceil = (uint64_t)b;
@@ -254,24 +272,29 @@ static uint64_t placement_key(const decision_t *d)
     return d->hashes[(d->nh < PLACEMENT_BLOCKS ? d->nh : PLACEMENT_BLOCKS) - 1];
 }
 
-/* Cached part, rendezvous weight and predicted cost of every candidate. */
+/* Cached part and predicted cost of every candidate, the longest cached part (d->most) and the
+ * lowest cost (d->best). Rendezvous weights are left to choose(), which needs them only for the
+ * near-best. */
 static void score(const pol_ctx_t *c, decision_t *d, const uint32_t *blocks, cand_t *k, size_t n)
 {
     uint32_t block = block_of(c);
-    uint64_t most = 0, key = placement_key(d);
+    uint64_t most = 0;
     for (size_t i = 0; i < n; i++) {
         /* a prompt shorter than a block is one short block: held whole or not at all */
         uint64_t cached = d->units < block && blocks[i] ? d->units : (uint64_t)blocks[i] * block;
         k[i].cached = cached < d->units ? cached : d->units;
         most = k[i].cached > most ? k[i].cached : most;
-        k[i].w = weight(c, i, key);
     }
+    double best = 0;
     for (size_t i = 0; i < n; i++) {
         /* copying what another instance holds also costs the content it will evict here */
         double copy = (double)(most - k[i].cached) * REPLICA_WEIGHT;
         k[i].cost = ((double)(d->units - k[i].cached) + copy) * c->cfg->hit_ratio_weight +
                     (double)k[i].queued * c->cfg->load_balance_weight;
+        best = i == 0 || k[i].cost < best ? k[i].cost : best;
     }
+    d->most = most, d->best = best;
+    d->reused = most > 0 && 2 * most >= d->units;
 }
 
 /* How the near-best candidates are ordered (see the file's comment). */
@@ -290,12 +313,9 @@ static const char *const order_names[] = {
 };
 
 /* The order for a prompt not mostly cached anywhere (explore). */
-static order_t explore_order(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n)
+static order_t explore_order(const pol_ctx_t *c, const decision_t *d, const fleet_t *f)
 {
-    bool idle = true;
-    for (size_t i = 0; i < n; i++)
-        idle &= k[i].load == 0;
-    if (c->cfg->new_prefix_by_hash || idle)
+    if (c->cfg->new_prefix_by_hash || f->max == 0) /* or every candidate idle */
         return ORDER_HASH;
     return d->reuse >= 0.5 ? ORDER_CONTENT : ORDER_LOAD;
 }
@@ -317,17 +337,14 @@ static bool prefer(const cand_t *a, const cand_t *b, order_t order)
 
 /* The preferred candidate among those within slack of the lowest cost. A candidate that would
  * take a new copy must be within the load bound, unless no near-best one is. */
-static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n, pol_explain_t *ex)
+static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t n, const fleet_t *f,
+                     pol_explain_t *ex)
 {
-    double best = 0;
-    uint64_t most = 0;
-    for (size_t i = 0; i < n; i++) {
-        best = i == 0 || k[i].cost < best ? k[i].cost : best;
-        most = k[i].cached > most ? k[i].cached : most;
-    }
+    double best = d->best;
+    uint64_t most = d->most, key = placement_key(d);
     uint64_t rest = d->units - most;
     double reuse = c->cfg->new_prefix_by_hash ? d->reuse : 0; /* widens only by hash */
-    bound_t bound = bounds(k, n, d->units, most ? 1 : 1 + d->reuse,
+    bound_t bound = bounds(f, n, d->units, most ? 1 : 1 + d->reuse,
                            c->cfg->new_prefix_by_hash ? HASH_SIGMAS : CONTENT_SIGMAS);
     double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
     if (!most) /* held nowhere: see the file's comment */
@@ -335,7 +352,7 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
     if (ex)
         ex->slack = slack;
     bool exploit = most > 0 && 2 * most >= d->units;
-    order_t order = exploit ? ORDER_CACHED : explore_order(c, d, k, n);
+    order_t order = exploit ? ORDER_CACHED : explore_order(c, d, f);
     if (ex)
         ex->order = order_names[order];
     size_t pick[2] = {SIZE_MAX, SIZE_MAX}; /* within the bound, and regardless of it */
@@ -344,6 +361,7 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
             ex->cand[i].eligible = false, ex->cand[i].weight = 0;
         if (k[i].cost > best + slack)
             continue;
+        k[i].w = weight(c, i, key);
         bool bounded = (!exploit || k[i].cached < most) && over_bound(&k[i], &bound);
         if (ex)
             ex->cand[i].eligible = !bounded, ex->cand[i].weight = k[i].w;
@@ -356,14 +374,9 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, const cand_t *k, s
 
 /* A prompt shorter than one block that nobody holds has nothing worth placing by hash: it goes to
  * the least loaded, ties in turn (and is still recorded, so a repeat sticks). */
-static bool tiny_and_new(const decision_t *d, const cand_t *k, size_t n, uint32_t block)
+static bool tiny_and_new(const decision_t *d, uint32_t block)
 {
-    if (d->units >= block)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (k[i].cached)
-            return false;
-    return true;
+    return d->units < block && !d->most;
 }
 
 static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t *ex)
@@ -375,35 +388,28 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
         memset(ex->cand, 0, n * sizeof *ex->cand), ex->order = NULL;
     d->now = shm_now_ms();
     d->nh = d->matched = 0;
-    d->units = d->uncached = 0;
+    d->units = d->uncached = d->most = 0;
+    d->best = 0;
     d->reuse = radix_reuse(c->seg);
     d->reused = false;
     bool has_prompt = c->prompt && c->prompt->text && c->prompt->len;
     if (has_prompt)
         d->nh = hash_prompt(c, block, d->hashes, &d->units);
-    read_loads(c, remote, d->now, k, n);
-    uint64_t min, max;
-    bool unbalanced = imbalanced(c, k, n, &min, &max);
+    fleet_t f;
+    read_loads(c, remote, d->now, k, d->rc, n, &f);
+    bool unbalanced = imbalanced(c, &f, n);
     if (ex)
-        ex->min_load = min, ex->max_load = max, ex->imbalanced = unbalanced, ex->reuse = d->reuse;
+        ex->min_load = f.min, ex->max_load = f.max, ex->imbalanced = unbalanced, ex->reuse = d->reuse;
     if (unbalanced || !d->nh) {
         d->why = unbalanced ? RADIX_FALLBACK_IMBALANCE : RADIX_FALLBACK_NO_PROMPT;
         d->choice = least_loaded(c, k);
         d->uncached = d->units;
     } else {
-        uint32_t within = tag_within(c);
-        for (size_t i = 0; i < n; i++)
-            d->rc[i] = (radix_cand_t){.slot = c->slots[i],
-                                      .gen = shm_slot_generation(c->seg, c->slots[i]),
-                                      .stamp = radix_stamp(k[i].inflow),
-                                      .within = within};
         uint32_t blocks[SHM_VIEW_MAX_SLOTS];
         d->matched = radix_cached_blocks(c->seg, d->hashes, d->nh, d->rc, n, blocks);
         score(c, d, blocks, k, n);
-        for (size_t i = 0; i < n; i++)
-            d->reused |= k[i].cached > 0 && 2 * k[i].cached >= d->units;
         d->why = RADIX_DECIDED_BY_CACHE;
-        d->choice = tiny_and_new(d, k, n, block) ? least_loaded(c, k) : choose(c, d, k, n, ex);
+        d->choice = tiny_and_new(d, block) ? least_loaded(c, k) : choose(c, d, k, n, &f, ex);
         d->uncached = d->units - k[d->choice].cached;
     }
     for (size_t i = 0; ex && i < n; i++) {
