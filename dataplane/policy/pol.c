@@ -37,10 +37,10 @@ size_t pol_nth_equal(const double *v, size_t n, double x, size_t k)
 
 size_t pol_argmin_load(const pol_ctx_t *c, bool tokens)
 {
-    uint16_t tied[SHM_VIEW_MAX_SLOTS];
-    size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS, ntied;
-    shm_loads_min(c->seg, c->slots, n, tokens, tied, &ntied);
-    return ntied ? tied[pol_tie_turn(c, ntied)] : 0;
+    shm_loads_tied_t tied;
+    shm_loads_min(c->seg, c->slots, c->n, tokens, &tied);
+    size_t ntied = shm_loads_ntied(&tied);
+    return ntied ? shm_loads_nth(&tied, pol_tie_turn(c, ntied)) : 0;
 }
 
 /* Distance either way: a wall clock stepped back must not make old numbers look fresh. */

@@ -242,3 +242,48 @@ Test(counters, outcome_totals_outlive_dp_rows)
     cr_assert_eq(shm_outcome_total(&seg, 1), 0);
     cr_assert_eq(shm_outcome_total(&seg, SHM_OUTCOMES), 0);
 }
+
+/* shm_loads_min + shm_loads_nth against the definition: the indices holding the smallest total,
+ * in index order, over slot lists of every parity and length, with many ties and a slot out of
+ * range (which counts as 0), requests and tokens. */
+Test(counters, loads_min_lists_every_tie_in_index_order)
+{
+    shm_dp_row_t *total = shm_dp_row(&seg, SHM_MAX_DPS);
+    uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    static const size_t lens[] = {1, 2, 3, 4, 5, 7, 64, 255, 1024};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+        for (int round = 0; round < 20; round++) {
+            size_t n = lens[li];
+            uint16_t slots[1024];
+            for (size_t i = 0; i < n; i++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                slots[i] = (uint16_t)((i * 7 + (size_t)round) % SHM_MAX_INSTANCES);
+                if (round == 3 && i == n / 2)
+                    slots[i] = SHM_MAX_INSTANCES + 5; /* out of range: a load of 0 */
+                unsigned spread = round % 4 + 1;      /* 1: every candidate tied */
+                total->inflight[slots[i] % SHM_MAX_INSTANCES] = 1 + rng % spread;
+                total->tokens[slots[i] % SHM_MAX_INSTANCES] = 10 + (rng >> 8) % (spread * 3);
+            }
+            for (int tok = 0; tok < 2; tok++) {
+                const uint64_t *a = tok ? total->tokens : total->inflight;
+                uint64_t min = UINT64_MAX;
+                for (size_t i = 0; i < n; i++) {
+                    uint64_t v = slots[i] < SHM_MAX_INSTANCES ? a[slots[i]] : 0;
+                    min = v < min ? v : min;
+                }
+                shm_loads_tied_t t;
+                cr_assert_eq(shm_loads_min(&seg, slots, n, tok, &t), min);
+                size_t k = 0;
+                for (size_t i = 0; i < n; i++) {
+                    uint64_t v = slots[i] < SHM_MAX_INSTANCES ? a[slots[i]] : 0;
+                    if (v != min)
+                        continue;
+                    cr_assert_lt(k, shm_loads_ntied(&t), "n %zu: too few tied", n);
+                    cr_assert_eq(shm_loads_nth(&t, k), i, "n %zu, tie %zu: %u, not %zu", n, k,
+                                 shm_loads_nth(&t, k), i);
+                    k++;
+                }
+                cr_assert_eq(shm_loads_ntied(&t), k, "n %zu: %zu tied, not %zu", n, shm_loads_ntied(&t), k);
+            }
+        }
+}
