@@ -437,6 +437,39 @@ def _wrk_time(s):
     return float(s)
 
 
+def _threads_traced(pid):
+    """Whether every thread of pid has a tracer (strace attached to all of them)."""
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                if not any(line.startswith("TracerPid:") and line.split()[1] != "0" for line in f):
+                    return False
+        return True
+    except OSError:
+        return False
+
+
+def syscalls_during(pid, run, out_path, prefix=()):
+    """System calls made by every thread of process pid while run() runs (strace -c -f, attached
+    before run() starts and detached after it returns): ({syscall: calls}, run()'s result)."""
+    st = subprocess.Popen(list(prefix) + ["strace", "-c", "-f", "-q", "-o", out_path, "-p", str(pid)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _threads_traced(pid), 10, "strace attached to pid %d" % pid)
+        result = run()
+    finally:
+        st.send_signal(signal.SIGINT)
+        st.wait(30)
+    calls = {}
+    with open(out_path) as f:
+        for line in f:
+            parts = line.split()
+            # "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the 4th column
+            if len(parts) >= 5 and parts[-1] != "total" and parts[3].isdigit():
+                calls[parts[-1]] = int(parts[3])
+    return calls, result
+
+
 def write_lua(path, body):
     """A wrk script that POSTs body (bytes) as JSON."""
     with open(path, "w") as f:
@@ -450,11 +483,13 @@ def wrk(url, lua, connections, duration, timeout=10, prefix=()):
     r = subprocess.run(list(prefix) + ["wrk", "-t1", "-c%d" % connections, "-d%ds" % duration, "--latency", "--timeout",
                         "%ds" % timeout, "-s", lua, url], capture_output=True, text=True,
                        timeout=duration + timeout + 30)
-    out = {"rps": 0.0, "p50": None, "p90": None, "p99": None, "errors": 0, "raw": r.stdout[-3000:]}
+    out = {"rps": 0.0, "requests": 0, "p50": None, "p90": None, "p99": None, "errors": 0, "raw": r.stdout[-3000:]}
     for line in r.stdout.splitlines():
         parts = line.split()
         if line.startswith("Requests/sec:"):
             out["rps"] = float(parts[1])
+        elif len(parts) > 2 and parts[1:3] == ["requests", "in"]:
+            out["requests"] = int(parts[0])
         elif len(parts) == 2 and parts[0] in ("50%", "90%", "99%"):
             out["p" + parts[0][:-1]] = _wrk_time(parts[1])
         elif "Non-2xx" in line:

@@ -15,6 +15,8 @@ Setup, all on 127.0.0.1, the approach of bench/proxy_vs_nginx.sh:
 For each scenario (small ~150 B or large --large-kib request body, streamed or not) every target is
 measured with wrk -t1: requests per second with --connections connections, then latency with one
 connection (one request at a time: the p50 difference to direct is the latency the proxy adds).
+Then (unless --no-syscalls) one more small-request run per proxy under `strace -c -f` on its
+process (the nginx worker, each router's data plane): system calls per proxied request.
 Targets take turns within a round, --rounds rounds; each ratio is taken within one round (to
 that round's nginx or direct), then averaged, with its range over the rounds. wrk, the proxies and the backends share this
 machine's cores: compare the columns with each other, as ratios.
@@ -53,6 +55,8 @@ def parse_args():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--large-kib", type=int, default=64, help="size of the large request body")
     p.add_argument("--scenarios", default="small,large,small-stream,large-stream")
+    p.add_argument("--no-syscalls", action="store_true", help="skip counting the system calls per small request "
+                                                              "of each proxy (one more wrk run each, under strace)")
     return p.parse_args()
 
 
@@ -106,6 +110,32 @@ def start_nginx_proxy(b, name, ports, keepalive=128):
     return port, proc
 
 
+def nginx_worker(master):
+    """The pid of nginx's one worker process (a child of the master we started)."""
+    with open("/proc/%d/task/%d/children" % (master.pid, master.pid)) as f:
+        kids = [int(x) for x in f.read().split()]
+    if len(kids) != 1:
+        raise RuntimeError("nginx %d has %d children, expected its 1 worker" % (master.pid, len(kids)))
+    return kids[0]
+
+
+def count_syscalls(b, a, targets):
+    """System calls per proxied small request of each proxy process (the nginx worker, each
+    router's data plane), all of its threads: strace -c over one wrk run at --connections. strace
+    slows the process it traces, so only the counts mean anything, not the req/s of that run."""
+    lua = benchlib.write_lua(os.path.join(b.tmp, "syscalls.lua"), body(0, False))
+    out = {}
+    for name, url, pid in targets:
+        calls, res = benchlib.syscalls_during(pid, lambda: b.wrk(url, lua, a.connections, a.duration),
+                                              os.path.join(b.tmp, "strace-%d.txt" % pid), b.pinned("load", []))
+        n = max(res["requests"], 1)
+        out[name] = {"requests": res["requests"], "per_request": sum(calls.values()) / n,
+                     "by_call": {k: v / n for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}}
+        benchlib.log("syscalls %-34s %.2f per request over %d requests" % (name, out[name]["per_request"],
+                                                                           res["requests"]))
+    return out
+
+
 def main():
     a = parse_args()
     policies = [p for p in a.policies.split(",") if p]
@@ -115,8 +145,8 @@ def main():
         b.pin_cpus()
     benchlib.log(benchlib.machine_line() + (", CPUs by role: %s" % b.cpus if b.cpus else ""))
     ng, sims = start_backends(b, a)
-    proxies = {"whole": start_nginx_proxy(b, "proxy-whole", ng)[0],
-               "stream": start_nginx_proxy(b, "proxy-stream", sims)[0]}
+    whole_port, whole_proc = start_nginx_proxy(b, "proxy-whole", ng)
+    proxies = {"whole": whole_port, "stream": start_nginx_proxy(b, "proxy-stream", sims)[0]}
     routers = {}
     for kind, ports in (("whole", ng), ("stream", sims)):
         for pol in policies:
@@ -146,7 +176,13 @@ def main():
                 results.setdefault((sc, name), []).append(m)
                 benchlib.log("round %d %-13s %-34s %8.0f req/s, 1-conn p50 %.3f ms p99 %.3f ms, errors %d" %
                              (rnd + 1, sc, name, m["rps"], 1000 * m["p50"], 1000 * m["p99"], m["errors"]))
-    report(b, a, scenarios, policies, results)
+    syscalls = None
+    if not a.no_syscalls:
+        targets = [("nginx", "http://127.0.0.1:%d/v1/chat/completions" % whole_port, nginx_worker(whole_proc))]
+        targets += [("fd-router " + pol, routers[("whole", pol)].url + "/v1/chat/completions",
+                     routers[("whole", pol)].dp_pid()) for pol in policies]
+        syscalls = count_syscalls(b, a, targets)
+    report(b, a, scenarios, policies, results, syscalls)
     return 0
 
 
@@ -184,7 +220,17 @@ unset multiplot
 """
 
 
-def report(b, a, scenarios, policies, results):
+def syscall_rows(syscalls):
+    """target, requests, calls per request, / nginx's, the five most frequent calls per request"""
+    rows = []
+    for name, m in syscalls.items():
+        top = ", ".join("%s %.2f" % kv for kv in list(m["by_call"].items())[:5])
+        rows.append([name, m["requests"], "%.2f" % m["per_request"],
+                     "%.2f" % (m["per_request"] / syscalls["nginx"]["per_request"]), top])
+    return rows
+
+
+def report(b, a, scenarios, policies, results, syscalls=None):
     names = ["direct", "nginx"] + ["fd-router " + p for p in policies]
     text = [benchlib.machine_line(),
             "wrk -t1, %d connections for req/s, 1 connection for latency; %ds per run, %d round(s), ratios are "
@@ -204,11 +250,20 @@ def report(b, a, scenarios, policies, results):
             rows_json.append({"scenario": sc, "target": name, **s})
         text += ["scenario " + sc, benchlib.fmt_table(header, body_rows), ""]
         md += ["**%s**" % sc, "", benchlib.fmt_md(header, body_rows), ""]
+    if syscalls:
+        header = ["process (small requests, %d conns)" % a.connections, "requests", "syscalls / request",
+                  "/ nginx's", "most frequent, per request"]
+        rows = syscall_rows(syscalls)
+        text += ["system calls per proxied request (strace -c -f on the process)", benchlib.fmt_table(header, rows),
+                 ""]
+        md += ["**system calls per proxied small request** (`strace -c -f` on the nginx worker / the data plane)",
+               "", benchlib.fmt_md(header, rows), ""]
     out = "\n".join(text)
     print(out)
     b.write("overhead.txt", out + "\n")
     b.write("overhead.md", "\n".join(md))
-    b.write("overhead.json", json.dumps({"machine": benchlib.machine(), "rows": rows_json}, indent=1))
+    b.write("overhead.json", json.dumps({"machine": benchlib.machine(), "rows": rows_json, "syscalls": syscalls},
+                                        indent=1))
     lines = ["# target " + " ".join("%s_vs_nginx %s_added_us" % (sc, sc) for sc in scenarios)]
     for name in names:
         cols = []
