@@ -2,7 +2,7 @@
 (two Content-Length lines, equal or not; Content-Length with Transfer-Encoding: chunked; two
 Transfer-Encoding lines) gets a 400 JSON error and its connection is closed, so the bytes after
 the body h2o chose never run as a second (smuggled) request. One framing header still works,
-keep-alive included.
+keep-alive included. Requests sent while one is served are answered in order (ReadAheadTest).
 """
 
 import json
@@ -111,6 +111,81 @@ class RequestFramingTest(FdTestCase):
         raw, _ = exchange(self.router.port, one + two + SMUGGLED, timeout=3)
         rs = responses(raw)
         self.assertEqual([r[0] for r in rs], [200, 200, 200], raw[:500])
+
+
+def chat(tokens, **extra):
+    """A whole (Content-Length) chat request whose answer has `tokens` tokens."""
+    body = json.dumps(fdharness.chat_body("hi", sim_tokens=tokens, **extra)).encode()
+    return chat_head(b"Content-Length: %d\r\n" % len(body)) + body
+
+
+def token_counts(rs):
+    return [len(json.loads(b)["choices"][0]["message"]["content"].split()) for _, _, b in rs]
+
+
+class ReadAheadTest(FdTestCase):
+    """Bytes that arrive while a request is served (the data plane keeps reading then, to spare
+    two epoll_ctl per request, and stops at the first bytes) wait for their turn: pipelined
+    requests are answered in order, a flood of them too, and a client gone meanwhile costs
+    nothing else."""
+
+    def setUp(self):
+        super().setUp()
+        self.router = self.h.start_router()
+        self.sim = self.h.start_sim(router=self.router)
+        fdharness.wait_until(lambda: len(self.router.selectable_urls()) == 1, 10, what="the sim selectable")
+
+    def serving_one(self):
+        fdharness.wait_until(lambda: sum(self.router.inflight().values()) == 1, 10, what="the slow request in flight")
+
+    def read_responses(self, s, n, timeout=10.0):
+        raw = b""
+        deadline = time.monotonic() + fdharness.scaled(timeout)
+        while len(responses(raw)) < n and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+        return responses(raw)
+
+    def test_requests_sent_while_one_is_served_are_answered_in_order(self):
+        big = chat(5, padding="x" * 20000)  # above the read-ahead body size: served the old way
+        rest = [chat(2), chat(3), big, chat(4)]
+        s = socket.create_connection((HOST, self.router.port), timeout=fdharness.scaled(10))
+        try:
+            s.sendall(chat(1, sim_first_token_delay_ms=300))
+            self.serving_one()
+            for data in rest:
+                s.sendall(data)
+            rs = self.read_responses(s, 5)
+        finally:
+            s.close()
+        self.assertEqual([r[0] for r in rs], [200] * 5)
+        self.assertEqual(token_counts(rs), [1, 2, 3, 5, 4], "answers in request order")
+
+    def test_a_pipelined_flood_behind_a_slow_request_is_answered_in_order(self):
+        # 100 requests of about 1.4 KiB behind a slow one: more than one read's worth
+        queued = b"".join(chat(1 + i % 7, padding="y" * 1300) for i in range(100))
+        s = socket.create_connection((HOST, self.router.port), timeout=fdharness.scaled(10))
+        try:
+            s.sendall(chat(9, sim_first_token_delay_ms=300))
+            self.serving_one()
+            s.sendall(queued)
+            rs = self.read_responses(s, 101, timeout=20)
+        finally:
+            s.close()
+        self.assertEqual([r[0] for r in rs], [200] * 101)
+        self.assertEqual(token_counts(rs), [9] + [1 + i % 7 for i in range(100)])
+
+    def test_a_client_gone_while_served_leaves_the_router_serving(self):
+        for _ in range(3):
+            s = socket.create_connection((HOST, self.router.port), timeout=fdharness.scaled(10))
+            s.sendall(chat(1, sim_first_token_delay_ms=200))
+            self.serving_one()
+            s.close()
+            self.router.wait_inflight_zero()
+        raw, _ = exchange(self.router.port, chat(2) + chat(3), timeout=3)
+        self.assertEqual(token_counts(responses(raw)), [2, 3])
 
 
 if __name__ == "__main__":
