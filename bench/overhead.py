@@ -13,8 +13,10 @@ Setup, all on 127.0.0.1, the approach of bench/proxy_vs_nginx.sh:
   fd-router  one router per policy, each with 1 data-plane thread (as nginx has 1 worker), both
              backends registered
 For each scenario (small ~150 B or large --large-kib request body, streamed or not) every target is
-measured with wrk -t1: requests per second with --connections connections, then latency with one
-connection (one request at a time: the p50 difference to direct is the latency the proxy adds).
+measured with wrk -t1: requests per second with --connections connections (and, for the proxies,
+the CPU time their process spent per request meanwhile, which the machine's other work moves far
+less than the requests per second), then latency with one connection (one request at a time: the
+p50 difference to direct is the latency the proxy adds).
 Then (unless --no-syscalls) one more small-request run per proxy under `strace -c -f` on its
 process (the nginx worker, each router's data plane): system calls per proxied request.
 Targets take turns within a round, --rounds rounds; each ratio is taken within one round (to
@@ -146,7 +148,9 @@ def main():
     benchlib.log(benchlib.machine_line() + (", CPUs by role: %s" % b.cpus if b.cpus else ""))
     ng, sims = start_backends(b, a)
     whole_port, whole_proc = start_nginx_proxy(b, "proxy-whole", ng)
-    proxies = {"whole": whole_port, "stream": start_nginx_proxy(b, "proxy-stream", sims)[0]}
+    stream_port, stream_proc = start_nginx_proxy(b, "proxy-stream", sims)
+    proxies = {"whole": whole_port, "stream": stream_port}
+    nginx_pids = {"whole": nginx_worker(whole_proc), "stream": nginx_worker(stream_proc)}
     routers = {}
     for kind, ports in (("whole", ng), ("stream", sims)):
         for pol in policies:
@@ -165,17 +169,21 @@ def main():
             lua = benchlib.write_lua(os.path.join(b.tmp, sc + ".lua"),
                                      body(a.large_kib if sc.startswith("large") else 0, stream))
             backends = sims if stream else ng
-            targets = [("direct", "http://127.0.0.1:%d/v1/chat/completions" % backends[0]),
-                       ("nginx", "http://127.0.0.1:%d/v1/chat/completions" % proxies[kind])]
-            targets += [("fd-router " + pol, routers[(kind, pol)].url + "/v1/chat/completions") for pol in policies]
-            for name, url in targets:
+            targets = [("direct", "http://127.0.0.1:%d/v1/chat/completions" % backends[0], None),
+                       ("nginx", "http://127.0.0.1:%d/v1/chat/completions" % proxies[kind], nginx_pids[kind])]
+            targets += [("fd-router " + pol, routers[(kind, pol)].url + "/v1/chat/completions",
+                         routers[(kind, pol)].dp_pid()) for pol in policies]
+            for name, url, pid in targets:
+                cpu0 = benchlib.cpu_seconds(pid) if pid else 0.0
                 rps = b.wrk(url, lua, a.connections, a.duration)
+                cpu = (benchlib.cpu_seconds(pid) - cpu0) / max(rps["requests"], 1) if pid else None
                 lat = b.wrk(url, lua, 1, a.duration)
                 m = {"rps": rps["rps"], "errors": rps["errors"] + lat["errors"], "p50": lat["p50"], "p99": lat["p99"],
-                     "loaded_p50": rps["p50"], "loaded_p99": rps["p99"]}
+                     "loaded_p50": rps["p50"], "loaded_p99": rps["p99"], "cpu": cpu}
                 results.setdefault((sc, name), []).append(m)
-                benchlib.log("round %d %-13s %-34s %8.0f req/s, 1-conn p50 %.3f ms p99 %.3f ms, errors %d" %
-                             (rnd + 1, sc, name, m["rps"], 1000 * m["p50"], 1000 * m["p99"], m["errors"]))
+                benchlib.log("round %d %-13s %-34s %8.0f req/s, 1-conn p50 %.3f ms p99 %.3f ms, %s, errors %d" %
+                             (rnd + 1, sc, name, m["rps"], 1000 * m["p50"], 1000 * m["p99"],
+                              "CPU %.1f us/req" % (1e6 * cpu) if cpu else "CPU -", m["errors"]))
     syscalls = None
     if not a.no_syscalls:
         targets = [("nginx", "http://127.0.0.1:%d/v1/chat/completions" % whole_port, nginx_worker(whole_proc))]
@@ -198,6 +206,8 @@ def summarize(results, sc, name):
     out["vs_nginx"] = [m["rps"] / n["rps"] for m, n in zip(ms, results[(sc, "nginx")])]
     out["vs_direct"] = [m["rps"] / d["rps"] for m, d in zip(ms, results[(sc, "direct")])]
     out["added_p50"] = [m["p50"] - d["p50"] for m, d in zip(ms, results[(sc, "direct")])]
+    out["cpu"] = mean([m["cpu"] for m in ms]) if all(m["cpu"] for m in ms) else None
+    out["cpu_vs_nginx"] = [m["cpu"] / n["cpu"] for m, n in zip(ms, results[(sc, "nginx")]) if m["cpu"] and n["cpu"]]
     return out
 
 
@@ -239,12 +249,14 @@ def report(b, a, scenarios, policies, results, syscalls=None):
     md = []
     rows_json = []
     for sc in scenarios:
-        header = ["target", "req/s", "req/s / nginx", "req/s / direct", "p50 1-conn us", "added p50 us",
-                  "p99 at %d conns ms" % a.connections, "errors"]
+        header = ["target", "req/s", "req/s / nginx", "req/s / direct", "CPU us/req", "CPU / nginx's", "p50 1-conn us",
+                  "added p50 us", "p99 at %d conns ms" % a.connections, "errors"]
         body_rows = []
         for name in names:
             s = summarize(results, sc, name)
             body_rows.append([name, "%.0f" % s["rps"], spread(s["vs_nginx"], "%.2f"), spread(s["vs_direct"], "%.2f"),
+                              "%.1f" % (1e6 * s["cpu"]) if s["cpu"] else "-",
+                              spread(s["cpu_vs_nginx"], "%.2f") if s["cpu_vs_nginx"] else "-",
                               "%.0f" % (1e6 * s["p50"]), spread([1e6 * x for x in s["added_p50"]], "%+.0f"),
                               "%.2f" % (1000 * s["loaded_p99"]), s["errors"]])
             rows_json.append({"scenario": sc, "target": name, **s})
