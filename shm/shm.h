@@ -56,8 +56,9 @@ int shm_attach(shm_seg_t *s, const char *name, char *err, size_t errlen);
  * now (MADV_POPULATE_WRITE; the pages themselves were allocated when the segment was created),
  * then read a byte of each page (a hypervisor may still trap each page's first access), so no
  * request takes a fault or trap the first time it touches a tree node or counter page. A few
- * ms once, instead of a fault per 4 KiB page on the request path while the tree first fills (in
- * bench_selection, 16k-character prompts cost 2x more while it did). Returns false if the kernel
+ * ms once (about 75 ms per 64 MB where each page traps), instead of a fault per 4 KiB page on
+ * the request path while the tree first fills (in bench_selection, 16k-character prompts cost
+ * 2x more while it did). Returns false if the kernel
  * could not (before Linux 5.14: the pages then fault in on first touch, as without this call). */
 bool shm_prefault(shm_seg_t *s);
 
