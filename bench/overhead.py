@@ -186,7 +186,7 @@ def main():
                               "CPU %.1f us/req" % (1e6 * cpu) if cpu else "CPU -", m["errors"]))
     syscalls = None
     if not a.no_syscalls:
-        targets = [("nginx", "http://127.0.0.1:%d/v1/chat/completions" % whole_port, nginx_worker(whole_proc))]
+        targets = [("nginx", "http://127.0.0.1:%d/v1/chat/completions" % whole_port, nginx_pids["whole"])]
         targets += [("fd-router " + pol, routers[("whole", pol)].url + "/v1/chat/completions",
                      routers[("whole", pol)].dp_pid()) for pol in policies]
         syscalls = count_syscalls(b, a, targets)
