@@ -761,10 +761,13 @@ void fd_config_to_shm(const fd_config_t *c, shm_config_t *out)
     out->load_balance_weight = c->load_balance_weight;
     out->waiting_weight = c->waiting_weight;
     out->instance_cache_tokens = (uint64_t)c->instance_cache_tokens;
-    /* auto: by hash where the registry says several router hosts share the fleet */
-    out->new_prefix_by_hash =
-        !strcmp(c->new_prefix_placement, "hash") ||
-        (!strcmp(c->new_prefix_placement, "auto") && !strcmp(c->registry_backend, "etcd"));
+    /* auto: by hash where the registry says several router hosts share the fleet, else while
+     * the instances report requests from elsewhere (controlplane/sharing.h) */
+    bool is_auto = !strcmp(c->new_prefix_placement, "auto");
+    out->new_prefix_by_hash = !strcmp(c->new_prefix_placement, "hash") ? SHM_PLACE_BY_HASH
+                              : !is_auto                               ? SHM_PLACE_BY_LOAD
+                              : !strcmp(c->registry_backend, "etcd")   ? SHM_PLACE_BY_HASH
+                                                                       : SHM_PLACE_BY_HASH_WHEN_SHARED;
     out->cache_block_size = (uint32_t)c->cache_block_size;
     out->connect_timeout_ms = to_ms(c->connect_timeout_secs);
     out->first_byte_timeout_ms = to_ms(c->first_byte_timeout_secs);

@@ -24,6 +24,7 @@
  *   health.c     the periodic health checks and their threshold state machine
  *   housekeeping.c  the CP heartbeat, dead-DP reaping, publish retries and slot reclaim (own timer)
  *   metrics_poll.c  the periodic /metrics polls, published into shm for the remote policies
+ *   sharing.c    whether other senders share the instances, judged from those polls, into shm
  *   models_poll.c   the periodic GET /v1/models polls: the models each instance serves, into shm
  *   stats.c      the Go router's periodic [stats] log line
  *   evict.c      the prefix tree's TTL eviction and free-node headroom
@@ -52,6 +53,7 @@
 #include "common/instance_info.h"
 #include "controlplane/args.h"
 #include "controlplane/probe.h"
+#include "controlplane/sharing.h"
 #include "controlplane/slotjob.h"
 #include "controlplane/timer.h"
 #include "shm/shm.h"
@@ -160,6 +162,7 @@ struct cp {
             uint64_t logged_ms;       /* when that line was written */
         } failing[SHM_MAX_INSTANCES]; /* a streak of failed polls of (slot, generation) */
     } metrics;
+    cp_sharing_t sharing; /* folded once per metrics round (sharing.c) */
 
     struct {
         cp_timer_t timer;

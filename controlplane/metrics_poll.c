@@ -219,6 +219,8 @@ static void on_poll_done(cp_t *cp, unsigned slot, shm_instance_t *in, const cp_p
 static void on_tick(cp_timer_t *t)
 {
     cp_t *cp = t->data;
+    /* on the round the last tick started */
+    cp_sharing_tick(&cp->sharing, &cp->seg, (uint64_t)(cp->cfg.metrics_max_age_secs * 1000.0));
     for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++) {
         shm_instance_t *in = cp_slot_job_prune(&cp->metrics.jobs, i);
         if (in == NULL) {
@@ -235,6 +237,7 @@ static void on_tick(cp_timer_t *t)
 int cp_metrics_start(cp_t *cp)
 {
     cp_slot_jobs_init(&cp->metrics.jobs, cp, "GET /metrics", on_poll_done);
+    cp->sharing = (cp_sharing_t){.verdict = shm_fleet(&cp->seg)}; /* a restarted CP keeps it */
     if (cp_timer_init(&cp->metrics.timer, (h2o_loop_t *)cp->loop, on_tick, cp) != 0)
         return -1;
     uint64_t period = (uint64_t)(cp->cfg.metrics_poll_interval_secs * 1000.0);

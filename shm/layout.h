@@ -96,7 +96,7 @@ typedef struct {
     double load_balance_weight;
     double waiting_weight;
     uint64_t instance_cache_tokens; /* scheduler.instance-cache-tokens; 0 = unknown */
-    uint32_t new_prefix_by_hash;    /* scheduler.new-prefix-placement resolved: hash (1) or load */
+    uint32_t new_prefix_by_hash;    /* scheduler.new-prefix-placement resolved: shm_placement_t */
     uint32_t cache_block_size;
     uint32_t connect_timeout_ms;
     uint32_t first_byte_timeout_ms;
@@ -369,7 +369,10 @@ typedef struct {
     uint64_t table_updated_ms;
 
     uint32_t config_seq;
-    uint32_t pad0;
+    /* shm_fleet_t: whether the instances report requests from senders other than this router
+     * (controlplane/sharing.c). It was padding (zero, SHM_FLEET_UNKNOWN) before, so the layout
+     * version did not change. */
+    uint32_t fleet;
     shm_config_t config;
 
     /* RCU state */

@@ -536,6 +536,18 @@ static inline uint64_t shm_cp_heartbeat_ms(const shm_seg_t *s)
 {
     return __atomic_load_n(&s->hdr->cp_heartbeat_ms, __ATOMIC_ACQUIRE);
 }
+/* The control plane's verdict on who else sends to the instances (shm_fleet_t), one word the DP
+ * reads per placement decision. Relaxed: it orders nothing, and a decision made a moment before
+ * the verdict changed is as good as one made after. */
+static inline void shm_fleet_set(shm_seg_t *s, shm_fleet_t f)
+{
+    __atomic_store_n(&s->hdr->fleet, (uint32_t)f, __ATOMIC_RELAXED);
+}
+static inline shm_fleet_t shm_fleet(const shm_seg_t *s)
+{
+    uint32_t f = __atomic_load_n(&s->hdr->fleet, __ATOMIC_RELAXED);
+    return f <= SHM_FLEET_SHARED ? (shm_fleet_t)f : SHM_FLEET_UNKNOWN; /* the segment is hostile too */
+}
 /* What a status view shows of the header, each field read once with the accessor or order above
  * (the rest relaxed: stamps and counters the CP writes; not one consistent snapshot). */
 typedef struct {

@@ -47,6 +47,21 @@ typedef enum {
     SHM_HEALTH_UNHEALTHY = 2,
 } shm_health_t;
 
+/* How cache_aware places a prefix no instance holds (shm_config_t.new_prefix_by_hash, resolved
+ * from scheduler.new-prefix-placement; dataplane/policy/cache_aware.c gives the why). */
+typedef enum {
+    SHM_PLACE_BY_LOAD = 0,
+    SHM_PLACE_BY_HASH = 1,
+    SHM_PLACE_BY_HASH_WHEN_SHARED = 2, /* by hash while shm_fleet() is SHM_FLEET_SHARED, else by load */
+} shm_placement_t;
+
+/* Whether other senders share this router's instances (shm_fleet(), controlplane/sharing.h). */
+typedef enum {
+    SHM_FLEET_UNKNOWN = 0, /* no scrape has yet shown traffic */
+    SHM_FLEET_ALONE = 1,   /* the instances report this router's requests and no others */
+    SHM_FLEET_SHARED = 2,  /* they report requests this router did not send */
+} shm_fleet_t;
+
 /* Bit set of transfer protocols an instance lists. */
 #define SHM_PROTO_IPC  1u
 #define SHM_PROTO_RDMA 2u

@@ -46,8 +46,11 @@
  *    request gains from where they went.
  *
  * New prefixes by load or by hash (scheduler.new-prefix-placement; auto = by hash when the
- * registry is etcd, i.e. several router hosts share the fleet). A router sees only the loads of
- * its own requests, so two routers that share nothing see different loads, and a load-based
+ * registry is etcd, i.e. several router hosts share the fleet, and otherwise while the control
+ * plane's verdict says the instances report requests this router did not send: shm_fleet(),
+ * controlplane/sharing.h; the verdict needs traffic, so a new prefix that arrives before any
+ * scrape has shown some, such as a burst at start, is still placed by load). A router sees
+ * only the loads of its own requests, so two routers that share nothing see different loads, and a load-based
  * detour of a new prefix is exactly where they part ways; a prefix they split costs a second
  * prefill and a second copy in the fleet's cache for as long as it lives. By hash, a new prefix
  * ignores local load among the near-best and tolerates far more of it before it detours (slack
@@ -59,7 +62,8 @@
  * (bench/routing_quality.py, docs/benchmarks.md 2b): two replicas kept 33% of prefix groups on
  * one instance by load and 75% by hash, with more hits (83% against 66%) and 0.3x the TTFT p50;
  * one router alone had fewer hits by hash (83% against 89%), 0.91x the throughput and a spread
- * of 1.17 instead of 1.00. Hence load for a lone router, hash for a fleet of them.
+ * of 1.17 instead of 1.00. Hence load for a lone router, hash for a fleet of them, and the
+ * verdict for a fleet whose routers were not told about each other (docs/benchmarks.md 2d).
  *
  * In both modes, a prefix held nowhere meets the load bound x (1 + reuse): where prefixes come
  * back, its first request places the whole group that follows, so a burst's passing difference
@@ -312,10 +316,19 @@ static const char *const order_names[] = {
     [ORDER_LOAD] = "fewest in flight, then rendezvous weight",
 };
 
-/* The order for a prompt not mostly cached anywhere (explore). */
-static order_t explore_order(const pol_ctx_t *c, const decision_t *d, const fleet_t *f)
+/* Whether new prefixes are placed by hash now (scheduler.new-prefix-placement, resolved; auto
+ * with a local registry: while the instances report other senders, see the file's comment). */
+static bool by_hash(const pol_ctx_t *c)
 {
-    if (c->cfg->new_prefix_by_hash || f->max == 0) /* or every candidate idle */
+    uint32_t p = c->cfg->new_prefix_by_hash;
+    return p == SHM_PLACE_BY_HASH ||
+           (p == SHM_PLACE_BY_HASH_WHEN_SHARED && shm_fleet(c->seg) == SHM_FLEET_SHARED);
+}
+
+/* The order for a prompt not mostly cached anywhere (explore). */
+static order_t explore_order(const decision_t *d, const fleet_t *f, bool hash)
+{
+    if (hash || f->max == 0) /* or every candidate idle */
         return ORDER_HASH;
     return d->reuse >= 0.5 ? ORDER_CONTENT : ORDER_LOAD;
 }
@@ -343,16 +356,16 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
     double best = d->best;
     uint64_t most = d->most, key = placement_key(d);
     uint64_t rest = d->units - most;
-    double reuse = c->cfg->new_prefix_by_hash ? d->reuse : 0; /* widens only by hash */
-    bound_t bound = bounds(f, n, d->units, most ? 1 : 1 + d->reuse,
-                           c->cfg->new_prefix_by_hash ? HASH_SIGMAS : CONTENT_SIGMAS);
+    bool hash = by_hash(c);
+    double reuse = hash ? d->reuse : 0; /* widens only by hash */
+    bound_t bound = bounds(f, n, d->units, most ? 1 : 1 + d->reuse, hash ? HASH_SIGMAS : CONTENT_SIGMAS);
     double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
     if (!most) /* held nowhere: see the file's comment */
         slack *= 1 + NEW_SLACK_REUSE * reuse;
     if (ex)
         ex->slack = slack;
     bool exploit = most > 0 && 2 * most >= d->units;
-    order_t order = exploit ? ORDER_CACHED : explore_order(c, d, f);
+    order_t order = exploit ? ORDER_CACHED : explore_order(d, f, hash);
     if (ex)
         ex->order = order_names[order];
     size_t pick[2] = {SIZE_MAX, SIZE_MAX}; /* within the bound, and regardless of it */
@@ -385,7 +398,7 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
     size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
     uint32_t block = block_of(c);
     if (ex)
-        memset(ex->cand, 0, n * sizeof *ex->cand), ex->order = NULL;
+        memset(ex->cand, 0, n * sizeof *ex->cand), ex->order = NULL, ex->new_by_hash = by_hash(c);
     d->now = shm_now_ms();
     d->nh = d->matched = 0;
     d->units = d->uncached = d->most = 0;

@@ -69,6 +69,7 @@ typedef struct {
     bool imbalanced;       /* cache-aware: the imbalance test fired */
     double reuse;          /* cache-aware: radix_reuse(): a new prefix's slack, bound and order */
     double slack;          /* cache-aware: how far above the lowest cost is still near-best */
+    bool new_by_hash;      /* cache-aware: new prefixes placed by hash in this decision */
     const char *order;     /* cache-aware: how the near-best were ordered (NULL: none were) */
     long choice;           /* index into the candidates, -1 for a random choice */
     pol_cand_info_t *cand; /* the caller's array, one per candidate */

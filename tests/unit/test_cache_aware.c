@@ -271,6 +271,33 @@ Test(cache_aware, by_load_without_reuse_a_new_prefix_goes_to_the_fewest_in_fligh
     cr_assert_eq(pick(r), rendezvous(r, slots, N));
 }
 
+/* scheduler.new-prefix-placement: auto with a local registry: by load while this router is
+ * alone (or cannot tell yet), by hash while the control plane's verdict says the instances
+ * report requests from other senders (controlplane/sharing.h), and by load again when it turns. */
+Test(cache_aware, auto_places_by_hash_only_while_the_instances_report_other_senders)
+{
+    cfg.new_prefix_by_hash = SHM_PLACE_BY_HASH_WHEN_SHARED;
+    const char *q = "auto: a new prefix while requests are in flight everywhere";
+    size_t home = rendezvous(q, slots, N), a = (home + 1) % N, b = (home + 2) % N;
+    loads(1, 1, 1);
+    shm_cache_inflow_add(&fx.seg, slots[home], 20);
+    shm_cache_inflow_add(&fx.seg, slots[a], 10);
+    const shm_fleet_t verdicts[] = {SHM_FLEET_UNKNOWN, SHM_FLEET_ALONE, SHM_FLEET_SHARED, SHM_FLEET_ALONE};
+    for (size_t v = 0; v < sizeof verdicts / sizeof *verdicts; v++) {
+        shm_fleet_set(&fx.seg, verdicts[v]);
+        pol_explain_t ex = {.cand = (pol_cand_info_t[N]){{0}}};
+        pol_prompt_t p = {.text = q, .len = strlen(q), .codepoints = strlen(q)};
+        pol_ctx_t c = {.seg = &fx.seg, .cfg = &cfg, .slots = slots, .n = N, .prompt = &p, .rng = &rng};
+        pol_cache_aware_ops.explain(&c, &ex); /* a dry run: q stays new */
+        bool shared = verdicts[v] == SHM_FLEET_SHARED;
+        cr_assert_eq(ex.new_by_hash, shared, "verdict %d", verdicts[v]);
+        cr_assert_eq(ex.choice, (long)(shared ? home : b), "verdict %d: by %s", verdicts[v],
+                     shared ? "hash" : "load");
+    }
+    shm_fleet_set(&fx.seg, (shm_fleet_t)7); /* a hostile segment's word: not a verdict */
+    cr_assert_eq(shm_fleet(&fx.seg), SHM_FLEET_UNKNOWN);
+}
+
 Test(cache_aware, the_reuse_estimate_follows_the_traffic)
 {
     cr_assert_eq(radix_reuse(&fx.seg), 1.0, "a new segment assumes prefixes come back");

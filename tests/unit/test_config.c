@@ -624,18 +624,20 @@ Test(config, shm_view_is_in_ms_and_bytes)
     cr_assert_eq(s.instance_cache_tokens, 65536u);
     cr_assert_str_eq(s.tokenizer_url, "http://t");
     cr_assert_eq(s.tokenizer_timeout_ms, 1u, "a positive timeout never becomes 0 ms");
-    cr_assert_eq(s.new_prefix_by_hash, 0u, "auto with the local registry: by load");
+    cr_assert_eq(s.new_prefix_by_hash, SHM_PLACE_BY_HASH_WHEN_SHARED,
+                 "auto with the local registry: by hash only while others share the instances");
 }
 
-/* scheduler.new-prefix-placement: auto is by hash exactly when the registry is etcd (several
- * router hosts); an explicit value wins either way. */
+/* scheduler.new-prefix-placement: auto is by hash when the registry is etcd (several router
+ * hosts), else by hash only while the instances report other senders; an explicit value wins
+ * either way. */
 Test(config, new_prefix_placement_resolves_auto_by_the_registry)
 {
     static const struct {
         const char *yaml;
         unsigned want;
     } cases[] = {
-        {"scheduler:\n  policy: cache_aware\n", 0},
+        {"scheduler:\n  policy: cache_aware\n", SHM_PLACE_BY_HASH_WHEN_SHARED},
         {"registry:\n  backend: etcd\n", 1},
         {"scheduler:\n  new-prefix-placement: HASH\n", 1},
         {"scheduler:\n  new-prefix-placement: load\nregistry:\n  backend: etcd\n", 0},

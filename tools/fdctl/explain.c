@@ -42,6 +42,7 @@ static char *read_body(const char *path, size_t *len)
 
 typedef struct {
     shm_config_t cfg;
+    shm_fleet_t fleet; /* the control plane's verdict when the decision was explained */
     shm_role_t role;
     const pol_t *pol;
     uint16_t slots[SHM_VIEW_MAX_SLOTS];
@@ -50,6 +51,14 @@ typedef struct {
     size_t n;
     pol_explain_t ex;
 } explain_t;
+
+static const char *const fleet_key[] = {
+    [SHM_FLEET_UNKNOWN] = "unknown", [SHM_FLEET_ALONE] = "alone", [SHM_FLEET_SHARED] = "shared"};
+static const char *const fleet_text[] = {
+    [SHM_FLEET_UNKNOWN] = "unknown (no scrape of the instances has shown traffic yet)",
+    [SHM_FLEET_ALONE] = "alone (the instances report this router's requests only)",
+    [SHM_FLEET_SHARED] = "shared (the instances report requests from other senders)",
+};
 
 static void print_text(const explain_t *e, const dp_body_t *b)
 {
@@ -71,7 +80,8 @@ static void print_text(const explain_t *e, const dp_body_t *b)
         printf("cost           (uncached + copy of what another holds) x %g + queued x %g, in units of %llu\n"
                "               near-best: within what the best still prefills, and within the bounds\n",
                e->cfg.hit_ratio_weight, e->cfg.load_balance_weight, (unsigned long long)e->ex.units);
-        if (e->cfg.new_prefix_by_hash)
+        printf("fleet          %s\n", fleet_text[e->fleet]);
+        if (e->ex.new_by_hash)
             printf("slack          %.1f (new prefixes by hash: one held nowhere tolerates 1 + 8 x reuse %.2f "
                    "prefills)\n",
                    e->ex.slack, e->ex.reuse);
@@ -114,7 +124,8 @@ static json_object *to_json(const explain_t *e, const dp_body_t *b)
     json_object_object_add(o, "imbalanced", json_object_new_boolean(e->ex.imbalanced));
     json_object_object_add(o, "prompt_units", json_object_new_int64((int64_t)e->ex.units));
     json_object_object_add(o, "new_prefix_placement",
-                           json_object_new_string(e->cfg.new_prefix_by_hash ? "hash" : "load"));
+                           json_object_new_string(e->ex.new_by_hash ? "hash" : "load"));
+    json_object_object_add(o, "fleet", json_object_new_string(fleet_key[e->fleet]));
     json_object_object_add(o, "reuse", json_object_new_double(e->ex.reuse));
     json_object_object_add(o, "slack", json_object_new_double(e->ex.slack));
     json_object_object_add(o, "order", e->ex.order ? json_object_new_string(e->ex.order) : NULL);
@@ -172,6 +183,7 @@ static bool setup(explain_t *e, shm_seg_t *seg)
         fprintf(stderr, "fdctl: the configuration in shared memory is being rewritten; try again\n");
         return false;
     }
+    e->fleet = shm_fleet(seg);
     e->role = e->cfg.splitwise ? SHM_ROLE_PREFILL : SHM_ROLE_MIXED;
     if (!(e->pol = pol_get(e->cfg.policy[e->role]))) {
         fprintf(stderr, "fdctl: unknown policy %u in shared memory\n", e->cfg.policy[e->role]);
