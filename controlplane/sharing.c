@@ -8,12 +8,6 @@
 #define FOREIGN_MIN   2.0  /* requests beyond this router's own, fleet-wide */
 #define FOREIGN_SHARE 0.25 /* ... and this share of what the instances report */
 
-static const char *const fleet_names[] = {
-    [SHM_FLEET_UNKNOWN] = "unknown",
-    [SHM_FLEET_ALONE] = "alone",
-    [SHM_FLEET_SHARED] = "shared",
-};
-
 shm_fleet_t cp_sharing_fold(cp_sharing_t *s, const cp_sharing_round_t *r)
 {
     bool foreign = r->foreign >= FOREIGN_MIN && r->foreign >= FOREIGN_SHARE * r->remote;
@@ -61,5 +55,5 @@ void cp_sharing_tick(cp_sharing_t *s, shm_seg_t *seg, uint64_t max_age_ms)
     LOG_INFO("Instances report %s: %.0f request(s) running or waiting, %.0f of them beyond this "
              "router's %.0f in flight; fleet verdict %s -> %s",
              now == SHM_FLEET_SHARED ? "requests from other senders" : "this router's requests only",
-             r.remote, r.foreign, r.own, fleet_names[was], fleet_names[now]);
+             r.remote, r.foreign, r.own, shm_fleet_name(was), shm_fleet_name(now));
 }

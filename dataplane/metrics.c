@@ -192,13 +192,12 @@ static void put_process(out_t *o)
            "Seconds since the control plane last showed it is alive (grows while it is down)");
     put(o, "fd_router_control_plane_heartbeat_age_seconds %.3f\n",
         beat && now > beat ? (double)(now - beat) / 1000 : 0.0);
-    static const char *const verdicts[] = {"unknown", "alone", "shared"};
     shm_fleet_t fleet = shm_fleet(&dp.seg);
     family(o, "fd_router_fleet_verdict", "gauge",
            "1 for the current verdict: do the instances report requests from other senders (shared), only "
            "this router's (alone), or no traffic yet (unknown)");
-    for (unsigned v = 0; v < 3; v++)
-        put(o, "fd_router_fleet_verdict{verdict=\"%s\"} %d\n", verdicts[v], fleet == (shm_fleet_t)v);
+    for (shm_fleet_t v = SHM_FLEET_UNKNOWN; v <= SHM_FLEET_SHARED; v++)
+        put(o, "fd_router_fleet_verdict{verdict=\"%s\"} %d\n", shm_fleet_name(v), fleet == v);
 }
 
 static void put_counter(out_t *o, const char *name, const char *help, uint64_t v)

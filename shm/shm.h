@@ -548,6 +548,11 @@ static inline shm_fleet_t shm_fleet(const shm_seg_t *s)
     uint32_t f = __atomic_load_n(&s->hdr->fleet, __ATOMIC_RELAXED);
     return f <= SHM_FLEET_SHARED ? (shm_fleet_t)f : SHM_FLEET_UNKNOWN; /* the segment is hostile too */
 }
+/* The verdict's name in logs, GET /metrics labels and fdctl: unknown, alone, shared. */
+static inline const char *shm_fleet_name(shm_fleet_t f)
+{
+    return f == SHM_FLEET_SHARED ? "shared" : f == SHM_FLEET_ALONE ? "alone" : "unknown";
+}
 /* What a status view shows of the header, each field read once with the accessor or order above
  * (the rest relaxed: stamps and counters the CP writes; not one consistent snapshot). */
 typedef struct {

@@ -52,8 +52,6 @@ typedef struct {
     pol_explain_t ex;
 } explain_t;
 
-static const char *const fleet_key[] = {
-    [SHM_FLEET_UNKNOWN] = "unknown", [SHM_FLEET_ALONE] = "alone", [SHM_FLEET_SHARED] = "shared"};
 static const char *const fleet_text[] = {
     [SHM_FLEET_UNKNOWN] = "unknown (no scrape of the instances has shown traffic yet)",
     [SHM_FLEET_ALONE] = "alone (the instances report this router's requests only)",
@@ -125,7 +123,7 @@ static json_object *to_json(const explain_t *e, const dp_body_t *b)
     json_object_object_add(o, "prompt_units", json_object_new_int64((int64_t)e->ex.units));
     json_object_object_add(o, "new_prefix_placement",
                            json_object_new_string(e->ex.new_by_hash ? "hash" : "load"));
-    json_object_object_add(o, "fleet", json_object_new_string(fleet_key[e->fleet]));
+    json_object_object_add(o, "fleet", json_object_new_string(shm_fleet_name(e->fleet)));
     json_object_object_add(o, "reuse", json_object_new_double(e->ex.reuse));
     json_object_object_add(o, "slack", json_object_new_double(e->ex.slack));
     json_object_object_add(o, "order", e->ex.order ? json_object_new_string(e->ex.order) : NULL);
