@@ -54,6 +54,7 @@ int cp_listen_open(const char *addr, unsigned port, char *err, size_t errlen)
     if (fd >= 0)
         close(fd);
     freeaddrinfo(res);
+    errno = e;
     return -1;
 }
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -240,6 +241,9 @@ static void mark_stale_unknown(cp_t *cp)
             cp->shm_name, n);
 }
 
+#define LISTEN_RETRIES  20        /* a port in use at start: tried again 20 times ... */
+#define LISTEN_RETRY_NS 100000000 /* ... 100 ms apart */
+
 /* With an adopted DP the socket is taken back from it; otherwise (or if that fails) bound anew. */
 static int open_listener(cp_t *cp, const cp_orphans_t *o)
 {
@@ -252,7 +256,14 @@ static int open_listener(cp_t *cp, const cp_orphans_t *o)
             return 0;
         }
     }
-    cp->listen_fd = cp_listen_open(cp->cfg.listen, cp->port, err, sizeof(err));
+    /* A data plane killed a moment ago can still hold the port after its pid looks dead: a
+     * multi-threaded process's leader is a zombie before its last thread has released the
+     * files. So a port in use is tried again for a while, as nginx does at start (before the
+     * loop runs, so nothing else waits). */
+    for (int tries = 0; (cp->listen_fd = cp_listen_open(cp->cfg.listen, cp->port, err, sizeof(err))) < 0 &&
+                        errno == EADDRINUSE && tries < LISTEN_RETRIES;
+         tries++)
+        nanosleep(&(struct timespec){.tv_nsec = LISTEN_RETRY_NS}, NULL);
     if (cp->listen_fd >= 0)
         return 0;
     if (orphan != 0) {
