@@ -124,6 +124,7 @@ typedef struct {
     double best;                   /* the lowest predicted cost (score) */
     double reuse;                  /* radix_reuse() when the decision began */
     bool reused;                   /* the prompt was at least half cached somewhere */
+    bool by_hash;                  /* new prefixes placed by hash (by_hash(), read once) */
     uint64_t hashes[RADIX_MAX_BLOCKS];
     radix_cand_t rc[SHM_VIEW_MAX_SLOTS];
 } decision_t;
@@ -356,7 +357,7 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
     double best = d->best;
     uint64_t most = d->most, key = placement_key(d);
     uint64_t rest = d->units - most;
-    bool hash = by_hash(c);
+    bool hash = d->by_hash;
     double reuse = hash ? d->reuse : 0; /* widens only by hash */
     bound_t bound = bounds(f, n, d->units, most ? 1 : 1 + d->reuse, hash ? HASH_SIGMAS : CONTENT_SIGMAS);
     double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
@@ -398,13 +399,16 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
     size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
     uint32_t block = block_of(c);
     if (ex)
-        memset(ex->cand, 0, n * sizeof *ex->cand), ex->order = NULL, ex->new_by_hash = by_hash(c);
+        memset(ex->cand, 0, n * sizeof *ex->cand), ex->order = NULL;
     d->now = shm_now_ms();
     d->nh = d->matched = 0;
     d->units = d->uncached = d->most = 0;
     d->best = 0;
     d->reuse = radix_reuse(c->seg);
     d->reused = false;
+    d->by_hash = by_hash(c); /* the verdict can turn mid-decision: the explanation shows the one used */
+    if (ex)
+        ex->new_by_hash = d->by_hash;
     bool has_prompt = c->prompt && c->prompt->text && c->prompt->len;
     if (has_prompt)
         d->nh = hash_prompt(c, block, d->hashes, &d->units);
