@@ -30,10 +30,11 @@
  *    where reuse is the share of this router's recent decisions whose prompt was mostly cached
  *    (radix_reuse).
  * Among the near-best, a prompt at least half cached somewhere goes to the longest cached part,
- * then to the highest rendezvous weight of (hash of the prompt's first PLACEMENT_BLOCKS blocks,
+ * then to the highest rendezvous weight of (hash of the prompt's blocks through its cached part,
  * the instance's URL hash), so a prefix cached on two instances settles back on one of them.
  * Any other prompt (explore) goes, among the near-best:
- *  - by that rendezvous weight when new prefixes are placed by hash, or when no candidate has a
+ *  - by the rendezvous weight of its blocks through PLACEMENT_BLOCKS past its cached part
+ *    (placement_key()) when new prefixes are placed by hash, or when no candidate has a
  *    request in flight: new prefixes spread over the fleet by hash, and routers that share no
  *    state place a new prefix alike (a fleet's routers; one router and its restarted self);
  *  - by load, while prefixes come back (reuse >= 0.5): to the least content sent to its cache,
@@ -272,9 +273,19 @@ static bool over_bound(const cand_t *k, const bound_t *b)
     return k->load + 1 > b->load || (double)k->inflow > b->content;
 }
 
-static uint64_t placement_key(const decision_t *d)
+/* The rendezvous key of a prompt: the hash of its blocks up to a depth (each block's hash chains
+ * all before it), the longest part some instance holds (d->most) and, for a prompt mostly new
+ * (explore), PLACEMENT_BLOCKS blocks more. A group's prompts share both, so a group settles on
+ * one holder and a new group is placed as one. New prompts that share only a held head, such as
+ * one system prompt before every user's conversation, get keys of their own and spread over
+ * the fleet: named by their first blocks, all of them would go where the head's hash says. A
+ * prefix no instance holds any more is named by its first blocks again, so its group is placed
+ * anew as one. Two routers agree on the key once both hold the head, as after its first use. */
+static uint64_t placement_key(const decision_t *d, uint32_t block, bool exploit)
 {
-    return d->hashes[(d->nh < PLACEMENT_BLOCKS ? d->nh : PLACEMENT_BLOCKS) - 1];
+    size_t depth = (size_t)(d->most / block) + (exploit ? 0 : PLACEMENT_BLOCKS);
+    depth = depth < 1 ? 1 : depth > d->nh ? d->nh : depth;
+    return d->hashes[depth - 1];
 }
 
 /* Cached part and predicted cost of every candidate, the longest cached part (d->most) and the
@@ -355,7 +366,7 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
                      pol_explain_t *ex)
 {
     double best = d->best;
-    uint64_t most = d->most, key = placement_key(d);
+    uint64_t most = d->most;
     uint64_t rest = d->units - most;
     bool hash = d->by_hash;
     double reuse = hash ? d->reuse : 0; /* widens only by hash */
@@ -366,6 +377,7 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
     if (ex)
         ex->slack = slack;
     bool exploit = most > 0 && 2 * most >= d->units;
+    uint64_t key = placement_key(d, block_of(c), exploit);
     order_t order = exploit ? ORDER_CACHED : explore_order(d, f, hash);
     if (ex)
         ex->order = order_names[order];

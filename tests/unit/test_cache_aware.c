@@ -113,14 +113,15 @@ static void level_inflow(void)
         shm_cache_inflow_add(&fx.seg, slots[i], most - shm_cache_inflow(&fx.seg, slots[i]));
 }
 
-/* The candidate a prompt nobody holds goes to when every candidate is eligible: the highest
- * rendezvous weight of (hash of its first 4 blocks, URL hash), computed here from the contract. */
-static size_t rendezvous(const char *prompt, const uint16_t *sl, size_t n)
+/* The candidate a prompt goes to when every candidate is eligible and none holds a block of it:
+ * the highest rendezvous weight of (hash of its first 4 blocks, URL hash), computed here from
+ * the contract; rendezvous_at() names the prompt by its first `depth` blocks instead. */
+static size_t rendezvous_at(const char *prompt, const uint16_t *sl, size_t n, size_t depth)
 {
     uint64_t h[RADIX_MAX_BLOCKS];
     size_t nh =
         radix_hash_text(RADIX_SEED, prompt, strlen(prompt), cfg.cache_block_size, true, h, RADIX_MAX_BLOCKS);
-    uint64_t key = h[(nh < 4 ? nh : 4) - 1], best = 0;
+    uint64_t key = h[(nh < depth ? nh : depth) - 1], best = 0;
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t x = key ^ shm_instance(&fx.seg, sl[i])->url_hash;
@@ -133,6 +134,11 @@ static size_t rendezvous(const char *prompt, const uint16_t *sl, size_t n)
             best = x, at = i;
     }
     return at;
+}
+
+static size_t rendezvous(const char *prompt, const uint16_t *sl, size_t n)
+{
+    return rendezvous_at(prompt, sl, n, 4);
 }
 
 /* A prompt's rendezvous home given `at_home` of a counter (inflight or tokens), every other
@@ -193,9 +199,10 @@ Test(cache_aware, the_weights_scale_the_two_terms)
     cr_assert_eq(pick(P), 2);
     tokens(0, 0, 465);
     cfg.load_balance_weight = 0.5; /* C: 4 + 465 / 2 = 236.5 */
-    cr_assert_neq(pick(P), 2);
+    size_t copy = pick(P);
+    cr_assert_neq(copy, 2);
     tokens(0, 0, 464);
-    cr_assert_eq(pick_n(P, 2), 1, "B just took a copy: as cheap as C now, but without C");
+    cr_assert_eq(pick_n(P, 2), copy, "the one that just took a copy: as cheap as C now, but without C");
 }
 
 Test(cache_aware, a_prefix_held_nowhere_goes_where_its_rendezvous_hash_says)
@@ -212,6 +219,29 @@ Test(cache_aware, a_prefix_held_nowhere_goes_where_its_rendezvous_hash_says)
     for (int i = 0; i < N; i++)
         cr_assert_gt(seen[i], 3, "distinct prefixes spread: instance %d took %d of 30", i, seen[i]);
     cr_assert_eq(stats().lookups_hit, 0);
+}
+
+/* New prompts that share only a held head (one system prompt, held everywhere, before each
+ * user's own question) are named by 4 blocks past the head, not by their first 4 blocks: by hash
+ * they spread over the fleet instead of all going where the head's hash says. */
+Test(cache_aware, by_hash_new_prompts_that_share_only_a_held_head_spread)
+{
+    cfg.new_prefix_by_hash = SHM_PLACE_BY_HASH;
+    const char *head = "System: answer in brief; cite your sources. "; /* 44 cp: 11 blocks */
+    for (int i = 0; i < N; i++)
+        remember(head, i);
+    char prompt[160];
+    int seen[N] = {0};
+    for (int k = 0; k < 30; k++) {
+        snprintf(prompt, sizeof prompt, "%s%02d: one user's own question, longer than the head it shares",
+                 head, k);
+        level_inflow();
+        size_t got = pick(prompt);
+        cr_assert_eq(got, rendezvous_at(prompt, slots, N, 11 + 4), "prompt %d", k);
+        seen[got]++;
+    }
+    for (int i = 0; i < N; i++)
+        cr_assert_gt(seen[i], 3, "instance %d took %d of 30", i, seen[i]);
 }
 
 Test(cache_aware, two_routers_that_share_nothing_place_a_new_prefix_alike)
@@ -267,7 +297,8 @@ Test(cache_aware, by_load_without_reuse_a_new_prefix_goes_to_the_fewest_in_fligh
     loads(l[0], l[1], l[2]);
     cr_assert_eq(pick(q), b);
     loads(0, 0, 0);
-    const char *r = "without reuse, an idle fleet: the rendezvous hash decides";
+    const char *r =
+        "an idle fleet, without reuse: the rendezvous hash decides"; /* no head in common with q */
     cr_assert_eq(pick(r), rendezvous(r, slots, N));
 }
 
