@@ -183,10 +183,12 @@ class RequestBoundsTest(FdTestCase):
         self.assertEqual(status, 503, answer[:300])
         self.assertIn(b"too many request bytes buffered", answer)
         self.assertEqual(read_answer(first, 20)[0], 200)
-        # once the first ended, the same body is served
-        third = self.connect(router)
-        third.sendall(head(len(data)) + data)
-        self.assertEqual(read_answer(third, 20)[0], 200)
+        # once the first ended, the same body is served. Sent on the first's own connection: the
+        # router releases a body when it disposes of its request, which a client may not see
+        # happen before the last byte of the answer arrives, while a keep-alive connection's next
+        # request is read only after that (a new connection raced it: 503 in one CI run)
+        first.sendall(head(len(data)) + data)
+        self.assertEqual(read_answer(first, 20)[0], 200)
 
     def test_accept_pauses_at_the_descriptor_limit(self):
         router, _ = self.start(proxy={"request-header-timeout-secs": 30})
