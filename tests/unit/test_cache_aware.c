@@ -244,6 +244,24 @@ Test(cache_aware, by_hash_new_prompts_that_share_only_a_held_head_spread)
         cr_assert_gt(seen[i], 3, "instance %d took %d of 30", i, seen[i]);
 }
 
+/* A group cached on two instances, equally: its prompts are named by the cached part they share,
+ * so every prompt of a group goes to the same one of the two (the higher weight of that part),
+ * group by group; by the first 4 blocks, 8 groups would match this by chance 1 time in 256. */
+Test(cache_aware, a_group_held_twice_settles_on_the_holder_its_cached_part_names)
+{
+    char group[64], prompt[96];
+    for (int g = 0; g < 8; g++) {
+        snprintf(group, sizeof group, "group %02d: this prefix is eleven blocks long.", g);
+        cr_assert_eq(strlen(group), 44);
+        remember(group, 0);
+        remember(group, 1);
+        for (int k = 0; k < 4; k++) {
+            snprintf(prompt, sizeof prompt, "%s%02d: a short suffix", group, k);
+            cr_assert_eq(pick(prompt), rendezvous_at(prompt, slots, 2, 11), "group %d, prompt %d", g, k);
+        }
+    }
+}
+
 Test(cache_aware, two_routers_that_share_nothing_place_a_new_prefix_alike)
 {
     dp_fixture_t other; /* a second segment: another router, same instances */
