@@ -181,7 +181,7 @@ class Bench:
         port = free_port()
         n = self.router_seq
         self.router_seq += 1
-        cfg = {"server": {"listen": HOST}, "log": {"level": "warn"},
+        cfg = {"server": {"listen": HOST}, "log": {"level": os.environ.get("BENCH_LOG_LEVEL", "warn")},
                "scheduler": {"policy": policy},
                "manager": {"health-check-interval-secs": 1, "health-check-timeout-secs": 2},
                "router": {"dp-threads": dp_threads}}
