@@ -6,6 +6,10 @@ Everything runs on 127.0.0.1. Each process is started here and killed here, by i
 checking /proc/<pid>/cmdline (a pid the kernel reused for something else is left alone); the data
 plane, which fd-router's control plane spawns, is found through `fdctl status --json`. Cleanup
 runs at exit, on SIGINT/SIGTERM and when a benchmark fails.
+
+For a closer look at a run: BENCH_KEEP_TMP=1 keeps the temporary folder (every process's log,
+config and loadgen output), and BENCH_LOG_LEVEL sets the routers' log level (default warn; info
+shows, among others, the control plane's fleet-verdict changes).
 """
 
 import atexit
