@@ -93,7 +93,7 @@
 #define LOAD_BOUND       1.25 /* see bounds() */
 #define CONTENT_BOUND    1.1
 #define CONTENT_SIGMAS   2.5 /* placing new prefixes by load */
-#define HASH_SIGMAS      1.5 /* by hash */
+#define HASH_SIGMAS      2.0 /* by hash: the mean of the prompt's own, see bounds() */
 #define NEW_SLACK_REUSE  8.0 /* see the file's comment: a new prefix's slack, in prefills, per reuse */
 #define GO_ABS_DEFAULT   1.0
 #define GO_REL_DEFAULT   0.2
@@ -248,13 +248,32 @@ static size_t least_loaded(const pol_ctx_t *c, const cand_t *k)
  * run of 1,000, where a slack of two prompts did in 1 of 7), while a skew beyond it, such as
  * the longest prompts all homed on one instance, grows with the mean and is cut. Placing new
  * prefixes by hash, where loads no longer even out what the hash scatters, the bound is the
- * one balance left, hence HASH_SIGMAS: simulated with 16 prefixes on 4 instances seen by two
- * routers in independent orders, 2.5 sigmas agree on 99% of them with the busiest instance
- * homing 1.5 x the mean, 1.5 sigmas on 88% with 1.4 x, a bound of the mean + 1 on 62%. */
+ * one balance left: simulated with 16 prefixes on 4 instances seen by two routers in independent
+ * orders, 2.5 sigmas agree on 99% of them with the busiest instance homing 1.5 x the mean, 1.5
+ * sigmas on 88% with 1.4 x, a bound of the mean + 1 on 62%.
+ *
+ * By hash, the sigmas are the prompt's own: HASH_SIGMAS x (0.5 + u), u uniform in [0, 1) drawn
+ * from a hash of its rendezvous key (threshold()). A fixed threshold detours every prefix homed
+ * on an instance for as long as one router's count of it is above the line and the other's
+ * below: a run of disagreements (a clean-clone CI saw 7 of 24 groups split that way). With the
+ * threshold a function of the prefix, every router detours the prefixes of low u first, in
+ * whatever order it sees them: the sets two routers detour nest, and they disagree only on the
+ * prefixes whose threshold lies between their two counts. Simulated (docs/benchmarks.md 2g), a
+ * threshold drawn from [1, 3) sigmas keeps the homing balance of a fixed 1.5 (busiest instance
+ * 1.28 x the mean for 24 prefixes on 3 instances, 1.49 x for 16 on 4) and splits fewer prefixes
+ * between two routers: more than 3 of 24 in 0.37% of runs instead of 1.2%, more than 6 in 0.002%
+ * instead of 0.05%. */
 typedef struct {
     uint64_t load;
     double content;
 } bound_t;
+
+/* A prompt's share of HASH_SIGMAS, in [0.5, 1.5) (see above): the same in every router, since
+ * it depends on the rendezvous key alone. */
+static double threshold(uint64_t key)
+{
+    return 0.5 + (double)(mix(key ^ 0x9e3779b97f4a7c15ULL) >> 11) * 0x1p-53;
+}
 
 static bound_t bounds(const fleet_t *f, size_t n, uint64_t units, double relax, double sigmas)
 {
@@ -370,14 +389,15 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
     uint64_t rest = d->units - most;
     bool hash = d->by_hash;
     double reuse = hash ? d->reuse : 0; /* widens only by hash */
-    bound_t bound = bounds(f, n, d->units, most ? 1 : 1 + d->reuse, hash ? HASH_SIGMAS : CONTENT_SIGMAS);
+    bool exploit = most > 0 && 2 * most >= d->units;
+    uint64_t key = placement_key(d, block_of(c), exploit);
+    double sigmas = hash ? HASH_SIGMAS * threshold(key) : CONTENT_SIGMAS;
+    bound_t bound = bounds(f, n, d->units, most ? 1 : 1 + d->reuse, sigmas);
     double slack = (double)(rest > block_of(c) ? rest : block_of(c)) * c->cfg->hit_ratio_weight;
     if (!most) /* held nowhere: see the file's comment */
         slack *= 1 + NEW_SLACK_REUSE * reuse;
     if (ex)
         ex->slack = slack;
-    bool exploit = most > 0 && 2 * most >= d->units;
-    uint64_t key = placement_key(d, block_of(c), exploit);
     order_t order = exploit ? ORDER_CACHED : explore_order(d, f, hash);
     if (ex)
         ex->order = order_names[order];

@@ -422,7 +422,8 @@ Test(cache_aware, by_load_the_reuse_estimate_does_not_widen_the_slack)
  * candidate i already sent x prompts' worth of content (the others none), a new prefix whose
  * rendezvous home is i still goes there while x stays within 2.5 standard deviations of the mean
  * (the mean counting this prompt: m = (x + 1) / 3 prompts, sd = sqrt(m) prompts), and elsewhere
- * once it does not; placing new prefixes by hash, within 1.5. */
+ * once it does not; placing new prefixes by hash, within the prompt's own threshold, 1 to 3
+ * standard deviations. */
 Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it)
 {
     char prompt[64];
@@ -434,10 +435,10 @@ Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it
         for (size_t i = 0; i < N; i++) /* back to nothing sent anywhere (adds -inflow, mod 2^64) */
             shm_cache_inflow_add(&fx.seg, slots[i], -shm_cache_inflow(&fx.seg, slots[i]));
         /* x = 4 prompts: m = 5/3, bound m + 2.5 sqrt(m) = 4.9 prompts (two prompts of slack
-         * would have been 3.7 and detoured it); x = 8: m = 3, bound 7.3. By hash: x = 3, m = 4/3,
-         * bound m + 1.5 sqrt(m) = 3.07; x = 6: m = 7/3, bound 4.6 */
+         * would have been 3.7 and detoured it); x = 8: m = 3, bound 7.3. By hash: x = 2, m = 1,
+         * bound at least m + sqrt(m) = 2; x = 10: m = 11/3, bound at most m + 3 sqrt(m) = 9.4 */
         cfg.new_prefix_by_hash = k >= 20;
-        uint64_t x = (k % 2 ? 8 : 4) - (cfg.new_prefix_by_hash ? (k % 2 ? 2 : 1) : 0);
+        uint64_t x = cfg.new_prefix_by_hash ? (k % 2 ? 10 : 2) : (k % 2 ? 8 : 4);
         shm_cache_inflow_add(&fx.seg, slots[home], x * unit);
         size_t got = pick(prompt);
         if (!(k % 2))
@@ -446,6 +447,42 @@ Test(cache_aware, the_content_bound_tolerates_a_hashs_scatter_and_cuts_beyond_it
             cr_assert_neq(got, home, "prompt %d: %lu prompts' worth already sent there", k, (unsigned long)x);
     }
     cr_assert_eq(stayed, homed, "within the scatter: %d of %d kept their home", stayed, homed);
+}
+
+/* By hash, two routers whose counts of the content sent to a prefix's home differ detour nested
+ * sets of prefixes: each prefix's threshold is its own, so every prefix the router with the
+ * smaller count detours, the other detours too, and between the two counts only some do. Here
+ * one router has sent its home 4 prompts' worth (m = 5/3: thresholds from 2.96 to 5.54 prompts)
+ * and the other 5 (m = 2: 3.41 to 6.24). */
+Test(cache_aware, by_hash_routers_with_different_counts_detour_nested_sets)
+{
+    dp_fixture_t other;
+    uint16_t oslots[N];
+    dp_fixture_open(&other, "ca3", oslots, N, 8000);
+    cfg.new_prefix_by_hash = 1;
+    char prompt[64];
+    int fewer = 0, more = 0;
+    for (int k = 0; k < 40; k++) {
+        snprintf(prompt, sizeof prompt, "%02d: one prefix, two routers' counts", k);
+        uint64_t unit = strlen(prompt);
+        size_t home = rendezvous(prompt, slots, N);
+        bool detoured[2];
+        for (int r = 0; r < 2; r++) {
+            dp_fixture_t *f = r ? &other : &fx;
+            const uint16_t *sl = r ? oslots : slots;
+            for (size_t i = 0; i < N; i++)
+                shm_cache_inflow_add(&f->seg, sl[i], -shm_cache_inflow(&f->seg, sl[i]));
+            size_t at = 0; /* the home in this router's slots: the same URL */
+            while (shm_instance(&f->seg, sl[at])->url_hash != shm_instance(&fx.seg, slots[home])->url_hash)
+                at++;
+            shm_cache_inflow_add(&f->seg, sl[at], (4 + (uint64_t)r) * unit);
+            detoured[r] = pick_on(f, sl, prompt, N) != at;
+        }
+        cr_assert(!detoured[0] || detoured[1], "prompt %d: detoured at the smaller count only", k);
+        fewer += detoured[0], more += detoured[1];
+    }
+    cr_assert(fewer > 0 && more < 40 && more > fewer, "detoured: %d at 4 prompts, %d at 5", fewer, more);
+    dp_fixture_close(&other);
 }
 
 /* By hash without reuse (the plain bound, the near-best ordered by hash alone). */
