@@ -5,10 +5,13 @@
  * bench_body_scan, never run by CTest (bench/README.md).
  *
  * Each cell runs ROUNDS rounds of ITERS parses and prints the median ns per body of each, and
- * their ratio. The body: a system message and user turns of mostly ASCII words with some 2- and
- * 3-byte characters and escapes (\n, \", \u00e9), plus the usual scalar fields.
+ * their ratio. The body: a system message and user turns of words, plus the usual scalar fields;
+ * "mixed" words are mostly ASCII with some 2- and 3-byte characters and escapes (\n, \", \u00e9:
+ * one every dozen bytes or so, as in code or quoted text), "plain" words are ASCII letters only
+ * (prose: the body of bench/overhead.py's large requests).
  */
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +28,14 @@ static double now_ns(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
-/* a chat body of about `size` bytes */
-static char *make_body(size_t size, size_t *len)
+/* a chat body of about `size` bytes, of mixed or plain words (above) */
+static char *make_body(size_t size, bool plain, size_t *len)
 {
-    static const char *words[] = {"the",    "router", "h\xc3\xa9llo",   "\xe4\xbd\xa0\xe5\xa5\xbd", "cache",
+    static const char *mixed[] = {"the",    "router", "h\xc3\xa9llo",   "\xe4\xbd\xa0\xe5\xa5\xbd", "cache",
                                   "prefix", "\\n",    "\\\"quoted\\\"", "\\u00e9t\\u00e9",          "tokens"};
+    static const char *letters[] = {"the",    "router", "hello",  "nihao", "cache",
+                                    "prefix", "new",    "quoted", "etes",  "tokens"};
+    const char **words = plain ? letters : mixed;
     char *b = malloc(size + 512);
     size_t n = (size_t)sprintf(b, "{\"model\":\"m\",\"stream\":true,\"max_tokens\":128,\"temperature\":0.7,"
                                   "\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"}");
@@ -85,10 +91,11 @@ static int cmp(const void *a, const void *b)
 int main(void)
 {
     const size_t sizes[] = {1024, 8192, 65536};
-    printf("%-8s %12s %12s %8s\n", "body", "scan ns", "json-c ns", "ratio");
-    for (size_t s = 0; s < 3; s++) {
+    printf("%-6s %-8s %12s %12s %8s\n", "words", "body", "scan ns", "json-c ns", "ratio");
+    for (size_t s = 0; s < 6; s++) {
         size_t len;
-        char *body = make_body(sizes[s], &len);
+        bool plain = s >= 3;
+        char *body = make_body(sizes[s % 3], plain, &len);
         int iters = (int)(4000000 / len) + 10;
         double scan[ROUNDS], jc[ROUNDS];
         for (int r = 0; r < ROUNDS; r++) {
@@ -97,8 +104,8 @@ int main(void)
         }
         qsort(scan, ROUNDS, sizeof(double), cmp);
         qsort(jc, ROUNDS, sizeof(double), cmp);
-        printf("%-8zu %12.0f %12.0f %7.1fx\n", len, scan[ROUNDS / 2], jc[ROUNDS / 2],
-               jc[ROUNDS / 2] / scan[ROUNDS / 2]);
+        printf("%-6s %-8zu %12.0f %12.0f %7.1fx\n", plain ? "plain" : "mixed", len, scan[ROUNDS / 2],
+               jc[ROUNDS / 2], jc[ROUNDS / 2] / scan[ROUNDS / 2]);
         free(body);
     }
     return 0;

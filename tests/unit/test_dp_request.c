@@ -81,6 +81,52 @@ Test(request, codepoints_count_characters_not_bytes)
     cr_assert_eq(dp_codepoints("", 0), 0);
 }
 
+/* Long texts too, so every chunk width (16 bytes, 8, single bytes) and the fold of the byte
+ * lanes (every 255 chunks of 16) are crossed: against a byte-by-byte count of lead bytes, for
+ * every length up to 5,000 bytes of a pseudo-random mix of 1- to 4-byte characters and stray
+ * continuation bytes. */
+Test(request, codepoints_of_long_texts_match_a_byte_count)
+{
+    static const char *const pieces[] = {"a",    " ",    "\xc3\xa9", "\xe4\xbd\xa0", "\xf0\x9f\x98\x80",
+                                         "\x80", "\xbf", "\xff"};
+    char *t = malloc(5000 + 4);
+    size_t len = 0;
+    unsigned r = 7;
+    while (len < 5000) {
+        r = r * 1103515245u + 12345u;
+        const char *p = pieces[(r >> 16) % 8];
+        memcpy(t + len, p, strlen(p));
+        len += strlen(p);
+    }
+    size_t want = 0;
+    for (size_t n = 0; n <= 5000; n++) {
+        cr_assert_eq(dp_codepoints(t, n), want, "first %zu bytes", n);
+        want += n < len && ((unsigned char)t[n] & 0xC0) != 0x80;
+    }
+    free(t);
+}
+
+/* A string's end, an escape or a NUL found at every offset of strings up to 40 bytes long, across
+ * the scanner's 16- and 8-byte chunks: the value read back is the one written. */
+Test(request, string_ends_are_found_at_every_offset)
+{
+    char body[128], want[64];
+    for (size_t n = 0; n <= 40; n++)
+        for (size_t k = 0; k <= n; k++) {
+            memset(want, 'a', n);
+            want[n] = '\0';
+            want[k] = k < n ? '"' : '\0'; /* an escaped quote at k (none when k == n) */
+            int len = snprintf(body, sizeof body, "{\"model\":\"%.*s%s%s\"}", (int)k, want,
+                               k < n ? "\\\"" : "", k < n ? want + k + 1 : "");
+            dp_body_t b;
+            cr_assert_eq(dp_parse_body(&pool, body, (size_t)len, false, &b), 0, "%s", body);
+            cr_assert_eq(b.model.len, n, "%s", body);
+            cr_assert_eq(memcmp(b.model.base, want, n), 0, "%s", body);
+            body[len - 2] = '\0'; /* a NUL where the closing quote was: not a string */
+            cr_assert_eq(dp_parse_body(&pool, body, (size_t)len, false, &b), -1, "%s", body);
+        }
+}
+
 Test(request, long_prompt_is_assembled_whole)
 {
     size_t n = 100000;
