@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,12 +200,31 @@ static unsigned drain_secs_of(const siginfo_t *si)
     return dp.drain_secs;
 }
 
+/* Request bodies (h2o's buffers, doubled as a body grows) are the DP's only large allocations, one
+ * or two per request. glibc serves a block over 128 KiB with its own mmap and returns freed heap
+ * over its trim threshold to the kernel, so a 64 KiB body, whose buffer grows to 128 KiB, took
+ * fresh pages and their faults every request: a fifth of the DP's time on 64 KiB requests
+ * (perf: exc_page_fault, clear_page, memcg charging; docs/benchmarks.md 1d). Blocks up to
+ * HEAP_BLOCK_MAX come from the thread's heap instead, and up to HEAP_KEEP of free heap is kept
+ * for the next request rather than trimmed: the most a DP thread's heap holds beyond what is in
+ * use, after a burst of large bodies. */
+#define HEAP_BLOCK_MAX (4 << 20)
+#define HEAP_KEEP      (16 << 20)
+
+static void keep_heap(void)
+{
+    /* a refusal (a sanitizer's allocator refuses both) costs only the speed above */
+    (void)mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_MAX);
+    (void)mallopt(M_TRIM_THRESHOLD, HEAP_KEEP);
+}
+
 int main(int argc, char **argv)
 {
     char shm_name[64] = "";
     if (parse_args(argc, argv, shm_name, sizeof(shm_name)) != 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
+    keep_heap();
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
