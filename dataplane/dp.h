@@ -38,6 +38,7 @@
 #include <h2o.h>
 
 #include "common/uclient.h"
+#include "dataplane/policy/pol.h"
 
 #include "shm/shm.h"
 
@@ -78,6 +79,15 @@ typedef struct dp_thread {
     dp_pool_t *cp_pool;        /* the control socket, for POST /register */
     dp_pool_t *tokenizer_pool; /* the tokenizer service, when configured */
     uint64_t inflight;         /* requests this thread is serving (drain waits for 0) */
+
+    /* Each role's published view by slot (pol_slots_t), built again when another view is
+     * published (select.c): the view's block and its version identify it. */
+    struct {
+        const shm_view_t *view;
+        uint64_t version;
+        uint32_t count;
+        pol_slots_t by_slot;
+    } views[SHM_ROLE_COUNT];
 } dp_thread_t;
 
 /* Process-wide, read-only after start except the atomics. */

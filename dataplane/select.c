@@ -41,11 +41,25 @@ static void copy_choice(const shm_instance_t *in, uint16_t slot, dp_choice_t *ou
     memcpy(out->url, in->url, sizeof(out->url));
 }
 
+/* The published view by slot, built once per view and thread (dp_thread_t.views). */
+static const pol_slots_t *view_by_slot(dp_thread_t *t, shm_role_t role, const shm_view_t *v)
+{
+    __typeof__(t->views[0]) *x = &t->views[role];
+    if (x->view != v || x->version != v->version || x->count != v->count) {
+        pol_slots_build(&x->by_slot, v->slot, v->count);
+        x->view = v;
+        x->version = v->version;
+        x->count = v->count;
+    }
+    return &x->by_slot;
+}
+
 int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const dp_model_t *model,
               const uint16_t *exclude, size_t nexclude, dp_choice_t *out)
 {
     uint16_t cand[SHM_VIEW_MAX_SLOTS];
     const uint16_t *slots = cand;
+    const pol_slots_t *by_slot = NULL; /* a filtered copy: built by the policy if it needs it */
     size_t n = 0;
     int rc = -1;
     shm_read_enter(&dp.seg, t->reader);
@@ -54,6 +68,7 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
     if (v && !copy) { /* the common case: the published view itself, no copy */
         slots = v->slot;
         n = v->count;
+        by_slot = view_by_slot(t, role, v);
     }
     for (uint32_t i = 0; v && copy && i < v->count; i++)
         if (!excluded(v->slot[i], exclude, nexclude) && dp_model_accepts(model, v->slot[i]))
@@ -68,6 +83,7 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
                        .role = role,
                        .slots = slots,
                        .n = n,
+                       .by_slot = by_slot,
                        .prompt = prompt,
                        .rng = &t->rng,
                        .charge = &charge};

@@ -224,81 +224,31 @@ static inline uint64_t shm_tokens(const shm_seg_t *s, unsigned slot)
                : 0;
 }
 
-/* The candidates holding the smallest total (requests, or tokens) among n slots, for a policy's
- * argmin, found in one pass (shm_loads_min) and taken in index order (shm_loads_nth), so a
- * caller picks the k-th tie without a second pass over the loads. Relaxed loads, as
- * shm_inflight: a snapshot of counters that move under the reader, each read once.
- *
- * Branch-free, since "is it the minimum" as a branch would mispredict among mixed loads: every
- * index is stored, and a lane's count advances only for a tie (a new minimum restarts its list at
- * 0). One running minimum is a chain of dependent compares and moves through every candidate;
- * two lanes, the even and the odd indices, halve it (bench_selection, request_num at 1,024
- * instances: 0.74x, at 256: 0.82x; four lanes were slower than two). A lane that ends
- * above the other's minimum holds none of the tied. */
+/* A set of instance slots as a bitmap (bit i of word i / 64: slot i), in ascending slot order. */
+#define SHM_SLOT_WORDS (SHM_MAX_INSTANCES / 64)
 typedef struct {
-    uint64_t min;
-    size_t count[2];                              /* tied in each lane */
-    uint16_t lane[2][SHM_VIEW_MAX_SLOTS / 2 + 1]; /* ascending: even, odd indices into slots */
+    uint64_t w[SHM_SLOT_WORDS];
+} shm_slotset_t;
+
+/* The slots of a set holding its smallest total (requests, or tokens), for a policy's argmin
+ * (loads.c). The totals row is read once per member, relaxed, as shm_inflight: a snapshot of
+ * counters that move under the reader. Why a bitmap and not the candidates' list: the totals are
+ * an array indexed by slot, so members are read in address order, four at a time with AVX2 when
+ * the set is large, and the tied slots come out as a bitmap whose k-th bit popcounts find; a
+ * walk of the list in URL order is a gather with one dependent compare per candidate
+ * (bench_selection, request_num at 1,024 instances: docs/benchmarks.md, "Selection cost"). */
+typedef struct {
+    uint64_t min;                    /* UINT64_MAX when the set is empty */
+    size_t count;                    /* tied members */
+    shm_slotset_t tie;               /* them */
+    uint16_t before[SHM_SLOT_WORDS]; /* tied members in the words below each word */
+    uint8_t lo, hi;                  /* the words searched: the set's first and last not empty */
 } shm_loads_tied_t;
 
-static inline void shm_loads_step(uint64_t v, uint16_t i, uint64_t *best, size_t *ties, uint16_t *list)
-{
-    bool lower = v < *best;
-    *ties = lower ? 0 : *ties;
-    *best = lower ? v : *best;
-    list[*ties] = i;
-    *ties += v == *best;
-}
-
-static inline uint64_t shm_loads_min(const shm_seg_t *s, const uint16_t *slots, size_t n, bool tokens,
-                                     shm_loads_tied_t *out)
-{
-    const shm_dp_row_t *t = shm_dp_row(s, SHM_MAX_DPS);
-    const uint64_t *a = tokens ? t->tokens : t->inflight;
-    uint64_t be = UINT64_MAX, bo = UINT64_MAX; /* kept in registers: one chain per lane */
-    size_t te = 0, to = 0;
-    n = n < SHM_VIEW_MAX_SLOTS ? n : SHM_VIEW_MAX_SLOTS;
-    for (size_t i = 0; i < n; i += 2) {
-        uint16_t se = slots[i];
-        uint64_t ve = se < SHM_MAX_INSTANCES ? __atomic_load_n(&a[se], __ATOMIC_RELAXED) : 0;
-        shm_loads_step(ve, (uint16_t)i, &be, &te, out->lane[0]);
-        if (i + 1 < n) {
-            uint16_t so = slots[i + 1];
-            uint64_t vo = so < SHM_MAX_INSTANCES ? __atomic_load_n(&a[so], __ATOMIC_RELAXED) : 0;
-            shm_loads_step(vo, (uint16_t)(i + 1), &bo, &to, out->lane[1]);
-        }
-    }
-    out->min = be < bo ? be : bo;
-    out->count[0] = be == out->min ? te : 0;
-    out->count[1] = bo == out->min ? to : 0;
-    return out->min;
-}
-
-/* How many candidates are tied. */
-static inline size_t shm_loads_ntied(const shm_loads_tied_t *t)
-{
-    return t->count[0] + t->count[1];
-}
-
-/* The k-th tied candidate (k < shm_loads_ntied) in index order: the (k + 1)-th smallest of the
- * two ascending lanes, by a binary search for how many of the first k + 1 come from the even
- * lane (i from A, j = k + 1 - i from B: the smallest i whose A[i] lies above B[j - 1]). */
-static inline uint16_t shm_loads_nth(const shm_loads_tied_t *t, size_t k)
-{
-    const uint16_t *a = t->lane[0], *b = t->lane[1];
-    size_t na = t->count[0], nb = t->count[1], want = k + 1;
-    size_t lo = want > nb ? want - nb : 0, hi = want < na ? want : na;
-    while (lo < hi) {
-        size_t i = lo + (hi - lo) / 2;
-        if (a[i] < b[want - i - 1])
-            lo = i + 1;
-        else
-            hi = i;
-    }
-    size_t j = want - lo;
-    uint16_t x = lo ? a[lo - 1] : 0, y = j ? b[j - 1] : 0;
-    return lo && (!j || x > y) ? x : y;
-}
+uint64_t shm_loads_min(const shm_seg_t *s, const shm_slotset_t *set, bool tokens, shm_loads_tied_t *out);
+/* The k-th tied slot (k < out->count) in ascending slot order. Only tie.w[lo..hi] and
+ * before[lo..hi] are written. */
+unsigned shm_loads_nth(const shm_loads_tied_t *t, size_t k);
 
 /* Request outcome counters of the segment (any process, lock-free; `outcome` < SHM_OUTCOMES,
  * others ignored / 0). They are never reset: they add up every data plane of every run. */

@@ -1,6 +1,8 @@
 /*
  * dataplane/policy/pol.c - helpers shared by several policies (pol.h).
  */
+#include <string.h>
+
 #include "dataplane/policy/pol.h"
 
 size_t pol_tie_turn(const pol_ctx_t *c, size_t ntied)
@@ -35,12 +37,33 @@ size_t pol_nth_equal(const double *v, size_t n, double x, size_t k)
     return 0;
 }
 
+void pol_slots_build(pol_slots_t *p, const uint16_t *slots, size_t n)
+{
+    memset(&p->set, 0, sizeof(p->set));
+    for (size_t i = 0; i < n; i++) {
+        unsigned s = slots[i];
+        uint64_t bit = (uint64_t)1 << (s % 64);
+        if (s >= SHM_MAX_INSTANCES || (p->set.w[s / 64] & bit))
+            continue;
+        p->set.w[s / 64] |= bit;
+        p->pos[s] = (uint16_t)i;
+    }
+}
+
 size_t pol_argmin_load(const pol_ctx_t *c, bool tokens)
 {
+    pol_slots_t own;
+    const pol_slots_t *x = c->by_slot;
+    if (!x) {
+        pol_slots_build(&own, c->slots, c->n);
+        x = &own;
+    }
     shm_loads_tied_t tied;
-    shm_loads_min(c->seg, c->slots, c->n, tokens, &tied);
-    size_t ntied = shm_loads_ntied(&tied);
-    return ntied ? shm_loads_nth(&tied, pol_tie_turn(c, ntied)) : 0;
+    shm_loads_min(c->seg, &x->set, tokens, &tied);
+    if (!tied.count)
+        return 0;
+    size_t i = x->pos[shm_loads_nth(&tied, pol_tie_turn(c, tied.count))];
+    return i < c->n ? i : 0;
 }
 
 /* Distance either way: a wall clock stepped back must not make old numbers look fresh. */

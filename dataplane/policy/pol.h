@@ -37,12 +37,24 @@ typedef struct {
     uint64_t prefill; /* the part released when the answer's first body byte arrives */
 } pol_charge_t;
 
+/* The candidates as a set of slots, and each member's index into the candidates' list: what
+ * pol_argmin_load reads the loads by (shm_loads_min). dp_select keeps one per role and thread
+ * for the published view, rebuilt only when a new view is published. */
+typedef struct {
+    shm_slotset_t set;
+    uint16_t pos[SHM_MAX_INSTANCES]; /* for members only */
+} pol_slots_t;
+
+/* Build it from a list (slots out of range are left out; of duplicates, the first counts). */
+void pol_slots_build(pol_slots_t *p, const uint16_t *slots, size_t n);
+
 typedef struct {
     const shm_seg_t *seg;
     const shm_config_t *cfg;
     shm_role_t role;
-    const uint16_t *slots; /* candidate slots, sorted by URL */
-    size_t n;              /* >= 1 */
+    const uint16_t *slots;      /* candidate slots, sorted by URL */
+    size_t n;                   /* >= 1 */
+    const pol_slots_t *by_slot; /* the same candidates by slot; NULL: built when a policy needs it */
     const pol_prompt_t *prompt;
     uint64_t *rng;        /* the calling thread's generator state */
     bool dry_run;         /* set by pol_explain: change nothing in shm, not even the tie rotation */
@@ -138,9 +150,9 @@ size_t pol_argmin(const pol_ctx_t *c, double (*f)(const pol_ctx_t *, size_t, uin
 /* Index of the k-th (from 0) of v[0..n) equal to x; 0 when there is none. */
 size_t pol_nth_equal(const double *v, size_t n, double x, size_t k);
 
-/* pol_argmin over the in-flight requests (tokens = false) or tokens of the candidates, read in
- * one pass (shm_loads_min, which lists the tied) instead of a call per candidate: the same
- * choice, ties included. */
+/* The candidate with the fewest in-flight requests (tokens = false) or tokens, by shm_loads_min
+ * over c->by_slot: among equal loads, the tied candidates in turn (pol_tie_turn), taken in
+ * ascending slot order (pol_argmin takes them in list order). */
 size_t pol_argmin_load(const pol_ctx_t *c, bool tokens);
 
 #endif

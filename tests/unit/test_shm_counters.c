@@ -243,47 +243,68 @@ Test(counters, outcome_totals_outlive_dp_rows)
     cr_assert_eq(shm_outcome_total(&seg, SHM_OUTCOMES), 0);
 }
 
-/* shm_loads_min + shm_loads_nth against the definition: the indices holding the smallest total,
- * in index order, over slot lists of every parity and length, with many ties and a slot out of
- * range (which counts as 0), requests and tokens. */
-Test(counters, loads_min_lists_every_tie_in_index_order)
+/* shm_loads_min + shm_loads_nth against the definition: the members holding the smallest total,
+ * in ascending slot order, for sets of 1 to 1,024 members (both sides of the vector variant's
+ * threshold), sparse and dense words, many ties, totals on both sides of 2^63 (the vector
+ * variant compares biased values), requests and tokens. */
+static void check_loads_min(void)
 {
     shm_dp_row_t *total = shm_dp_row(&seg, SHM_MAX_DPS);
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
-    static const size_t lens[] = {1, 2, 3, 4, 5, 7, 64, 255, 1024};
+    static const size_t lens[] = {1, 2, 3, 5, 63, 64, 65, 127, 128, 129, 300, 1023, 1024};
+    static const uint64_t bases[] = {0, 7, (uint64_t)1 << 63, ((uint64_t)1 << 63) - 2, UINT64_MAX - 3};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
         for (int round = 0; round < 20; round++) {
             size_t n = lens[li];
-            uint16_t slots[1024];
+            unsigned spread = round % 4 + 1; /* 1: every member tied */
+            uint64_t base = bases[round % 5];
+            shm_slotset_t set = {{0}};
             for (size_t i = 0; i < n; i++) {
                 rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-                slots[i] = (uint16_t)((i * 7 + (size_t)round) % SHM_MAX_INSTANCES);
-                if (round == 3 && i == n / 2)
-                    slots[i] = SHM_MAX_INSTANCES + 5; /* out of range: a load of 0 */
-                unsigned spread = round % 4 + 1;      /* 1: every candidate tied */
-                total->inflight[slots[i] % SHM_MAX_INSTANCES] = 1 + rng % spread;
-                total->tokens[slots[i] % SHM_MAX_INSTANCES] = 10 + (rng >> 8) % (spread * 3);
+                /* round 0..9: a stride over every word; 10..19: the lowest slots, dense words */
+                unsigned s =
+                    round < 10 ? (unsigned)((i * 7 + (size_t)round) % SHM_MAX_INSTANCES) : (unsigned)i;
+                set.w[s / 64] |= (uint64_t)1 << (s % 64);
+            }
+            for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                total->inflight[s] = base + rng % spread;
+                total->tokens[s] = base + (rng >> 8) % (spread * 3);
             }
             for (int tok = 0; tok < 2; tok++) {
                 const uint64_t *a = tok ? total->tokens : total->inflight;
                 uint64_t min = UINT64_MAX;
-                for (size_t i = 0; i < n; i++) {
-                    uint64_t v = slots[i] < SHM_MAX_INSTANCES ? a[slots[i]] : 0;
-                    min = v < min ? v : min;
-                }
+                for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++)
+                    if (set.w[s / 64] >> (s % 64) & 1)
+                        min = a[s] < min ? a[s] : min;
                 shm_loads_tied_t t;
-                cr_assert_eq(shm_loads_min(&seg, slots, n, tok, &t), min);
+                cr_assert_eq(shm_loads_min(&seg, &set, tok, &t), min, "n %zu, round %d", n, round);
                 size_t k = 0;
-                for (size_t i = 0; i < n; i++) {
-                    uint64_t v = slots[i] < SHM_MAX_INSTANCES ? a[slots[i]] : 0;
-                    if (v != min)
+                for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++) {
+                    if (!(set.w[s / 64] >> (s % 64) & 1) || a[s] != min)
                         continue;
-                    cr_assert_lt(k, shm_loads_ntied(&t), "n %zu: too few tied", n);
-                    cr_assert_eq(shm_loads_nth(&t, k), i, "n %zu, tie %zu: %u, not %zu", n, k,
-                                 shm_loads_nth(&t, k), i);
+                    cr_assert_lt(k, t.count, "n %zu: too few tied", n);
+                    cr_assert_eq(shm_loads_nth(&t, k), s, "n %zu, tie %zu: %u, not %u", n, k,
+                                 shm_loads_nth(&t, k), s);
                     k++;
                 }
-                cr_assert_eq(shm_loads_ntied(&t), k, "n %zu: %zu tied, not %zu", n, shm_loads_ntied(&t), k);
+                cr_assert_eq(t.count, k, "n %zu: %zu tied, not %zu", n, t.count, k);
             }
         }
+    shm_slotset_t none = {{0}};
+    shm_loads_tied_t t;
+    cr_assert_eq(shm_loads_min(&seg, &none, false, &t), UINT64_MAX);
+    cr_assert_eq(t.count, 0);
+}
+
+Test(counters, loads_min_lists_every_tie_in_slot_order)
+{
+    check_loads_min();
+}
+
+/* The same with the vector variant ruled out (each test runs in its own process). */
+Test(counters, loads_min_baseline_variant_lists_every_tie_in_slot_order)
+{
+    setenv("FD_LOADS_NO_AVX2", "1", 1);
+    check_loads_min();
 }
