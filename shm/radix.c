@@ -113,20 +113,87 @@ static size_t take_codepoints(const unsigned char *p, size_t len, size_t i, size
     return i;
 }
 
-/* The block loop, inlined into each instruction-set variant below with its own cutter. */
-typedef size_t (*take_fn)(const unsigned char *p, size_t len, size_t want, size_t *got);
+/*
+ * A block's hash is computed apart from the other blocks' and chained to the one before it by a
+ * multiply-xorshift (chain()), so that a prompt's blocks hash in parallel on an out-of-order core:
+ * XXH3 seeded with the previous block's hash made every block wait for the whole latency of the
+ * one before (bench_selection, 64k characters: hashing was half of a selection).
+ *
+ * A block of 32 bytes or more (every block of 32 code points or more) is hashed in 32-byte
+ * stripes: each 8-byte lane is x-ored with a key, its two halves multiplied (32 x 32 -> 64 bits)
+ * and the product added to the lane's accumulator with the neighbouring lane's bytes (so a lane
+ * whose product is 0 still counts); the last stripe overlaps the one before it when the length is
+ * not a multiple of 32, and the length enters the final fold of the four lanes (one 64 x 64 -> 128
+ * multiply; chain() mixes the result). AVX2 does a stripe in five instructions, the baseline the same
+ * arithmetic lane by lane: both give the same hash, as every router must. A shorter block (block
+ * sizes of a few code points) is hashed by XXH3. The keys are fixed: replicas must agree.
+ */
+/* [0, 4): the stripes' lane keys; 4, 5: the fold's; 6: the length's; 7, 8: the accumulators' start */
+static const uint64_t BLOCK_KEY[9] = {0x1ff419479b34eb59ULL, 0x5603c839d4c840b3ULL, 0xdfb1700717d728d7ULL,
+                                      0xf6e801f9d7dacb33ULL, 0x7d6c10e11a13a525ULL, 0x649a4e907812b81bULL,
+                                      0x38a7a4a45917dc7bULL, 0x5dcca7ead8d460b1ULL, 0xf2cb7ea9295143e7ULL};
+#define STRIPE 32u
 
-static inline __attribute__((always_inline)) size_t hash_text(take_fn take, uint64_t seed,
-                                                              const unsigned char *p, size_t len, size_t want,
-                                                              bool short_tail, uint64_t *out, size_t max)
+static inline uint64_t fold128(uint64_t a, uint64_t b)
 {
-    size_t n = 0, off = 0;
-    uint64_t prev = seed;
+    __uint128_t m = (__uint128_t)a * b;
+    return (uint64_t)m ^ (uint64_t)(m >> 64);
+}
+
+/* The lanes folded in pairs (0 with 2, 1 with 3), then by one 64 x 64 -> 128 multiply with the
+ * length: chain() is the avalanche. */
+static inline uint64_t stripes_finish(uint64_t a02, uint64_t a13, size_t len)
+{
+    return fold128(a02 ^ BLOCK_KEY[4], a13 ^ BLOCK_KEY[5]) + (uint64_t)len * BLOCK_KEY[6];
+}
+
+static inline void stripe_base(uint64_t acc[4], const unsigned char *p)
+{
+    uint64_t d[4];
+    memcpy(d, p, sizeof d);
+    for (unsigned j = 0; j < 4; j++) {
+        uint64_t x = d[j] ^ BLOCK_KEY[j];
+        acc[j] += d[j ^ 1u] + (x & 0xffffffffu) * (x >> 32);
+    }
+}
+
+static inline uint64_t block_hash_base(const unsigned char *p, size_t len)
+{
+    if (len < STRIPE)
+        return XXH3_64bits(p, len);
+    uint64_t acc[4] = {BLOCK_KEY[7], BLOCK_KEY[8], BLOCK_KEY[7] ^ BLOCK_KEY[8], BLOCK_KEY[7] + BLOCK_KEY[8]};
+    size_t off = 0;
+    for (; off + STRIPE <= len; off += STRIPE)
+        stripe_base(acc, p + off);
+    if (off < len)
+        stripe_base(acc, p + len - STRIPE);
+    return stripes_finish(acc[0] ^ acc[2], acc[1] ^ acc[3], len);
+}
+
+/* The prefix hash after a block: the one before it and the block's own, mixed. */
+static inline uint64_t chain(uint64_t prev, uint64_t block)
+{
+    uint64_t x = prev ^ block;
+    x ^= x >> 31;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 29);
+}
+
+/* The block loop, inlined into each instruction-set variant below with its own cutter and block
+ * hash. */
+typedef size_t (*take_fn)(const unsigned char *p, size_t len, size_t want, size_t *got);
+typedef uint64_t (*block_fn)(const unsigned char *p, size_t len);
+
+static inline __attribute__((always_inline)) size_t hash_text(take_fn take, block_fn block, uint64_t prev,
+                                                              const unsigned char *p, size_t len, size_t off,
+                                                              size_t n, size_t want, bool short_tail,
+                                                              uint64_t *out, size_t max)
+{
     while (n < max && off < len) {
         size_t got, bytes = take(p + off, len - off, want, &got);
         if (got < want && !(short_tail && n == 0 && got > 0))
             break; /* only full blocks count, but for the short tail of a prompt shorter than one */
-        prev = out[n++] = XXH3_64bits_withSeed(p + off, bytes, prev);
+        prev = out[n++] = chain(prev, block(p + off, bytes));
         off += bytes;
     }
     return n;
@@ -140,7 +207,7 @@ static inline size_t take_base(const unsigned char *p, size_t len, size_t want, 
 static size_t hash_text_base(uint64_t seed, const unsigned char *p, size_t len, size_t want, bool short_tail,
                              uint64_t *out, size_t max)
 {
-    return hash_text(take_base, seed, p, len, want, short_tail, out, max);
+    return hash_text(take_base, block_hash_base, seed, p, len, 0, 0, want, short_tail, out, max);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -184,10 +251,66 @@ AVX2_TARGET static inline size_t take_avx2(const unsigned char *p, size_t len, s
     return take_codepoints(p, len, i, count, want, got);
 }
 
+/* stripe_base, four lanes at once: lane j ^ 1 is the other half of the same 128-bit lane. */
+AVX2_TARGET static inline __m256i stripe_avx2(__m256i acc, const unsigned char *p, __m256i key)
+{
+    __m256i d = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    __m256i x = _mm256_xor_si256(d, key);
+    __m256i prod = _mm256_mul_epu32(x, _mm256_srli_epi64(x, 32));
+    return _mm256_add_epi64(acc, _mm256_add_epi64(_mm256_shuffle_epi32(d, 0x4e), prod));
+}
+
+AVX2_TARGET static inline uint64_t block_hash_avx2(const unsigned char *p, size_t len)
+{
+    if (len < STRIPE)
+        return XXH3_64bits(p, len);
+    const __m256i key = _mm256_loadu_si256((const __m256i *)(const void *)BLOCK_KEY);
+    __m256i acc =
+        _mm256_set_epi64x((long long)(BLOCK_KEY[7] + BLOCK_KEY[8]), (long long)(BLOCK_KEY[7] ^ BLOCK_KEY[8]),
+                          (long long)BLOCK_KEY[8], (long long)BLOCK_KEY[7]);
+    size_t off = 0;
+    for (; off + STRIPE <= len; off += STRIPE)
+        acc = stripe_avx2(acc, p + off, key);
+    if (off < len)
+        acc = stripe_avx2(acc, p + len - STRIPE, key);
+    __m128i f = _mm_xor_si128(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    return stripes_finish((uint64_t)_mm_cvtsi128_si64(f), (uint64_t)_mm_extract_epi64(f, 1), len);
+}
+
+/* The block ends are found apart from the hashing, a window of text at a time: first the lead
+ * masks of its 64-byte chunks and the leads below each (independent of one another), then each
+ * block's end, the lead that starts code point want x (n + 1), by a forward walk over those
+ * counts and one PDEP. Cutting block after block instead, where each cut starts where the last
+ * one ended, put the latency of a mask, a popcount and a PDEP between consecutive blocks: half of
+ * a 64k-character selection. Blocks that end past the last whole chunk take the cutter. */
+#define WINDOW_CHUNKS 64u
+
 AVX2_TARGET static size_t hash_text_avx2(uint64_t seed, const unsigned char *p, size_t len, size_t want,
                                          bool short_tail, uint64_t *out, size_t max)
 {
-    return hash_text(take_avx2, seed, p, len, want, short_tail, out, max);
+    uint64_t mask[WINDOW_CHUNKS], prev = seed, leads = 0; /* leads below the window */
+    uint32_t below[WINDOW_CHUNKS + 1];                    /* leads in the window below chunk c */
+    size_t n = 0, start = 0, base = 0;                    /* the current block's first byte, the window's */
+    while (n < max && base + 64 <= len) {
+        size_t chunks = (len - base) / 64 < WINDOW_CHUNKS ? (len - base) / 64 : WINDOW_CHUNKS;
+        below[0] = 0;
+        for (size_t c = 0; c < chunks; c++) {
+            mask[c] = lead_mask64(p + base + 64 * c);
+            below[c + 1] = below[c] + (uint32_t)_mm_popcnt_u64(mask[c]);
+        }
+        size_t c = 0;
+        for (uint64_t q = (uint64_t)want * (n + 1); n < max && q < leads + below[chunks]; q += want) {
+            uint64_t r = q - leads;
+            while (below[c + 1] <= r)
+                c++;
+            size_t cut = base + 64 * c + (size_t)_tzcnt_u64(_pdep_u64(1ULL << (r - below[c]), mask[c]));
+            prev = out[n++] = chain(prev, block_hash_avx2(p + start, cut - start));
+            start = cut;
+        }
+        leads += below[chunks];
+        base += 64 * chunks;
+    }
+    return hash_text(take_avx2, block_hash_avx2, prev, p, len, start, n, want, short_tail, out, max);
 }
 
 /* FD_RADIX_NO_AVX2 (any value) keeps the baseline variant: the tests check both, and an
@@ -219,10 +342,11 @@ size_t radix_hash_tokens(uint64_t seed, const uint64_t *tok, size_t ntok, uint32
 {
     size_t b = block_size ? block_size : 1, n = 0;
     uint64_t prev = seed;
+    const unsigned char *p = (const unsigned char *)tok; /* the ids' bytes, hashed as a text's */
     for (size_t off = 0; n < max && off + b <= ntok; off += b)
-        prev = out[n++] = XXH3_64bits_withSeed(tok + off, b * sizeof *tok, prev);
+        prev = out[n++] = chain(prev, block_hash_base(p + off * sizeof *tok, b * sizeof *tok));
     if (short_tail && n == 0 && ntok > 0 && ntok < b && max > 0)
-        out[n++] = XXH3_64bits_withSeed(tok, ntok * sizeof *tok, prev);
+        out[n++] = chain(prev, block_hash_base(p, ntok * sizeof *tok));
     return n;
 }
 

@@ -82,8 +82,10 @@ void radix_format(shm_seg_t *s);
 #define RADIX_SEED 0x6664726f75746572ULL /* "fdrouter" */
 
 /*
- * Chained block hashing: the hash of block i is XXH3-64 of the block's bytes seeded with the hash
- * of block i - 1 (the first block's with `seed`), so it stands for the whole prefix up to it.
+ * Chained block hashing: the hash of block i mixes the hash of block i - 1 (the first block's:
+ * `seed`) with a 64-bit hash of block i's own bytes (32-byte stripes, XXH3 below 32 bytes:
+ * shm/radix.c), so it stands for the whole prefix up to it; the blocks' own hashes do not depend
+ * on one another, so a prompt's blocks hash in parallel.
  * Only full blocks count; with `short_tail`, an input shorter than one block is hashed as one
  * short block instead (so identical tiny prompts still match; its bytes cannot equal a full
  * block's, so it never shadows a longer prompt's prefix). At most `max` hashes are computed.
