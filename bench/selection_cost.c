@@ -379,12 +379,17 @@ static void print_tables(const cell_t *cells, size_t ncells, FILE *csv)
     for (size_t p = 0; p < NP; p++)
         for (size_t l = 0; l < NL; l++) {
             printf("| %zu | %s |", prompt_chars[l], policies[p].name);
-            for (size_t i = 0; i < NI; i++)
+            for (size_t i = 0; i < NI; i++) {
+                const cell_t *got = NULL;
                 for (size_t k = 0; k < ncells; k++)
                     if (cells[k].instances == instance_counts[i] && cells[k].chars == prompt_chars[l] &&
                         cells[k].policy == policies[p].name)
-                        printf(" %llu / %llu |", (unsigned long long)cells[k].median,
-                               (unsigned long long)cells[k].p99);
+                        got = &cells[k];
+                if (got)
+                    printf(" %llu / %llu |", (unsigned long long)got->median, (unsigned long long)got->p99);
+                else
+                    printf(" - |"); /* not measured (--cells) */
+            }
             printf("\n");
         }
     if (csv) {
@@ -399,20 +404,42 @@ static void print_tables(const cell_t *cells, size_t ncells, FILE *csv)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bench_selection [--csv FILE] [--block-size N] [--budget-scale X]\n"
+            "usage: bench_selection [--csv FILE] [--block-size N] [--budget-scale X] [--cells SPEC]\n"
             "  --csv FILE        also write every cell as CSV to FILE\n"
+            "  --cells SPEC      only these cells: instances/chars/policy, each a value or *, several\n"
+            "                    joined by commas (\"1024/*/request_num,2/65536/*\"); default every cell\n"
             "  --block-size N    cache-block-size (default 64, the Go router's; the example config uses 4)\n"
             "  --budget-scale X  multiply the time spent per cell (default 1: about 30 s in all)\n");
 }
 
+/* Whether --cells names this cell (spec NULL: every cell). A part is a number, a policy or `*`. */
+static bool wanted(const char *spec, unsigned instances, size_t chars, const char *policy)
+{
+    if (!spec)
+        return true;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *save = NULL;
+    for (char *one = strtok_r(buf, ",", &save); one; one = strtok_r(NULL, ",", &save)) {
+        char a[32] = "", b[32] = "", c[32] = "";
+        if (sscanf(one, "%31[^/]/%31[^/]/%31s", a, b, c) != 3)
+            continue;
+        if ((!strcmp(a, "*") || strtoul(a, NULL, 10) == instances) &&
+            (!strcmp(b, "*") || strtoul(b, NULL, 10) == chars) && (!strcmp(c, "*") || !strcmp(c, policy)))
+            return true;
+    }
+    return false;
+}
+
 int main(int argc, char **argv)
 {
-    const char *csv_path = NULL;
+    const char *csv_path = NULL, *cells_spec = NULL;
     unsigned block = 64;
     double scale = 1.0;
     static const struct option opts[] = {{"csv", required_argument, NULL, 'c'},
                                          {"block-size", required_argument, NULL, 'b'},
                                          {"budget-scale", required_argument, NULL, 's'},
+                                         {"cells", required_argument, NULL, 'x'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -422,6 +449,8 @@ int main(int argc, char **argv)
             block = (unsigned)strtoul(optarg, NULL, 10);
         else if (o == 's')
             scale = strtod(optarg, NULL);
+        else if (o == 'x')
+            cells_spec = optarg;
         else {
             usage(o == 'h' ? stdout : stderr);
             return o == 'h' ? 0 : 2;
@@ -455,10 +484,18 @@ int main(int argc, char **argv)
            block, GROUPS, (unsigned long long)timer_overhead_ns());
     fflush(stdout);
     for (size_t i = 0; i < NI; i++) {
+        bool any = false;
+        for (size_t l = 0; l < NL; l++)
+            for (size_t p = 0; p < NP; p++)
+                any |= wanted(cells_spec, instance_counts[i], prompt_chars[l], policies[p].name);
+        if (!any)
+            continue;
         dp_thread_t thr = {.rng = 0x9e3779b97f4a7c15ULL};
         setup_segment(instance_counts[i], &thr);
         for (size_t l = 0; l < NL; l++)
             for (size_t p = 0; p < NP; p++) {
+                if (!wanted(cells_spec, instance_counts[i], prompt_chars[l], policies[p].name))
+                    continue;
                 prompts_t pr;
                 prompts_init(&pr, prompt_chars[l], 1000 + l); /* same prompts for every count */
                 dp.cfg.policy[SHM_ROLE_MIXED] = policies[p].id;
