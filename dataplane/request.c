@@ -117,13 +117,67 @@ static const char *string_stop(const char *p, const char *end)
     return p;
 }
 
+/*
+ * The long strings of the body being parsed, remembered by the validating pass, so that the walks
+ * after it (to the top-level values, along the messages, to each content) step over a prompt's
+ * text instead of reading it again: a 64 KiB prompt was read by four string scans before it was
+ * unescaped. The first MEMO_MAX strings longer than MEMO_MIN_BYTES are kept, in body order (the
+ * validating pass goes left to right and records them all before any walk); a scan looks its
+ * string up once it has read MEMO_MIN_BYTES of it, so short strings pay nothing. Valid only
+ * inside dp_parse_body, which owns it: the body does not move or change meanwhile, and nothing
+ * else parses on this thread.
+ */
+#define MEMO_MIN_BYTES 1024
+#define MEMO_MAX       16
+typedef struct {
+    unsigned n;
+    struct {
+        const char *open, *past; /* the opening quote, and past the closing one */
+        bool escaped;
+    } s[MEMO_MAX];
+} memo_t;
+static __thread memo_t *memo;
+
+/* The memo's entry for the string opened at `open`, or -1. */
+static int memo_find(const char *open)
+{
+    unsigned lo = 0, hi = memo->n;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (memo->s[mid].open < open)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < memo->n && memo->s[lo].open == open ? (int)lo : -1;
+}
+
+static void memo_add(const char *open, const char *past, bool escaped)
+{
+    if (memo && past - open > MEMO_MIN_BYTES && memo->n < MEMO_MAX &&
+        (!memo->n || memo->s[memo->n - 1].open < open))
+        memo->s[memo->n].open = open, memo->s[memo->n].past = past, memo->s[memo->n++].escaped = escaped;
+}
+
 /* A string from its opening quote; *escaped tells whether it holds a backslash. */
 static int scan_string(scan_t *s, bool *escaped)
 {
-    const char *p = s->p + 1, *end = s->end;
+    const char *open = s->p, *p = s->p + 1, *end = s->end;
+    bool looked = !memo || !memo->n; /* up in the memo: once, when the string proves long */
     *escaped = false;
     for (;;) {
-        p = string_stop(p, end);
+        if (!looked && p - open > MEMO_MIN_BYTES) {
+            int k = memo_find(open);
+            looked = true;
+            if (k >= 0) {
+                s->p = memo->s[k].past;
+                *escaped = memo->s[k].escaped;
+                return 0;
+            }
+        }
+        p = string_stop(p, looked ? end : end - open > MEMO_MIN_BYTES + 1 ? open + MEMO_MIN_BYTES + 1 : end);
+        if (!looked && p == open + MEMO_MIN_BYTES + 1)
+            continue; /* no stop in the first bytes: look the string up */
         if (p >= end || *p == '\0')
             return -1;
         if (*p == '"')
@@ -147,6 +201,7 @@ static int scan_string(scan_t *s, bool *escaped)
         }
     }
     s->p = p + 1;
+    memo_add(open, s->p, *escaped);
     return 0;
 }
 
@@ -638,18 +693,29 @@ static int scan_top(const char *body, size_t len, top_t *t)
     return s.p == s.end ? 0 : -1;
 }
 
+/* dp_parse_body, with the long strings' memo in place. */
+static int parse(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_prompt, top_t *t)
+{
+    dp_body_t *out = t->out;
+    if (scan_top(body, len, t) != 0)
+        return -1;
+    out->stream = t->stream.p && *t->stream.p == 't';
+    out->has_request_id = t->request_id.p != NULL;
+    out->model = string_of(pool, t->model);
+    if (want_prompt) {
+        extract_prompt(pool, t->messages, t->prompt, &out->prompt);
+        out->prompt.session = session_of(pool, t->session_id, t->extra_body);
+    }
+    return 0;
+}
+
 int dp_parse_body(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_prompt, dp_body_t *out)
 {
     memset(out, 0, sizeof(*out));
     top_t t = {.out = out};
-    if (!body || scan_top(body, len, &t) != 0)
-        return -1;
-    out->stream = t.stream.p && *t.stream.p == 't';
-    out->has_request_id = t.request_id.p != NULL;
-    out->model = string_of(pool, t.model);
-    if (want_prompt) {
-        extract_prompt(pool, t.messages, t.prompt, &out->prompt);
-        out->prompt.session = session_of(pool, t.session_id, t.extra_body);
-    }
-    return 0;
+    memo_t strings = {0};
+    memo = &strings;
+    int rc = body ? parse(pool, body, len, want_prompt, &t) : -1;
+    memo = NULL;
+    return rc;
 }

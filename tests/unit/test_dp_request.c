@@ -141,6 +141,52 @@ Test(request, long_prompt_is_assembled_whole)
     free(body);
 }
 
+/* Long strings (past the length from which the walks after validation look them up instead of
+ * reading them again, dataplane/request.c's memo): more of them than the memo holds, with their
+ * first escape early, late or nowhere, next to short ones and to a long value the router does not
+ * read; the prompt must be every content, unescaped, joined as for short ones. */
+Test(request, long_strings_are_walked_past_and_read_whole)
+{
+    size_t cap = 1 << 20, n = 0, w = 0;
+    char *body = malloc(cap), *want = malloc(cap);
+    n += (size_t)sprintf(body + n, "{\"stop\":\"");
+    for (int i = 0; i < 3000; i++)
+        body[n++] = 's';
+    n += (size_t)sprintf(body + n, "\",\"messages\":[");
+    for (int m = 0; m < 24; m++) {
+        size_t len = m % 3 == 0 ? 40 : 1000 + (size_t)m * 150;    /* short, and around the memo's length */
+        size_t esc = m % 4 == 1 ? 3 : m % 4 == 2 ? len - 5 : len; /* where the one escape goes */
+        n += (size_t)sprintf(body + n, "%s{\"role\":\"user\",\"content\":\"", m ? "," : "");
+        if (w)
+            want[w++] = ' ';
+        for (size_t i = 0; i < len; i++) {
+            if (i == esc) {
+                body[n++] = '\\', body[n++] = 'n';
+                want[w++] = '\n';
+            }
+            body[n++] = want[w++] = (char)('a' + (i + (size_t)m) % 26);
+        }
+        n += (size_t)sprintf(body + n, "\"}");
+    }
+    n += (size_t)sprintf(body + n, "],\"model\":\"m\",\"stream\":true}");
+    want[w] = 0;
+    dp_body_t b;
+    cr_assert_eq(dp_parse_body(&pool, body, n, true, &b), 0);
+    cr_assert_eq(b.prompt.len, w);
+    cr_assert(memcmp(b.prompt.text, want, w) == 0, "the prompt differs from the contents joined");
+    cr_assert(b.stream);
+    cr_assert(b.model.len == 1 && b.model.base[0] == 'm');
+    cr_assert_eq(b.close, n - 1);
+    /* the same long string, invalid past the memo's length: rejected */
+    n = (size_t)sprintf(body, "{\"prompt\":\"");
+    for (int i = 0; i < 1500; i++)
+        body[n++] = 'x';
+    n += (size_t)sprintf(body + n, "\\q\"}");
+    cr_assert_eq(dp_parse_body(&pool, body, n, true, &b), -1);
+    free(body);
+    free(want);
+}
+
 Test(request, escapes_unescape_as_json_c_does)
 {
     dp_body_t b = parse_ok("{\"prompt\":\"a\\/b\\\"c\\\\d\\n\\u00e9\\u4f60\\ud83d\\ude00e\"}");
