@@ -8,7 +8,8 @@
  * their ratio. The body: a system message and user turns of words, plus the usual scalar fields;
  * "mixed" words are mostly ASCII with some 2- and 3-byte characters and escapes (\n, \", \u00e9:
  * one every dozen bytes or so, as in code or quoted text), "plain" words are ASCII letters only
- * (prose: the body of bench/overhead.py's large requests).
+ * (prose), in user turns of 40 words each; "long" is plain words in one user turn (a document in
+ * the prompt: the body of bench/overhead.py's large requests).
  */
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -28,8 +29,8 @@ static double now_ns(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
-/* a chat body of about `size` bytes, of mixed or plain words (above) */
-static char *make_body(size_t size, bool plain, size_t *len)
+/* a chat body of about `size` bytes, of mixed or plain words (above), in turns of `turn` words */
+static char *make_body(size_t size, bool plain, int turn, size_t *len)
 {
     static const char *mixed[] = {"the",    "router", "h\xc3\xa9llo",   "\xe4\xbd\xa0\xe5\xa5\xbd", "cache",
                                   "prefix", "\\n",    "\\\"quoted\\\"", "\\u00e9t\\u00e9",          "tokens"};
@@ -42,7 +43,7 @@ static char *make_body(size_t size, bool plain, size_t *len)
     unsigned r = 1;
     while (n < size) {
         n += (size_t)sprintf(b + n, ",{\"role\":\"user\",\"content\":\"");
-        for (int w = 0; w < 40 && n < size; w++) {
+        for (int w = 0; w < turn && n < size; w++) {
             r = r * 1103515245u + 12345u;
             n += (size_t)sprintf(b + n, "%s ", words[(r >> 16) % 10]);
         }
@@ -92,10 +93,10 @@ int main(void)
 {
     const size_t sizes[] = {1024, 8192, 65536};
     printf("%-6s %-8s %12s %12s %8s\n", "words", "body", "scan ns", "json-c ns", "ratio");
-    for (size_t s = 0; s < 6; s++) {
-        size_t len;
-        bool plain = s >= 3;
-        char *body = make_body(sizes[s % 3], plain, &len);
+    static const char *const kinds[] = {"mixed", "plain", "long"};
+    for (size_t s = 0; s < 9; s++) {
+        size_t len, kind = s / 3;
+        char *body = make_body(sizes[s % 3], kind > 0, kind == 2 ? 1 << 30 : 40, &len);
         int iters = (int)(4000000 / len) + 10;
         double scan[ROUNDS], jc[ROUNDS];
         for (int r = 0; r < ROUNDS; r++) {
@@ -104,8 +105,8 @@ int main(void)
         }
         qsort(scan, ROUNDS, sizeof(double), cmp);
         qsort(jc, ROUNDS, sizeof(double), cmp);
-        printf("%-6s %-8zu %12.0f %12.0f %7.1fx\n", plain ? "plain" : "mixed", len, scan[ROUNDS / 2],
-               jc[ROUNDS / 2], jc[ROUNDS / 2] / scan[ROUNDS / 2]);
+        printf("%-6s %-8zu %12.0f %12.0f %7.1fx\n", kinds[kind], len, scan[ROUNDS / 2], jc[ROUNDS / 2],
+               jc[ROUNDS / 2] / scan[ROUNDS / 2]);
         free(body);
     }
     return 0;
