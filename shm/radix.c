@@ -122,18 +122,21 @@ static size_t take_codepoints(const unsigned char *p, size_t len, size_t i, size
  * A block of 32 bytes or more (every block of 32 code points or more) is hashed in 32-byte
  * stripes: each 8-byte lane is x-ored with a key, its two halves multiplied (32 x 32 -> 64 bits)
  * and the product added to the lane's accumulator with the neighbouring lane's bytes (so a lane
- * whose product is 0 still counts); the last stripe overlaps the one before it when the length is
- * not a multiple of 32, and the length enters the final fold of the four lanes (one 64 x 64 -> 128
- * multiply; chain() mixes the result). AVX2 does a stripe in five instructions, SSE2 (the x86-64
- * baseline) in ten, other targets lane by lane: all give the same hash, as every router must. A
- * shorter block (block sizes of a few code points) is hashed by XXH3. The keys are fixed:
- * replicas must agree.
+ * whose product is 0 still counts). The keys move on by STRIPE_STEP from one stripe to the next:
+ * with one key for every stripe a block's hash was a sum that did not change when two of its
+ * 16-byte pieces at the same offset in their stripes changed places. The last stripe overlaps
+ * the one before it when the length is not a multiple of 32, and the length enters the final fold of the four
+ * lanes (one 64 x 64 -> 128 multiply; chain() mixes the result). AVX2 does a stripe in five instructions,
+ * SSE2 (the x86-64 baseline) in ten, other targets lane by lane: all give the same hash, as every router
+ * must. A shorter block (block sizes of a few code points) is hashed by XXH3. The keys are fixed: replicas
+ * must agree.
  */
 /* [0, 4): the stripes' lane keys; 4, 5: the fold's; 6: the length's; 7, 8: the accumulators' start */
 static const uint64_t BLOCK_KEY[9] = {0x1ff419479b34eb59ULL, 0x5603c839d4c840b3ULL, 0xdfb1700717d728d7ULL,
                                       0xf6e801f9d7dacb33ULL, 0x7d6c10e11a13a525ULL, 0x649a4e907812b81bULL,
                                       0x38a7a4a45917dc7bULL, 0x5dcca7ead8d460b1ULL, 0xf2cb7ea9295143e7ULL};
-#define STRIPE 32u
+#define STRIPE      32u
+#define STRIPE_STEP 0x9e3779b97f4a7c15ULL /* added to every lane's key after each stripe */
 
 static inline uint64_t fold128(uint64_t a, uint64_t b)
 {
@@ -161,14 +164,17 @@ static inline uint64_t block_hash_base(const unsigned char *p, size_t len)
 {
     if (len < STRIPE)
         return XXH3_64bits(p, len);
-    const __m128i k01 = _mm_loadu_si128((const __m128i *)(const void *)BLOCK_KEY),
-                  k23 = _mm_loadu_si128((const __m128i *)(const void *)(BLOCK_KEY + 2));
+    __m128i k01 = _mm_loadu_si128((const __m128i *)(const void *)BLOCK_KEY),
+            k23 = _mm_loadu_si128((const __m128i *)(const void *)(BLOCK_KEY + 2));
     __m128i a01 = _mm_set_epi64x((long long)BLOCK_KEY[8], (long long)BLOCK_KEY[7]),
             a23 = _mm_set_epi64x((long long)(BLOCK_KEY[7] + BLOCK_KEY[8]),
                                  (long long)(BLOCK_KEY[7] ^ BLOCK_KEY[8]));
+    const __m128i step = _mm_set1_epi64x((long long)STRIPE_STEP);
     size_t off = 0;
-    for (; off + STRIPE <= len; off += STRIPE)
+    for (; off + STRIPE <= len; off += STRIPE) {
         a01 = stripe_half(a01, p + off, k01), a23 = stripe_half(a23, p + off + 16, k23);
+        k01 = _mm_add_epi64(k01, step), k23 = _mm_add_epi64(k23, step);
+    }
     if (off < len)
         a01 = stripe_half(a01, p + len - STRIPE, k01), a23 = stripe_half(a23, p + len - 16, k23);
     __m128i f = _mm_xor_si128(a01, a23); /* lanes 0 ^ 2, 1 ^ 3 */
@@ -176,12 +182,12 @@ static inline uint64_t block_hash_base(const unsigned char *p, size_t len)
                           (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(f, f)), len);
 }
 #else
-static inline void stripe_base(uint64_t acc[4], const unsigned char *p)
+static inline void stripe_base(uint64_t acc[4], const unsigned char *p, uint64_t step)
 {
     uint64_t d[4];
     memcpy(d, p, sizeof d);
     for (unsigned j = 0; j < 4; j++) {
-        uint64_t x = d[j] ^ BLOCK_KEY[j];
+        uint64_t x = d[j] ^ (BLOCK_KEY[j] + step);
         acc[j] += d[j ^ 1u] + (x & 0xffffffffu) * (x >> 32);
     }
 }
@@ -192,10 +198,11 @@ static inline uint64_t block_hash_base(const unsigned char *p, size_t len)
         return XXH3_64bits(p, len);
     uint64_t acc[4] = {BLOCK_KEY[7], BLOCK_KEY[8], BLOCK_KEY[7] ^ BLOCK_KEY[8], BLOCK_KEY[7] + BLOCK_KEY[8]};
     size_t off = 0;
-    for (; off + STRIPE <= len; off += STRIPE)
-        stripe_base(acc, p + off);
+    uint64_t step = 0;
+    for (; off + STRIPE <= len; off += STRIPE, step += STRIPE_STEP)
+        stripe_base(acc, p + off, step);
     if (off < len)
-        stripe_base(acc, p + len - STRIPE);
+        stripe_base(acc, p + len - STRIPE, step);
     return stripes_finish(acc[0] ^ acc[2], acc[1] ^ acc[3], len);
 }
 #endif
@@ -294,13 +301,16 @@ AVX2_TARGET static inline uint64_t block_hash_avx2(const unsigned char *p, size_
 {
     if (len < STRIPE)
         return XXH3_64bits(p, len);
-    const __m256i key = _mm256_loadu_si256((const __m256i *)(const void *)BLOCK_KEY);
+    const __m256i step = _mm256_set1_epi64x((long long)STRIPE_STEP);
+    __m256i key = _mm256_loadu_si256((const __m256i *)(const void *)BLOCK_KEY);
     __m256i acc =
         _mm256_set_epi64x((long long)(BLOCK_KEY[7] + BLOCK_KEY[8]), (long long)(BLOCK_KEY[7] ^ BLOCK_KEY[8]),
                           (long long)BLOCK_KEY[8], (long long)BLOCK_KEY[7]);
     size_t off = 0;
-    for (; off + STRIPE <= len; off += STRIPE)
+    for (; off + STRIPE <= len; off += STRIPE) {
         acc = stripe_avx2(acc, p + off, key);
+        key = _mm256_add_epi64(key, step);
+    }
     if (off < len)
         acc = stripe_avx2(acc, p + len - STRIPE, key);
     __m128i f = _mm_xor_si128(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));

@@ -98,9 +98,10 @@ static const shm_radix_hdr_t *T(void)
 }
 
 /* ---- hashing: expected values by the definition (shm/radix.c), blocks cut here by hand ----
- * Each block is hashed alone (XXH3 below 32 bytes; from 32 on, 32-byte stripes, the last one
- * overlapping, four lanes folded with the length) and chained to the hash of the blocks before
- * it. Written plainly, byte by byte, apart from both variants of shm/radix.c. */
+ * Each block is hashed alone (XXH3 below 32 bytes; from 32 on, 32-byte stripes with keys that
+ * move on from stripe to stripe, the last one overlapping, four lanes folded with the length) and chained to
+ * the hash of the blocks before it. Written plainly, byte by byte, apart from both variants of shm/radix.c.
+ */
 
 static const uint64_t K[9] = {0x1ff419479b34eb59ULL, 0x5603c839d4c840b3ULL, 0xdfb1700717d728d7ULL,
                               0xf6e801f9d7dacb33ULL, 0x7d6c10e11a13a525ULL, 0x649a4e907812b81bULL,
@@ -122,7 +123,7 @@ static uint64_t ref_block(const unsigned char *p, size_t n)
     for (size_t off = 0; off < n; off += 32) {
         const unsigned char *s = off + 32 <= n ? p + off : p + n - 32;
         for (unsigned j = 0; j < 4; j++) {
-            uint64_t x = le64(s + 8 * j) ^ K[j];
+            uint64_t x = le64(s + 8 * j) ^ (K[j] + off / 32 * 0x9e3779b97f4a7c15ULL); /* a key per stripe */
             acc[j] += le64(s + 8 * (j ^ 1)) + (x & 0xffffffffu) * (x >> 32);
         }
     }
@@ -160,6 +161,28 @@ Test(radix, block_hashes_chain_each_blocks_own_hash)
     const char *t = "0123456789abcdefghijklmnopqrstuvwxyz";
     cr_assert_eq(radix_hash_text(1, t, 36, 11, false, h, 8), 3);
     cr_assert_eq(h[2], xx(t + 22, 11, xx(t + 11, 11, xx(t, 11, 1))));
+}
+
+/* A block is not a sum of its pieces: the same 16- or 32-byte pieces in another order within a
+ * block hash differently (one key for every stripe made the first two pairs below collide). */
+Test(radix, reordered_pieces_of_a_block_hash_differently)
+{
+    static const char *pairs[][2] = {
+        {"You are a helpful assistant. Be brief and do not lie to users!!",
+         "brief and do notl assistant. Be You are a helpfu lie to users!!"},
+        {"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/0123456789abcdefghijklmnopqrstuv",
+         "wxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/0123456789abcdefghijklmnopqrstuv0123456789abcdefghijklmnopqrstuv"},
+        {"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/",
+         "ghijklmnopqrstuv0123456789abcdefwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        size_t len = strlen(pairs[i][0]);
+        uint64_t a[1], b[1];
+        cr_assert_eq(strlen(pairs[i][1]), len);
+        cr_assert_eq(radix_hash_text(RADIX_SEED, pairs[i][0], len, (uint32_t)len, false, a, 1), 1);
+        cr_assert_eq(radix_hash_text(RADIX_SEED, pairs[i][1], len, (uint32_t)len, false, b, 1), 1);
+        cr_assert_neq(a[0], b[0], "pair %zu: the same hash", i);
+    }
 }
 
 Test(radix, continuation_bytes_stay_with_the_code_point_before_them)
