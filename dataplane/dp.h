@@ -56,6 +56,18 @@ typedef enum {
 
 typedef struct dp_pool dp_pool_t;
 
+/* A role's published view by slot (pol_slots_t), built again when another view is published
+ * (select.c): the view's block and its version identify it. `clean`: its count and every slot
+ * are in range, as the control plane writes them; a view that is not (a corrupt segment) is
+ * never handed to a policy as it is. */
+typedef struct {
+    const shm_view_t *view;
+    uint64_t version;
+    uint32_t count;
+    bool clean;
+    pol_slots_t by_slot;
+} dp_view_cache_t;
+
 /* Per event-loop thread. */
 typedef struct dp_thread {
     unsigned index;
@@ -80,14 +92,7 @@ typedef struct dp_thread {
     dp_pool_t *tokenizer_pool; /* the tokenizer service, when configured */
     uint64_t inflight;         /* requests this thread is serving (drain waits for 0) */
 
-    /* Each role's published view by slot (pol_slots_t), built again when another view is
-     * published (select.c): the view's block and its version identify it. */
-    struct {
-        const shm_view_t *view;
-        uint64_t version;
-        uint32_t count;
-        pol_slots_t by_slot;
-    } views[SHM_ROLE_COUNT];
+    dp_view_cache_t views[SHM_ROLE_COUNT];
 } dp_thread_t;
 
 /* Process-wide, read-only after start except the atomics. */

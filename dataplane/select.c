@@ -41,17 +41,27 @@ static void copy_choice(const shm_instance_t *in, uint16_t slot, dp_choice_t *ou
     memcpy(out->url, in->url, sizeof(out->url));
 }
 
-/* The published view by slot, built once per view and thread (dp_thread_t.views). */
-static const pol_slots_t *view_by_slot(dp_thread_t *t, shm_role_t role, const shm_view_t *v)
+/* The view's entries a data plane reads: at most what a view block holds. */
+static uint32_t view_count(const shm_view_t *v)
 {
-    __typeof__(t->views[0]) *x = &t->views[role];
+    return v->count < SHM_VIEW_MAX_SLOTS ? v->count : (uint32_t)SHM_VIEW_MAX_SLOTS;
+}
+
+/* The published view by slot, built once per view and thread (dp_view_cache_t). */
+static const dp_view_cache_t *view_cache(dp_thread_t *t, shm_role_t role, const shm_view_t *v)
+{
+    dp_view_cache_t *x = &t->views[role];
     if (x->view != v || x->version != v->version || x->count != v->count) {
-        pol_slots_build(&x->by_slot, v->slot, v->count);
+        uint32_t n = view_count(v);
+        pol_slots_build(&x->by_slot, v->slot, n);
+        x->clean = n == v->count;
+        for (uint32_t i = 0; i < n; i++)
+            x->clean &= v->slot[i] < SHM_MAX_INSTANCES;
         x->view = v;
         x->version = v->version;
         x->count = v->count;
     }
-    return &x->by_slot;
+    return x;
 }
 
 int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const dp_model_t *model,
@@ -64,14 +74,16 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
     int rc = -1;
     shm_read_enter(&dp.seg, t->reader);
     const shm_view_t *v = shm_view(&dp.seg, role);
-    bool copy = nexclude || (model && model->filter);
+    const dp_view_cache_t *cache = v ? view_cache(t, role, v) : NULL;
+    bool copy = nexclude || (model && model->filter) || (cache && !cache->clean);
     if (v && !copy) { /* the common case: the published view itself, no copy */
         slots = v->slot;
         n = v->count;
-        by_slot = view_by_slot(t, role, v);
+        by_slot = &cache->by_slot;
     }
-    for (uint32_t i = 0; v && copy && i < v->count; i++)
-        if (!excluded(v->slot[i], exclude, nexclude) && dp_model_accepts(model, v->slot[i]))
+    for (uint32_t i = 0; v && copy && i < view_count(v); i++)
+        if (v->slot[i] < SHM_MAX_INSTANCES && !excluded(v->slot[i], exclude, nexclude) &&
+            dp_model_accepts(model, v->slot[i]))
             cand[n++] = v->slot[i];
     if (n) {
         /* the Go router's estimate: 2 x code points, for the roles that process the prompt; a

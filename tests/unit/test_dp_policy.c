@@ -75,6 +75,39 @@ Test(policy, request_num_least_loaded_ties_in_turn)
     cr_assert_eq(pol_request_num_ops.select(&c), 2);
 }
 
+/* request_num reads the loads by slot (pol_slots_t) and answers with an index into the list: a
+ * list in another order than its slots still gets the index of the least loaded, and the tied
+ * in turn, with the set given (as dp_select gives it) or built on the spot. */
+Test(policy, request_num_answers_indices_of_a_list_in_any_order)
+{
+    uint16_t rev[N];
+    for (int i = 0; i < N; i++)
+        rev[i] = slots[N - 1 - i];
+    load(0, 3, 0);
+    load(1, 1, 0);
+    load(2, 1, 0);
+    load(3, 2, 0);
+    pol_slots_t by;
+    pol_slots_build(&by, rev, N);
+    for (int given = 0; given < 2; given++) {
+        pol_ctx_t c = ctx(NULL);
+        c.slots = rev;
+        c.by_slot = given ? &by : NULL;
+        int seen[N] = {0};
+        for (int j = 0; j < 10; j++)
+            seen[pol_request_num_ops.select(&c)]++;
+        /* slots[1] and slots[2] are rev[2] and rev[1] */
+        cr_assert(seen[1] == 5 && seen[2] == 5 && seen[0] == 0 && seen[3] == 0,
+                  "the tied, in turn, by their index in the list (set %s): %d %d %d %d",
+                  given ? "given" : "built", seen[0], seen[1], seen[2], seen[3]);
+    }
+    load(2, 1, 0);
+    pol_ctx_t c = ctx(NULL);
+    c.slots = rev;
+    c.by_slot = &by;
+    cr_assert_eq(pol_request_num_ops.select(&c), 2, "slots[1], the least loaded, is rev[2]");
+}
+
 Test(policy, fd_metrics_score_follows_local_running)
 {
     int seen[N];
