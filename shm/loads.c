@@ -8,15 +8,25 @@
  * counter that moves meanwhile cannot leave the minimum without a tie. A word without members is
  * skipped: the cost follows the slots in use, not SHM_MAX_INSTANCES.
  *
- * Sets of AVX2_MIN_MEMBERS or more take the AVX2 variant (chosen at run time, as shm/radix.c's):
- * four totals per compare, two accumulators so consecutive compares do not wait on each other.
- * AVX2 has no unsigned 64-bit compare, so values are biased by 2^63 and compared signed. Smaller
- * sets keep the baseline: a 64-candidate word is a few dozen ns of scalar compares, and the
- * first 256-bit instructions after a pause cost more (shm/radix.c's AVX2_MIN_BYTES).
+ * Where the CPU has AVX2 (chosen at run time, as shm/radix.c's variants), a word of
+ * AVX2_MIN_MEMBERS members or more is read four totals per compare, with two accumulators so
+ * consecutive compares do not wait on each other; AVX2 has no unsigned 64-bit compare, so values
+ * are biased by 2^63 and compared signed. A sparser word keeps the scalar loop: a few members are
+ * a few ns of compares, and the first 256-bit instructions after a pause cost more
+ * (shm/radix.c's AVX2_MIN_BYTES). So a small fleet never runs a 256-bit instruction here.
  */
 #include "shm/internal.h"
 
-#define AVX2_MIN_MEMBERS 16 /* in a set of one word; a set of more words always */
+#define AVX2_MIN_MEMBERS 16 /* of a word, for its vector loop */
+
+/* Bits set, without the libgcc call __builtin_popcountll becomes on the baseline x86-64 target
+ * (the AVX2 variant, compiled for POPCNT, turns this into the instruction). */
+static inline unsigned bits_set(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    return (unsigned)((((x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL) * 0x0101010101010101ULL) >> 56);
+}
 
 #define SIGN ((uint64_t)1 << 63)
 
@@ -55,7 +65,7 @@ search(const uint64_t *a, const shm_slotset_t *set,
         if (out->tie.w[w] && least[w] != out->min)
             out->tie.w[w] = 0;
         out->before[w] = (uint16_t)out->count;
-        out->count += out->tie.w[w] ? (size_t)__builtin_popcountll(out->tie.w[w]) : 0;
+        out->count += out->tie.w[w] ? bits_set(out->tie.w[w]) : 0;
     }
     return out->min;
 }
@@ -80,7 +90,7 @@ AVX2_TARGET static inline __m256i lanes_of(__m256i word, __m256i bits)
 AVX2_TARGET static inline __m256i take4(const uint64_t *a, unsigned i, bool full, __m256i sel, uint64_t *buf)
 {
     const __m256i sign = _mm256_set1_epi64x((long long)SIGN), top = _mm256_set1_epi64x(INT64_MAX);
-    __m256i v = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(const void *)(a + i)), sign);
+    __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(a + i)), sign);
     if (!full)
         v = _mm256_blendv_epi8(top, v, sel);
     _mm256_store_si256((__m256i *)(void *)(buf + i), v);
@@ -110,15 +120,18 @@ AVX2_TARGET static inline uint64_t word_min_vec(const uint64_t *a, uint64_t m, b
     x = min4(x, _mm256_permute4x64_epi64(x, 0xb1)); /* lanes 1, 0, 3, 2: every lane the least */
     uint64_t t = 0;
     for (unsigned j = 0; j < 64; j += 4) {
-        __m256i v = _mm256_load_si256((const __m256i *)(const void *)(buf + j));
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(buf + j));
         t |= (uint64_t)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(v, x))) << j;
     }
     *tie = t & m;
     return (uint64_t)_mm256_extract_epi64(x, 0) ^ SIGN;
 }
 
+/* A word by its vector loop (full or partial), or the scalar one when it has few members. */
 AVX2_TARGET static uint64_t word_min_avx2(const uint64_t *a, uint64_t m, uint64_t *tie)
 {
+    if (bits_set(m) < AVX2_MIN_MEMBERS)
+        return word_min_base(a, m, tie);
     return m == UINT64_MAX ? word_min_vec(a, m, true, tie) : word_min_vec(a, m, false, tie);
 }
 
@@ -127,12 +140,14 @@ AVX2_TARGET static uint64_t search_avx2(const uint64_t *a, const shm_slotset_t *
     return search(a, set, word_min_avx2, out);
 }
 
-/* FD_LOADS_NO_AVX2 (any value) keeps the baseline variant: the tests check both. */
+/* FD_LOADS_NO_AVX2 (any value) keeps the baseline variant: the tests check both, and an
+ * operator can rule the vector code out (as FD_RADIX_NO_AVX2 does for hashing). */
 static bool have_avx2(void)
 {
     static int have = -1; /* a benign race: every thread computes the same answer */
     if (have < 0)
-        have = !getenv("FD_LOADS_NO_AVX2") && __builtin_cpu_supports("avx2");
+        have =
+            !getenv("FD_LOADS_NO_AVX2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
     return have;
 }
 #endif
@@ -149,7 +164,7 @@ uint64_t shm_loads_min(const shm_seg_t *s, const shm_slotset_t *set, bool tokens
     out->lo = (uint8_t)lo;
     out->hi = (uint8_t)hi;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if ((hi > lo || __builtin_popcountll(set->w[lo]) >= AVX2_MIN_MEMBERS) && have_avx2())
+    if (have_avx2())
         return search_avx2(a, set, out);
 #endif
     return search_base(a, set, out);

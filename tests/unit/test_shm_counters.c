@@ -261,9 +261,11 @@ static void check_loads_min(void)
             shm_slotset_t set = {{0}};
             for (size_t i = 0; i < n; i++) {
                 rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-                /* round 0..9: a stride over every word; 10..19: the lowest slots, dense words */
-                unsigned s =
-                    round < 10 ? (unsigned)((i * 7 + (size_t)round) % SHM_MAX_INSTANCES) : (unsigned)i;
+                /* round 0..9: a stride over every word; 10..14: the lowest slots, dense words;
+                 * 15..19: the highest slots (the last words only, down from word 15) */
+                unsigned s = round < 10   ? (unsigned)((i * 7 + (size_t)round) % SHM_MAX_INSTANCES)
+                             : round < 15 ? (unsigned)i
+                                          : (unsigned)(SHM_MAX_INSTANCES - 1 - i);
                 set.w[s / 64] |= (uint64_t)1 << (s % 64);
             }
             for (unsigned s = 0; s < SHM_MAX_INSTANCES; s++) {
