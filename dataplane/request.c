@@ -133,13 +133,13 @@ typedef struct {
     unsigned n;
     struct {
         const char *open, *past; /* the opening quote, and past the closing one */
-        bool escaped;
     } s[MEMO_MAX];
 } memo_t;
 static __thread memo_t *memo;
 
-/* The memo's entry for the string opened at `open`, or -1. */
-static int memo_find(const char *open)
+/* Past the closing quote of the string opened at `open`, if the memo has it (a binary search:
+ * the entries are in body order), else NULL. */
+static const char *memo_past(const char *open)
 {
     unsigned lo = 0, hi = memo->n;
     while (lo < hi) {
@@ -149,59 +149,90 @@ static int memo_find(const char *open)
         else
             hi = mid;
     }
-    return lo < memo->n && memo->s[lo].open == open ? (int)lo : -1;
+    return lo < memo->n && memo->s[lo].open == open ? memo->s[lo].past : NULL;
 }
 
-static void memo_add(const char *open, const char *past, bool escaped)
+/* Keep a string a later scan will look up: one whose closing quote lies past the point where a
+ * scan looks (scan_string). */
+static void memo_add(const char *open, const char *past)
 {
-    if (memo && past - open > MEMO_MIN_BYTES && memo->n < MEMO_MAX &&
-        (!memo->n || memo->s[memo->n - 1].open < open))
-        memo->s[memo->n].open = open, memo->s[memo->n].past = past, memo->s[memo->n++].escaped = escaped;
+    if (!memo || past - open <= MEMO_MIN_BYTES + 2 || memo->n == MEMO_MAX ||
+        (memo->n && memo->s[memo->n - 1].open >= open))
+        return;
+    memo->s[memo->n].open = open;
+    memo->s[memo->n++].past = past;
 }
 
-/* A string from its opening quote; *escaped tells whether it holds a backslash. */
-static int scan_string(scan_t *s, bool *escaped)
+/* The length of the valid escape at p (a backslash), 0 when it is not one. */
+static int escape_len(const char *p, const char *end)
+{
+    if (end - p < 2)
+        return 0;
+    switch (p[1]) {
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't':
+        return 2;
+    case 'u':
+        if (end - p < 6)
+            return 0;
+        for (int i = 2; i < 6; i++)
+            if (hexval(p[i]) < 0)
+                return 0;
+        return 6;
+    default:
+        return 0;
+    }
+}
+
+/* The scan of a string's first MEMO_MIN_BYTES, escapes included: where it stopped, at or past
+ * `check` if it found neither the end nor a bad escape there (NULL for a bad escape). */
+static const char *scan_head(const char *p, const char *check, const char *end)
+{
+    while (p < check) {
+        p = string_stop(p, check);
+        if (p == check || *p != '\\')
+            return p; /* the limit, the closing quote or a NUL: the caller's loop judges */
+        int n = escape_len(p, end);
+        if (!n)
+            return NULL;
+        p += n;
+    }
+    return p;
+}
+
+/* A string from its opening quote. When the body has long strings, the memo is asked, once the
+ * scan has read MEMO_MIN_BYTES of this one, whether the validating pass found its end. */
+static int scan_string(scan_t *s)
 {
     const char *open = s->p, *p = s->p + 1, *end = s->end;
-    bool looked = !memo || !memo->n; /* up in the memo: once, when the string proves long */
-    *escaped = false;
-    for (;;) {
-        if (!looked && p - open > MEMO_MIN_BYTES) {
-            int k = memo_find(open);
-            looked = true;
-            if (k >= 0) {
-                s->p = memo->s[k].past;
-                *escaped = memo->s[k].escaped;
-                return 0;
-            }
+    if (memo && memo->n && end - open > MEMO_MIN_BYTES + 1) {
+        const char *check = open + MEMO_MIN_BYTES + 1, *past;
+        if (!(p = scan_head(p, check, end)))
+            return -1;
+        if (p >= check && (past = memo_past(open))) {
+            s->p = past;
+            return 0;
         }
-        p = string_stop(p, looked ? end : end - open > MEMO_MIN_BYTES + 1 ? open + MEMO_MIN_BYTES + 1 : end);
-        if (!looked && p == open + MEMO_MIN_BYTES + 1)
-            continue; /* no stop in the first bytes: look the string up */
+    }
+    for (;;) {
+        p = string_stop(p, end);
         if (p >= end || *p == '\0')
             return -1;
         if (*p == '"')
             break;
-        *escaped = true;
-        if (end - p < 2)
+        int n = escape_len(p, end);
+        if (!n)
             return -1;
-        char e = p[1];
-        if (e == 'u') {
-            if (end - p < 6)
-                return -1;
-            for (int i = 2; i < 6; i++)
-                if (hexval(p[i]) < 0)
-                    return -1;
-            p += 6;
-        } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' ||
-                   e == 't') {
-            p += 2;
-        } else {
-            return -1;
-        }
+        p += n;
     }
     s->p = p + 1;
-    memo_add(open, s->p, *escaped);
+    memo_add(open, s->p);
     return 0;
 }
 
@@ -261,7 +292,7 @@ static void record(top_t *t, const char *key, const char *key_end, const char *v
 static int scan_container(scan_t *s, int depth, top_t *top)
 {
     char close = *s->p == '{' ? '}' : ']';
-    bool object = close == '}', escaped;
+    bool object = close == '}';
     if (depth > MAX_DEPTH)
         return -1;
     s->p++;
@@ -273,7 +304,7 @@ static int scan_container(scan_t *s, int depth, top_t *top)
     for (;;) {
         const char *key = s->p, *key_end = s->p;
         if (object) {
-            if (s->p >= s->end || *s->p != '"' || scan_string(s, &escaped) != 0)
+            if (s->p >= s->end || *s->p != '"' || scan_string(s) != 0)
                 return -1;
             key_end = s->p;
             skip_ws(s);
@@ -301,7 +332,6 @@ static int scan_container(scan_t *s, int depth, top_t *top)
 /* One value after optional whitespace; containers inside it are at depth + 1. */
 static int scan_value(scan_t *s, int depth)
 {
-    bool escaped;
     skip_ws(s);
     if (s->p >= s->end)
         return -1;
@@ -310,7 +340,7 @@ static int scan_value(scan_t *s, int depth)
     case '[':
         return scan_container(s, depth + 1, NULL);
     case '"':
-        return scan_string(s, &escaped);
+        return scan_string(s);
     case 't':
         return scan_literal(s, "true", 4);
     case 'f':
@@ -474,7 +504,6 @@ static bool iter_open(iter_t *it, span_t v, char open)
 
 static bool iter_next(iter_t *it, span_t *key, span_t *val)
 {
-    bool escaped;
     skip_ws(&it->s);
     if (it->s.p < it->s.end && *it->s.p == ',')
         it->s.p++, skip_ws(&it->s);
@@ -482,7 +511,7 @@ static bool iter_next(iter_t *it, span_t *key, span_t *val)
         return false;
     if (it->object) {
         key->p = it->s.p;
-        scan_string(&it->s, &escaped);
+        scan_string(&it->s);
         key->end = it->s.p;
         skip_ws(&it->s);
         it->s.p++; /* ':' */
