@@ -525,6 +525,8 @@ int main(int argc, char **argv)
         teardown_segment(&thr);
     }
     free(samples);
+    if (!ncells)
+        die("--cells", "no cell matches (instances/chars/policy, e.g. 1024/*/request_num)");
     print_tables(cells, ncells, csv);
     if (csv && fclose(csv) != 0)
         die(csv_path, strerror(errno));
