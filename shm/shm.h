@@ -231,11 +231,12 @@ typedef struct {
 } shm_slotset_t;
 
 /* The slots of a set holding its smallest total (requests, or tokens), for a policy's argmin
- * (loads.c). The totals row is read once per member, relaxed, as shm_inflight: a snapshot of
- * counters that move under the reader. Why a bitmap and not the candidates' list: the totals are
- * an array indexed by slot, so members are read in address order, four at a time with AVX2 when
- * the set is large, and the tied slots come out as a bitmap whose k-th bit popcounts find; a
- * walk of the list in URL order is a gather with one dependent compare per candidate
+ * (loads.c). Each member's total is read once, a snapshot of counters that move under the reader:
+ * relaxed loads, or in the AVX2 loop plain 256-bit loads of a whole word's totals (aligned 8-byte
+ * counters, each read whole on x86-64). Why a bitmap and not the candidates' list: the totals
+ * are an array indexed by slot, so members are read in address order, four at a time with AVX2
+ * in a word of 16 members or more, and the tied slots come out as a bitmap with a count per word;
+ * a walk of the list in URL order is a gather with one dependent compare per candidate
  * (bench_selection, request_num at 1,024 instances: docs/benchmarks.md, "Selection cost"). */
 typedef struct {
     uint64_t min;                    /* UINT64_MAX when the set is empty */
