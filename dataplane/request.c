@@ -128,7 +128,7 @@ static const char *string_stop(const char *p, const char *end)
  * else parses on this thread.
  */
 #define MEMO_MIN_BYTES 1024
-#define MEMO_MAX       16
+#define MEMO_MAX       64 /* 1 KiB of memo; tool descriptions before the messages count too */
 typedef struct {
     unsigned n;
     struct {

@@ -153,8 +153,9 @@ Test(request, long_strings_are_walked_past_and_read_whole)
     for (int i = 0; i < 3000; i++)
         body[n++] = 's';
     n += (size_t)sprintf(body + n, "\",\"messages\":[");
-    for (int m = 0; m < 24; m++) {
-        size_t len = m % 3 == 0 ? 40 : 1000 + (size_t)m * 150;    /* short, and around the memo's length */
+    for (int m = 0; m < 100; m++) {
+        size_t len =
+            m % 3 == 0 ? 40 : 1000 + (size_t)(m % 24) * 150;      /* short, and around the memo's length */
         size_t esc = m % 4 == 1 ? 3 : m % 4 == 2 ? len - 5 : len; /* where the one escape goes */
         n += (size_t)sprintf(body + n, "%s{\"role\":\"user\",\"content\":\"", m ? "," : "");
         if (w)
