@@ -19,15 +19,6 @@
 
 #define AVX2_MIN_MEMBERS 16 /* of a word, for its vector loop */
 
-/* Bits set, without the libgcc call __builtin_popcountll becomes on the baseline x86-64 target
- * (the AVX2 variant, compiled for POPCNT, turns this into the instruction). */
-static inline unsigned bits_set(uint64_t x)
-{
-    x = x - ((x >> 1) & 0x5555555555555555ULL);
-    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-    return (unsigned)((((x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL) * 0x0101010101010101ULL) >> 56);
-}
-
 #define SIGN ((uint64_t)1 << 63)
 
 /* A word's least total and the members holding it (*tie), baseline: one read per member. */
@@ -65,7 +56,7 @@ search(const uint64_t *a, const shm_slotset_t *set,
         if (out->tie.w[w] && least[w] != out->min)
             out->tie.w[w] = 0;
         out->before[w] = (uint16_t)out->count;
-        out->count += out->tie.w[w] ? bits_set(out->tie.w[w]) : 0;
+        out->count += out->tie.w[w] ? shm_bit_count(out->tie.w[w]) : 0;
     }
     return out->min;
 }
@@ -130,7 +121,7 @@ AVX2_TARGET static inline uint64_t word_min_vec(const uint64_t *a, uint64_t m, b
 /* A word by its vector loop (full or partial), or the scalar one when it has few members. */
 AVX2_TARGET static uint64_t word_min_avx2(const uint64_t *a, uint64_t m, uint64_t *tie)
 {
-    if (bits_set(m) < AVX2_MIN_MEMBERS)
+    if (shm_bit_count(m) < AVX2_MIN_MEMBERS)
         return word_min_base(a, m, tie);
     return m == UINT64_MAX ? word_min_vec(a, m, true, tie) : word_min_vec(a, m, false, tie);
 }

@@ -28,6 +28,7 @@
 #define XXH_INLINE_ALL /* header-only: XXH3 inlined into the hashing loops */
 #include <xxhash.h>
 
+#include "shm/internal.h"
 #include "shm/radix.h"
 
 #define NODE_SLOTS        (SHM_RADIX_MAX_NODES + 2u) /* 0 = none, 1 = root */
@@ -72,15 +73,6 @@ static inline uint32_t lead_bits(const unsigned char *p)
 }
 #endif
 
-/* Bits set in x, without the libgcc call __builtin_popcount becomes when the build cannot assume
- * the POPCNT instruction (the baseline x86-64 target). */
-static inline unsigned bit_count(uint32_t x)
-{
-    x = x - ((x >> 1) & 0x55555555u);
-    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
-    return (((x + (x >> 4)) & 0x0f0f0f0fu) * 0x01010101u) >> 24;
-}
-
 /* Bytes that make up the first `want` code points of p[0..len): a code point starts at every
  * lead byte, so a block ends before the lead byte of code point want + 1 (continuation bytes
  * stay with the code point they continue, valid or not). Whole chunks are counted with one
@@ -92,7 +84,7 @@ static size_t take_codepoints(const unsigned char *p, size_t len, size_t i, size
 {
     while (i + LEAD_CHUNK <= len) {
         uint32_t bits = lead_bits(p + i);
-        size_t k = bit_count(bits);
+        size_t k = shm_bit_count(bits);
         if (count + k <= want) {
             count += k;
             i += LEAD_CHUNK;
@@ -125,11 +117,11 @@ static size_t take_codepoints(const unsigned char *p, size_t len, size_t i, size
  * whose product is 0 still counts). The keys move on by STRIPE_STEP from one stripe to the next:
  * with one key for every stripe a block's hash was a sum that did not change when two of its
  * 16-byte pieces at the same offset in their stripes changed places. The last stripe overlaps
- * the one before it when the length is not a multiple of 32, and the length enters the final fold of the four
- * lanes (one 64 x 64 -> 128 multiply; chain() mixes the result). AVX2 does a stripe in five instructions,
- * SSE2 (the x86-64 baseline) in ten, other targets lane by lane: all give the same hash, as every router
- * must. A shorter block (block sizes of a few code points) is hashed by XXH3. The keys are fixed: replicas
- * must agree.
+ * the one before it when the length is not a multiple of 32, and the length enters the final
+ * fold of the four lanes (one 64 x 64 -> 128 multiply; chain() mixes the result). AVX2 does a
+ * stripe in five instructions, SSE2 (the x86-64 baseline) in ten, other targets lane by lane:
+ * all give the same hash, as every router must. A shorter block (block sizes of a few code
+ * points) is hashed by XXH3. The keys are fixed: replicas must agree.
  */
 /* [0, 4): the stripes' lane keys; 4, 5: the fold's; 6: the length's; 7, 8: the accumulators' start */
 static const uint64_t BLOCK_KEY[9] = {0x1ff419479b34eb59ULL, 0x5603c839d4c840b3ULL, 0xdfb1700717d728d7ULL,
