@@ -742,7 +742,8 @@ int dp_parse_body(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_
 {
     memset(out, 0, sizeof(*out));
     top_t t = {.out = out};
-    memo_t strings = {0};
+    memo_t strings; /* only n is read before it is written: no need to clear the 1 KiB */
+    strings.n = 0;
     memo = &strings;
     int rc = body ? parse(pool, body, len, want_prompt, &t) : -1;
     memo = NULL;
