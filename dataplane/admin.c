@@ -148,7 +148,7 @@ int dp_handle_ready(h2o_req_t *req)
     uint32_t n[SHM_ROLE_COUNT];
     for (int r = 0; r < SHM_ROLE_COUNT; r++) {
         const shm_view_t *v = shm_view(&dp.seg, (shm_role_t)r);
-        n[r] = v ? v->count : 0;
+        n[r] = v ? shm_view_len(v) : 0;
     }
     shm_read_exit(&dp.seg, t->reader);
     bool ready = dp.cfg.splitwise ? n[SHM_ROLE_PREFILL] && n[SHM_ROLE_DECODE] : n[SHM_ROLE_MIXED] > 0;

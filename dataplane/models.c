@@ -89,8 +89,9 @@ int dp_handle_models(h2o_req_t *req)
     shm_read_enter(&dp.seg, t->reader);
     for (size_t r = 0; r < nroles; r++) {
         const shm_view_t *v = shm_view(&dp.seg, roles[r]);
-        for (uint32_t i = 0; v && i < v->count; i++)
-            add_slot_models(v->slot[i], data, seen);
+        for (uint32_t i = 0; v && i < shm_view_len(v); i++)
+            if (v->slot[i] < SHM_MAX_INSTANCES)
+                add_slot_models(v->slot[i], data, seen);
     }
     shm_read_exit(&dp.seg, t->reader);
     json_object_put(seen);

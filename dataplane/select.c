@@ -41,18 +41,12 @@ static void copy_choice(const shm_instance_t *in, uint16_t slot, dp_choice_t *ou
     memcpy(out->url, in->url, sizeof(out->url));
 }
 
-/* The view's entries a data plane reads: at most what a view block holds. */
-static uint32_t view_count(const shm_view_t *v)
-{
-    return v->count < SHM_VIEW_MAX_SLOTS ? v->count : (uint32_t)SHM_VIEW_MAX_SLOTS;
-}
-
 /* The published view by slot, built once per view and thread (dp_view_cache_t). */
 static const dp_view_cache_t *view_cache(dp_thread_t *t, shm_role_t role, const shm_view_t *v)
 {
     dp_view_cache_t *x = &t->views[role];
     if (x->view != v || x->version != v->version || x->count != v->count) {
-        uint32_t n = view_count(v);
+        uint32_t n = shm_view_len(v);
         pol_slots_build(&x->by_slot, v->slot, n);
         x->clean = n == v->count;
         for (uint32_t i = 0; i < n; i++)
@@ -81,7 +75,7 @@ int dp_select(dp_thread_t *t, shm_role_t role, const pol_prompt_t *prompt, const
         n = v->count;
         by_slot = &cache->by_slot;
     }
-    for (uint32_t i = 0; v && copy && i < view_count(v); i++)
+    for (uint32_t i = 0; v && copy && i < shm_view_len(v); i++)
         if (v->slot[i] < SHM_MAX_INSTANCES && !excluded(v->slot[i], exclude, nexclude) &&
             dp_model_accepts(model, v->slot[i]))
             cand[n++] = v->slot[i];

@@ -153,6 +153,14 @@ static inline const shm_view_t *shm_view(const shm_seg_t *s, shm_role_t role)
     return (const shm_view_t *)shm_ptr(s, __atomic_load_n(&s->hdr->view_off[role], __ATOMIC_ACQUIRE));
 }
 
+/* A view's entries a reader may read: its count, but never more than a view block holds (a
+ * corrupt segment's count would read past the block). A slot of the view can still be out of
+ * range (>= SHM_MAX_INSTANCES) in such a segment: readers check it where it indexes. */
+static inline uint32_t shm_view_len(const shm_view_t *v)
+{
+    return v->count < SHM_VIEW_MAX_SLOTS ? v->count : (uint32_t)SHM_VIEW_MAX_SLOTS;
+}
+
 /* Bump the epoch after a publication; returns the new epoch (full barrier). */
 uint64_t shm_epoch_advance(shm_seg_t *s);
 /* True if every live reader is quiescent or entered at/after `epoch`. Dead readers (pid gone or

@@ -174,3 +174,17 @@ Test(slots, find_and_alloc)
     }
     cr_assert_eq(shm_slot_alloc(&seg), -1);
 }
+
+/* A reader never takes more entries than a view block holds, whatever count a corrupt segment
+ * shows (shm_view_len, what dp_select, /v1/models, /health and fdctl explain iterate by). */
+Test(views, a_corrupt_count_is_read_only_up_to_a_block)
+{
+    add_instance(&seg, "http://10.0.0.1:9", SHM_ROLE_MIXED, SHM_HEALTH_HEALTHY);
+    cr_assert_eq(shm_publish_views(&seg), 0);
+    shm_view_t *v = (shm_view_t *)shm_view(&seg, SHM_ROLE_MIXED);
+    cr_assert_eq(shm_view_len(v), 1);
+    v->count = UINT32_MAX;
+    cr_assert_eq(shm_view_len(v), SHM_VIEW_MAX_SLOTS);
+    v->count = (uint32_t)SHM_VIEW_MAX_SLOTS;
+    cr_assert_eq(shm_view_len(v), SHM_VIEW_MAX_SLOTS);
+}

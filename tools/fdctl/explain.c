@@ -152,10 +152,11 @@ static int explain(explain_t *e, const dp_body_t *b, shm_seg_t *seg, int reader)
     uint64_t rng = 1;
     shm_read_enter(seg, reader);
     const shm_view_t *v = shm_view(seg, e->role);
-    for (uint32_t i = 0; v && i < v->count && e->n < SHM_VIEW_MAX_SLOTS; i++, e->n++) {
-        e->slots[e->n] = v->slot[i];
-        memcpy(e->urls[e->n], shm_instance(seg, v->slot[i])->url, SHM_URL_LEN);
-    }
+    for (uint32_t i = 0; v && i < shm_view_len(v) && e->n < SHM_VIEW_MAX_SLOTS; i++)
+        if (v->slot[i] < SHM_MAX_INSTANCES) { /* out of range only in a corrupt segment */
+            e->slots[e->n] = v->slot[i];
+            memcpy(e->urls[e->n++], shm_instance(seg, v->slot[i])->url, SHM_URL_LEN);
+        }
     if (e->n) {
         pol_ctx_t c = {.seg = seg,
                        .cfg = &e->cfg,
