@@ -74,7 +74,7 @@
 #include "shm/types.h"
 
 #define SHM_MAGIC          0x5254554f52444600ULL /* "\0FDROUTR" */
-#define SHM_LAYOUT_VERSION 12u
+#define SHM_LAYOUT_VERSION 13u
 
 #define SHM_CACHELINE   64
 #define SHM_MAX_READERS 256
@@ -288,6 +288,11 @@ enum { SHM_BLK_FREE = 0, SHM_BLK_USED = 1, SHM_BLK_LIMBO = 2 };
 #define SHM_RADIX_NIL       0u
 #define SHM_RADIX_ROOT      1u
 
+/* Recent prompts remembered by radix_share, and the head lengths they are remembered by: 1, 2,
+ * 4 ... 512 blocks. */
+#define SHM_RADIX_RECENT        64u
+#define SHM_RADIX_RECENT_LEVELS 10u
+
 /* An instance that was chosen for a prefix: (slot, generation) in one atomic word, so a reader
  * never sees a torn identity; a re-used slot has another generation and does not match. */
 #define SHM_RADIX_TAG_VALID (1ULL << 63)
@@ -340,6 +345,13 @@ typedef struct {
     uint64_t fallback_no_prompt;
     uint64_t lookups_hit; /* decisions whose prompt matched at least one block */
     uint32_t reuse;       /* radix_reuse() in units of 1/RADIX_REUSE_ONE (radix.c) */
+    uint32_t moves;       /* prefixes cache_aware may still re-home (radix_moves_grant/take) */
+    /* The heads of the last SHM_RADIX_RECENT prompts decided, for radix_share: recent_at counts
+     * the prompts noted (the next entry is recent_at % SHM_RADIX_RECENT), and recent[k][i] is a
+     * 32-bit fingerprint of entry i's hash through its first 2^k blocks (0: shorter than that).
+     * One row per head length, so a lookup reads one row of SHM_RADIX_RECENT words. */
+    _Alignas(SHM_CACHELINE) uint64_t recent_at;
+    uint32_t recent[SHM_RADIX_RECENT_LEVELS][SHM_RADIX_RECENT];
     /* Session stickiness (the Go router's "cache hit rate"): of the cache-scored decisions that
      * carried a session_id, how many chose the same instance as that session's previous one.
      * The last choice of each session is kept in a fixed table (SHM_RADIX_SESSIONS entries,

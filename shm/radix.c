@@ -445,6 +445,19 @@ size_t radix_match(const shm_seg_t *s, const uint64_t *h, size_t n, uint32_t *no
     return i;
 }
 
+bool radix_branches(const shm_seg_t *s, const uint64_t *h, size_t depth)
+{
+    uint32_t end;
+    if (depth == 0 || radix_match(s, h, depth, &end) < depth || end == SHM_RADIX_ROOT)
+        return false;
+    const shm_radix_node_t *n = radix_node(s, end);
+    if (LOAD(&n->depth) != depth)
+        return false; /* one stored continuation runs through the end of the prefix */
+    uint32_t first = LOAD(&n->first_child);
+    return first != SHM_RADIX_NIL && first < NODE_SLOTS &&
+           LOAD(&radix_node(s, first)->next_sibling) != SHM_RADIX_NIL;
+}
+
 static bool stamp_fresh(uint32_t tag, const radix_cand_t *c)
 {
     int32_t age = (int32_t)(c->stamp - tag); /* negative: tagged after c->stamp was read */
@@ -1287,6 +1300,59 @@ void radix_note_reuse(shm_seg_t *s, bool reused)
      * back takes r to 0 itself; both terms keep r within [0, RADIX_REUSE_ONE] */
     r -= (r + RADIX_REUSE_SPAN - 1) / RADIX_REUSE_SPAN;
     SET(p, r + (reused ? RADIX_REUSE_ONE / RADIX_REUSE_SPAN : 0));
+}
+
+void radix_moves_grant(shm_seg_t *s, uint32_t n)
+{
+    SET(&radix_hdr(s)->moves, n);
+}
+
+bool radix_moves_take(shm_seg_t *s)
+{
+    uint32_t *p = &radix_hdr(s)->moves, left = GET(p);
+    while (left > 0 && left <= SHM_MAX_INSTANCES) /* a hostile segment's word grants nothing */
+        if (__atomic_compare_exchange_n(p, &left, left - 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return true;
+    return false;
+}
+
+uint32_t radix_moves_left(const shm_seg_t *s)
+{
+    uint32_t left = GET(&radix_hdr(s)->moves);
+    return left <= SHM_MAX_INSTANCES ? left : 0;
+}
+
+/* A head's fingerprint: never 0, which marks a prompt shorter than the head. */
+static uint32_t head_print(uint64_t h)
+{
+    uint32_t f = (uint32_t)(h ^ h >> 32);
+    return f ? f : 1;
+}
+
+void radix_note_prompt(shm_seg_t *s, const uint64_t *h, size_t n)
+{
+    shm_radix_hdr_t *t = radix_hdr(s);
+    size_t at = (size_t)(__atomic_fetch_add(&t->recent_at, 1, __ATOMIC_RELAXED) % SHM_RADIX_RECENT);
+    for (unsigned k = 0; k < SHM_RADIX_RECENT_LEVELS; k++) {
+        size_t len = (size_t)1 << k;
+        SET(&t->recent[k][at], n >= len ? head_print(h[len - 1]) : 0u);
+    }
+}
+
+radix_share_t radix_share(const shm_seg_t *s, const uint64_t *h, size_t depth)
+{
+    const shm_radix_hdr_t *t = radix_hdr(s);
+    uint64_t noted = GET(&t->recent_at);
+    radix_share_t r = {.seen = noted < SHM_RADIX_RECENT ? (unsigned)noted : SHM_RADIX_RECENT};
+    if (!depth)
+        return r;
+    unsigned k = 0;
+    while (k + 1 < SHM_RADIX_RECENT_LEVELS && (size_t)2 << k <= depth)
+        k++;
+    uint32_t f = head_print(h[((size_t)1 << k) - 1]);
+    for (unsigned i = 0; i < SHM_RADIX_RECENT; i++)
+        r.same += GET(&t->recent[k][i]) == f;
+    return r;
 }
 
 void radix_stats(const shm_seg_t *s, radix_stats_t *out)

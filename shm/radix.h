@@ -105,6 +105,11 @@ size_t radix_hash_tokens(uint64_t seed, const uint64_t *tok, size_t ntok, uint32
  * (the root if nothing matched; a node whose edge matched only partly if it ended mid-edge). */
 size_t radix_match(const shm_seg_t *s, const uint64_t *h, size_t n, uint32_t *node);
 
+/* Whether the prefix h[0..depth) is in the tree and branches where it ends: at least two recorded
+ * prompts continue it differently (a prefix group's shared part), unlike a conversation's history,
+ * which its next turn only extends. */
+bool radix_branches(const shm_seg_t *s, const uint64_t *h, size_t depth);
+
 /* Which instance a lookup asks about, and how old a record of it may be. A record (tag) carries
  * the instance's cache-inflow stamp at the time it was made (RADIX_STAMP_UNIT prompt units per
  * step of shm_instance_t.cache_inflow); it still counts as cached while the instance has taken in
@@ -212,6 +217,29 @@ void radix_count_decision(shm_seg_t *s, radix_decision_t d, bool hit);
 #define RADIX_REUSE_SPAN 32
 double radix_reuse(const shm_seg_t *s);
 void radix_note_reuse(shm_seg_t *s, bool reused);
+
+/* Re-homing budget: the prefixes cache_aware may still move off the instances a placement made
+ * without knowing whether the router is alone left over-full (cache_aware.c, rehome()). The
+ * control plane grants it when its verdict turns to alone; each move takes one, atomically, so
+ * the DP threads never move more than granted. */
+void radix_moves_grant(shm_seg_t *s, uint32_t n);
+bool radix_moves_take(shm_seg_t *s);
+uint32_t radix_moves_left(const shm_seg_t *s);
+
+/* How much of this router's recent traffic shares a prompt's head: of the last SHM_RADIX_RECENT
+ * prompts noted (radix_note_prompt, one per cache-scored decision), how many began with the same
+ * 2^k blocks as h[0..depth), for the largest 2^k <= depth (at most 512 blocks). A prompt that
+ * shares the whole prefix of `depth` blocks shares that head too, so `same` counts every recent
+ * prompt through the prefix, plus those that share at least half of it (or its first 512 blocks).
+ * This is the prefix's share of the traffic, which tells a prefix one instance can serve from one
+ * that needs several (cache_aware's hot prefixes). Heads are 32-bit fingerprints: two different
+ * heads match one time in 2^32. The DP threads note without a lock; a race only loses a note. */
+typedef struct {
+    unsigned same; /* recent prompts with the same head */
+    unsigned seen; /* prompts remembered, at most SHM_RADIX_RECENT */
+} radix_share_t;
+void radix_note_prompt(shm_seg_t *s, const uint64_t *h, size_t n);
+radix_share_t radix_share(const shm_seg_t *s, const uint64_t *h, size_t depth);
 
 typedef struct {
     uint64_t seed;

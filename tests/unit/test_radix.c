@@ -353,6 +353,70 @@ Test(radix, divergence_splits_the_edge)
     check();
 }
 
+/* A prefix branches where at least two recorded prompts continue it differently (a group's
+ * shared part); a history that the next turn only extends, a prefix ending mid-edge and a
+ * prefix not in the tree do not. */
+Test(radix, a_prefix_branches_where_two_prompts_continue_it_differently)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t turn1[] = {1, 2, 3}, turn2[] = {1, 2, 3, 4, 5}, other[] = {1, 2, 3, 9}, absent[] = {7, 8};
+    ins(turn1, 3, a, 1000);
+    ins(turn2, 5, a, 2000);
+    cr_assert_not(radix_branches(&seg, turn2, 3), "a conversation's next turn only extends it");
+    cr_assert_not(radix_branches(&seg, turn2, 2), "mid-edge: one stored continuation");
+    ins(other, 4, a, 3000);
+    cr_assert(radix_branches(&seg, turn2, 3), "two prompts continue it differently");
+    cr_assert_not(radix_branches(&seg, turn2, 4), "one of them ends there");
+    cr_assert_not(radix_branches(&seg, absent, 2));
+    cr_assert_not(radix_branches(&seg, turn2, 0));
+    check();
+}
+
+/* radix_share counts the recent prompts that share the largest head of 2^k blocks within the
+ * prefix asked about; it forgets beyond SHM_RADIX_RECENT prompts. */
+Test(radix, the_recent_share_of_a_head_counts_prompts_through_it)
+{
+    uint64_t group[40], stranger[40];
+    for (int i = 0; i < 40; i++)
+        group[i] = 100 + (uint64_t)i, stranger[i] = 900 + (uint64_t)i;
+    radix_share_t r = radix_share(&seg, group, 40);
+    cr_assert_eq(r.same, 0);
+    cr_assert_eq(r.seen, 0);
+    for (int k = 0; k < 5; k++) {
+        uint64_t member[40];
+        memcpy(member, group, sizeof member);
+        member[39] = 5000 + (uint64_t)k; /* own last block: the heads of 32 blocks still agree */
+        radix_note_prompt(&seg, member, 40);
+        radix_note_prompt(&seg, stranger, 40);
+    }
+    radix_note_prompt(&seg, group, 20); /* a prompt shorter than the head of 32 blocks */
+    r = radix_share(&seg, group, 40);
+    cr_assert_eq(r.same, 5, "the five members; the short prompt has no head of 32 blocks");
+    cr_assert_eq(r.seen, 11);
+    cr_assert_eq(radix_share(&seg, group, 16).same, 6, "a head of 16 blocks: the short prompt too");
+    cr_assert_eq(radix_share(&seg, stranger, 40).same, 5);
+    for (unsigned k = 0; k < SHM_RADIX_RECENT; k++)
+        radix_note_prompt(&seg, stranger, 40);
+    r = radix_share(&seg, group, 40);
+    cr_assert_eq(r.same, 0, "forgotten after SHM_RADIX_RECENT prompts");
+    cr_assert_eq(r.seen, SHM_RADIX_RECENT);
+}
+
+/* The re-homing budget: granted, taken one at a time, never below 0; a hostile word grants
+ * nothing. */
+Test(radix, the_moves_budget_is_taken_one_at_a_time)
+{
+    cr_assert_not(radix_moves_take(&seg), "a new segment grants none");
+    radix_moves_grant(&seg, 2);
+    cr_assert_eq(radix_moves_left(&seg), 2);
+    cr_assert(radix_moves_take(&seg));
+    cr_assert(radix_moves_take(&seg));
+    cr_assert_not(radix_moves_take(&seg));
+    radix_moves_grant(&seg, 0xffffffffu);
+    cr_assert_eq(radix_moves_left(&seg), 0);
+    cr_assert_not(radix_moves_take(&seg));
+}
+
 Test(radix, long_edges_are_chains_of_nodes)
 {
     int a = inst("http://127.0.0.1:1");
