@@ -4,6 +4,7 @@
 #include "controlplane/sharing.h"
 
 #include "common/log.h"
+#include "shm/radix.h"
 
 #define FOREIGN_MIN   2.0  /* requests beyond this router's own, fleet-wide */
 #define FOREIGN_SHARE 0.25 /* ... and this share of what the instances report */
@@ -45,6 +46,14 @@ static cp_sharing_round_t gather(const shm_seg_t *seg, uint64_t now_ms, uint64_t
     return r;
 }
 
+static uint32_t live_instances(const shm_seg_t *seg)
+{
+    uint32_t n = 0;
+    for (unsigned i = 0; i < SHM_MAX_INSTANCES; i++)
+        n += shm_slot_is_live(shm_instance(seg, i));
+    return n;
+}
+
 void cp_sharing_tick(cp_sharing_t *s, shm_seg_t *seg, uint64_t max_age_ms)
 {
     cp_sharing_round_t r = gather(seg, shm_now_ms(), max_age_ms);
@@ -52,6 +61,8 @@ void cp_sharing_tick(cp_sharing_t *s, shm_seg_t *seg, uint64_t max_age_ms)
     if (now == was)
         return;
     shm_fleet_set(seg, now);
+    if (now == SHM_FLEET_ALONE) /* what was placed blind may now be re-homed: one prefix per instance */
+        radix_moves_grant(seg, live_instances(seg));
     LOG_INFO("Instances report %s: %.0f request(s) running or waiting, %.0f of them beyond this "
              "router's %.0f in flight; fleet verdict %s -> %s",
              now == SHM_FLEET_SHARED ? "requests from other senders" : "this router's requests only",

@@ -34,9 +34,11 @@
  * the instance's URL hash), so a prefix cached on two instances settles back on one of them.
  * Any other prompt (explore) goes, among the near-best:
  *  - by the rendezvous weight of its blocks through PLACEMENT_BLOCKS past its cached part
- *    (placement_key()) when new prefixes are placed by hash, or when no candidate has a
- *    request in flight: new prefixes spread over the fleet by hash, and routers that share no
- *    state place a new prefix alike (a fleet's routers; one router and its restarted self);
+ *    (placement_key()) when new prefixes are placed by hash and prefixes come back (reuse >=
+ *    0.5: a one-off prompt gains nothing from routers agreeing on it, and goes by load), or
+ *    when no candidate has a request in flight: new prefixes spread over the fleet by hash, and
+ *    routers that share no state place a new prefix alike (a fleet's routers; one router and
+ *    its restarted self);
  *  - by load, while prefixes come back (reuse >= 0.5): to the least content sent to its cache,
  *    then by weight. SGLang's "least cached content" as the order among equals: a burst of new
  *    prefix groups is homed evenly by what each cache was given to hold, where the hash alone
@@ -47,10 +49,10 @@
  *    request gains from where they went.
  *
  * New prefixes by load or by hash (scheduler.new-prefix-placement; auto = by hash when the
- * registry is etcd, i.e. several router hosts share the fleet, and otherwise while the control
- * plane's verdict says the instances report requests this router did not send: shm_fleet(),
- * controlplane/sharing.h; the verdict needs traffic, so a new prefix that arrives before any
- * scrape has shown some, such as a burst at start, is still placed by load). A router sees
+ * registry is etcd, i.e. several router hosts share the fleet, and otherwise until the control
+ * plane's verdict says the instances report this router's requests only: shm_fleet(),
+ * controlplane/sharing.h; the verdict needs traffic, so a burst at start, before any scrape, is
+ * placed by hash, the one rule two routers started together agree on). A router sees
  * only the loads of its own requests, so two routers that share nothing see different loads, and a load-based
  * detour of a new prefix is exactly where they part ways; a prefix they split costs a second
  * prefill and a second copy in the fleet's cache for as long as it lives. By hash, a new prefix
@@ -65,6 +67,12 @@
  * one router alone had fewer hits by hash (83% against 89%), 0.91x the throughput and a spread
  * of 1.17 instead of 1.00. Hence load for a lone router, hash for a fleet of them, and the
  * verdict for a fleet whose routers were not told about each other (docs/benchmarks.md 2d).
+ *
+ * By hash, a prefix held somewhere that is not hot (hot(): under 1/n of the recent traffic)
+ * stays with its holders rather than be copied by cost (sticky()): a copy made on one router's
+ * loads is a group split for good. A lone router, told so by the verdict, copies by cost again
+ * and may move up to one prefix per instance off the instances the blind placement over-filled
+ * (rehome(); the budget is granted by the control plane when the verdict turns to alone).
  *
  * In both modes, a prefix held nowhere meets the load bound x (1 + reuse): where prefixes come
  * back, its first request places the whole group that follows, so a burst's passing difference
@@ -95,6 +103,8 @@
 #define CONTENT_SIGMAS   2.5 /* placing new prefixes by load */
 #define HASH_SIGMAS      2.0 /* by hash: the mean of the prompt's own, see bounds() */
 #define NEW_SLACK_REUSE  8.0 /* see the file's comment: a new prefix's slack, in prefills, per reuse */
+#define HOT_MIN          4   /* see hot(): recent prompts through a prefix before it can be hot */
+#define STICKY_PROMPTS   4.0 /* see sticky(): prompts of queued work beyond which a cold prefix is copied */
 #define GO_ABS_DEFAULT   1.0
 #define GO_REL_DEFAULT   0.2
 
@@ -353,13 +363,13 @@ static bool by_hash(const pol_ctx_t *c)
 {
     uint32_t p = c->cfg->new_prefix_by_hash;
     return p == SHM_PLACE_BY_HASH ||
-           (p == SHM_PLACE_BY_HASH_WHEN_SHARED && shm_fleet(c->seg) == SHM_FLEET_SHARED);
+           (p == SHM_PLACE_BY_HASH_WHEN_SHARED && shm_fleet(c->seg) != SHM_FLEET_ALONE);
 }
 
 /* The order for a prompt not mostly cached anywhere (explore). */
 static order_t explore_order(const decision_t *d, const fleet_t *f, bool hash)
 {
-    if (hash || f->max == 0) /* or every candidate idle */
+    if ((hash && d->reuse >= 0.5) || f->max == 0) /* or every candidate idle */
         return ORDER_HASH;
     return d->reuse >= 0.5 ? ORDER_CONTENT : ORDER_LOAD;
 }
@@ -379,6 +389,80 @@ static bool prefer(const cand_t *a, const cand_t *b, order_t order)
     return a->w > b->w;
 }
 
+/* Whether the prefix a prompt mostly shares with what instances hold is hot: it carries at least
+ * 1/n of this router's recent traffic (and HOT_MIN prompts), more than one of the n instances
+ * can serve next to its share of the rest, so it needs copies (Preble's replication rule). A
+ * prefix group below that fits on one instance. The share is of the router's own traffic, so
+ * router replicas that each see a random part of the same traffic find the same prefixes hot. */
+static bool hot(const pol_ctx_t *c, const decision_t *d, size_t n)
+{
+    radix_share_t r = radix_share(c->seg, d->hashes, (size_t)(d->most / block_of(c)));
+    return r.same >= HOT_MIN && (size_t)r.same * n >= r.seen;
+}
+
+/* Whether a prompt mostly held somewhere stays with its holders even where a copy would cost
+ * less (new prefixes by hash: the router is not known to be alone). Two routers that share
+ * nothing weigh a copy by their own loads, so a copy made by one splits the group between two
+ * instances for good: each router keeps sending the group where it last did (docs/benchmarks.md
+ * 2e, 2h). A prefix that is not hot stays unless its holders cost more than STICKY_PROMPTS whole
+ * prompts above the cheapest other candidate (a queue far beyond what the hash's scatter makes,
+ * such as an instance that stalls); a hot one is copied by cost, as by a lone router. Returns
+ * the lowest cost among the holders in *best. */
+static bool sticky(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n, double *best)
+{
+    double other = INFINITY;
+    *best = INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        double *m = k[i].cached == d->most ? best : &other;
+        *m = k[i].cost < *m ? k[i].cost : *m;
+    }
+    double far = STICKY_PROMPTS * (double)d->units * c->cfg->hit_ratio_weight;
+    return *best <= other + far && !hot(c, d, n);
+}
+
+/* Whether a prompt mostly held somewhere moves its prefix to another instance (new prefixes by
+ * load: the router knows it is alone). The prefixes homed by hash before the verdict came (a
+ * burst at start) keep the hash's scatter, 5-4-4-3 groups where content would have homed
+ * 4-4-4-4, and a copy by cost fires only once the holder's queue outgrows a prefill. While the
+ * control plane's grant lasts (one move per instance, granted when the verdict turns to alone),
+ * a prefix moves when every holder was sent more than a prompt beyond the mean content and is at
+ * least as busy as the mean, the prefix is not hot (a hot one is copied by cost) and it branches
+ * (radix_branches: a group's shared part, not one conversation's history, whose move would cost
+ * its whole history's prefill for one session's requests). */
+static bool rehome(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n, const fleet_t *f)
+{
+    double cmean = f->content / (double)n, lmean = (double)f->load / (double)n;
+    for (size_t i = 0; i < n; i++)
+        if (k[i].cached == d->most &&
+            ((double)k[i].inflow <= cmean + (double)d->units || (double)k[i].load < lmean))
+            return false;
+    size_t depth = (size_t)(d->most / block_of(c));
+    return radix_moves_left(c->seg) && !hot(c, d, n) && radix_branches(c->seg, d->hashes, depth);
+}
+
+/* The move's destination (rehome), or SIZE_MAX: among the non-holders sent a prompt or more below
+ * the mean content and within the load bound, the one sent the least, provided its rendezvous
+ * weight for the prefix beats every holder's. The group's next prompts then find it held at
+ * both and settle on the new holder by weight (ORDER_CACHED), and the old copy ages out; each
+ * move gives the least-filled cache a prompt, so moves stop once the caches are within a prompt
+ * of the mean. */
+static size_t move_to(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t n, const fleet_t *f,
+                      const bound_t *b, uint64_t key)
+{
+    double cmean = f->content / (double)n;
+    uint64_t held = 0;
+    for (size_t i = 0; i < n; i++) {
+        k[i].w = weight(c, i, key);
+        held = k[i].cached == d->most && k[i].w > held ? k[i].w : held;
+    }
+    size_t to = SIZE_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (k[i].cached < d->most && k[i].w > held && (double)k[i].inflow + (double)d->units <= cmean &&
+            !over_bound(&k[i], b) && (to == SIZE_MAX || k[i].inflow < k[to].inflow))
+            to = i;
+    return to;
+}
+
 /* The preferred candidate among those within slack of the lowest cost. A candidate that would
  * take a new copy must be within the load bound, unless no near-best one is. */
 static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t n, const fleet_t *f,
@@ -390,6 +474,11 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
     bool hash = d->by_hash;
     double reuse = hash ? d->reuse : 0; /* widens only by hash */
     bool exploit = most > 0 && 2 * most >= d->units;
+    double held_best;
+    bool stay = exploit && hash && sticky(c, d, k, n, &held_best);
+    best = stay ? held_best : best;
+    if (ex)
+        ex->sticky = stay;
     uint64_t key = placement_key(d, block_of(c), exploit);
     double sigmas = hash ? HASH_SIGMAS * threshold(key) : CONTENT_SIGMAS;
     bound_t bound = bounds(f, n, d->units, most ? 1 : 1 + d->reuse, sigmas);
@@ -398,6 +487,15 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
         slack *= 1 + NEW_SLACK_REUSE * reuse;
     if (ex)
         ex->slack = slack;
+    if (exploit && !hash && rehome(c, d, k, n, f)) {
+        size_t to = move_to(c, d, k, n, f, &bound, key);
+        /* the budget is shared memory, written like the tree (select_scored); a dry run only looks */
+        if (to != SIZE_MAX && (c->dry_run || radix_moves_take((shm_seg_t *)c->seg))) {
+            if (ex)
+                ex->order = "moved: least content sent", ex->cand[to].eligible = true;
+            return to;
+        }
+    }
     order_t order = exploit ? ORDER_CACHED : explore_order(d, f, hash);
     if (ex)
         ex->order = order_names[order];
@@ -405,7 +503,7 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
     for (size_t i = 0; i < n; i++) {
         if (ex)
             ex->cand[i].eligible = false, ex->cand[i].weight = 0;
-        if (k[i].cost > best + slack)
+        if (k[i].cost > best + slack || (stay && k[i].cached < most))
             continue;
         k[i].w = weight(c, i, key);
         bool bounded = (!exploit || k[i].cached < most) && over_bound(&k[i], &bound);
@@ -431,7 +529,7 @@ static void decide(const pol_ctx_t *c, bool remote, decision_t *d, pol_explain_t
     size_t n = c->n < SHM_VIEW_MAX_SLOTS ? c->n : SHM_VIEW_MAX_SLOTS;
     uint32_t block = block_of(c);
     if (ex)
-        memset(ex->cand, 0, n * sizeof *ex->cand), ex->order = NULL;
+        memset(ex->cand, 0, n * sizeof *ex->cand), ex->order = NULL, ex->sticky = false;
     d->now = shm_now_ms();
     d->nh = d->matched = 0;
     d->units = d->uncached = d->most = 0;
@@ -481,7 +579,7 @@ static size_t select_scored(const pol_ctx_t *c, bool remote)
     decide(c, remote, &d, NULL);
     radix_count_decision(s, d.why, d.matched > 0);
     if (d.why == RADIX_DECIDED_BY_CACHE)
-        radix_note_reuse(s, d.reused);
+        radix_note_reuse(s, d.reused), radix_note_prompt(s, d.hashes, d.nh);
     uint16_t slot = c->slots[d.choice];
     if (c->charge) /* the work this request queues there (read_loads' queued) */
         *c->charge = (pol_charge_t){.tokens = d.uncached + block_of(c), .prefill = d.uncached};

@@ -82,6 +82,7 @@ typedef struct {
     double reuse;          /* cache-aware: radix_reuse(): a new prefix's slack, bound and order */
     double slack;          /* cache-aware: how far above the lowest cost is still near-best */
     bool new_by_hash;      /* cache-aware: new prefixes placed by hash in this decision */
+    bool sticky;           /* cache-aware: a prefix not hot stayed with its holders (no copy) */
     const char *order;     /* cache-aware: how the near-best were ordered (NULL: none were) */
     long choice;           /* index into the candidates, -1 for a random choice */
     pol_cand_info_t *cand; /* the caller's array, one per candidate */

@@ -320,10 +320,10 @@ Test(cache_aware, by_load_without_reuse_a_new_prefix_goes_to_the_fewest_in_fligh
     cr_assert_eq(pick(r), rendezvous(r, slots, N));
 }
 
-/* scheduler.new-prefix-placement: auto with a local registry: by load while this router is
- * alone (or cannot tell yet), by hash while the control plane's verdict says the instances
- * report requests from other senders (controlplane/sharing.h), and by load again when it turns. */
-Test(cache_aware, auto_places_by_hash_only_while_the_instances_report_other_senders)
+/* scheduler.new-prefix-placement: auto with a local registry: by hash until the control plane's
+ * verdict says the instances report this router's requests only (controlplane/sharing.h), by
+ * load while it says so, and by hash again when it turns to other senders. */
+Test(cache_aware, auto_places_by_load_only_while_the_instances_show_this_router_alone)
 {
     cfg.new_prefix_by_hash = SHM_PLACE_BY_HASH_WHEN_SHARED;
     const char *q = "auto: a new prefix while requests are in flight everywhere";
@@ -338,13 +338,100 @@ Test(cache_aware, auto_places_by_hash_only_while_the_instances_report_other_send
         pol_prompt_t p = {.text = q, .len = strlen(q), .codepoints = strlen(q)};
         pol_ctx_t c = {.seg = &fx.seg, .cfg = &cfg, .slots = slots, .n = N, .prompt = &p, .rng = &rng};
         pol_cache_aware_ops.explain(&c, &ex); /* a dry run: q stays new */
-        bool shared = verdicts[v] == SHM_FLEET_SHARED;
+        bool shared = verdicts[v] != SHM_FLEET_ALONE;
         cr_assert_eq(ex.new_by_hash, shared, "verdict %d", verdicts[v]);
         cr_assert_eq(ex.choice, (long)(shared ? home : b), "verdict %d: by %s", verdicts[v],
                      shared ? "hash" : "load");
     }
     shm_fleet_set(&fx.seg, (shm_fleet_t)7); /* a hostile segment's word: not a verdict */
     cr_assert_eq(shm_fleet(&fx.seg), SHM_FLEET_UNKNOWN);
+}
+
+/* Note `prompt` in the recent traffic `times` times, as that many decisions would. */
+static void note_recent(const char *prompt, int times)
+{
+    uint64_t h[RADIX_MAX_BLOCKS];
+    size_t n =
+        radix_hash_text(RADIX_SEED, prompt, strlen(prompt), cfg.cache_block_size, true, h, RADIX_MAX_BLOCKS);
+    for (int k = 0; k < times; k++)
+        radix_note_prompt(&fx.seg, h, n);
+}
+
+/* By hash, a held prefix that is not hot stays with its holder where by load it is copied (the
+ * first test's case: C's queue outgrew the prefill it saves), until the holder costs more than
+ * STICKY_PROMPTS whole prompts above another candidate. */
+Test(cache_aware, by_hash_a_held_prefix_that_is_not_hot_stays_with_its_holder)
+{
+    cfg.new_prefix_by_hash = SHM_PLACE_BY_HASH;
+    remember(P, 2);
+    tokens(0, 0, 300); /* C: 2 + 300 (by load, 117 is copied); A, B: 114; 4 prompts of 58 above: 346 */
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(pick(P), 2, "by hash: it stays (pick %d)", k);
+    pol_explain_t ex = {.cand = (pol_cand_info_t[N]){{0}}};
+    pol_prompt_t p = {.text = P, .len = strlen(P), .codepoints = strlen(P)};
+    pol_ctx_t c = {
+        .seg = &fx.seg, .cfg = &cfg, .slots = slots, .n = N, .prompt = &p, .rng = &rng, .dry_run = true};
+    pol_cache_aware_ops.explain(&c, &ex);
+    cr_assert(ex.sticky);
+    cr_assert_eq(ex.choice, 2);
+    tokens(0, 0, 400);
+    cr_assert_neq(pick(P), 2, "a holder that far behind is copied even by hash");
+}
+
+/* A prefix that carries at least 1/n of the recent traffic is hot: by hash, it is copied by cost
+ * as by a lone router. */
+Test(cache_aware, by_hash_a_hot_prefix_is_copied_by_cost)
+{
+    cfg.new_prefix_by_hash = SHM_PLACE_BY_HASH;
+    remember(P, 2);
+    note_recent(P, 3);
+    note_recent("and some other traffic, not through the held prefix at all", 9);
+    tokens(0, 0, 300);
+    cr_assert_eq(pick(P), 2, "3 of 12 recent prompts: not hot yet (at least 4)");
+    note_recent(P, 2); /* 6 of 15 with the pick's own note: hot */
+    remember(P, 2);
+    cr_assert_neq(pick(P), 2, "hot: copied by cost");
+}
+
+/* Alone (by load), with a move granted: a group's prefix whose holder was sent more than a prompt
+ * beyond the mean content, and is at least as busy as the mean, moves to the candidate sent the
+ * least (a prompt or more below the mean) whose rendezvous weight beats the holder's, and the
+ * group settles there. Without a move left, or for a conversation's history (no branch), it
+ * stays where it is. */
+Test(cache_aware, alone_an_over_filled_holder_moves_a_group_once_granted)
+{
+    char group[64], prompt[96];
+    const uint16_t pair[] = {slots[0], slots[2]};
+    for (int g = 0;; g++) { /* a group whose weight at C beats A's, so that the move settles */
+        snprintf(group, sizeof group, "group %02d: this prefix is eleven blocks long.", g);
+        snprintf(prompt, sizeof prompt, "%s00: one member's own suffix", group);
+        if (rendezvous_at(prompt, pair, 2, 11) == 1)
+            break;
+    }
+    for (int k = 0; k < 2; k++) {
+        snprintf(prompt, sizeof prompt, "%s%02d: one member's own suffix", group, k);
+        remember(prompt, 0);
+    }
+    const char *history = "a conversation's first turn, then its answer. "; /* no branch */
+    remember(history, 0);
+    shm_cache_inflow_add(&fx.seg, slots[0], 1000);
+    shm_cache_inflow_add(&fx.seg, slots[1], 1000);
+    loads(1, 0, 0);
+    snprintf(prompt, sizeof prompt, "%s%02d: one member's own suffix", group, 2);
+    cr_assert_eq(pick(prompt), 0, "no move granted: it stays");
+    radix_moves_grant(&fx.seg, 2);
+    char turn[128];
+    snprintf(turn, sizeof turn, "%sand the next turn", history);
+    cr_assert_eq(pick(turn), 0, "a history does not branch: it stays");
+    cr_assert_eq(radix_moves_left(&fx.seg), 2);
+    snprintf(prompt, sizeof prompt, "%s%02d: one member's own suffix", group, 3);
+    cr_assert_eq(pick(prompt), 2, "moved to the emptiest cache");
+    cr_assert_eq(radix_moves_left(&fx.seg), 1);
+    for (int k = 4; k < 8; k++) {
+        snprintf(prompt, sizeof prompt, "%s%02d: one member's own suffix", group, k);
+        cr_assert_eq(pick(prompt), 2, "the group settles where it moved (member %d)", k);
+    }
+    cr_assert_eq(radix_moves_left(&fx.seg), 1, "held at the emptiest cache: no second move");
 }
 
 Test(cache_aware, the_reuse_estimate_follows_the_traffic)
@@ -497,7 +584,7 @@ Test(cache_aware, a_new_copy_respects_the_load_bound)
     const char *r = "bounded loads: another prompt that nobody holds yet";
     /* (4 + 1) / 3 x 1.25 = 2.08: bound 3, 2 + 1 <= 3 */
     size_t home_r = busy_home(r, INFLIGHT, 1, 2);
-    cr_assert_eq(pick(r), home_r, "within it: its own place");
+    cr_assert_neq(pick(r), home_r, "within it: one-off traffic (reuse 0) goes to the fewest in flight");
     const char *e = "bounded loads: equal loads never hit the bound at all";
     /* everyone over a bound (28 / 3 x 1.25 = 11.7 -> 12: no one is) */
     size_t home_e = busy_home(e, INFLIGHT, 9, 9);

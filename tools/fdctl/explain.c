@@ -87,6 +87,9 @@ static void print_text(const explain_t *e, const dp_body_t *b)
             printf("slack          %.1f (new prefixes by load: one held nowhere tolerates one prefill; reuse "
                    "%.2f)\n",
                    e->ex.slack, e->ex.reuse);
+        if (e->ex.sticky)
+            printf("sticky         the prefix is not hot: it stays with its holders (no copy) while new "
+                   "prefixes go by hash\n");
         if (e->ex.order)
             printf("order          %s\n", e->ex.order);
     }
@@ -127,6 +130,7 @@ static json_object *to_json(const explain_t *e, const dp_body_t *b)
     json_object_object_add(o, "reuse", json_object_new_double(e->ex.reuse));
     json_object_object_add(o, "slack", json_object_new_double(e->ex.slack));
     json_object_object_add(o, "order", e->ex.order ? json_object_new_string(e->ex.order) : NULL);
+    json_object_object_add(o, "sticky", json_object_new_boolean(e->ex.sticky));
     for (size_t i = 0; i < e->n; i++) {
         json_object *c = json_object_new_object();
         json_object_object_add(c, "url", json_object_new_string(e->urls[i]));
