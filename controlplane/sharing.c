@@ -61,8 +61,8 @@ void cp_sharing_tick(cp_sharing_t *s, shm_seg_t *seg, uint64_t max_age_ms)
     if (now == was)
         return;
     shm_fleet_set(seg, now);
-    if (now == SHM_FLEET_ALONE) /* what was placed blind may now be re-homed: one prefix per instance */
-        radix_moves_grant(seg, live_instances(seg));
+    /* alone, what was placed blind may be re-homed, one prefix per instance; shared, nothing */
+    radix_moves_grant(seg, now == SHM_FLEET_ALONE ? live_instances(seg) : 0);
     LOG_INFO("Instances report %s: %.0f request(s) running or waiting, %.0f of them beyond this "
              "router's %.0f in flight; fleet verdict %s -> %s",
              now == SHM_FLEET_SHARED ? "requests from other senders" : "this router's requests only",

@@ -42,7 +42,9 @@ typedef struct {
 shm_fleet_t cp_sharing_fold(cp_sharing_t *s, const cp_sharing_round_t *r);
 
 /* Gather a round from the segment's stored scrapes (those younger than max_age_ms; 0: any age),
- * fold it into s, and publish the verdict if it changed (shm_fleet_set, logged). */
+ * fold it into s, and publish the verdict if it changed (shm_fleet_set, logged), with cache_aware's
+ * re-homing budget (radix_moves_grant): one move per live instance when it turns to alone, none
+ * when it turns to shared. */
 void cp_sharing_tick(cp_sharing_t *s, shm_seg_t *seg, uint64_t max_age_ms);
 
 #endif

@@ -3,7 +3,8 @@
  * shm/layout.h).
  *
  * Readers use two things only: the hash chains (bucket of (parent, first hash) -> nodes) to
- * find a child, and the parent links to walk back up. Writers keep, besides, the first-child /
+ * find a child, and the parent links to walk back up (radix_branches also reads a node's first
+ * two children, links published like the chains). Writers keep, besides, the first-child /
  * next-sibling lists for walks, the node arena's free and limbo lists (like arena.c's, but for
  * 256-byte nodes addressed by index), and the counters in the tree header.
  *
@@ -453,9 +454,9 @@ bool radix_branches(const shm_seg_t *s, const uint64_t *h, size_t depth)
     const shm_radix_node_t *n = radix_node(s, end);
     if (LOAD(&n->depth) != depth)
         return false; /* one stored continuation runs through the end of the prefix */
-    uint32_t first = LOAD(&n->first_child);
+    uint32_t first = LOAD(&n->first_child), second;
     return first != SHM_RADIX_NIL && first < NODE_SLOTS &&
-           LOAD(&radix_node(s, first)->next_sibling) != SHM_RADIX_NIL;
+           (second = LOAD(&radix_node(s, first)->next_sibling)) != SHM_RADIX_NIL && second < NODE_SLOTS;
 }
 
 static bool stamp_fresh(uint32_t tag, const radix_cand_t *c)

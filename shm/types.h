@@ -52,7 +52,7 @@ typedef enum {
 typedef enum {
     SHM_PLACE_BY_LOAD = 0,
     SHM_PLACE_BY_HASH = 1,
-    SHM_PLACE_BY_HASH_WHEN_SHARED = 2, /* by hash while shm_fleet() is SHM_FLEET_SHARED, else by load */
+    SHM_PLACE_BY_HASH_WHEN_SHARED = 2, /* auto: by hash unless shm_fleet() is SHM_FLEET_ALONE */
 } shm_placement_t;
 
 /* Whether other senders share this router's instances (shm_fleet(), controlplane/sharing.h). */

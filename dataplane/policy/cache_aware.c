@@ -34,11 +34,9 @@
  * the instance's URL hash), so a prefix cached on two instances settles back on one of them.
  * Any other prompt (explore) goes, among the near-best:
  *  - by the rendezvous weight of its blocks through PLACEMENT_BLOCKS past its cached part
- *    (placement_key()) when new prefixes are placed by hash and prefixes come back (reuse >=
- *    0.5: a one-off prompt gains nothing from routers agreeing on it, and goes by load), or
- *    when no candidate has a request in flight: new prefixes spread over the fleet by hash, and
- *    routers that share no state place a new prefix alike (a fleet's routers; one router and
- *    its restarted self);
+ *    (placement_key()) when new prefixes are placed by hash, or when no candidate has a
+ *    request in flight: new prefixes spread over the fleet by hash, and routers that share no
+ *    state place a new prefix alike (a fleet's routers; one router and its restarted self);
  *  - by load, while prefixes come back (reuse >= 0.5): to the least content sent to its cache,
  *    then by weight. SGLang's "least cached content" as the order among equals: a burst of new
  *    prefix groups is homed evenly by what each cache was given to hold, where the hash alone
@@ -358,7 +356,7 @@ static const char *const order_names[] = {
 };
 
 /* Whether new prefixes are placed by hash now (scheduler.new-prefix-placement, resolved; auto
- * with a local registry: while the instances report other senders, see the file's comment). */
+ * with a local registry: unless the instances show this router alone, see the file's comment). */
 static bool by_hash(const pol_ctx_t *c)
 {
     uint32_t p = c->cfg->new_prefix_by_hash;
@@ -369,7 +367,7 @@ static bool by_hash(const pol_ctx_t *c)
 /* The order for a prompt not mostly cached anywhere (explore). */
 static order_t explore_order(const decision_t *d, const fleet_t *f, bool hash)
 {
-    if ((hash && d->reuse >= 0.5) || f->max == 0) /* or every candidate idle */
+    if (hash || f->max == 0) /* or every candidate idle */
         return ORDER_HASH;
     return d->reuse >= 0.5 ? ORDER_CONTENT : ORDER_LOAD;
 }
@@ -424,9 +422,11 @@ static bool sticky(const pol_ctx_t *c, const decision_t *d, const cand_t *k, siz
  * load: the router knows it is alone). The prefixes homed by hash before the verdict came (a
  * burst at start) keep the hash's scatter, 5-4-4-3 groups where content would have homed
  * 4-4-4-4, and a copy by cost fires only once the holder's queue outgrows a prefill. While the
- * control plane's grant lasts (one move per instance, granted when the verdict turns to alone),
- * a prefix moves when every holder was sent more than a prompt beyond the mean content and is at
- * least as busy as the mean, the prefix is not hot (a hot one is copied by cost) and it branches
+ * control plane's grant lasts (one move per instance, granted when the verdict turns to alone,
+ * withdrawn when it turns to shared; only with auto, the one mode that placed blind and then
+ * learns), a prefix moves when every holder was sent more than a prompt beyond the mean content
+ * and is busier than the mean (never on an idle fleet: one request at a time gains nothing from
+ * balance), the prefix is not hot (a hot one is copied by cost) and it branches
  * (radix_branches: a group's shared part, not one conversation's history, whose move would cost
  * its whole history's prefill for one session's requests). */
 static bool rehome(const pol_ctx_t *c, const decision_t *d, const cand_t *k, size_t n, const fleet_t *f)
@@ -434,10 +434,11 @@ static bool rehome(const pol_ctx_t *c, const decision_t *d, const cand_t *k, siz
     double cmean = f->content / (double)n, lmean = (double)f->load / (double)n;
     for (size_t i = 0; i < n; i++)
         if (k[i].cached == d->most &&
-            ((double)k[i].inflow <= cmean + (double)d->units || (double)k[i].load < lmean))
+            ((double)k[i].inflow <= cmean + (double)d->units || (double)k[i].load <= lmean))
             return false;
     size_t depth = (size_t)(d->most / block_of(c));
-    return radix_moves_left(c->seg) && !hot(c, d, n) && radix_branches(c->seg, d->hashes, depth);
+    return c->cfg->new_prefix_by_hash == SHM_PLACE_BY_HASH_WHEN_SHARED && radix_moves_left(c->seg) &&
+           !hot(c, d, n) && radix_branches(c->seg, d->hashes, depth);
 }
 
 /* The move's destination (rehome), or SIZE_MAX: among the non-holders sent a prompt or more below
@@ -490,7 +491,7 @@ static size_t choose(const pol_ctx_t *c, const decision_t *d, cand_t *k, size_t 
     if (exploit && !hash && rehome(c, d, k, n, f)) {
         size_t to = move_to(c, d, k, n, f, &bound, key);
         /* the budget is shared memory, written like the tree (select_scored); a dry run only looks */
-        if (to != SIZE_MAX && (c->dry_run || radix_moves_take((shm_seg_t *)c->seg))) {
+        if (to != SIZE_MAX && (ex || c->dry_run || radix_moves_take((shm_seg_t *)c->seg))) {
             if (ex)
                 ex->order = "moved: least content sent", ex->cand[to].eligible = true;
             return to;

@@ -385,21 +385,23 @@ Test(cache_aware, by_hash_a_hot_prefix_is_copied_by_cost)
     cfg.new_prefix_by_hash = SHM_PLACE_BY_HASH;
     remember(P, 2);
     note_recent(P, 3);
-    note_recent("and some other traffic, not through the held prefix at all", 9);
+    note_recent("and some other traffic, not through the held prefix at all", 3);
     tokens(0, 0, 300);
-    cr_assert_eq(pick(P), 2, "3 of 12 recent prompts: not hot yet (at least 4)");
-    note_recent(P, 2); /* 6 of 15 with the pick's own note: hot */
+    cr_assert_eq(pick(P), 2, "3 of 6 recent prompts, above 1/3: not hot yet (at least 4)");
+    note_recent(P, 1); /* 5 of 8 with the pick's own note: hot */
     remember(P, 2);
     cr_assert_neq(pick(P), 2, "hot: copied by cost");
 }
 
-/* Alone (by load), with a move granted: a group's prefix whose holder was sent more than a prompt
- * beyond the mean content, and is at least as busy as the mean, moves to the candidate sent the
+/* Auto, alone (by load), with a move granted: a group's prefix whose holder was sent more than a
+ * prompt beyond the mean content, and is busier than the mean, moves to the candidate sent the
  * least (a prompt or more below the mean) whose rendezvous weight beats the holder's, and the
  * group settles there. Without a move left, or for a conversation's history (no branch), it
  * stays where it is. */
 Test(cache_aware, alone_an_over_filled_holder_moves_a_group_once_granted)
 {
+    cfg.new_prefix_by_hash = SHM_PLACE_BY_HASH_WHEN_SHARED;
+    shm_fleet_set(&fx.seg, SHM_FLEET_ALONE);
     char group[64], prompt[96];
     const uint16_t pair[] = {slots[0], slots[2]};
     for (int g = 0;; g++) { /* a group whose weight at C beats A's, so that the move settles */
@@ -425,9 +427,20 @@ Test(cache_aware, alone_an_over_filled_holder_moves_a_group_once_granted)
     cr_assert_eq(pick(turn), 0, "a history does not branch: it stays");
     cr_assert_eq(radix_moves_left(&fx.seg), 2);
     snprintf(prompt, sizeof prompt, "%s%02d: one member's own suffix", group, 3);
+    cfg.new_prefix_by_hash = SHM_PLACE_BY_LOAD;
+    cr_assert_eq(pick(prompt), 0, "an explicit `load` never placed blind: nothing to re-home");
+    cfg.new_prefix_by_hash = SHM_PLACE_BY_HASH_WHEN_SHARED;
+    snprintf(prompt, sizeof prompt, "%s%02d: one member's own suffix", group, 4); /* 3 is held whole now */
+    pol_explain_t ex = {.cand = (pol_cand_info_t[N]){{0}}};
+    pol_prompt_t p = {.text = prompt, .len = strlen(prompt), .codepoints = strlen(prompt)};
+    pol_ctx_t c = {
+        .seg = &fx.seg, .cfg = &cfg, .slots = slots, .n = N, .prompt = &p, .rng = &rng, .dry_run = true};
+    pol_cache_aware_ops.explain(&c, &ex);
+    cr_assert_eq(ex.choice, 2, "explain shows the move");
+    cr_assert_eq(radix_moves_left(&fx.seg), 2, "and takes nothing of the budget");
     cr_assert_eq(pick(prompt), 2, "moved to the emptiest cache");
     cr_assert_eq(radix_moves_left(&fx.seg), 1);
-    for (int k = 4; k < 8; k++) {
+    for (int k = 5; k < 9; k++) {
         snprintf(prompt, sizeof prompt, "%s%02d: one member's own suffix", group, k);
         cr_assert_eq(pick(prompt), 2, "the group settles where it moved (member %d)", k);
     }
@@ -584,7 +597,7 @@ Test(cache_aware, a_new_copy_respects_the_load_bound)
     const char *r = "bounded loads: another prompt that nobody holds yet";
     /* (4 + 1) / 3 x 1.25 = 2.08: bound 3, 2 + 1 <= 3 */
     size_t home_r = busy_home(r, INFLIGHT, 1, 2);
-    cr_assert_neq(pick(r), home_r, "within it: one-off traffic (reuse 0) goes to the fewest in flight");
+    cr_assert_eq(pick(r), home_r, "within it: its own place");
     const char *e = "bounded loads: equal loads never hit the bound at all";
     /* everyone over a bound (28 / 3 x 1.25 = 11.7 -> 12: no one is) */
     size_t home_e = busy_home(e, INFLIGHT, 9, 9);
