@@ -425,6 +425,10 @@ size_t radix_match(const shm_seg_t *s, const uint64_t *h, size_t n, uint32_t *no
         uint32_t c = chain_find(s, cur, h[i]);
         if (c == SHM_RADIX_NIL)
             break;
+        /* a long path is a chain of full nodes (add_path): the next step's bucket, guessed so,
+         * is fetched while c's own lines are */
+        if (i + SHM_RADIX_EDGE_MAX < n)
+            __builtin_prefetch(&radix_buckets(s)[bucket_of(s, c, h[i + SHM_RADIX_EDGE_MAX])]);
         const shm_radix_node_t *cn = radix_node(s, c);
         uint32_t span = LOAD(&cn->span);
         if (!span_ok(span))
@@ -946,7 +950,7 @@ static uint32_t split(shm_seg_t *s, uint32_t parent, uint32_t c, unsigned p)
  * one store at the end. Returns the number of hashes placed (fewer if nodes ran out). */
 static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t n, const ins_t *in)
 {
-    uint32_t top = SHM_RADIX_NIL, prev = SHM_RADIX_NIL, depth = radix_node(s, parent)->depth;
+    uint32_t top = SHM_RADIX_NIL, prev = SHM_RADIX_NIL, depth = radix_node(s, parent)->depth, made = 0;
     size_t done = 0;
     while (done < n) {
         uint32_t i = node_alloc(s);
@@ -962,14 +966,21 @@ static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t 
         nn->tag[0].ident = in->ident;
         nn->tag[0].last_ds = decis(s, in->now_ms);
         nn->tag[0].stamp = in->stamp;
-        chain_add(s, i);
+        /* the bucket heads are scattered over 2 MiB: their misses overlap here, while chain_add
+         * below, one per node after the loop, finds them in cache */
+        __builtin_prefetch(&radix_buckets(s)[bucket_of(s, nn->parent, h[done])], 1);
         if (prev)
             PUBLISH(&radix_node(s, prev)->first_child, i);
         else
             top = i;
         prev = i;
         done += len;
+        made++;
     }
+    /* each node was filled before it is published; the count bounds the walk (the segment is
+     * shared memory, its links input) */
+    for (uint32_t i = top; made-- && i && i < NODE_SLOTS; i = radix_node(s, i)->first_child)
+        chain_add(s, i);
     if (top) {
         shm_radix_node_t *pn = radix_node(s, parent);
         radix_node(s, top)->next_sibling = pn->first_child;
