@@ -424,10 +424,12 @@ Test(instance, to_slot_copies_identity_only)
 Test(instance, json_and_slot_round_trips)
 {
     static const char *bodies[] = {
-        "{\"role\":\"prefill\",\"host_ip\":\"10.0.0.7\",\"port\":8100,\"metrics_port\":8101,\"connector_port\":8102,"
-        "\"engine_worker_queue_port\":8103,\"transfer_protocol\":[\"ipc\",\"rdma\"],\"rdma_ports\":[\"7000\"],"
+        "{\"role\":\"prefill\",\"host_ip\":\"10.0.0.7\",\"port\":8100,\"metrics_port\":8101,"
+        "\"connector_port\":8102,\"engine_worker_queue_port\":8103,"
+        "\"transfer_protocol\":[\"ipc\",\"rdma\"],\"rdma_ports\":[\"7000\"],"
         "\"device_ids\":[\"0\",\"1\"],\"tp_size\":2}",
-        "{\"role\":\"decode\",\"host_ip\":\"::1\",\"port\":9000,\"rdma_ports\":[],\"transfer_protocol\":[\"ipc\"]}",
+        "{\"role\":\"decode\",\"host_ip\":\"::1\",\"port\":9000,\"rdma_ports\":[],"
+        "\"transfer_protocol\":[\"ipc\"]}",
     };
     for (size_t k = 0; k < sizeof bodies / sizeof bodies[0]; k++) {
         fd_instance_info_t a, b, c;
