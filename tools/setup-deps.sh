@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config git python3 curl
       libh2o-evloop-dev libssl-dev libjson-c-dev liburcu-dev libcriterion-dev libyaml-dev
-      libxxhash-dev libjsmn-dev clang libclang-rt-14-dev
+      libxxhash-dev libjsmn-dev clang libclang-rt-14-dev clang-format
       wrk nginx-light gnuplot-nox etcd-server)
 missing=()
 for p in "${PKGS[@]}"; do
