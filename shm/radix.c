@@ -950,9 +950,10 @@ static uint32_t split(shm_seg_t *s, uint32_t parent, uint32_t c, unsigned p)
  * one store at the end. Returns the number of hashes placed (fewer if nodes ran out). */
 static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t n, const ins_t *in)
 {
-    uint32_t top = SHM_RADIX_NIL, prev = SHM_RADIX_NIL, depth = radix_node(s, parent)->depth, made = 0;
-    size_t done = 0;
-    while (done < n) {
+    uint32_t top = SHM_RADIX_NIL, prev = SHM_RADIX_NIL, depth = radix_node(s, parent)->depth;
+    uint32_t made[RADIX_MAX_BLOCKS / SHM_RADIX_EDGE_MAX + 1]; /* the nodes, for chain_add below */
+    size_t done = 0, nmade = 0;
+    while (done < n && nmade < sizeof made / sizeof *made) {
         uint32_t i = node_alloc(s);
         if (!i)
             break;
@@ -975,12 +976,10 @@ static size_t add_path(shm_seg_t *s, uint32_t parent, const uint64_t *h, size_t 
             top = i;
         prev = i;
         done += len;
-        made++;
+        made[nmade++] = i;
     }
-    /* each node was filled before it is published; the count bounds the walk (the segment is
-     * shared memory, its links input) */
-    for (uint32_t i = top; made-- && i && i < NODE_SLOTS; i = radix_node(s, i)->first_child)
-        chain_add(s, i);
+    for (size_t k = 0; k < nmade; k++) /* each node filled before it is published */
+        chain_add(s, made[k]);
     if (top) {
         shm_radix_node_t *pn = radix_node(s, parent);
         radix_node(s, top)->next_sibling = pn->first_child;
