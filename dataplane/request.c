@@ -398,48 +398,73 @@ static char simple_escape(char e)
 
 /*
  * The bytes of [p, end) before the next backslash (or all of them), copied to o; returns how
- * many. Inline rather than memchr + memcpy, two calls per escape, which in an escape-dense
- * prompt (code, quoted text: an escape every dozen bytes) cost more than the bytes. SSE2 copies
- * 16 bytes at a time as it looks for the backslash: the whole chunk is stored, also past the
- * backslash, which is safe because o is never further into dst than p is into the literal
- * (unescaped text is never longer), and dst holds the literal's raw length.
+ * many, and adds the code points among them to *cp (lead bytes: every byte but a continuation
+ * byte, 10xxxxxx), so that the prompt's length in code points costs no pass of its own. Inline
+ * rather than memchr + memcpy, two calls per escape, which in an escape-dense prompt (code,
+ * quoted text: an escape every dozen bytes) cost more than the bytes. SSE2 copies 16 bytes at a
+ * time as it looks for the backslash: the whole chunk is stored, also past the backslash, which
+ * is safe because o is never further into dst than p is into the literal (unescaped text is
+ * never longer), and dst holds the literal's raw length. Continuation bytes are -128..-65 as
+ * signed bytes; in mostly-ASCII text a chunk has none, so their count is a predictable branch.
  */
-static size_t copy_plain(char *o, const char *p, const char *end)
+/* The set bits of a 16-bit mask, in a few instructions: the baseline x86-64 has no popcnt, and
+ * __builtin_popcount is then a library call per chunk of non-ASCII text. */
+static inline size_t ones16(unsigned m)
 {
-    size_t n = 0, len = (size_t)(end - p);
+    m = m - ((m >> 1) & 0x5555u);
+    m = (m & 0x3333u) + ((m >> 2) & 0x3333u);
+    m = (m + (m >> 4)) & 0x0f0fu;
+    return (m + (m >> 8)) & 0x1fu;
+}
+
+static size_t copy_plain(char *o, const char *p, const char *end, size_t *cp)
+{
+    size_t n = 0, len = (size_t)(end - p), cont = 0;
 #if defined(__SSE2__)
-    const __m128i bslash = _mm_set1_epi8('\\');
+    const __m128i bslash = _mm_set1_epi8('\\'), lead_min = _mm_set1_epi8(-64);
     for (; len - n >= 16; n += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + n));
         _mm_storeu_si128((__m128i *)(void *)(o + n), v);
         unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, bslash));
-        if (m)
-            return n + (size_t)__builtin_ctz(m);
+        unsigned c = (unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(v, lead_min));
+        if (m) {
+            unsigned k = (unsigned)__builtin_ctz(m);
+            cont += ones16(c & ((1u << k) - 1));
+            *cp += n + k - cont;
+            return n + k;
+        }
+        if (c)
+            cont += ones16(c);
     }
 #endif
-    for (; n < len && p[n] != '\\'; n++)
+    for (; n < len && p[n] != '\\'; n++) {
         o[n] = p[n];
+        cont += ((unsigned char)p[n] & 0xC0) == 0x80;
+    }
+    *cp += n - cont;
     return n;
 }
 
 /*
  * The contents of a validated string literal (quotes excluded) into dst, which holds at least
- * their raw length (unescaped text is never longer). Returns the bytes written.
+ * their raw length (unescaped text is never longer). Returns the bytes written and adds the
+ * code points written to *cp (an escape writes one).
  */
-static size_t unescape(char *dst, const char *p, const char *end)
+static size_t unescape(char *dst, const char *p, const char *end, size_t *cp)
 {
     char *o = dst;
     uint32_t high = 0; /* a high surrogate waiting for its low half */
     while (p < end) {
         if (*p != '\\' || p[1] != 'u') {
             if (high)
-                o = put_utf8(o, REPLACEMENT), high = 0;
+                o = put_utf8(o, REPLACEMENT), high = 0, ++*cp;
             if (*p == '\\') {
                 *o++ = simple_escape(p[1]);
+                ++*cp;
                 p += 2;
                 continue;
             }
-            size_t n = copy_plain(o, p, end);
+            size_t n = copy_plain(o, p, end, cp);
             o += n;
             p += n;
             continue;
@@ -447,6 +472,7 @@ static size_t unescape(char *dst, const char *p, const char *end)
         uint32_t u = (uint32_t)(hexval(p[2]) << 12 | hexval(p[3]) << 8 | hexval(p[4]) << 4 | hexval(p[5]));
         p += 6;
         if (high) {
+            ++*cp;
             if (IS_LOW(u)) {
                 o = put_utf8(o, 0x10000 + ((high - 0xD800) << 10) + (u - 0xDC00));
                 high = 0;
@@ -457,11 +483,18 @@ static size_t unescape(char *dst, const char *p, const char *end)
         if (IS_HIGH(u))
             high = u;
         else
-            o = put_utf8(o, IS_LOW(u) ? REPLACEMENT : u);
+            o = put_utf8(o, IS_LOW(u) ? REPLACEMENT : u), ++*cp;
     }
     if (high)
-        o = put_utf8(o, REPLACEMENT);
+        o = put_utf8(o, REPLACEMENT), ++*cp;
     return (size_t)(o - dst);
+}
+
+/* unescape() where only the bytes matter (keys, identifiers) */
+static size_t unescape_bytes(char *dst, const char *p, const char *end)
+{
+    size_t cp = 0;
+    return unescape(dst, p, end, &cp);
 }
 
 /* ---- reading the recorded spans ---- */
@@ -480,7 +513,7 @@ static bool str_is(span_t v, const char *want)
     char buf[128 + 8]; /* unescaping may run one escape (< 8 bytes) past the cut */
     if (raw > 128)
         raw = 128; /* a longer literal unescapes past any `want` unless a NUL ends it early */
-    size_t got = unescape(buf, v.p + 1, v.p + 1 + raw);
+    size_t got = unescape_bytes(buf, v.p + 1, v.p + 1 + raw);
     char *nul = memchr(buf, '\0', got);
     if (nul)
         got = (size_t)(nul - buf);
@@ -575,7 +608,7 @@ static bool next_elem_members(iter_t *it, const char *const *keys, span_t *found
 
 typedef struct {
     char *buf;
-    size_t len;
+    size_t len, cp; /* bytes and code points */
 } text_acc_t;
 
 static bool is_space(char c)
@@ -591,7 +624,7 @@ static void acc_string(text_acc_t *a, span_t v)
     const char *raw = v.p + 1;
     size_t rawlen = (size_t)(v.end - v.p) - 2;
     char *at = a->buf + a->len + (a->len ? 1 : 0);
-    size_t n = unescape(at, raw, raw + rawlen), lead = 0;
+    size_t cp = 0, n = unescape(at, raw, raw + rawlen, &cp), lead = 0, all = n;
     while (lead < n && is_space(at[lead]))
         lead++;
     while (n > lead && is_space(at[n - 1]))
@@ -601,8 +634,9 @@ static void acc_string(text_acc_t *a, span_t v)
     if (lead)
         memmove(at, at + lead, n - lead);
     if (a->len)
-        a->buf[a->len++] = ' ';
+        a->buf[a->len++] = ' ', a->cp++;
     a->len += n - lead;
+    a->cp += cp - (all - (n - lead)); /* the spaces trimmed are one byte and one code point each */
 }
 
 static void acc_content(text_acc_t *a, span_t content)
@@ -646,11 +680,11 @@ static void extract_prompt(h2o_mem_pool_t *pool, span_t messages, span_t prompt,
     span_t from = messages.p && *messages.p == '[' ? messages : prompt;
     if (!from.p)
         return;
-    text_acc_t a = {h2o_mem_alloc_pool(pool, (size_t)(from.end - from.p)), 0};
+    text_acc_t a = {h2o_mem_alloc_pool(pool, (size_t)(from.end - from.p)), 0, 0};
     acc_prompt(&a, messages, prompt);
     out->text = a.len ? a.buf : NULL;
     out->len = a.len;
-    out->codepoints = dp_codepoints(a.buf, a.len);
+    out->codepoints = a.cp;
 }
 
 /* A string value's text: the body's own bytes when unescaped, else a copy unescaped in the pool. */
@@ -663,7 +697,7 @@ static h2o_iovec_t string_of(h2o_mem_pool_t *pool, span_t v)
     if (!memchr(raw, '\\', len))
         return h2o_iovec_init(raw, len);
     char *buf = h2o_mem_alloc_pool(pool, len);
-    return h2o_iovec_init(buf, unescape(buf, raw, raw + len));
+    return h2o_iovec_init(buf, unescape_bytes(buf, raw, raw + len));
 }
 
 static uint64_t fnv1a(const char *s, size_t len)

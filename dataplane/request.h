@@ -31,7 +31,9 @@ typedef struct {
  */
 int dp_parse_body(h2o_mem_pool_t *pool, const char *body, size_t len, bool want_prompt, dp_body_t *out);
 
-/* Unicode code points in UTF-8 text (bytes that do not continue a sequence). */
+/* Unicode code points in UTF-8 text (bytes that do not continue a sequence): what
+ * dp_parse_body counts in a prompt as it unescapes it (prompt.codepoints), for texts from
+ * elsewhere and as the tests' reference. */
 size_t dp_codepoints(const char *s, size_t len);
 
 #endif

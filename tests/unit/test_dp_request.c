@@ -106,6 +106,40 @@ Test(request, codepoints_of_long_texts_match_a_byte_count)
     free(t);
 }
 
+/* The prompt's code points are counted as it is unescaped: for pieces of every length up to 300
+ * bytes of 1- to 4-byte characters, stray continuation bytes, simple and \\u escapes (surrogate
+ * pairs, lone halves, \\u0000) and spaces that trimming removes, in two messages, the count is
+ * the reference count of the text assembled. */
+Test(request, prompt_codepoints_are_counted_while_unescaping)
+{
+    static const char *const pieces[] = {
+        "a",    " ",       "\xc3\xa9",       "\xe4\xbd\xa0", "\xf0\x9f\x98\x80", "\x80",
+        "\\n",  "\\u00e9", "\\ud83d\\ude00", "\\ud83d",      "\\ude00",          "\\u0000",
+        "\\\"", "\t"};
+    size_t npieces = sizeof pieces / sizeof *pieces;
+    char *text = malloc(400), *body = malloc(1000);
+    unsigned r = 11;
+    for (size_t n = 0; n <= 300; n++) {
+        size_t len = 0;
+        while (len < n) {
+            r = r * 1103515245u + 12345u;
+            const char *p = pieces[(r >> 16) % npieces];
+            memcpy(text + len, p, strlen(p));
+            len += strlen(p);
+        }
+        text[len] = '\0';
+        int k = snprintf(body, 1000,
+                         "{\"messages\":[{\"role\":\"system\",\"content\":\" %s\"},"
+                         "{\"role\":\"user\",\"content\":\"%s \"}]}",
+                         text, text);
+        dp_body_t b;
+        cr_assert_eq(dp_parse_body(&pool, body, (size_t)k, true, &b), 0, "%s", body);
+        cr_assert_eq(b.prompt.codepoints, dp_codepoints(b.prompt.text, b.prompt.len), "%s", body);
+    }
+    free(text);
+    free(body);
+}
+
 /* A string's end, an escape or a NUL found at every offset of strings up to 40 bytes long, across
  * the scanner's 16- and 8-byte chunks: the value read back is the one written. */
 Test(request, string_ends_are_found_at_every_offset)
