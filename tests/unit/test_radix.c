@@ -438,6 +438,51 @@ Test(radix, long_edges_are_chains_of_nodes)
     check();
 }
 
+/* add_path fills every node of a new path first and chains them all after its loop, and radix_match
+ * prefetches the next step's bucket guessing a full edge: a path of exactly two full nodes (the
+ * guess lands on the prompt's end) and one a hash longer are found whole; when the nodes run out
+ * under an existing node, exactly the hashes of the nodes it could have are placed, all of them
+ * chained, and none when there is no node at all. */
+Test(radix, a_new_path_is_chained_whole_also_when_the_nodes_run_out)
+{
+    int a = inst("http://127.0.0.1:1");
+    uint64_t p20[21], p21[21];
+    for (int i = 0; i < 21; i++)
+        p20[i] = 100 + (uint64_t)i, p21[i] = 200 + (uint64_t)i;
+    cr_assert_eq(dp_ins(p20, 20, a, 1000), 20);
+    cr_assert_eq(T()->nodes, 2, "two full nodes");
+    cr_assert_eq(match(p20, 20, NULL), 20);
+    cr_assert_eq(match(p20, 21, NULL), 20, "a prompt one hash longer: the guess is past the path");
+    cr_assert_eq(dp_ins(p21, 21, a, 1000), 21);
+    cr_assert_eq(T()->nodes, 5, "10 + 10 + 1 hashes");
+    cr_assert_eq(match(p21, 21, NULL), 21);
+    check();
+
+    /* two 5-hash prompts, then a 40-hash extension of each with room for 1, then 2 more nodes */
+    uint64_t ext[2][40];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 40; i++)
+            ext[k][i] = 1000 * (uint64_t)(k + 1) + (uint64_t)i;
+        cr_assert_eq(dp_ins(ext[k], 5, a, 2000), 5);
+    }
+    for (int k = 0; k < 2; k++) {
+        uint32_t room = (uint32_t)k + 1, at;
+        set_cap(T()->nodes + room);
+        size_t placed = 5 + SHM_RADIX_EDGE_MAX * room;
+        cr_assert_eq(dp_ins(ext[k], 40, a, 3000), (long)placed, "room for %u nodes", room);
+        cr_assert_eq(match(ext[k], 40, &at), placed, "room for %u nodes: the rest is absent", room);
+        cr_assert_eq(radix_node(&seg, at)->depth, placed);
+        check();
+    }
+    /* no node left: nothing beyond what is there, under a node or under the root */
+    cr_assert_eq(dp_ins(ext[1], 40, a, 4000), 25);
+    cr_assert_eq(dp_ins(p21 + 1, 20, a, 4000), 0);
+    cr_assert_eq(T()->inserts_truncated, 4);
+    cr_assert_eq(match(ext[1], 40, NULL), 25);
+    cr_assert_eq(match(p21 + 1, 20, NULL), 0);
+    check();
+}
+
 /* ---- hit ratios (docs/fastdeploy.md 10) ---- */
 
 Test(radix, every_candidate_gets_its_own_cached_depth)
@@ -722,6 +767,34 @@ Test(radix, an_insert_never_evicts_the_next_upkeep_makes_room)
     uint64_t oldest = 100;
     cr_assert_eq(match(&oldest, 1, NULL), 0, "the least recently used went");
     cr_assert_eq(dp_ins(&h, 1, a, 600), 1);
+    check();
+}
+
+/* A path of several nodes taken from the free list (not fresh arena) is found whole: add_path chains
+ * every one of them, and nothing the evicted nodes held survives their reuse. The prompt whose
+ * path was evicted comes back shorter, so its new leaf is a recycled inner node whose old first
+ * child is still on the free list. */
+Test(radix, a_path_of_recycled_nodes_is_found_whole)
+{
+    int a = inst("http://127.0.0.1:1");
+    set_cap(20);
+    uint64_t old[4][50];
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < 50; i++)
+            old[k][i] = 10000 * (uint64_t)(k + 1) + (uint64_t)i;
+        cr_assert_eq(dp_ins(old[k], 50, a, k < 2 ? 100 : 200), 50);
+    }
+    cr_assert_eq(T()->nodes, 20, "full");
+    uint32_t high_water = T()->high_water;
+    upkeep(150); /* the two older paths go; no reader holds them, so they are freed at once */
+    cr_assert_eq(T()->evictions_ttl, 10);
+    cr_assert_eq(T()->limbo, 0);
+    cr_assert_eq(match(old[1], 50, NULL), 0);
+    cr_assert_eq(dp_ins(old[1], 35, a, 300), 35);
+    cr_assert_eq(T()->high_water, high_water, "all four nodes were recycled");
+    cr_assert_eq(match(old[1], 50, NULL), 35);
+    cr_assert_eq(match(old[2], 50, NULL), 50, "the younger paths stay");
+    cr_assert_eq(match(old[3], 50, NULL), 50);
     check();
 }
 
