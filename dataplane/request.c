@@ -22,6 +22,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "common/bits.h"
 #include "dataplane/request.h"
 
 #define MAX_DEPTH 64 /* nesting levels, the top-level object included */
@@ -407,16 +408,6 @@ static char simple_escape(char e)
  * never longer), and dst holds the literal's raw length. Continuation bytes are -128..-65 as
  * signed bytes; in mostly-ASCII text a chunk has none, so their count is a predictable branch.
  */
-/* The set bits of a 16-bit mask, in a few instructions: the baseline x86-64 has no popcnt, and
- * __builtin_popcount is then a library call per chunk of non-ASCII text. */
-static inline size_t ones16(unsigned m)
-{
-    m = m - ((m >> 1) & 0x5555u);
-    m = (m & 0x3333u) + ((m >> 2) & 0x3333u);
-    m = (m + (m >> 4)) & 0x0f0fu;
-    return (m + (m >> 8)) & 0x1fu;
-}
-
 static size_t copy_plain(char *o, const char *p, const char *end, size_t *cp)
 {
     size_t n = 0, len = (size_t)(end - p), cont = 0;
@@ -429,12 +420,12 @@ static size_t copy_plain(char *o, const char *p, const char *end, size_t *cp)
         unsigned c = (unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(v, lead_min));
         if (m) {
             unsigned k = (unsigned)__builtin_ctz(m);
-            cont += ones16(c & ((1u << k) - 1));
+            cont += fd_bit_count(c & ((1u << k) - 1));
             *cp += n + k - cont;
             return n + k;
         }
         if (c)
-            cont += ones16(c);
+            cont += fd_bit_count(c);
     }
 #endif
     for (; n < len && p[n] != '\\'; n++) {

@@ -7,17 +7,8 @@
 #ifndef FD_SHM_INTERNAL_H
 #define FD_SHM_INTERNAL_H
 
+#include "common/bits.h"
 #include "shm/shm.h"
-
-/* Bits set in x, without the libgcc call __builtin_popcountll becomes when the build cannot
- * assume the POPCNT instruction (the baseline x86-64 target); a function compiled for POPCNT
- * (the AVX2 variants of loads.c and radix.c) turns it into the instruction. */
-static inline unsigned shm_bit_count(uint64_t x)
-{
-    x = x - ((x >> 1) & 0x5555555555555555ULL);
-    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-    return (unsigned)((((x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL) * 0x0101010101010101ULL) >> 56);
-}
 
 /* pid value of a reader slot or DP row while its fields are being cleared by whoever won the
  * right to free it; nobody else writes the slot meanwhile, and registration only claims 0. */

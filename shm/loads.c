@@ -56,7 +56,7 @@ search(const uint64_t *a, const shm_slotset_t *set,
         if (out->tie.w[w] && least[w] != out->min)
             out->tie.w[w] = 0;
         out->before[w] = (uint16_t)out->count;
-        out->count += out->tie.w[w] ? shm_bit_count(out->tie.w[w]) : 0;
+        out->count += out->tie.w[w] ? fd_bit_count(out->tie.w[w]) : 0;
     }
     return out->min;
 }
@@ -121,7 +121,7 @@ AVX2_TARGET static inline uint64_t word_min_vec(const uint64_t *a, uint64_t m, b
 /* A word by its vector loop (full or partial), or the scalar one when it has few members. */
 AVX2_TARGET static uint64_t word_min_avx2(const uint64_t *a, uint64_t m, uint64_t *tie)
 {
-    if (shm_bit_count(m) < AVX2_MIN_MEMBERS)
+    if (fd_bit_count(m) < AVX2_MIN_MEMBERS)
         return word_min_base(a, m, tie);
     return m == UINT64_MAX ? word_min_vec(a, m, true, tie) : word_min_vec(a, m, false, tie);
 }

@@ -85,7 +85,7 @@ static size_t take_codepoints(const unsigned char *p, size_t len, size_t i, size
 {
     while (i + LEAD_CHUNK <= len) {
         uint32_t bits = lead_bits(p + i);
-        size_t k = shm_bit_count(bits);
+        size_t k = fd_bit_count(bits);
         if (count + k <= want) {
             count += k;
             i += LEAD_CHUNK;
